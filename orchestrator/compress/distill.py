@@ -1,0 +1,120 @@
+"""Knowledge distillation from the teacher, optionally quantization-aware (fake-quantized weights)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from torch.nn.utils import parametrize
+
+from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
+from orchestrator.compress.prune import prunable_weights
+from orchestrator.compress.quantize import fake_quantize
+
+
+class DistillConfig(TechniqueConfig):
+    """KD settings: loss = alpha·T²·KL(teacher_T ‖ student_T) + (1 − alpha)·CE(student, labels)."""
+
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.7, ge=0.0, le=1.0)
+    steps: int = Field(0, ge=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    qat_bits: int | None = Field(None, description="fake-quantize weights to this many bits while training")
+    qat_group_size: int | None = Field(None, description="group size of that fake quantization (None: per channel)")
+    preserve_sparsity: bool = Field(False, description="keep weights that are exactly zero at zero")
+    seed: int = 0
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """Hinton et al.'s distillation loss; T² keeps the soft term's gradients on the hard term's scale."""
+    soft = F.kl_div(
+        F.log_softmax(student_logits / temperature, dim=-1),
+        F.softmax(teacher_logits / temperature, dim=-1),
+        reduction="batchmean",
+    )
+    hard = F.cross_entropy(student_logits, targets)
+    return alpha * temperature**2 * soft + (1.0 - alpha) * hard
+
+
+class FakeQuantWeight(nn.Module):
+    """Parametrization that fake-quantizes a weight on every forward (straight-through gradient)."""
+
+    def __init__(self, bits: int, group_size: int | None) -> None:
+        super().__init__()
+        self.bits, self.group_size = bits, group_size
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return fake_quantize(weight, self.bits, self.group_size)
+
+
+@register(DistillConfig)
+def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
+    """Train the student toward the teacher's softened outputs for `steps` optimizer steps."""
+    details: dict = {"steps": config.steps}
+    if config.steps == 0:
+        return model, StepRecord(stage="distill", technique="none", config=config.model_dump(), details=details)
+    device = ctx.device
+    student = model.to(device)
+    teacher = ctx.teacher.to(device).eval()
+    masks = _zero_masks(student) if config.preserve_sparsity else {}
+    layers = [m for _, m in prunable_weights(student)]
+    if config.qat_bits is not None:
+        for module in layers:
+            parametrize.register_parametrization(module, "weight", FakeQuantWeight(config.qat_bits, config.qat_group_size))
+    torch.manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / config.steps)))
+    batches = ctx.task.train_batches(config.batch_size, seed=config.seed)
+    losses: list[float] = []
+    evals: list[tuple[int, float]] = []
+    student.train()
+    for step in range(1, config.steps + 1):
+        x, y = next(batches)
+        x, y = x.to(device), y.to(device)
+        with torch.no_grad():
+            teacher_logits = teacher(x)
+        loss = kd_loss(student(x), teacher_logits, y, config.temperature, config.alpha)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        _reapply(masks)
+        losses.append(loss.item())
+        if ctx.on_eval is not None and ctx.eval_every and (step % ctx.eval_every == 0 or step == config.steps):
+            value = ctx.task.evaluate(student, "val")["value"]
+            evals.append((step, value))
+            ctx.on_eval(step, value)
+            student.train()
+    student.eval()
+    if config.qat_bits is not None:
+        for module in layers:
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+    teacher.cpu()
+    details.update(
+        first_loss=round(losses[0], 5),
+        final_loss=round(sum(losses[-10:]) / len(losses[-10:]), 5),
+        qat_bits=config.qat_bits,
+        sparsity_preserved=bool(masks),
+        intermediate_val=evals,
+    )
+    return student, StepRecord(stage="distill", technique="kd", config=config.model_dump(), details=details)
+
+
+def _zero_masks(model: nn.Module) -> dict[nn.Parameter, torch.Tensor]:
+    return {m.weight: m.weight.detach() != 0 for _, m in prunable_weights(model)}
+
+
+@torch.no_grad()
+def _reapply(masks: dict[nn.Parameter, torch.Tensor]) -> None:
+    for weight, mask in masks.items():
+        weight.mul_(mask)

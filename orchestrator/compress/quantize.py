@@ -1,0 +1,222 @@
+"""Quantization: bf16/fp16, int8 with real int8 kernels, int4 weight-only (or fake-quantized on CPU)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
+from orchestrator.compress.prune import PRUNABLE, prunable_weights
+
+
+class HalfPrecisionConfig(TechniqueConfig):
+    """16-bit floats: bf16 on CPU, fp16 on CUDA (or as chosen)."""
+
+    dtype: Literal["auto", "bf16", "fp16"] = "auto"
+
+
+class Int8Config(TechniqueConfig):
+    """int8 with real int8 kernels: static PTQ (convs too) on CPU, dynamic for Linear-only models, torchao on CUDA."""
+
+    mode: Literal["auto", "static", "dynamic"] = "auto"
+    calibration_batches: int = Field(8, ge=1)
+    calibration_batch_size: int = Field(64, ge=1)
+
+
+class Int4WeightOnlyConfig(TechniqueConfig):
+    """4-bit weights in groups: torchao int4 on CUDA; fake-quantized (quality only) on CPU."""
+
+    group_size: int = Field(32, ge=8)
+
+
+class CastInput(nn.Module):
+    """Run a lower-precision model behind a float32 interface: cast inputs in, outputs back out."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.to(self.dtype)).float()
+
+
+def fake_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None) -> torch.Tensor:
+    """Symmetric round-to-nearest quantize-dequantize, per output channel or per group of inputs.
+
+    The gradient passes straight through, so this also serves quantization-aware training.
+    """
+    qmax = 2 ** (bits - 1) - 1
+    flat = weight.reshape(weight.shape[0], -1)
+    cols = flat.shape[1]
+    group = group_size or cols
+    pad = (-cols) % group
+    padded = torch.nn.functional.pad(flat, (0, pad)).reshape(flat.shape[0], -1, group)
+    scale = padded.detach().abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / qmax
+    quantized = (padded / scale).round().clamp(-qmax - 1, qmax) * scale
+    result = padded + (quantized - padded).detach()
+    return result.reshape(flat.shape[0], -1)[:, :cols].reshape(weight.shape)
+
+
+def packed_int4_bytes(numel: int, rows: int, cols: int, group_size: int, scale_bytes: int = 2) -> int:
+    """Bytes of a weight stored as packed 4-bit values plus one fp16 scale per group."""
+    groups_per_row = math.ceil(cols / group_size)
+    return math.ceil(numel / 2) + rows * groups_per_row * scale_bytes
+
+
+@register(HalfPrecisionConfig)
+def half_precision(model: nn.Module, config: HalfPrecisionConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
+    """Cast weights to bf16 (CPU default) or fp16 (CUDA default) behind a float32 interface."""
+    name = config.dtype if config.dtype != "auto" else ("fp16" if ctx.device.type == "cuda" else "bf16")
+    dtype = torch.float16 if name == "fp16" else torch.bfloat16
+    wrapped = CastInput(model.to(ctx.device, dtype=dtype).eval(), dtype)
+    details = {"dtype": name, "capability": _cpu_capability() if ctx.device.type == "cpu" else None}
+    return wrapped, StepRecord(stage="quantize", technique=name, config=config.model_dump(), details=details)
+
+
+@register(Int8Config)
+def int8(model: nn.Module, config: Int8Config, ctx: Context) -> tuple[nn.Module, StepRecord]:
+    """int8 by device: torch.ao FX static/dynamic on CPU, torchao dynamic-activation int8 on CUDA."""
+    model = model.eval()
+    if ctx.device.type == "cuda":
+        return _int8_torchao(model.to(ctx.device), config)
+    model = model.cpu()
+    fallbacks: list[str] = []
+    has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    mode = config.mode if config.mode != "auto" else ("static" if has_conv else "dynamic")
+    if mode == "static":
+        try:
+            quantized = _int8_static_fx(model, config, ctx)
+        except Exception as exc:  # FX can't trace every model; dynamic still gives real int8 Linear kernels
+            fallbacks.append(f"static FX quantization failed ({type(exc).__name__}: {exc}); used dynamic int8 on Linear layers")
+            mode, quantized = "dynamic", None
+    if mode == "dynamic":
+        quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    q_layers, float_layers = quantized_and_float_layers(quantized)
+    details = {
+        "backend": "x86" if mode == "static" else torch.backends.quantized.engine,
+        "mode": mode,
+        "quantized_layers": q_layers,
+        "float_layers": float_layers,
+        "accelerated": True,
+    }
+    for name in float_layers:
+        fallbacks.append(f"{name}: stays float (the {mode} int8 backend does not quantize it)")
+    return quantized, StepRecord(stage="quantize", technique=f"int8_{mode}", config=config.model_dump(), details=details, fallbacks=fallbacks)
+
+
+def _int8_static_fx(model: nn.Module, config: Int8Config, ctx: Context) -> nn.Module:
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    calibration = ctx.task.calibration_batches(config.calibration_batches, config.calibration_batch_size)
+    with warnings.catch_warnings():
+        # torch.ao warns that FX quantization is deprecated in favour of torchao PT2E; it still runs here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (calibration[0],))
+        with torch.inference_mode():
+            for batch in calibration:
+                prepared(batch)
+        return convert_fx(prepared)
+
+
+def _int8_torchao(model: nn.Module, config: Int8Config) -> tuple[nn.Module, StepRecord]:
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    linear_names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    quantize_(model, Int8DynamicActivationInt8WeightConfig())
+    float_layers = [n for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    details = {
+        "backend": "torchao",
+        "mode": "dynamic_activation_int8_weight",
+        "quantized_layers": linear_names,
+        "float_layers": float_layers,
+        "accelerated": True,
+    }
+    fallbacks = [f"{n}: stays float (torchao int8 quantizes Linear layers only)" for n in float_layers]
+    return model, StepRecord(stage="quantize", technique="int8_torchao", config=config.model_dump(), details=details, fallbacks=fallbacks)
+
+
+@register(Int4WeightOnlyConfig)
+def int4_weight_only(model: nn.Module, config: Int4WeightOnlyConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
+    """torchao int4 weight-only on CUDA Linear layers; elsewhere group-wise fake quantization."""
+    model = model.eval()
+    if ctx.device.type == "cuda":
+        return _int4_torchao(model.to(ctx.device), config)
+    sizes = _fake_quantize_all(model.cpu(), 4, config.group_size)
+    details = {
+        "backend": "fake_quant",
+        "accelerated": False,
+        "quantized_layers": list(sizes),
+        "float_layers": [],
+        "packed_size_bytes": packed_model_bytes(model, sizes),
+    }
+    record = StepRecord(
+        stage="quantize",
+        technique="int4_fake",
+        config=config.model_dump(),
+        details=details,
+        fallbacks=[f"int4 is not accelerated on this device ({ctx.device.type}): weights are fake-quantized for quality; size counts packed 4-bit weights"],
+    )
+    return model, record
+
+
+def _fake_quantize_all(model: nn.Module, bits: int, group_size: int) -> dict[str, int]:
+    sizes = {}
+    with torch.no_grad():
+        for name, module in prunable_weights(model):
+            weight = module.weight
+            module.weight.copy_(fake_quantize(weight, bits, group_size))
+            rows, cols = weight.shape[0], weight[0].numel()
+            sizes[name] = packed_int4_bytes(weight.numel(), rows, cols, group_size)
+    return sizes
+
+
+def packed_model_bytes(model: nn.Module, packed_weight_bytes: dict[str, int]) -> int:
+    """Deployed size with the named layers' weights packed; every other tensor at its dtype's size."""
+    packed_ids = {id(m.weight) for n, m in prunable_weights(model) if n in packed_weight_bytes}
+    dense = sum(
+        t.numel() * t.element_size()
+        for t in list(model.parameters()) + list(model.buffers())
+        if id(t) not in packed_ids
+    )
+    return dense + sum(packed_weight_bytes.values())
+
+
+def _int4_torchao(model: nn.Module, config: Int4WeightOnlyConfig) -> tuple[nn.Module, StepRecord]:
+    from torchao.quantization import Int4WeightOnlyConfig as AoInt4, quantize_
+
+    model = model.to(torch.bfloat16)
+    eligible = {
+        n for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and m.in_features % config.group_size == 0 and m.out_features % 8 == 0
+    }  # fmt: skip
+    quantize_(model, AoInt4(group_size=config.group_size), filter_fn=lambda m, fqn: fqn in eligible)
+    float_layers = [n for n, m in prunable_weights(model) if n not in eligible]
+    details = {"backend": "torchao", "accelerated": True, "quantized_layers": sorted(eligible), "float_layers": float_layers}
+    fallbacks = [f"{n}: stays bf16 (torchao int4 needs a Linear with in_features % {config.group_size} == 0)" for n in float_layers]
+    wrapped = CastInput(model, torch.bfloat16)
+    return wrapped, StepRecord(stage="quantize", technique="int4_torchao", config=config.model_dump(), details=details, fallbacks=fallbacks)
+
+
+def quantized_and_float_layers(model: nn.Module) -> tuple[list[str], list[str]]:
+    """Names of layers running int8 kernels, and of conv/linear layers still in float."""
+    quantized, floating = [], []
+    for name, module in model.named_modules():
+        kind = type(module).__module__
+        if kind.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")) and hasattr(module, "weight"):
+            quantized.append(name)
+        elif isinstance(module, PRUNABLE) and not kind.startswith("torch.ao"):
+            floating.append(name)
+    return quantized, floating
+
+
+def _cpu_capability() -> str:
+    return torch.backends.cpu.get_cpu_capability()

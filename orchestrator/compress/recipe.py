@@ -1,0 +1,184 @@
+"""A recipe: every compression knob in one validated model, applied as prune → distill → quantize."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any, Callable, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, apply_technique
+from orchestrator.compress.distill import DistillConfig
+from orchestrator.compress.prune import (
+    MAX_PRUNE_RATIO,
+    SemiStructured24Config,
+    StructuredPruneConfig,
+    UnstructuredPruneConfig,
+    to_semi_structured,
+)
+from orchestrator.compress.quantize import HalfPrecisionConfig, Int4WeightOnlyConfig, Int8Config
+from orchestrator.tasks.base import Task
+
+PruneMethod = Literal["none", "structured", "unstructured", "semi_structured_2_4"]
+Bits = Literal[32, 16, 8, 4]
+RECIPE_VERSION = 1
+
+
+class Recipe(BaseModel):
+    """Every knob of one candidate. Round-trips through JSON, so export rebuilds what a trial measured."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = RECIPE_VERSION
+    prune_method: PruneMethod = "none"
+    prune_ratio: float = Field(0.0, ge=0.0, le=MAX_PRUNE_RATIO)
+    prune_importance: Literal["l1", "l2"] = "l2"
+    prune_scope: Literal["global", "layer"] = "global"
+    bits: Bits = 32
+    int4_group_size: int = Field(32, ge=8)
+    kd_temperature: float = Field(4.0, gt=0)
+    kd_alpha: float = Field(0.7, ge=0.0, le=1.0)
+    kd_steps: int = Field(0, ge=0)
+    kd_learning_rate: float = Field(1e-3, gt=0)
+    kd_batch_size: int = Field(64, ge=1)
+    qat: bool = False
+    seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _two_four_ratio(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("prune_method") == "semi_structured_2_4" and "prune_ratio" not in data:
+            data = {**data, "prune_ratio": 0.5}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Recipe":
+        if self.prune_method == "none" and self.prune_ratio > 0:
+            raise ValueError("prune_ratio: must be 0 when prune_method is 'none'")
+        if self.prune_method == "semi_structured_2_4" and self.prune_ratio != 0.5:
+            raise ValueError("prune_ratio: semi_structured_2_4 always prunes 50% (2 of every 4); set 0.5 or leave it out")
+        if self.qat and self.bits > 8:
+            raise ValueError(f"qat: quantization-aware training needs bits <= 8, got bits={self.bits}")
+        if self.qat and self.kd_steps == 0:
+            raise ValueError("qat: quantization-aware training happens during distillation; set kd_steps > 0")
+        return self
+
+    def key(self) -> str:
+        """Stable hash of the knobs: the same recipe always gets the same key."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+    def stages(self) -> list[TechniqueConfig]:
+        """The technique configs this recipe applies, in order."""
+        stages: list[TechniqueConfig] = []
+        if self.prune_method == "structured":
+            stages.append(StructuredPruneConfig(ratio=self.prune_ratio, importance=self.prune_importance))
+        elif self.prune_method == "unstructured":
+            stages.append(UnstructuredPruneConfig(ratio=self.prune_ratio, scope=self.prune_scope))
+        elif self.prune_method == "semi_structured_2_4":
+            stages.append(SemiStructured24Config())
+        if self.kd_steps > 0:
+            stages.append(
+                DistillConfig(
+                    temperature=self.kd_temperature,
+                    alpha=self.kd_alpha,
+                    steps=self.kd_steps,
+                    learning_rate=self.kd_learning_rate,
+                    batch_size=self.kd_batch_size,
+                    qat_bits=self.bits if self.qat else None,
+                    qat_group_size=self.int4_group_size if self.qat and self.bits == 4 else None,
+                    preserve_sparsity=self.prune_method in ("unstructured", "semi_structured_2_4"),
+                    seed=self.seed,
+                )
+            )
+        if self.bits == 16:
+            stages.append(HalfPrecisionConfig())
+        elif self.bits == 8:
+            stages.append(Int8Config())
+        elif self.bits == 4:
+            stages.append(Int4WeightOnlyConfig(group_size=self.int4_group_size))
+        return stages
+
+
+class CompressionRecord(BaseModel):
+    """What apply_recipe did, step by step, with fallbacks; stored with every trial."""
+
+    recipe: Recipe
+    device: str
+    steps: list[StepRecord]
+    accelerated: bool = True
+    quantized_layers: list[str] = []
+    float_layers: list[str] = []
+    fallbacks: list[str] = []
+    deployed_size_bytes: int | None = Field(None, description="set when the deployed format differs from state_dict")
+    sparse_size_bytes: int | None = None
+    notes: list[str] = []
+
+    def to_json(self) -> str:
+        """The record as JSON (also what export replays)."""
+        return self.model_dump_json(indent=2)
+
+
+class Compressed(BaseModel):
+    """The compressed model and the record of how it was made."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model: nn.Module
+    record: CompressionRecord
+
+
+def apply_recipe(
+    task: Task,
+    recipe: Recipe,
+    device: str | torch.device = "cpu",
+    teacher: nn.Module | None = None,
+    on_eval: Callable[[int, float], None] | None = None,
+    eval_every: int = 0,
+) -> Compressed:
+    """Compress a copy of the task's teacher by the recipe: prune → distill → quantize.
+
+    `on_eval(step, val_quality)` is called every `eval_every` distillation steps,
+    so a scheduler can stop poor candidates early. The teacher is never modified.
+    """
+    device = torch.device(device)
+    teacher = (teacher if teacher is not None else task.teacher()).eval()
+    ctx = Context(task=task, teacher=teacher, device=device, on_eval=on_eval, eval_every=eval_every)
+    model = copy.deepcopy(teacher)
+    steps: list[StepRecord] = []
+    for config in recipe.stages():
+        model, step = apply_technique(model, config, ctx)
+        steps.append(step)
+    model = model.to(device).eval()
+    record = _summarize(recipe, device, steps, ctx)
+    if recipe.prune_method == "semi_structured_2_4":
+        record.notes.append(_finish_two_four(model, recipe, steps))
+    return Compressed(model=model, record=record)
+
+
+def _summarize(recipe: Recipe, device: torch.device, steps: list[StepRecord], ctx: Context) -> CompressionRecord:
+    record = CompressionRecord(recipe=recipe, device=str(device), steps=steps, notes=list(ctx.notes))
+    for step in steps:
+        record.fallbacks.extend(step.fallbacks)
+        if step.stage == "quantize":
+            record.accelerated = bool(step.details.get("accelerated", True))
+            record.quantized_layers = list(step.details.get("quantized_layers", []))
+            record.float_layers = list(step.details.get("float_layers", []))
+            record.deployed_size_bytes = step.details.get("packed_size_bytes")
+        if step.stage == "prune" and "sparse_size_bytes" in step.details:
+            record.sparse_size_bytes = step.details["sparse_size_bytes"]
+    return record
+
+
+def _finish_two_four(model: nn.Module, recipe: Recipe, steps: list[StepRecord]) -> str:
+    if recipe.bits not in (16,):
+        return (
+            f"2:4 weights kept dense: sparse semi-structured kernels are used here with 16-bit weights only, "
+            f"and this recipe has bits={recipe.bits}"
+        )
+    pruned = next(s for s in steps if s.stage == "prune").details["pruned_layers"]
+    converted = to_semi_structured(model, pruned)
+    return f"2:4 sparse kernels on {len(converted)} Linear layers: {', '.join(converted)}"

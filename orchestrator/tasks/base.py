@@ -1,0 +1,115 @@
+"""The Task contract: the model to compress, its data, and how its quality is judged."""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Iterator, Literal, TypedDict
+
+import torch
+from torch import nn
+
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
+
+
+class Quality(TypedDict):
+    """One quality measurement: the metric's value with its 95% confidence interval."""
+
+    metric: str
+    value: float
+    higher_is_better: bool
+    split: str
+    n_examples: int
+    ci95_low: float
+    ci95_high: float
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a proportion; stays inside [0, 1] even at 0% or 100%."""
+    if n <= 0:
+        raise ValueError("n must be positive for a confidence interval")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device a model's weights live on (CPU for a model with no tensors)."""
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+class Task(abc.ABC):
+    """A model to compress and the data that judges it.
+
+    Call order: `teacher()` first (built or loaded once, then cached by the task);
+    afterwards any of `data`, `train_batches`, `calibration_batches`,
+    `example_batch` and `evaluate`, in any order. Implementations supply the two
+    abstract methods; a classification task gets accuracy with Wilson's interval
+    from `evaluate` for free. The `val` split is what a search optimizes; `test`
+    is held out to confirm the final choice, and the two never overlap.
+    """
+
+    name: str = "task"
+    metric: str = "accuracy"
+    higher_is_better: bool = True
+
+    @abc.abstractmethod
+    def teacher(self) -> nn.Module:
+        """The trained, uncompressed model in eval mode, on the CPU."""
+
+    @abc.abstractmethod
+    def data(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of one split, as CPU tensors."""
+
+    def example_batch(self, batch_size: int) -> torch.Tensor:
+        """A serving batch of `batch_size` inputs (validation inputs, repeated as needed)."""
+        inputs, _ = self.data("val")
+        reps = math.ceil(batch_size / len(inputs))
+        return inputs.repeat(reps, *([1] * (inputs.dim() - 1)))[:batch_size].contiguous()
+
+    def train_batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless shuffled training batches, reproducible from the seed."""
+        inputs, targets = self.data("train")
+        generator = torch.Generator().manual_seed(seed)
+        while True:
+            order = torch.randperm(len(inputs), generator=generator)
+            for start in range(0, len(order) - batch_size + 1, batch_size):
+                idx = order[start : start + batch_size]
+                yield inputs[idx], targets[idx]
+
+    def calibration_batches(self, n_batches: int = 8, batch_size: int = 64) -> list[torch.Tensor]:
+        """Training inputs for post-training quantization's calibration."""
+        batches = self.train_batches(batch_size, seed=1234)
+        return [next(batches)[0] for _ in range(n_batches)]
+
+    @torch.inference_mode()
+    def predict(self, model: nn.Module, inputs: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Model outputs for `inputs`, batched, on the model's device, returned on the CPU."""
+        device = model_device(model)
+        outputs = [model(inputs[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(inputs), batch_size)]
+        return torch.cat(outputs)
+
+    def evaluate(self, model: nn.Module, split: Split) -> Quality:
+        """Top-1 accuracy on a split with its Wilson 95% interval."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        was_training = model.training
+        model.eval()
+        inputs, targets = self.data(split)
+        correct = int((self.predict(model, inputs).argmax(dim=1) == targets).sum())
+        model.train(was_training)
+        low, high = wilson_interval(correct, len(targets))
+        return Quality(
+            metric=self.metric,
+            value=correct / len(targets),
+            higher_is_better=self.higher_is_better,
+            split=split,
+            n_examples=len(targets),
+            ci95_low=low,
+            ci95_high=high,
+        )

@@ -1,0 +1,90 @@
+"""Safe weight files: safetensors with a SHA-256 sidecar; never unpickle arbitrary objects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+
+class CheckpointError(RuntimeError):
+    """A weight file that is missing, tampered with, or not plain tensors."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def save_checkpoint(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict) -> None:
+    """Write tensors as safetensors plus a JSON sidecar holding metadata and the file's SHA-256.
+
+    Both are written to temporary names and renamed, so a crash leaves no half-file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp)
+        sidecar = {"sha256": sha256_file(Path(tmp)), "metadata": metadata}
+        tmp_json = tmp + ".json"
+        Path(tmp_json).write_text(json.dumps(sidecar, indent=2, sort_keys=True))
+        os.replace(tmp_json, _sidecar(path))
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, tmp + ".json"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata of a checkpoint, refusing tampered or pickled files.
+
+    `.safetensors` files must match the SHA-256 in their sidecar. `.pt`/`.pth`
+    files are read with `torch.load(weights_only=True)`, which refuses pickled
+    modules and other arbitrary objects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix in {".pt", ".pth", ".bin"}:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            raise CheckpointError(
+                f"{path}: refused: it is not a plain state_dict of tensors (a pickled object?). "
+                "Save `model.state_dict()` instead of the model."
+            ) from exc
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{path}: refused: expected a dict of tensors (a state_dict)")
+        return state, {}
+    sidecar_path = _sidecar(path)
+    if not sidecar_path.is_file():
+        raise CheckpointError(f"{sidecar_path}: missing checksum sidecar; cannot verify {path.name}")
+    sidecar = json.loads(sidecar_path.read_text())
+    actual = sha256_file(path)
+    if actual != sidecar.get("sha256"):
+        raise CheckpointError(
+            f"{path}: refused: SHA-256 {actual[:12]}… does not match the recorded "
+            f"{str(sidecar.get('sha256'))[:12]}… (the file was modified or truncated)"
+        )
+    try:
+        return load_file(path), sidecar.get("metadata", {})
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: refused: not a valid safetensors file ({exc})") from exc

@@ -1,0 +1,55 @@
+"""Find a task by built-in name or by import path `pkg.module:factory`."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any, Callable
+
+from orchestrator.errors import InputError
+from orchestrator.tasks.base import Task
+from orchestrator.tasks.digits import DigitsTask
+
+BUILTIN_TASKS: dict[str, Callable[..., Task]] = {"digits": DigitsTask}
+
+
+def load_task(spec: str, kwargs: dict[str, Any] | None = None, field: str = "task.name") -> Task:
+    """Build the task named by `spec` with keyword arguments; bad names are InputErrors naming `field`."""
+    kwargs = dict(kwargs or {})
+    if ":" not in spec:
+        if spec not in BUILTIN_TASKS:
+            close = difflib.get_close_matches(spec, BUILTIN_TASKS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InputError(
+                f"{field}: unknown task {spec!r}; expected a built-in task ({', '.join(BUILTIN_TASKS)}) "
+                f"or an import path 'pkg.module:factory'.{hint}"
+            )
+        factory: Callable[..., Any] = BUILTIN_TASKS[spec]
+    else:
+        factory = _resolve(spec, field)
+    try:
+        task = factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{field}: task {spec!r} rejected its arguments {sorted(kwargs)}: {exc}") from exc
+    if not isinstance(task, Task):
+        raise InputError(
+            f"{field}: {spec!r} returned {type(task).__name__}, expected an orchestrator.tasks.Task"
+        )
+    return task
+
+
+def _resolve(spec: str, field: str) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise InputError(f"{field}: {spec!r} is not an import path; expected 'pkg.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"{field}: cannot import module {module_name!r} from {spec!r}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        names = [n for n in dir(module) if not n.startswith("_")]
+        close = difflib.get_close_matches(attr, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InputError(f"{field}: module {module_name!r} has no callable {attr!r}.{hint}")
+    return factory
