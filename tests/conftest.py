@@ -1,0 +1,38 @@
+"""Shared fixtures: the cached digits task and teacher (trained once per cache), CUDA skips."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# One teacher cache for the whole suite (and across runs): trained once, then loaded.
+os.environ.setdefault("HEDGEROW_CACHE_DIR", str(REPO / ".cache" / "hedgerow"))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.ao")
+
+
+@pytest.fixture(scope="session")
+def digits_task():
+    """The built-in digits task (its teacher is trained on first use and cached on disk)."""
+    from orchestrator.tasks import load_task
+
+    return load_task("digits")
+
+
+@pytest.fixture(scope="session")
+def teacher(digits_task):
+    """The trained digits teacher in eval mode."""
+    return digits_task.teacher()
+
+
+requires_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA; this machine has none"
+)
