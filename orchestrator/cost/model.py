@@ -1,0 +1,255 @@
+"""The cost model: (candidate metrics, traffic, catalog) -> cheapest feasible instance, replicas, $ per month.
+
+Pure functions; nothing here measures or fetches. For every catalog instance the throughput
+one instance sustains comes from `orchestrator.cost._projection` (measured or projected,
+with the method stated), then:
+
+    replicas    = max(min_replicas, ceil(peak_rps / (throughput_sps x target_utilization)))
+    monthly_usd = replicas x on_demand_usd_per_hour x hours_per_month
+                  (hourly profile: sum over the 24 hours of that hour's replicas
+                   x on_demand_usd_per_hour x hours_per_month / 24)
+    feasible    = peak_mem_bytes <= device memory x (1 - memory_headroom)
+                  and batch latency p95 at the serving batch <= latency_slo_p95_ms
+
+Arithmetic is exact (fractions of the decimals as written); dollars round half up to the
+cent, so every reason string can be checked by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from fractions import Fraction
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from orchestrator.cost._projection import num, project
+from orchestrator.cost.catalog import GIB_BYTES, Catalog, InstanceType
+from orchestrator.cost.traffic import HOURS_PER_DAY, Traffic
+from orchestrator.errors import InputError
+
+DEFAULT_MEMORY_HEADROOM = 0.2
+_ARCH_ALIASES = {"aarch64": "arm64", "arm64": "arm64", "amd64": "x86_64", "x86_64": "x86_64", "x64": "x86_64"}
+
+
+class CandidateMetrics(BaseModel):
+    """What was measured for one candidate on one device (per GPU, or with cpu_threads threads)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    throughput_sps: float = Field(gt=0, allow_inf_nan=False)
+    batch_latency_p95_ms: float = Field(gt=0, allow_inf_nan=False)
+    latency_p50_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    latency_p95_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    peak_mem_bytes: int = Field(ge=0)
+    size_bytes: int = Field(gt=0)
+    device_kind: Literal["cpu", "cuda"]
+    device_name: str = Field(min_length=1)
+    cpu_threads: int | None = Field(default=None, ge=1)
+    cpu_arch: Literal["x86_64", "arm64"] = "x86_64"
+    bits: Literal[32, 16, 8, 4] = 32
+    flops_per_sample: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    measured_instance_type: str | None = None
+
+    @field_validator("cpu_arch", mode="before")
+    @classmethod
+    def _normalise_arch(cls, value: object) -> object:
+        return _ARCH_ALIASES.get(str(value).lower(), value)
+
+    @model_validator(mode="after")
+    def _cpu_needs_threads(self) -> "CandidateMetrics":
+        if self.device_kind == "cpu" and self.cpu_threads is None:
+            raise ValueError("cpu_threads is required when device_kind is 'cpu' (the threads measured with)")
+        return self
+
+
+class InstanceCost(BaseModel):
+    """One instance type priced for one candidate; figures are None where none can be given."""
+
+    instance_type: str
+    accelerator: str | None
+    accelerator_count: int
+    on_demand_usd_per_hour: float
+    throughput_sps: float | None
+    batch_latency_p95_ms: float | None
+    projected: bool
+    projection_method: str
+    replicas: int | None
+    hourly_replicas: list[int] | None = None
+    hourly_usd: float | None
+    monthly_usd: float | None
+    feasible: bool
+    reason: str
+
+
+class CostResult(BaseModel):
+    """A candidate's cost: the cheapest feasible instance, or infeasible with every instance's reason."""
+
+    feasible: bool
+    instance_type: str | None
+    accelerator: str | None
+    replicas: int | None
+    hourly_usd: float | None
+    monthly_usd: float | None
+    projected: bool
+    reason: str
+    per_instance: list[InstanceCost]
+    region: str
+    catalog_as_of: date
+
+
+def _exact(x: float) -> Fraction:
+    """A float as the decimal it prints as (0.6 -> 3/5), so 1000/(2500*0.4) is exactly 1."""
+    return Fraction(repr(float(x)))
+
+
+def _cents(amount: Fraction) -> float:
+    """Dollars rounded half up to the cent."""
+    return math.floor(amount * 100 + Fraction(1, 2)) / 100
+
+
+def replicas_needed(rps: float, throughput_sps: float, target_utilization: float, min_replicas: int) -> int:
+    """max(min_replicas, ceil(rps / (throughput_sps x target_utilization))), computed exactly."""
+    if not math.isfinite(throughput_sps) or throughput_sps <= 0:
+        raise ValueError(f"throughput_sps must be a positive number, got {throughput_sps!r}")
+    if not 0 < target_utilization <= 1:
+        raise ValueError(f"target_utilization must be in (0, 1], got {target_utilization!r}")
+    if not math.isfinite(rps) or rps < 0:
+        raise ValueError(f"rps must be a non-negative number, got {rps!r}")
+    needed = math.ceil(_exact(rps) / (_exact(throughput_sps) * _exact(target_utilization)))
+    return max(min_replicas, needed)
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:,.2f}"
+
+
+def _sizing(traffic: Traffic, throughput_sps: float, price: float) -> tuple[int, list[int] | None, float, str]:
+    """(peak replicas, hourly replicas or None, monthly_usd, the arithmetic as a sentence)."""
+    util, floor = traffic.target_utilization, traffic.min_replicas
+    price_h = f"${num(price)}/h"
+    profile = traffic.hourly_rps_profile
+    if profile is None:
+        rps = traffic.sizing_rps
+        replicas = replicas_needed(rps, throughput_sps, util, floor)
+        monthly = _cents(replicas * _exact(price) * _exact(traffic.hours_per_month))
+        sized = f"ceil({num(rps)} rps / ({num(throughput_sps)} sps × {num(util)}))"
+        if replicas == floor and replicas_needed(rps, throughput_sps, util, 0) < floor:
+            sized = f"max(min_replicas {floor}, {sized} = {replicas_needed(rps, throughput_sps, util, 0)})"
+        text = f"{sized} = {replicas} replicas × {price_h} × {num(traffic.hours_per_month)} h = {_usd(monthly)}/month"
+        return replicas, None, monthly, text
+    hourly = [replicas_needed(rps, throughput_sps, util, floor) for rps in profile]
+    replica_hours = sum(hourly)
+    monthly = _cents(replica_hours * _exact(price) * _exact(traffic.hours_per_month) / HOURS_PER_DAY)
+    text = (
+        f"hourly replicas max(min_replicas {floor}, ceil(rps_h / ({num(throughput_sps)} sps × {num(util)}))) "
+        f"= {hourly}, sum {replica_hours} replica-hours/day × {price_h} × "
+        f"{num(traffic.hours_per_month)} h / 24 = {_usd(monthly)}/month"
+    )
+    return max(hourly), hourly, monthly, text
+
+
+def _price_instance(
+    metrics: CandidateMetrics, traffic: Traffic, catalog: Catalog, inst: InstanceType, headroom: float
+) -> InstanceCost:
+    """Throughput, replicas, monthly $ and feasibility of one instance type."""
+    proj = project(metrics, inst, catalog.accelerators, traffic.serving_batch_size)
+    common = dict(
+        instance_type=inst.instance_type,
+        accelerator=inst.accelerator,
+        accelerator_count=inst.accelerator_count,
+        on_demand_usd_per_hour=inst.on_demand_usd_per_hour,
+        projected=proj.projected,
+        projection_method=proj.method,
+    )
+    if proj.blocker is not None or proj.throughput_sps is None or proj.batch_latency_p95_ms is None:
+        return InstanceCost(
+            **common, throughput_sps=None, batch_latency_p95_ms=None, replicas=None,
+            hourly_usd=None, monthly_usd=None, feasible=False, reason=proj.blocker or proj.method,
+        )
+    replicas, hourly, monthly_usd, arithmetic = _sizing(traffic, proj.throughput_sps, inst.on_demand_usd_per_hour)
+    problems: list[str] = []
+    if inst.accelerator is not None:
+        capacity_gib, where = inst.accelerator_memory_gib, f"per {inst.accelerator} (models are not sharded across GPUs)"
+    else:
+        capacity_gib, where = inst.memory_gib, "of instance memory"
+    limit_bytes = capacity_gib * GIB_BYTES * (1 - headroom)
+    if metrics.peak_mem_bytes > limit_bytes:
+        problems.append(
+            f"memory: peak {metrics.peak_mem_bytes / GIB_BYTES:.2f} GiB > {num(capacity_gib)} GiB × "
+            f"(1 − {num(headroom)}) = {limit_bytes / GIB_BYTES:.2f} GiB {where}"
+        )
+    if proj.batch_latency_p95_ms > traffic.latency_slo_p95_ms:
+        problems.append(
+            f"latency: p95 at batch {traffic.serving_batch_size} is {num(round(proj.batch_latency_p95_ms, 3))} ms "
+            f"> SLO {num(traffic.latency_slo_p95_ms)} ms"
+        )
+    return InstanceCost(
+        **common,
+        throughput_sps=proj.throughput_sps,
+        batch_latency_p95_ms=proj.batch_latency_p95_ms,
+        replicas=replicas,
+        hourly_replicas=hourly,
+        hourly_usd=float(replicas * _exact(inst.on_demand_usd_per_hour)),
+        monthly_usd=monthly_usd,
+        feasible=not problems,
+        reason="; ".join(problems) if problems else arithmetic,
+    )
+
+
+def _rank(cost: InstanceCost) -> tuple[bool, float, int, str]:
+    """Cheapest feasible first; ties go to fewer replicas, then the name."""
+    monthly = cost.monthly_usd if cost.monthly_usd is not None else math.inf
+    return (not cost.feasible, monthly, cost.replicas or 0, cost.instance_type)
+
+
+def price_candidate(
+    metrics: CandidateMetrics,
+    traffic: Traffic,
+    catalog: Catalog,
+    memory_headroom: float = DEFAULT_MEMORY_HEADROOM,
+) -> CostResult:
+    """Price a candidate on every catalog instance and pick the cheapest feasible one; never raises for infeasibility."""
+    if not 0 <= memory_headroom < 1:
+        raise InputError(f"memory_headroom: expected a fraction in [0, 1), got {memory_headroom!r}")
+    costs = sorted(
+        (_price_instance(metrics, traffic, catalog, inst, memory_headroom) for inst in catalog.instances), key=_rank
+    )
+    feasible = [c for c in costs if c.feasible]
+    base = dict(per_instance=costs, region=catalog.region, catalog_as_of=catalog.as_of)
+    if not feasible:
+        details = " | ".join(f"{c.instance_type}: {c.reason}" for c in costs) or "the catalog is empty"
+        return CostResult(
+            feasible=False, instance_type=None, accelerator=None, replicas=None, hourly_usd=None,
+            monthly_usd=None, projected=False, reason=f"infeasible on all {len(costs)} instance types: {details}",
+            **base,
+        )
+    best = feasible[0]
+    reason = f"{best.instance_type}: {best.reason}; cheapest of {len(feasible)} feasible instance types (of {len(costs)})"
+    if len(feasible) > 1:
+        reason += f", next {feasible[1].instance_type} at {_usd(feasible[1].monthly_usd or 0)}/month"
+    reason += f"; throughput {best.projection_method}"
+    return CostResult(
+        feasible=True, instance_type=best.instance_type, accelerator=best.accelerator, replicas=best.replicas,
+        hourly_usd=best.hourly_usd, monthly_usd=best.monthly_usd, projected=best.projected, reason=reason, **base,
+    )
+
+
+EXPLAIN_COLUMNS = [
+    "instance_type", "accelerator", "accelerator_count", "on_demand_usd_per_hour", "throughput_sps",
+    "batch_latency_p95_ms", "projected", "projection_method", "replicas", "hourly_usd", "monthly_usd",
+    "feasible", "chosen", "reason",
+]
+
+
+def explain(result: CostResult) -> pd.DataFrame:
+    """One row per catalog instance: throughput (measured or projected), replicas, $/month, feasible, reason."""
+    rows = [
+        {**c.model_dump(exclude={"hourly_replicas"}), "chosen": c.instance_type == result.instance_type}
+        for c in result.per_instance
+    ]
+    frame = pd.DataFrame(rows, columns=EXPLAIN_COLUMNS)
+    frame["replicas"] = frame["replicas"].astype("Int64")  # blank, not NaN-as-float, where unpriced
+    return frame
