@@ -1,0 +1,223 @@
+"""The search config: pydantic schemas, YAML loading with clear errors, JSON Schema export.
+
+Everything is validated up front, before Ray starts: the knobs of the search
+space against the recipe's own field constraints, the task's import path, the
+catalog file and the instance filter.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from orchestrator.compress.recipe import Recipe
+from orchestrator.cost.traffic import Traffic
+from orchestrator.errors import InputError
+
+SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
+KNOBS = tuple(name for name in Recipe.model_fields if name not in ("version", "seed"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Choices(_Strict):
+    """Pick one of these values."""
+
+    choices: list[Any] = Field(min_length=1)
+
+
+class Range(_Strict):
+    """A number between low and high (inclusive), optionally on a log scale or a step grid."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+Knob = Union[Choices, Range, bool, int, float, str]
+
+
+class TaskSpec(_Strict):
+    """The task: a built-in name (digits) or an import path 'pkg.module:factory', with its arguments."""
+
+    name: str = Field(min_length=1)
+    args: dict[str, Any] = {}
+
+
+class Objective(_Strict):
+    """What quality means and how much of it may be given up against the teacher."""
+
+    metric: str = "accuracy"
+    max_quality_drop: float = Field(0.01, ge=0.0, le=1.0)
+
+
+class Deployment(_Strict):
+    """Where the model will serve: the catalog (bundled or a file), region and instance filter."""
+
+    catalog: str = "bundled"
+    region: str = "us-east-1"
+    instance_filter: list[str] | None = None
+    measured_instance_type: str | None = Field(None, description="the catalog instance this search runs on, if any")
+
+
+class Resources(_Strict):
+    """Resources one trial asks Ray for; GPU fractions let several trials share a GPU."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class SearchSettings(_Strict):
+    """How to search: budget, concurrency, sampler, scheduler, resources and storage."""
+
+    trials: int = Field(16, ge=1)
+    max_concurrent: int = Field(1, ge=1)
+    sampler: Literal["tpe", "nsga2", "gp", "random", "grid"] = "tpe"
+    seed: int = 0
+    scheduler: Literal["none", "asha"] = "none"
+    resources_per_trial: Resources = Resources()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    eval_every_steps: int = Field(50, ge=1, description="distillation steps between intermediate reports (ASHA)")
+    grid_points: int = Field(3, ge=2, description="values per range when sampler is grid")
+    measure_batch_repeats: int = Field(15, ge=3)
+    measure_latency_repeats: int = Field(50, ge=5)
+    storage_path: str | None = Field(None, description="Ray Tune storage: a local folder or s3://bucket/prefix")
+    optuna_storage: str | None = Field(None, description="RDB URL of the Optuna study; default: SQLite in the run folder")
+    max_failures: int = Field(0, ge=0, description="retries of a trial whose worker died")
+
+
+class SearchConfig(_Strict):
+    """A whole search: task, objective, traffic and SLO, deployment, search settings and space."""
+
+    task: TaskSpec
+    objective: Objective = Objective()
+    traffic: Traffic
+    deployment: Deployment = Deployment()
+    search: SearchSettings = SearchSettings()
+    space: dict[str, Knob]
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _knobs_known(cls, space: Any) -> Any:
+        if not isinstance(space, dict) or not space:
+            raise ValueError("expected a mapping of knob names to a value, {choices: [...]} or {low: .., high: ..}")
+        for name in space:
+            if name not in KNOBS:
+                close = difflib.get_close_matches(str(name), KNOBS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"space.{name}: unknown knob{hint} (knobs: {', '.join(KNOBS)})")
+        return {name: _parse_knob(name, spec) for name, spec in space.items()}
+
+    @model_validator(mode="after")
+    def _knob_values_valid(self) -> "SearchConfig":
+        for name, knob in self.space.items():
+            for value in knob_values(knob):
+                _check_knob_value(name, value)
+        return self
+
+
+def _parse_knob(name: str, spec: Any) -> Any:
+    if not isinstance(spec, dict):
+        if isinstance(spec, list):
+            raise ValueError(f"space.{name}: a bare list is ambiguous; write {{choices: {spec}}}")
+        return spec
+    kind = Choices if "choices" in spec else Range if ("low" in spec or "high" in spec) else None
+    if kind is None:
+        raise ValueError(f"space.{name}: expected a fixed value, {{choices: [...]}} or {{low: .., high: ..}}, got keys {sorted(spec)}")
+    try:
+        return kind.model_validate(spec)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"space.{name}{'.' + where if where else ''}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+def knob_values(knob: Knob) -> list[Any]:
+    """The values a knob spec can take that must each be valid (choices, or a range's ends)."""
+    if isinstance(knob, Choices):
+        return knob.choices
+    if isinstance(knob, Range):
+        return [knob.low, knob.high]
+    return [knob]
+
+
+def _check_knob_value(name: str, value: Any) -> None:
+    field = Recipe.model_fields[name]
+    adapter = TypeAdapter(Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation)
+    try:
+        adapter.validate_python(value)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise ValueError(f"space.{name}: value {value!r} is not allowed: {reason}") from None
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: file, dotted field path and what is expected."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "union[", "Choices", "Range")))
+        msg = err["msg"].removeprefix("Value error, ")
+        if msg.startswith("space.") and ":" in msg:
+            loc, msg = msg.split(":", 1)[0], msg.split(":", 1)[1].strip()
+        lines.append(f"{source}: {loc or '(top level)'}: {msg}")
+    return "\n".join(dict.fromkeys(lines))
+
+
+def parse_config(data: Any, source: str = "config") -> SearchConfig:
+    """Validate a config mapping; bad input raises InputError naming the field."""
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a YAML mapping with task, traffic and space, got {type(data).__name__}")
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(format_validation_error(exc, source)) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a missing or non-YAML file is an InputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such config file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise InputError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text YAML file") from None
+
+
+def load_config(path: str | Path) -> SearchConfig:
+    """Read and validate a config file; relative catalog paths resolve against the file's folder."""
+    path = Path(path)
+    config = parse_config(read_yaml(path), str(path))
+    catalog = config.deployment.catalog
+    if catalog != "bundled" and not Path(catalog).is_absolute():
+        config.deployment.catalog = str((path.parent / catalog).resolve())
+    return config
+
+
+def json_schema() -> dict:
+    """The JSON Schema of a search config (for editors and `hedgerow validate --schema`)."""
+    return SearchConfig.model_json_schema()
+
+
+def to_yaml(config: SearchConfig) -> str:
+    """The resolved config as YAML, as written to a run folder."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
