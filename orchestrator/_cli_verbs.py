@@ -8,3 +8,4 @@ from typing import Callable
 Registrar = Callable[[argparse._SubParsersAction], None]
 
 REGISTRARS: list[Registrar] = []
+from orchestrator.cost.cli import register as _prices; REGISTRARS.append(_prices)  # noqa: E402,E702
