@@ -137,9 +137,8 @@ def _project_gpu(
     count = inst.accelerator_count
     measured_key = accelerator_key(metrics.device_name)
     if measured_key == spec.accelerator:
-        method = (
-            f"measured on {spec.accelerator}: {num(metrics.throughput_sps)} sps per GPU × {count} GPU"
-            + ("s" if count != 1 else "")
+        method = f"measured on {spec.accelerator}: {num(metrics.throughput_sps)} sps per GPU × {count} GPU" + (
+            "s" if count != 1 else ""
         )
         return Projection(metrics.throughput_sps * count, metrics.batch_latency_p95_ms, False, method)
     source = accelerators.get(measured_key) if measured_key else None
@@ -168,16 +167,16 @@ def _bound_ratio(
     column, label = _PRECISION[metrics.bits]
     source_peak, target_peak = getattr(source, column), getattr(target, column)
     bandwidth_ratio = target.memory_bandwidth_gbps / source.memory_bandwidth_gbps
-    memory_bound = (
-        f"memory-bound, × {num(target.memory_bandwidth_gbps)} / {num(source.memory_bandwidth_gbps)} GB/s"
-    )
+    memory_bound = f"memory-bound, × {num(target.memory_bandwidth_gbps)} / {num(source.memory_bandwidth_gbps)} GB/s"
     if metrics.flops_per_sample is None:
         return bandwidth_ratio, f"{memory_bound} (assumed: flops_per_sample unknown)"
     if source_peak is None or target_peak is None:
         return bandwidth_ratio, f"{memory_bound} (no {label} peak for both GPUs)"
     intensity = metrics.flops_per_sample * batch / metrics.size_bytes
     ridge = source_peak * 1e12 / (source.memory_bandwidth_gbps * 1e9)
-    shown = f"{num(round(intensity, 3))} FLOP/B vs ridge {num(round(ridge, 3))} FLOP/B of {source.accelerator} at {label}"
+    shown = (
+        f"{num(round(intensity, 3))} FLOP/B vs ridge {num(round(ridge, 3))} FLOP/B of {source.accelerator} at {label}"
+    )
     if intensity > ridge:
         unit = "TOP/s" if column == "peak_int8_tops" else "TFLOP/s"
         return target_peak / source_peak, (

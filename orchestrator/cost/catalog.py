@@ -24,6 +24,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 BUNDLED_INSTANCES = DATA_DIR / "aws_instances.csv"
 BUNDLED_ACCELERATORS = DATA_DIR / "aws_accelerators.csv"
 INSTANCE_FILTER_FIELD = "deployment.instance_filter"
+BUNDLED = "bundled"  # what a config writes to mean the snapshot shipped with Hedgerow
 GIB_BYTES = 2**30
 
 
@@ -214,8 +215,8 @@ def load_catalog(
     accelerators_path: str | Path | None = None,
     filter_field: str = INSTANCE_FILTER_FIELD,
 ) -> Catalog:
-    """Load a catalog (the bundled snapshot by default) for one region, optionally filtered by globs."""
-    table = Path(path) if path is not None else BUNDLED_INSTANCES
+    """Load a catalog (the bundled snapshot for None or "bundled") for one region, optionally filtered by globs."""
+    table = BUNDLED_INSTANCES if path is None or str(path) == BUNDLED else Path(path)
     accelerators = read_accelerators(accelerators_path)
     rows = read_instances(table, accelerators)
     regions = sorted({r.region for r in rows})

@@ -166,13 +166,22 @@ def _price_instance(
     )
     if proj.blocker is not None or proj.throughput_sps is None or proj.batch_latency_p95_ms is None:
         return InstanceCost(
-            **common, throughput_sps=None, batch_latency_p95_ms=None, replicas=None,
-            hourly_usd=None, monthly_usd=None, feasible=False, reason=proj.blocker or proj.method,
+            **common,
+            throughput_sps=None,
+            batch_latency_p95_ms=None,
+            replicas=None,
+            hourly_usd=None,
+            monthly_usd=None,
+            feasible=False,
+            reason=proj.blocker or proj.method,
         )
     replicas, hourly, monthly_usd, arithmetic = _sizing(traffic, proj.throughput_sps, inst.on_demand_usd_per_hour)
     problems: list[str] = []
     if inst.accelerator is not None:
-        capacity_gib, where = inst.accelerator_memory_gib, f"per {inst.accelerator} (models are not sharded across GPUs)"
+        capacity_gib, where = (
+            inst.accelerator_memory_gib,
+            f"per {inst.accelerator} (models are not sharded across GPUs)",
+        )
     else:
         capacity_gib, where = inst.memory_gib, "of instance memory"
     limit_bytes = capacity_gib * GIB_BYTES * (1 - headroom)
@@ -211,7 +220,7 @@ def price_candidate(
     catalog: Catalog,
     memory_headroom: float = DEFAULT_MEMORY_HEADROOM,
 ) -> CostResult:
-    """Price a candidate on every catalog instance and pick the cheapest feasible one; never raises for infeasibility."""
+    """Price a candidate on every catalog instance, pick the cheapest feasible; never raises for infeasibility."""
     if not 0 <= memory_headroom < 1:
         raise InputError(f"memory_headroom: expected a fraction in [0, 1), got {memory_headroom!r}")
     costs = sorted(
@@ -222,25 +231,51 @@ def price_candidate(
     if not feasible:
         details = " | ".join(f"{c.instance_type}: {c.reason}" for c in costs) or "the catalog is empty"
         return CostResult(
-            feasible=False, instance_type=None, accelerator=None, replicas=None, hourly_usd=None,
-            monthly_usd=None, projected=False, reason=f"infeasible on all {len(costs)} instance types: {details}",
+            feasible=False,
+            instance_type=None,
+            accelerator=None,
+            replicas=None,
+            hourly_usd=None,
+            monthly_usd=None,
+            projected=False,
+            reason=f"infeasible on all {len(costs)} instance types: {details}",
             **base,
         )
     best = feasible[0]
-    reason = f"{best.instance_type}: {best.reason}; cheapest of {len(feasible)} feasible instance types (of {len(costs)})"
+    reason = (
+        f"{best.instance_type}: {best.reason}; cheapest of {len(feasible)} feasible instance types (of {len(costs)})"
+    )
     if len(feasible) > 1:
         reason += f", next {feasible[1].instance_type} at {_usd(feasible[1].monthly_usd or 0)}/month"
     reason += f"; throughput {best.projection_method}"
     return CostResult(
-        feasible=True, instance_type=best.instance_type, accelerator=best.accelerator, replicas=best.replicas,
-        hourly_usd=best.hourly_usd, monthly_usd=best.monthly_usd, projected=best.projected, reason=reason, **base,
+        feasible=True,
+        instance_type=best.instance_type,
+        accelerator=best.accelerator,
+        replicas=best.replicas,
+        hourly_usd=best.hourly_usd,
+        monthly_usd=best.monthly_usd,
+        projected=best.projected,
+        reason=reason,
+        **base,
     )
 
 
 EXPLAIN_COLUMNS = [
-    "instance_type", "accelerator", "accelerator_count", "on_demand_usd_per_hour", "throughput_sps",
-    "batch_latency_p95_ms", "projected", "projection_method", "replicas", "hourly_usd", "monthly_usd",
-    "feasible", "chosen", "reason",
+    "instance_type",
+    "accelerator",
+    "accelerator_count",
+    "on_demand_usd_per_hour",
+    "throughput_sps",
+    "batch_latency_p95_ms",
+    "projected",
+    "projection_method",
+    "replicas",
+    "hourly_usd",
+    "monthly_usd",
+    "feasible",
+    "chosen",
+    "reason",
 ]
 
 

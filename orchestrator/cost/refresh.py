@@ -39,8 +39,16 @@ THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"}
 )
 DENIED_CODES = frozenset(
-    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure", "UnrecognizedClientException",
-     "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException"}
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "AuthFailure",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+    }
 )
 _NAME = re.compile(r"^[a-z0-9-]+\.[a-z0-9-]+$")
 log = logging.getLogger(__name__)
@@ -283,13 +291,15 @@ def refresh_catalog(
                 continue
             if len(set(prices)) > 1:
                 notify(f"{name}: several on-demand prices {sorted(set(prices))}; kept the highest")
-            rows.append({
-                **shape,
-                "on_demand_usd_per_hour": num(max(prices)),
-                "spot_usd_per_hour": "",
-                "source": SOURCE,
-                "as_of": (as_of or date.today()).isoformat(),
-            })
+            rows.append(
+                {
+                    **shape,
+                    "on_demand_usd_per_hour": num(max(prices)),
+                    "spot_usd_per_hour": "",
+                    "source": SOURCE,
+                    "as_of": (as_of or date.today()).isoformat(),
+                }
+            )
     except (ClientError, BotoCoreError) as exc:
         raise _aws_failure(exc, names) from exc
     if not rows:

@@ -36,8 +36,12 @@ def instance_row(instance_type: str, usd_per_hour: float, **overrides: object) -
 def gpu_row(instance_type: str, usd_per_hour: float, accelerator: str, memory_gib: float, count: int = 1) -> dict:
     """One GPU instance row."""
     return instance_row(
-        instance_type, usd_per_hour, accelerator=accelerator, accelerator_count=count,
-        accelerator_memory_gib=memory_gib, memory_gib=16,
+        instance_type,
+        usd_per_hour,
+        accelerator=accelerator,
+        accelerator_count=count,
+        accelerator_memory_gib=memory_gib,
+        memory_gib=16,
     )
 
 

@@ -6,16 +6,27 @@ from datetime import date
 
 import pytest
 
-from orchestrator.cost.catalog import INSTANCE_COLUMNS, load_catalog, read_accelerators
+from orchestrator.cost.catalog import BUNDLED_INSTANCES, INSTANCE_COLUMNS, load_catalog, read_accelerators
 from orchestrator.errors import InputError
 from tests.cost.conftest import gpu_row, instance_row
 
 # Published on-demand us-east-1 Linux prices the snapshot must carry (see data/SOURCES.md).
 PUBLISHED_USD_PER_HOUR = {
-    "c7i.large": 0.08925, "c7i.xlarge": 0.1785, "c7i.2xlarge": 0.357, "c7i.4xlarge": 0.714,
-    "c7g.xlarge": 0.145, "c7g.2xlarge": 0.289, "m7i.xlarge": 0.2016, "g4dn.xlarge": 0.526,
-    "g5.xlarge": 1.006, "g5.2xlarge": 1.212, "g6.xlarge": 0.8048, "g6e.xlarge": 1.861,
-    "p4d.24xlarge": 21.96, "p5.48xlarge": 55.04, "inf2.xlarge": 0.7582,
+    "c7i.large": 0.08925,
+    "c7i.xlarge": 0.1785,
+    "c7i.2xlarge": 0.357,
+    "c7i.4xlarge": 0.714,
+    "c7g.xlarge": 0.145,
+    "c7g.2xlarge": 0.289,
+    "m7i.xlarge": 0.2016,
+    "g4dn.xlarge": 0.526,
+    "g5.xlarge": 1.006,
+    "g5.2xlarge": 1.212,
+    "g6.xlarge": 0.8048,
+    "g6e.xlarge": 1.861,
+    "p4d.24xlarge": 21.96,
+    "p5.48xlarge": 55.04,
+    "inf2.xlarge": 0.7582,
 }
 
 
@@ -41,6 +52,10 @@ def test_bundled_snapshot_shapes_and_accelerators():
         assert spec.peak_int8_tops > spec.peak_fp16_tflops > spec.peak_fp32_tflops
     assert catalog.accelerators["Inferentia2"].runtime == "neuron"
     assert catalog.accelerators["H100"].memory_bandwidth_gbps == 3350
+
+
+def test_bundled_is_an_alias_for_the_snapshot():
+    assert load_catalog("bundled").path == load_catalog().path == BUNDLED_INSTANCES
 
 
 def test_to_frame_has_one_row_per_instance_and_the_csv_columns():
@@ -101,11 +116,13 @@ def test_duplicate_instance_in_a_region_is_rejected(write_catalog):
 
 
 def test_region_selects_rows_and_as_of_is_the_oldest(write_catalog):
-    path = write_catalog([
-        instance_row("c7i.large", 0.08925, as_of="2025-07-01"),
-        instance_row("c7i.xlarge", 0.1785, as_of="2025-05-01"),
-        instance_row("c7i.large", 0.0941, region="eu-west-1", as_of="2025-08-01"),
-    ])
+    path = write_catalog(
+        [
+            instance_row("c7i.large", 0.08925, as_of="2025-07-01"),
+            instance_row("c7i.xlarge", 0.1785, as_of="2025-05-01"),
+            instance_row("c7i.large", 0.0941, region="eu-west-1", as_of="2025-08-01"),
+        ]
+    )
     europe = load_catalog(path, region="eu-west-1")
     assert [(i.instance_type, i.on_demand_usd_per_hour) for i in europe.instances] == [("c7i.large", 0.0941)]
     assert europe.as_of == date(2025, 8, 1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from orchestrator.cli import main
 from orchestrator.cost.refresh import RefreshError
@@ -24,7 +23,10 @@ def test_show_prints_the_table_and_its_as_of_date(capsys):
 def test_show_filters_instance_types(capsys):
     assert main(["prices", "show", "--instance-types", "g5.*"]) == 0
     rows = capsys.readouterr().out.splitlines()[2:]
-    assert sorted(line.split()[0] for line in rows if line.strip() and not line.startswith("note:")) == ["g5.2xlarge", "g5.xlarge"]
+    assert sorted(line.split()[0] for line in rows if line.strip() and not line.startswith("note:")) == [
+        "g5.2xlarge",
+        "g5.xlarge",
+    ]
 
 
 def test_show_bad_region_exits_2_with_a_suggestion(capsys):

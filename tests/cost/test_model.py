@@ -17,8 +17,14 @@ GIB = 2**30
 def cpu_metrics(**overrides) -> CandidateMetrics:
     """2,500 samples/s measured on a c7i.xlarge with its 4 threads."""
     fields = dict(
-        throughput_sps=2500, batch_latency_p95_ms=20, peak_mem_bytes=1 * GIB, size_bytes=50_000_000,
-        device_kind="cpu", device_name="Intel(R) Xeon(R) Platinum 8488C", cpu_threads=4, cpu_arch="x86_64",
+        throughput_sps=2500,
+        batch_latency_p95_ms=20,
+        peak_mem_bytes=1 * GIB,
+        size_bytes=50_000_000,
+        device_kind="cpu",
+        device_name="Intel(R) Xeon(R) Platinum 8488C",
+        cpu_threads=4,
+        cpu_arch="x86_64",
         measured_instance_type="c7i.xlarge",
     )
     return CandidateMetrics(**{**fields, **overrides})
@@ -27,8 +33,13 @@ def cpu_metrics(**overrides) -> CandidateMetrics:
 def gpu_metrics(**overrides) -> CandidateMetrics:
     """1,000 samples/s per GPU at batch 8, measured on an A10G."""
     fields = dict(
-        throughput_sps=1000, batch_latency_p95_ms=30, peak_mem_bytes=2 * GIB, size_bytes=100_000_000,
-        device_kind="cuda", device_name="NVIDIA A10G", bits=16,
+        throughput_sps=1000,
+        batch_latency_p95_ms=30,
+        peak_mem_bytes=2 * GIB,
+        size_bytes=100_000_000,
+        device_kind="cuda",
+        device_name="NVIDIA A10G",
+        bits=16,
     )
     return CandidateMetrics(**{**fields, **overrides})
 
@@ -44,7 +55,9 @@ def c7i_xlarge(write_catalog):
 
 @pytest.fixture
 def t4_and_a10g(write_catalog):
-    return load_catalog(write_catalog([gpu_row("g4dn.xlarge", 0.526, "T4", 16), gpu_row("g5.xlarge", 1.006, "A10G", 24)]))
+    return load_catalog(
+        write_catalog([gpu_row("g4dn.xlarge", 0.526, "T4", 16), gpu_row("g5.xlarge", 1.006, "A10G", 24)])
+    )
 
 
 def test_one_replica_at_1000_rps(c7i_xlarge):
@@ -172,7 +185,9 @@ def test_no_number_is_invented_across_device_classes():
 
 
 def test_unknown_measured_gpu_cannot_be_projected(t4_and_a10g):
-    result = price_candidate(gpu_metrics(device_name="NVIDIA GeForce RTX 4090"), Traffic(peak_rps=1, latency_slo_p95_ms=50), t4_and_a10g)
+    result = price_candidate(
+        gpu_metrics(device_name="NVIDIA GeForce RTX 4090"), Traffic(peak_rps=1, latency_slo_p95_ms=50), t4_and_a10g
+    )
     assert result.feasible is False
     assert "which the accelerator spec table does not list" in by_name(result)["g5.xlarge"].reason
 
@@ -189,11 +204,15 @@ def test_infeasible_everywhere_returns_every_reason_and_never_raises():
 
 
 def test_ties_go_to_fewer_replicas_then_the_name(write_catalog):
-    catalog = load_catalog(write_catalog([
-        instance_row("c7i.large", 0.08925, vcpus=2),  # 14 replicas x 0.08925 = 7 x 0.1785
-        instance_row("m7i.xlarge", 0.1785),
-        instance_row("c7i.xlarge", 0.1785),
-    ]))
+    catalog = load_catalog(
+        write_catalog(
+            [
+                instance_row("c7i.large", 0.08925, vcpus=2),  # 14 replicas x 0.08925 = 7 x 0.1785
+                instance_row("m7i.xlarge", 0.1785),
+                instance_row("c7i.xlarge", 0.1785),
+            ]
+        )
+    )
     metrics = cpu_metrics(measured_instance_type=None)
     result = price_candidate(metrics, Traffic(peak_rps=10_000, latency_slo_p95_ms=50), catalog)
     assert [c.instance_type for c in result.per_instance] == ["c7i.xlarge", "m7i.xlarge", "c7i.large"]
@@ -216,10 +235,19 @@ def test_explain_has_one_row_per_instance():
 @pytest.mark.parametrize(
     ("name", "key"),
     [
-        ("NVIDIA H100 80GB HBM3", "H100"), ("NVIDIA H100 PCIe", "H100-PCIe"), ("NVIDIA H100 NVL", None),
-        ("NVIDIA H200", "H200"), ("NVIDIA GH200 480GB", None), ("NVIDIA A10G", "A10G"), ("NVIDIA A10", None),
-        ("Tesla T4", "T4"), ("NVIDIA L4", "L4"), ("NVIDIA L40S", "L40S"), ("NVIDIA L40", None),
-        ("NVIDIA A100-SXM4-40GB", "A100-40GB"), ("NVIDIA A100 80GB PCIe", "A100-80GB"),
+        ("NVIDIA H100 80GB HBM3", "H100"),
+        ("NVIDIA H100 PCIe", "H100-PCIe"),
+        ("NVIDIA H100 NVL", None),
+        ("NVIDIA H200", "H200"),
+        ("NVIDIA GH200 480GB", None),
+        ("NVIDIA A10G", "A10G"),
+        ("NVIDIA A10", None),
+        ("Tesla T4", "T4"),
+        ("NVIDIA L4", "L4"),
+        ("NVIDIA L40S", "L40S"),
+        ("NVIDIA L40", None),
+        ("NVIDIA A100-SXM4-40GB", "A100-40GB"),
+        ("NVIDIA A100 80GB PCIe", "A100-80GB"),
     ],
 )
 def test_gpu_names_map_to_catalog_accelerators(name, key):

@@ -34,8 +34,12 @@ def load_fixture(name: str) -> dict:
 
 def product_filters(instance_type: str) -> list[dict]:
     fields = {
-        "regionCode": "us-east-1", "instanceType": instance_type, "operatingSystem": "Linux",
-        "tenancy": "Shared", "preInstalledSw": "NA", "capacitystatus": "Used",
+        "regionCode": "us-east-1",
+        "instanceType": instance_type,
+        "operatingSystem": "Linux",
+        "tenancy": "Shared",
+        "preInstalledSw": "NA",
+        "capacitystatus": "Used",
     }
     return [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in fields.items()]
 
@@ -56,7 +60,10 @@ def stub_describe(ec2_stub: Stubber, throttle_once: bool = True) -> None:
     ec2_stub.add_response("describe_instance_types", first, {"InstanceTypes": ASKED})
     if throttle_once:
         ec2_stub.add_client_error(
-            "describe_instance_types", "RequestLimitExceeded", "Request limit exceeded.", 503,
+            "describe_instance_types",
+            "RequestLimitExceeded",
+            "Request limit exceeded.",
+            503,
             expected_params={"InstanceTypes": ASKED, "NextToken": first["NextToken"]},
         )
     ec2_stub.add_response("describe_instance_types", second, {"InstanceTypes": ASKED, "NextToken": first["NextToken"]})
@@ -66,9 +73,13 @@ def stub_prices(pricing_stub: Stubber) -> None:
     """One get_products query per priced type; the first is throttled once, p5 spans two pages."""
     pages = load_fixture("pricing_get_products.json")
     for number, instance_type in enumerate(PRICED):
-        params = dict(ServiceCode="AmazonEC2", Filters=product_filters(instance_type), FormatVersion="aws_v1", MaxResults=100)
+        params = dict(
+            ServiceCode="AmazonEC2", Filters=product_filters(instance_type), FormatVersion="aws_v1", MaxResults=100
+        )
         if number == 0:
-            pricing_stub.add_client_error("get_products", "ThrottlingException", "Rate exceeded", 400, expected_params=params)
+            pricing_stub.add_client_error(
+                "get_products", "ThrottlingException", "Rate exceeded", 400, expected_params=params
+            )
         token = None
         for page in pages[instance_type]:
             pricing_stub.add_response("get_products", page, {**params, **({"NextToken": token} if token else {})})
@@ -88,12 +99,20 @@ def test_refresh_writes_the_bundled_csv_shape_from_stubbed_responses(clients, tm
     sleeps: list[float] = []
     notes: list[str] = []
     out = refresh_catalog(
-        "us-east-1", tmp_path / "fresh.csv", ASKED, pricing_client=pricing, ec2_client=ec2,
-        as_of=AS_OF, sleep=sleeps.append, notify=notes.append,
+        "us-east-1",
+        tmp_path / "fresh.csv",
+        ASKED,
+        pricing_client=pricing,
+        ec2_client=ec2,
+        as_of=AS_OF,
+        sleep=sleeps.append,
+        notify=notes.append,
     )
     assert out == tmp_path / "fresh.csv"
     assert sleeps == [0.5, 0.5]  # one EC2 throttle, one Pricing throttle, each retried after backoff
-    assert notes == ["skipped g4ad.xlarge: accelerator Radeon Pro V520 (8192 MiB) is not in the accelerator spec table aws_accelerators.csv"]
+    assert notes == [
+        "skipped g4ad.xlarge: accelerator Radeon Pro V520 (8192 MiB) is not in the accelerator spec table aws_accelerators.csv"
+    ]
 
     header, rows = read_rows(out)
     bundled_header, bundled_rows = read_rows(BUNDLED_INSTANCES)
@@ -120,10 +139,14 @@ def test_refresh_writes_the_bundled_csv_shape_from_stubbed_responses(clients, tm
 def test_access_denied_leaves_the_existing_file_untouched(clients, tmp_path):
     pricing, ec2, pricing_stub, ec2_stub = clients
     stub_describe(ec2_stub, throttle_once=False)
-    pricing_stub.add_client_error("get_products", "AccessDeniedException", "User is not authorized to perform: pricing:GetProducts", 400)
+    pricing_stub.add_client_error(
+        "get_products", "AccessDeniedException", "User is not authorized to perform: pricing:GetProducts", 400
+    )
     out = tmp_path / "catalog.csv"
     out.write_text("the previous catalog\n")
-    with pytest.raises(RefreshError, match=r"AWS refused GetProducts .*need pricing:GetProducts and ec2:DescribeInstanceTypes"):
+    with pytest.raises(
+        RefreshError, match=r"AWS refused GetProducts .*need pricing:GetProducts and ec2:DescribeInstanceTypes"
+    ):
         refresh_catalog("us-east-1", out, ASKED, pricing_client=pricing, ec2_client=ec2, sleep=lambda s: None)
     assert out.read_text() == "the previous catalog\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.csv"]  # no temp file left behind
@@ -135,7 +158,9 @@ def test_throttling_that_never_stops_gives_up_with_a_clear_error(clients, tmp_pa
         ec2_stub.add_client_error("describe_instance_types", "RequestLimitExceeded", "Request limit exceeded.", 503)
     sleeps: list[float] = []
     with pytest.raises(RefreshError, match=f"kept throttling DescribeInstanceTypes after {MAX_ATTEMPTS} attempts"):
-        refresh_catalog("us-east-1", tmp_path / "x.csv", ASKED, pricing_client=pricing, ec2_client=ec2, sleep=sleeps.append)
+        refresh_catalog(
+            "us-east-1", tmp_path / "x.csv", ASKED, pricing_client=pricing, ec2_client=ec2, sleep=sleeps.append
+        )
     assert sleeps == [0.5, 1.0, 2.0, 4.0, 8.0]
     assert not (tmp_path / "x.csv").exists()
 
@@ -143,7 +168,10 @@ def test_throttling_that_never_stops_gives_up_with_a_clear_error(clients, tmp_pa
 def test_unknown_instance_type_is_an_input_error_with_a_suggestion(clients, tmp_path):
     pricing, ec2, _, ec2_stub = clients
     ec2_stub.add_client_error(
-        "describe_instance_types", "InvalidInstanceType", "The following supplied instance types do not exist: [c7i.larg]", 400
+        "describe_instance_types",
+        "InvalidInstanceType",
+        "The following supplied instance types do not exist: [c7i.larg]",
+        400,
     )
     with pytest.raises(InputError, match=r"--instance-types: The following .*\[c7i.larg\]; did you mean 'c7i.large'"):
         refresh_catalog("us-east-1", tmp_path / "x.csv", ["c7i.larg"], pricing_client=pricing, ec2_client=ec2)
@@ -165,13 +193,15 @@ def test_nothing_priced_writes_nothing(clients, tmp_path):
     pricing_stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []})
     notes: list[str] = []
     with pytest.raises(RefreshError, match="nothing to write for us-east-1"):
-        refresh_catalog("us-east-1", tmp_path / "x.csv", ["c7i.large"], pricing_client=pricing, ec2_client=ec2, notify=notes.append)
+        refresh_catalog(
+            "us-east-1", tmp_path / "x.csv", ["c7i.large"], pricing_client=pricing, ec2_client=ec2, notify=notes.append
+        )
     assert notes == ["skipped c7i.large: no on-demand Linux price in us-east-1 (not offered there?)"]
     assert list(tmp_path.iterdir()) == []
 
 
 def test_parse_price_item_reads_the_on_demand_hourly_usd_only():
-    c7i, = load_fixture("pricing_get_products.json")["c7i.large"][0]["PriceList"]
+    (c7i,) = load_fixture("pricing_get_products.json")["c7i.large"][0]["PriceList"]
     assert parse_price_item(c7i) == ("c7i.large", 0.08925)  # not the Reserved term's lower price
     capacity_block = load_fixture("pricing_get_products.json")["p5.48xlarge"][0]["PriceList"][0]
     assert parse_price_item(capacity_block) is None
@@ -181,8 +211,13 @@ def test_default_instance_types_are_the_bundled_ones(clients, tmp_path):
     pricing, ec2, _, ec2_stub = clients
     with BUNDLED_INSTANCES.open(newline="") as fh:
         bundled = [r["instance_type"] for r in csv.DictReader(fh)]
-    ec2_stub.add_client_error("describe_instance_types", "UnauthorizedOperation", "You are not authorized", 403,
-                              expected_params={"InstanceTypes": bundled})
+    ec2_stub.add_client_error(
+        "describe_instance_types",
+        "UnauthorizedOperation",
+        "You are not authorized",
+        403,
+        expected_params={"InstanceTypes": bundled},
+    )
     with pytest.raises(RefreshError, match="AWS refused DescribeInstanceTypes"):
         refresh_catalog("us-east-1", tmp_path / "x.csv", pricing_client=pricing, ec2_client=ec2)
 
@@ -208,7 +243,9 @@ def test_a_failure_after_writing_removes_the_temp_file_and_keeps_the_old_catalog
     out = tmp_path / "catalog.csv"
     out.write_text("the previous catalog\n")
     with pytest.raises(InputError, match="simulated check failure"):
-        refresh_catalog("us-east-1", out, ASKED, pricing_client=pricing, ec2_client=ec2, sleep=lambda s: None, notify=lambda m: None)
+        refresh_catalog(
+            "us-east-1", out, ASKED, pricing_client=pricing, ec2_client=ec2, sleep=lambda s: None, notify=lambda m: None
+        )
     assert written and written[0].parent == tmp_path and written[0] != out
     assert out.read_text() == "the previous catalog\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.csv"]

@@ -22,6 +22,12 @@ def test_profile_fills_in_the_peak():
     assert traffic.peak_rps == 4000 and traffic.sizing_rps == 4000
 
 
+def test_round_trips_through_a_dump_as_a_config_would():
+    traffic = Traffic(hourly_rps_profile=[100.0] * 23 + [4000.0], latency_slo_p95_ms=50, serving_batch_size=32)
+    again = Traffic.model_validate(traffic.model_dump())
+    assert again == traffic and again.peak_rps == 4000
+
+
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
