@@ -1,11 +1,13 @@
-"""The list of verbs the CLI offers; each registrar adds one sub-command."""
+"""The verbs the CLI offers, in help order; each registrar adds one or more sub-commands."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Callable
 
+from orchestrator.cost.cli import register as _prices
+from orchestrator.search.cli import register as _search
+
 Registrar = Callable[[argparse._SubParsersAction], None]
 
-REGISTRARS: list[Registrar] = []
-from orchestrator.cost.cli import register as _prices; REGISTRARS.append(_prices)  # noqa: E402,E702
+REGISTRARS: list[Registrar] = [_search, _prices]

@@ -121,8 +121,10 @@ def weights_bytes(model: nn.Module) -> int:
 class _LiveBytes(TorchDispatchMode):
     """Tracks the bytes of tensor storages that operators create, and their peak while live."""
 
-    def __init__(self) -> None:
+    def __init__(self, preexisting: tuple[torch.Tensor, ...] = ()) -> None:
         super().__init__()
+        # Storages that exist before the pass (weights, the input): views of them allocate nothing.
+        self._preexisting = {_storage_key(t) for t in preexisting}
         self.live = 0
         self.peak = 0
         self._refs: dict[int, int] = defaultdict(int)
@@ -136,11 +138,9 @@ class _LiveBytes(TorchDispatchMode):
         return out
 
     def _track(self, tensor: torch.Tensor) -> None:
-        try:
-            storage = tensor.untyped_storage()
-            key, size = storage.data_ptr(), storage.nbytes()
-        except (RuntimeError, NotImplementedError):
-            key, size = id(tensor), tensor.numel() * tensor.element_size()
+        key, size = _storage_key(tensor), _storage_bytes(tensor)
+        if key in self._preexisting:
+            return
         if self._refs[key] == 0:
             self._sizes[key] = size
             self.live += size
@@ -155,6 +155,20 @@ class _LiveBytes(TorchDispatchMode):
             del self._refs[key]
 
 
+def _storage_key(tensor: torch.Tensor) -> int:
+    try:
+        return tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return id(tensor)
+
+
+def _storage_bytes(tensor: torch.Tensor) -> int:
+    try:
+        return tensor.untyped_storage().nbytes()
+    except (RuntimeError, NotImplementedError):
+        return tensor.numel() * tensor.element_size()
+
+
 @torch.inference_mode()
 def peak_memory_bytes(model: nn.Module, batch: torch.Tensor) -> int:
     """Weights plus peak live activations of one forward pass at this batch (see module docstring)."""
@@ -167,7 +181,7 @@ def peak_memory_bytes(model: nn.Module, batch: torch.Tensor) -> int:
         model(batch)
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device) - max(base, 0))
-    tracker = _LiveBytes()
+    tracker = _LiveBytes(preexisting=(batch, *model.parameters(), *model.buffers()))
     with tracker:
         model(batch)
     return weights_bytes(model) + batch.numel() * batch.element_size() + tracker.peak

@@ -75,6 +75,9 @@ class Task(abc.ABC):
     def train_batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless shuffled training batches, reproducible from the seed."""
         inputs, targets = self.data("train")
+        if not 1 <= batch_size <= len(inputs):
+            # Without this check a batch larger than the training split never yields and loops forever.
+            raise ValueError(f"batch_size must be between 1 and the {len(inputs)} training examples, got {batch_size}")
         generator = torch.Generator().manual_seed(seed)
         while True:
             order = torch.randperm(len(inputs), generator=generator)

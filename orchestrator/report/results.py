@@ -1,0 +1,60 @@
+"""Trial results → one DataFrame with the trials.csv columns, from Ray Tune's ResultGrid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# The contract's columns first (DESIGN.md), then everything else a trial reports.
+CONTRACT_COLUMNS = [
+    "trial_id", "status", "prune_ratio", "prune_method", "bits", "kd_temperature", "kd_alpha", "kd_steps",
+    "accuracy", "accuracy_drop", "params", "size_bytes", "peak_mem_bytes", "throughput_sps", "latency_p50_ms",
+    "latency_p95_ms", "device", "instance_type", "replicas", "monthly_usd", "feasible", "pareto",
+]  # fmt: skip
+EXTRA_COLUMNS = [
+    "test_accuracy", "baseline", "error", "quality_metric", "quality", "quality_ci95_low", "quality_ci95_high",
+    "quality_n", "prune_importance", "prune_scope", "int4_group_size", "kd_learning_rate", "kd_batch_size", "qat",
+    "nonzero_params", "sparse_size_bytes", "batch_latency_p95_ms", "flops_per_sample", "device_kind",
+    "device_capability", "threads", "accelerated", "fallbacks", "projected", "cost_reason", "trial_seconds",
+    "recipe_key", "node_id", "host",
+]  # fmt: skip
+COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
+
+
+def _status(metrics: dict[str, Any], error: BaseException | None) -> str:
+    if error is not None:
+        return "failed"
+    if metrics.get("final"):
+        return "finished"
+    return "stopped" if metrics else "failed"
+
+
+def rows_from_results(results: Any) -> list[dict[str, Any]]:
+    """One dict per Tune trial: its final (or last) reported metrics, config and status."""
+    from orchestrator.search.trial import describe_error
+
+    rows = []
+    for result in results:
+        metrics = dict(result.metrics or {})
+        error = result.error
+        row = {**(result.config or {}), **metrics}
+        row["trial_id"] = metrics.get("trial_id") or Path(str(result.path)).name.split("_")[1]
+        row["status"] = _status(metrics, error)
+        row["error"] = describe_error(error) if error is not None else None
+        if row["status"] == "stopped":
+            row["error"] = f"stopped early by the scheduler at {metrics.get('kd_step')} distillation steps"
+        rows.append(row)
+    return rows
+
+
+def trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The trials table with the contract's columns in order (missing ones empty)."""
+    frame = pd.DataFrame(rows)
+    for column in COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    frame = frame[COLUMNS].copy()
+    frame["feasible"] = frame["feasible"].astype("boolean")
+    return frame.sort_values(["baseline", "trial_id"], ascending=[False, True], na_position="last").reset_index(drop=True)

@@ -1,0 +1,120 @@
+"""After the trials: results table, Pareto front, held-out test check, recommendation, summary files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from orchestrator.cost.model import DEFAULT_MEMORY_HEADROOM
+from orchestrator.report.pareto import mark_pareto
+from orchestrator.report.results import rows_from_results, trials_frame
+from orchestrator.report.summary import build_summary, recommend, search_cost
+from orchestrator.search.searcher import fail_stale_trials
+
+
+def finalize(paths: Any, prepared: Any, results: Any, context: Any) -> dict:
+    """Write trials.csv and summary.json for a finished search; raise SearchFailed if every trial failed."""
+    import ray
+
+    from orchestrator.search.heldout import test_quality
+    from orchestrator.search.runner import SearchFailed
+    from orchestrator.search.trial import resolve_device
+
+    config = prepared.config
+    settings = config.search
+    frame = trials_frame(rows_from_results(results))
+    frame["pareto"] = mark_pareto(frame)
+    fail_stale_trials(settings.optuna_storage or paths.optuna_url, json.loads(paths.run_json.read_text())["study_name"])
+
+    remote = ray.remote(num_cpus=settings.resources_per_trial.cpu, num_gpus=settings.resources_per_trial.gpu)(test_quality)
+    task_ref = ray.put(prepared.task)
+    device = str(resolve_device(settings)) if settings.resources_per_trial.gpu > 0 else "cpu"
+    threads = max(1, int(settings.resources_per_trial.cpu))
+    recipe_cols = [c for c in frame.columns if c in _recipe_fields()]
+    pending: dict[str, Any] = {}
+    done: dict[str, dict] = {}
+
+    def submit(row: pd.Series) -> None:
+        if row["trial_id"] not in pending and row["trial_id"] not in done:
+            recipe = {k: _py(row[k]) for k in recipe_cols if _py(row[k]) is not None}
+            recipe["seed"] = settings.seed
+            pending[row["trial_id"]] = remote.remote(task_ref, recipe, device, threads)
+
+    def get(row: pd.Series) -> dict:
+        submit(row)
+        if row["trial_id"] not in done:
+            done[row["trial_id"]] = dict(ray.get(pending.pop(row["trial_id"])))
+        return done[row["trial_id"]]
+
+    finished = frame["status"] == "finished"
+    baseline_rows = frame[finished & frame["baseline"].fillna(False).astype(bool)]
+    for _, row in pd.concat([baseline_rows, frame[frame["pareto"]]]).iterrows():
+        submit(row)  # evaluate the baseline and the Pareto set in parallel
+    baseline_test = get(baseline_rows.iloc[0])["value"] if len(baseline_rows) else float("nan")
+    recommended, passed_over = recommend(frame, config.objective.max_quality_drop, baseline_test, get)
+    for key in list(pending):
+        done[key] = dict(ray.get(pending.pop(key)))
+    frame["test_accuracy"] = frame["trial_id"].map(lambda t: done[t]["value"] if t in done else None)
+    if recommended is not None:
+        recommended = frame[frame["trial_id"] == recommended["trial_id"]].iloc[0]
+
+    summary = build_summary(
+        frame,
+        run_id=paths.root.name,
+        task=config.task.name,
+        metric=config.objective.metric,
+        max_drop=config.objective.max_quality_drop,
+        recommended=recommended,
+        passed_over=passed_over,
+        test_results=done,
+        cost=search_cost(frame, settings.resources_per_trial.cpu, settings.resources_per_trial.gpu, prepared.catalog),
+        inputs=_inputs(prepared),
+    )
+    _atomic_csv(frame, paths.trials_csv)
+    _atomic_json(summary, paths.summary_json)
+    if summary["n_finished"] == 0:
+        raise SearchFailed(f"every trial failed ({summary['n_failed']}); reasons are in {paths.trials_csv}")
+    return summary
+
+
+def _recipe_fields() -> set[str]:
+    from orchestrator.compress.recipe import Recipe
+
+    return set(Recipe.model_fields) - {"version", "seed"}
+
+
+def _py(value: Any) -> Any:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _inputs(prepared: Any) -> dict[str, Any]:
+    config, catalog = prepared.config, prepared.catalog
+    traffic = config.traffic.model_dump(mode="json")
+    traffic["days_per_month"] = config.traffic.days_per_month
+    return {
+        "traffic": traffic,
+        "objective": config.objective.model_dump(mode="json"),
+        "catalog_file": str(catalog.path),
+        "catalog_as_of": str(catalog.as_of),
+        "region": catalog.region,
+        "instance_types": [i.instance_type for i in catalog.instances],
+        "memory_headroom": DEFAULT_MEMORY_HEADROOM,
+    }
+
+
+def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _atomic_json(payload: dict, path: Path) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,254 @@
+"""Run a search: validate, start (or join) Ray, Tuner + OptunaSearch, resume, then write the run folder.
+
+How to search (searcher, scheduler, samples) and where to run (storage,
+failures, callbacks) are kept apart, as Ray Tune's Tuner does. Ray is only
+imported under orchestrator/search, so the engine and the cost model are
+tested without it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from orchestrator.config import SearchConfig, load_config, to_yaml
+from orchestrator.cost.catalog import Catalog, load_catalog
+from orchestrator.errors import InputError
+from orchestrator.tasks.base import Task
+from orchestrator.tasks.registry import load_task
+
+log = logging.getLogger(__name__)
+STUDY_NAME = "hedgerow"
+
+
+class SearchFailed(RuntimeError):
+    """Every trial failed: nothing to recommend (exit status 1)."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run folder."""
+
+    root: Path
+
+    config: Path = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "config", self.root / "config.yaml")
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def records(self) -> Path:
+        return self.root / "trials"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.root / "trials.csv"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{self.root / 'optuna.db'}"
+
+
+@dataclass
+class Prepared:
+    """A validated config with its task and catalog loaded: nothing left to fail on input."""
+
+    config: SearchConfig
+    task: Task
+    catalog: Catalog
+
+
+def prepare(config: SearchConfig) -> Prepared:
+    """Load the task and catalog a config names; every problem is an InputError naming its field."""
+    task = load_task(config.task.name, config.task.args, field="task.name")
+    if config.objective.metric != task.metric:
+        raise InputError(f"objective.metric: task {config.task.name!r} measures {task.metric!r}, not {config.objective.metric!r}")
+    catalog_path = None
+    if config.deployment.catalog != "bundled":
+        catalog_path = Path(config.deployment.catalog)
+        if not catalog_path.is_file():
+            raise InputError(f"deployment.catalog: no such catalog file {catalog_path} (or write 'bundled')")
+    catalog = load_catalog(catalog_path, region=config.deployment.region, instance_filter=config.deployment.instance_filter)
+    if config.search.resources_per_trial.gpu > 0 and config.search.device == "cpu":
+        raise InputError("search.device: 'cpu' contradicts search.resources_per_trial.gpu > 0")
+    return Prepared(config=config, task=task, catalog=catalog)
+
+
+def validate(config_path: str | Path) -> Prepared:
+    """Everything `hedgerow validate` checks; no run folder, no Ray."""
+    return prepare(load_config(config_path))
+
+
+def new_run_id(task_name: str) -> str:
+    """`<task>-<UTC time>-<6 hex>`: sortable by time, unique across machines."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() else "-" for c in task_name.split(":")[-1])[:24]
+    return f"{safe}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def start_search(
+    config_path: str | Path,
+    trials: int | None = None,
+    address: str | None = None,
+    out: str | Path = "reports",
+    seed: int | None = None,
+) -> Path:
+    """Validate, create the run folder, run every trial, write the results; return the run folder."""
+    config = load_config(config_path)
+    if trials is not None:
+        if trials < 1:
+            raise InputError(f"--trials: expected a positive number of trials, got {trials}")
+        config.search.trials = trials
+    if seed is not None:
+        config.search.seed = seed
+    prepared = prepare(config)
+    run_id = new_run_id(config.task.name)
+    paths = RunPaths(Path(out).resolve() / run_id)
+    paths.root.mkdir(parents=True)
+    paths.config.write_text(to_yaml(config))
+    _write_json(paths.run_json, {"run_id": run_id, "created": _now(), "study_name": STUDY_NAME, "tune_storage": _tune_storage(config, paths), "status": "running"})
+    return _run(paths, prepared, address, resume=False)
+
+
+def resume_search(run_dir: str | Path, address: str | None = None) -> Path:
+    """Finish an interrupted search in its run folder; finished trials are kept, none runs twice."""
+    paths = RunPaths(Path(run_dir).resolve())
+    if not paths.config.is_file() or not paths.run_json.is_file():
+        raise InputError(f"--resume: {paths.root} is not a Hedgerow run folder (expected config.yaml and run.json in it)")
+    prepared = prepare(load_config(paths.config))
+    return _run(paths, prepared, address, resume=True)
+
+
+def _tune_storage(config: SearchConfig, paths: RunPaths) -> str:
+    if config.search.storage_path:
+        return config.search.storage_path.rstrip("/") + "/" + paths.root.name
+    return str(paths.root)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Join `address` (or the Ray already initialized in this process), else start Ray embedded."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool) -> Path:
+    from ray import tune
+
+    from orchestrator.search.finalize import finalize
+    from orchestrator.search.trial import TrialContext, run_trial
+
+    config, task = prepared.config, prepared.task
+    settings = config.search
+    meta = json.loads(paths.run_json.read_text())
+    with ray_session(address):
+        teacher = task.teacher()
+        baseline_quality = task.evaluate(teacher, "val")["value"]
+        context = TrialContext(
+            task=task,
+            baseline_quality=baseline_quality,
+            max_quality_drop=config.objective.max_quality_drop,
+            traffic=config.traffic,
+            catalog=prepared.catalog,
+            settings=settings,
+            records_dir=str(paths.records),
+            measured_instance_type=config.deployment.measured_instance_type,
+        )
+        resources = {"cpu": settings.resources_per_trial.cpu, "gpu": settings.resources_per_trial.gpu}
+        trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
+        tune_path = meta["tune_storage"].rstrip("/") + "/tune"
+        if resume and tune.Tuner.can_restore(tune_path):
+            tuner = tune.Tuner.restore(tune_path, trainable, resume_unfinished=True, resume_errored=False)
+        else:
+            if resume:
+                log.warning("no Ray Tune state in %s yet: starting the search afresh", tune_path)
+            tuner = _new_tuner(trainable, config, paths, meta)
+        results = tuner.fit()
+        finalize(paths, prepared, results, context)
+    meta.update(status="finished", finished=_now())
+    _write_json(paths.run_json, meta)
+    return paths.root
+
+
+def _new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from orchestrator.search.progress import ProgressLine
+    from orchestrator.search.searcher import make_searcher
+
+    settings = config.search
+    optuna_url = settings.optuna_storage or paths.optuna_url
+    searcher = make_searcher(config.space, settings, optuna_url, meta["study_name"])
+    scheduler = None
+    if settings.scheduler == "asha":
+        max_kd = _max_kd_steps(config)
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            metric="quality",
+            mode="max",
+            max_t=max(2, max_kd // settings.eval_every_steps + 1),
+            grace_period=1,
+            reduction_factor=2,
+        )
+    storage = meta["tune_storage"]
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent),
+            scheduler=scheduler,
+            num_samples=settings.trials,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            callbacks=[ProgressLine(settings.trials, config.objective.max_quality_drop)],
+            verbose=0,
+        ),
+    )
+
+
+def _max_kd_steps(config: SearchConfig) -> int:
+    from orchestrator.config import knob_values
+
+    knob = config.space.get("kd_steps")
+    values = knob_values(knob) if knob is not None else [0]
+    return int(max(values))

@@ -1,0 +1,80 @@
+"""Ray Tune's OptunaSearch, multi-objective, with the quality bound as an Optuna constraint.
+
+Two things OptunaSearch does not do on its own (see FIELD-NOTES, Ray 2.60 /
+Optuna 5): pass constraints to the study (we call `Trial.set_constraint`
+before the result is told), and keep trials that a scheduler stopped early out
+of the Pareto front (we tell them as PRUNED, not COMPLETE with partial values).
+It reads OptunaSearch's private `_ot_trials`: pinned by `ray[tune]<3` and
+covered by tests/search/test_searcher.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+from orchestrator.config import SearchSettings
+from orchestrator.search.space import DefineByRun, grid_space
+
+METRICS = ["quality", "objective_monthly_usd"]
+MODES = ["max", "min"]
+CONSTRAINT_KEYS = ("constraint_quality", "constraint_cost")
+
+
+class ConstrainedOptunaSearch(OptunaSearch):
+    """OptunaSearch that sets each trial's constraints and tells early-stopped trials as PRUNED."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if result is not None and not error and not result.get("final", False):
+            return super().on_trial_complete(trial_id, None, False)  # stopped early: PRUNED
+        if result is not None and ot_trial is not None and not error:
+            for key in CONSTRAINT_KEYS:
+                if key in result:
+                    ot_trial.set_constraint(key, float(result[key]))
+        return super().on_trial_complete(trial_id, result, error)
+
+
+def _samplers(space: dict, settings: SearchSettings) -> dict[str, Callable[[], optuna.samplers.BaseSampler]]:
+    seed = settings.seed
+    startup = max(3, min(10, settings.trials // 4))
+    return {
+        "tpe": lambda: optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
+        ),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, settings.trials // 3))),
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "grid": lambda: optuna.samplers.GridSampler(grid_space(space, settings.grid_points), seed=seed),
+    }
+
+
+def make_sampler(space: dict, settings: SearchSettings) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler named in the settings, seeded."""
+    return _samplers(space, settings)[settings.sampler]()
+
+
+def make_searcher(space: dict, settings: SearchSettings, storage_url: str, study_name: str) -> ConstrainedOptunaSearch:
+    """A seeded, multi-objective (quality max, monthly $ min) searcher over a persistent study."""
+    return ConstrainedOptunaSearch(
+        space=DefineByRun(space),
+        metric=METRICS,
+        mode=MODES,
+        sampler=make_sampler(space, settings),
+        study_name=study_name,
+        storage=optuna.storages.RDBStorage(storage_url),
+    )
+
+
+def fail_stale_trials(storage_url: str, study_name: str) -> int:
+    """Mark trials left RUNNING by a killed driver as FAIL; return how many."""
+    study = optuna.load_study(study_name=study_name, storage=optuna.storages.RDBStorage(storage_url))
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    for t in stale:
+        study._storage.set_trial_user_attr(t._trial_id, "reason", "driver stopped before the result was told")
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    return len(stale)
+
+

@@ -1,0 +1,91 @@
+"""The search space: config knobs → an Optuna define-by-run function with conditional knobs.
+
+Knobs only exist where they matter: prune_ratio only when something is pruned,
+distillation settings only when kd_steps > 0, qat only when bits <= 8 and there
+is distillation to run it in. Trial number 0 of a study is always the
+uncompressed teacher, whatever the space allows: it is the baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from orchestrator.compress.recipe import Recipe
+from orchestrator.config import Choices, Knob, Range
+
+BASELINE: dict[str, Any] = {"prune_method": "none", "prune_ratio": 0.0, "bits": 32, "kd_steps": 0, "qat": False}
+INTEGER_KNOBS = {name for name, f in Recipe.model_fields.items() if f.annotation is int}
+KD_KNOBS = ("kd_temperature", "kd_alpha", "kd_learning_rate", "kd_batch_size")
+
+
+class DefineByRun:
+    """Callable given to OptunaSearch as its space; returns the constants it did not sample."""
+
+    def __init__(self, space: dict[str, Knob]) -> None:
+        self.space = dict(space)
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        if trial.number == 0:
+            return {**BASELINE, "baseline": True}
+        fixed: dict[str, Any] = {"baseline": False}
+
+        def pick(name: str) -> Any:
+            knob = self.space.get(name)
+            if knob is None:
+                return Recipe.model_fields[name].default
+            if isinstance(knob, Choices):
+                return trial.suggest_categorical(name, knob.choices)
+            if isinstance(knob, Range):
+                if name in INTEGER_KNOBS:
+                    return trial.suggest_int(name, int(knob.low), int(knob.high), step=int(knob.step or 1), log=knob.log)
+                return trial.suggest_float(name, knob.low, knob.high, step=knob.step, log=knob.log)
+            fixed[name] = knob
+            return knob
+
+        method = pick("prune_method")
+        fixed["prune_method"] = method
+        if method == "none":
+            fixed["prune_ratio"] = 0.0
+        elif method == "semi_structured_2_4":
+            fixed["prune_ratio"] = 0.5
+        else:
+            fixed["prune_ratio"] = pick("prune_ratio")
+            if method == "structured":
+                pick("prune_importance")
+            else:
+                pick("prune_scope")
+        bits = pick("bits")
+        if bits == 4:
+            pick("int4_group_size")
+        steps = pick("kd_steps")
+        fixed["kd_steps"] = steps
+        if steps > 0:
+            for name in KD_KNOBS:
+                pick(name)
+        fixed["qat"] = bool(pick("qat")) if steps > 0 and bits <= 8 else False
+        return fixed
+
+
+def grid_space(space: dict[str, Knob], points: int) -> dict[str, list[Any]]:
+    """Every sampled knob as a list of values, for Optuna's GridSampler (ranges → evenly spaced points)."""
+    grid: dict[str, list[Any]] = {}
+    for name, knob in space.items():
+        if isinstance(knob, Choices):
+            grid[name] = list(knob.choices)
+        elif isinstance(knob, Range):
+            if knob.step:
+                values = np.arange(knob.low, knob.high + knob.step / 2, knob.step)
+            elif knob.log:
+                values = np.geomspace(knob.low, knob.high, points)
+            else:
+                values = np.linspace(knob.low, knob.high, points)
+            grid[name] = sorted({int(v) if name in INTEGER_KNOBS else round(float(v), 6) for v in values})
+    return grid
+
+
+def recipe_from_config(config: dict[str, Any], seed: int) -> Recipe:
+    """The Recipe a trial's sampled config describes (unknown keys such as 'baseline' ignored)."""
+    knobs = {k: v for k, v in config.items() if k in Recipe.model_fields and k != "seed"}
+    return Recipe(**knobs, seed=seed)

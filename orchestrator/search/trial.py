@@ -1,0 +1,209 @@
+"""One trial: recipe → apply_recipe → evaluate → measure → cost model → one flat report.
+
+Trials are idempotent: each finished trial's full record is written to
+`<run>/trials/<recipe key>.json`, and a trial whose recipe already has a record
+reports it instead of recomputing. Ray Tune's restore is at-least-once, so this
+is what makes a resumed search run no recipe twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from orchestrator.compress.recipe import apply_recipe
+from orchestrator.config import SearchSettings
+from orchestrator.cost.catalog import Catalog
+from orchestrator.cost.model import CandidateMetrics, CostResult, price_candidate
+from orchestrator.cost.traffic import Traffic
+from orchestrator.measure import measure
+from orchestrator.search.space import recipe_from_config
+from orchestrator.tasks.base import Task
+
+NO_PRICE_USD = 1e9  # objective value for a candidate no instance can price at all
+RECORD_VERSION = 1
+
+
+@dataclass
+class TrialContext:
+    """Everything a trial needs, put in Ray's object store once (teacher included)."""
+
+    task: Task
+    baseline_quality: float
+    max_quality_drop: float
+    traffic: Traffic
+    catalog: Catalog
+    settings: SearchSettings
+    records_dir: str
+    measured_instance_type: str | None = None
+
+
+def resolve_device(settings: SearchSettings) -> torch.device:
+    """cuda when asked (or auto with a GPU granted to the trial), else cpu."""
+    if settings.device == "cuda" or (settings.device == "auto" and settings.resources_per_trial.gpu > 0 and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def record_path(records_dir: str, key: str) -> Path:
+    """Where a recipe's finished record lives."""
+    return Path(records_dir) / f"{key}.json"
+
+
+def _write_record(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def load_record(records_dir: str, key: str) -> dict | None:
+    """A recipe's finished record, or None."""
+    path = record_path(records_dir, key)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if record.get("version") == RECORD_VERSION else None
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """The Ray Tune trainable: report intermediate quality while distilling, then one final row."""
+    from ray import tune
+
+    recipe = recipe_from_config(config, seed=context.settings.seed)
+    cached = load_record(context.records_dir, recipe.key())
+    if cached is not None:
+        tune.report({**cached["row"], "cached": True})
+        return
+    started = time.perf_counter()
+    device = resolve_device(context.settings)
+    threads = max(1, int(context.settings.resources_per_trial.cpu))
+    torch.set_num_threads(threads)
+    task = context.task
+
+    def on_eval(step: int, value: float) -> None:
+        tune.report({"quality": value, "kd_step": step, "final": False, "objective_monthly_usd": NO_PRICE_USD})
+
+    compressed = apply_recipe(
+        task, recipe, device=device, teacher=task.teacher(), on_eval=on_eval, eval_every=context.settings.eval_every_steps
+    )
+    model = compressed.model
+    quality = task.evaluate(model, "val")
+    batch = task.example_batch(context.traffic.serving_batch_size)
+    metrics = measure(
+        model,
+        batch,
+        threads=threads,
+        batch_repeats=context.settings.measure_batch_repeats,
+        latency_repeats=context.settings.measure_latency_repeats,
+        size_bytes=compressed.record.deployed_size_bytes,
+    )
+    cost = price_candidate(
+        CandidateMetrics(
+            throughput_sps=metrics.throughput_sps,
+            batch_latency_p95_ms=metrics.batch_latency_p95_ms,
+            latency_p50_ms=metrics.latency_p50_ms,
+            latency_p95_ms=metrics.latency_p95_ms,
+            peak_mem_bytes=metrics.peak_mem_bytes,
+            size_bytes=metrics.size_bytes,
+            device_kind=metrics.device.kind,
+            device_name=metrics.device.name,
+            cpu_threads=metrics.device.threads if metrics.device.kind == "cpu" else None,
+            cpu_arch=metrics.device.arch,
+            bits=recipe.bits,
+            flops_per_sample=metrics.flops_per_sample,
+            measured_instance_type=context.measured_instance_type,
+        ),
+        context.traffic,
+        context.catalog,
+    )
+    row = final_row(config, recipe, quality, metrics, cost, compressed.record, context)
+    row["trial_seconds"] = round(time.perf_counter() - started, 3)
+    _write_record(
+        record_path(context.records_dir, recipe.key()),
+        {
+            "version": RECORD_VERSION,
+            "row": row,
+            "recipe": recipe.model_dump(mode="json"),
+            "compression": json.loads(compressed.record.to_json()),
+            "metrics": metrics.model_dump(mode="json"),
+            "quality": dict(quality),
+            "cost": cost.model_dump(mode="json"),
+        },
+    )
+    tune.report(row)
+
+
+def final_row(config, recipe, quality, metrics, cost: CostResult, record, context: TrialContext) -> dict[str, Any]:
+    """The flat result a finished trial reports: every trials.csv column it can know."""
+    drop = context.baseline_quality - quality["value"]
+    if not quality["higher_is_better"]:
+        drop = -drop
+    cheapest_any = min((c.monthly_usd for c in cost.per_instance if c.monthly_usd is not None), default=NO_PRICE_USD)
+    return {
+        "final": True,
+        "baseline": bool(config.get("baseline", False)),
+        "recipe_key": recipe.key(),
+        **{k: v for k, v in recipe.model_dump().items() if k != "version"},
+        "quality_metric": quality["metric"],
+        "quality": quality["value"],
+        "quality_ci95_low": quality["ci95_low"],
+        "quality_ci95_high": quality["ci95_high"],
+        "quality_n": quality["n_examples"],
+        "accuracy": quality["value"] if quality["metric"] == "accuracy" else None,
+        "accuracy_drop": drop,
+        "params": metrics.params,
+        "nonzero_params": metrics.nonzero_params,
+        "size_bytes": metrics.size_bytes,
+        "sparse_size_bytes": record.sparse_size_bytes,
+        "peak_mem_bytes": metrics.peak_mem_bytes,
+        "throughput_sps": metrics.throughput_sps,
+        "batch_latency_p95_ms": metrics.batch_latency_p95_ms,
+        "latency_p50_ms": metrics.latency_p50_ms,
+        "latency_p95_ms": metrics.latency_p95_ms,
+        "flops_per_sample": metrics.flops_per_sample,
+        "device": metrics.device.name,
+        "device_kind": metrics.device.kind,
+        "device_capability": metrics.device.capability,
+        "threads": metrics.device.threads,
+        "accelerated": record.accelerated,
+        "fallbacks": " | ".join(record.fallbacks),
+        "instance_type": cost.instance_type,
+        "replicas": cost.replicas,
+        "monthly_usd": cost.monthly_usd,
+        "projected": cost.projected,
+        "feasible": cost.feasible,
+        "cost_reason": cost.reason,
+        "objective_monthly_usd": cost.monthly_usd if cost.feasible else cheapest_any,
+        "constraint_quality": drop - context.max_quality_drop,
+        "constraint_cost": 0.0 if cost.feasible else 1.0,
+        "host": socket.gethostname(),
+        "node_id": _node_id(),
+    }
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray (unit tests call final_row directly)
+        return "local"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for trials.csv: the exception type and message, last frame."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}".replace("\n", " ")
