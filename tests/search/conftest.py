@@ -1,0 +1,52 @@
+"""Small, fast search configs for the real-Ray tests."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+FAST = {
+    "task": {"name": "digits"},
+    "objective": {"max_quality_drop": 0.02},
+    "traffic": {"peak_rps": 40000, "latency_slo_p95_ms": 250, "serving_batch_size": 256, "min_replicas": 1},
+    "deployment": {"instance_filter": ["c7i.*", "c7g.*", "m7i.*", "g5.*"]},
+    "search": {
+        "trials": 8,
+        "max_concurrent": 2,
+        "sampler": "random",
+        "seed": 0,
+        "measure_batch_repeats": 3,
+        "measure_latency_repeats": 5,
+    },
+    "space": {
+        "prune_method": {"choices": ["none", "structured", "semi_structured_2_4"]},
+        "prune_ratio": {"low": 0.3, "high": 0.7},
+        "bits": {"choices": [32, 8]},
+        "kd_steps": {"choices": [0, 20]},
+    },
+}
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "space":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """write_config(**sections) -> path of a small search config with those sections overridden."""
+
+    def write(**overrides) -> Path:
+        path = tmp_path / "search.yaml"
+        path.write_text(yaml.safe_dump(_merge(FAST, overrides)))
+        return path
+
+    return write

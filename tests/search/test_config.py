@@ -1,0 +1,107 @@
+"""Bad configs exit 2 with a message naming the field, and leave no run folder behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cli import main
+from orchestrator.config import json_schema, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "search_spaces" / "digits.yaml"
+
+
+def _demo() -> dict:
+    return yaml.safe_load(DEMO.read_text())
+
+
+def _with(path: list[str], value) -> dict:
+    config = _demo()
+    node = config
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    return config
+
+
+BAD_CONFIGS = {
+    "unknown knob": (_with(["space", "prune_ration"], 0.5), "space.prune_ration", "did you mean 'prune_ratio'"),
+    "ratio above 0.95": (_with(["space", "prune_ratio"], {"low": 0.2, "high": 0.97}), "space.prune_ratio", "0.95"),
+    "empty choices": (_with(["space", "bits"], {"choices": []}), "space.bits", "at least 1"),
+    "unsupported bits": (_with(["space", "bits"], {"choices": [32, 3]}), "space.bits", "32, 16, 8 or 4"),
+    "unknown sampler": (_with(["search", "sampler"], "tpee"), "search.sampler", "'tpe'"),
+    "negative traffic": (_with(["traffic", "peak_rps"], -5), "traffic.peak_rps", "greater than 0"),
+    "unresolvable task path": (_with(["task", "name"], "no_such_pkg.tasks:make"), "task.name", "cannot import"),
+    "unknown task": (_with(["task", "name"], "digit"), "task.name", "Did you mean 'digits'"),
+    "missing catalog file": (_with(["deployment", "catalog"], "no-such-catalog.csv"), "deployment.catalog", "no such catalog"),
+    "filter matches nothing": (_with(["deployment", "instance_filter"], ["zz9.*"]), "deployment.instance_filter", "zz9.*"),
+    "unknown top-level field": (_with(["serach"], {"trials": 3}), "serach", "Extra inputs"),
+    "metric the task lacks": (_with(["objective", "metric"], "bleu"), "objective.metric", "accuracy"),
+    "zero trials": (_with(["search", "trials"], 0), "search.trials", "greater than or equal to 1"),
+    "low above high": (_with(["space", "kd_alpha"], {"low": 0.9, "high": 0.1}), "space.kd_alpha", "must not exceed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_exits_2_naming_the_field(case, tmp_path, capsys):
+    config, field, expected = BAD_CONFIGS[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "runs"
+    assert main(["search", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert field in err and expected in err, err
+    assert not out.exists() or not any(out.iterdir()), "a run folder was left behind"
+    assert main(["validate", str(path)]) == 2
+
+
+def test_file_that_is_not_yaml(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("task: [digits\nspace: {bits: 8")
+    assert main(["search", str(path), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml" in err and "not valid YAML" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such config file" in capsys.readouterr().err
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path, capsys):
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    assert main(["validate", str(path)]) == 2
+    assert "expected a YAML mapping" in capsys.readouterr().err
+
+
+def test_bad_trials_argument(tmp_path, capsys):
+    assert main(["search", str(DEMO), "--trials", "0", "--out", str(tmp_path / "runs")]) == 2
+    assert "--trials" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_demo_config_validates(capsys):
+    assert main(["validate", str(DEMO)]) == 0
+    assert "ok: task digits" in capsys.readouterr().out
+
+
+def test_schema_is_json_schema_of_every_section(capsys):
+    assert main(["validate", "--schema"]) == 0
+    out = capsys.readouterr().out
+    assert '"space"' in out and '"traffic"' in out
+    schema = json_schema()
+    assert set(schema["required"]) >= {"task", "traffic", "space"}
+
+
+def test_relative_catalog_resolves_against_config_folder(tmp_path):
+    from orchestrator.cost.catalog import BUNDLED_INSTANCES
+
+    (tmp_path / "prices.csv").write_text(BUNDLED_INSTANCES.read_text())
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_with(["deployment", "catalog"], "prices.csv")))
+    assert load_config(path).deployment.catalog == str((tmp_path / "prices.csv").resolve())

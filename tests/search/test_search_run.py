@@ -1,0 +1,104 @@
+"""A real search on real Ray: the run folder holds the contract's files, columns and keys."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from orchestrator.cli import main
+from orchestrator.report.results import CONTRACT_COLUMNS
+
+pytestmark = pytest.mark.slow
+
+SUMMARY_KEYS = {"run_id", "task", "n_trials", "n_failed", "baseline", "recommended", "search_cost"}
+BASELINE_KEYS = {"accuracy", "size_bytes", "throughput_sps", "instance_type", "replicas", "monthly_usd"}
+RECOMMENDED_KEYS = {
+    "trial_id", "knobs", "accuracy", "accuracy_drop", "size_bytes", "throughput_sps", "instance_type", "replicas",
+    "monthly_usd", "savings_ratio", "test_accuracy", "test_ci95",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """One 8-trial search (2:4 sparsity in the space, which fails on this CPU) shared by the tests below."""
+    from tests.search.conftest import FAST
+
+    folder = tmp_path_factory.mktemp("search")
+    config = folder / "search.yaml"
+    config.write_text(yaml.safe_dump(FAST))
+    out = folder / "runs"
+    assert main(["search", str(config), "--out", str(out)]) == 0
+    (run,) = list(out.iterdir())
+    return run
+
+
+def test_run_folder_holds_the_contract_files(run_dir):
+    for name in ("config.yaml", "trials.csv", "summary.json", "optuna.db", "tune"):
+        assert (run_dir / name).exists(), name
+
+
+def test_trials_csv_has_every_contract_column_and_a_row_per_trial(run_dir):
+    frame = pd.read_csv(run_dir / "trials.csv")
+    assert list(frame.columns[: len(CONTRACT_COLUMNS)]) == CONTRACT_COLUMNS
+    assert "test_accuracy" in frame.columns
+    assert len(frame) == 8 and frame["trial_id"].is_unique
+    assert set(frame["status"]) <= {"finished", "failed", "stopped"}
+
+
+def test_baseline_is_the_first_row_and_the_uncompressed_teacher(run_dir):
+    frame = pd.read_csv(run_dir / "trials.csv")
+    base = frame.iloc[0]
+    assert bool(base["baseline"]) and base["status"] == "finished"
+    assert base["prune_method"] == "none" and base["bits"] == 32 and base["kd_steps"] == 0
+    assert base["accuracy_drop"] == 0.0 and base["accuracy"] >= 0.97
+    assert not pd.isna(base["test_accuracy"])
+
+
+def test_unsupported_trials_fail_with_their_reason_and_the_search_goes_on(run_dir):
+    frame = pd.read_csv(run_dir / "trials.csv")
+    failed = frame[frame["status"] == "failed"]
+    assert len(failed) >= 1, "the seeded space should sample 2:4 sparsity at least once"
+    assert failed["error"].str.contains("not supported on this device").all()
+    assert (frame["status"] == "finished").sum() >= 4
+
+
+def test_summary_has_the_contract_keys_and_a_sound_recommendation(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert BASELINE_KEYS <= set(summary["baseline"])
+    rec = summary["recommended"]
+    assert RECOMMENDED_KEYS <= set(rec)
+    assert {"cpu_hours", "gpu_hours", "usd"} <= set(summary["search_cost"])
+    frame = pd.read_csv(run_dir / "trials.csv").set_index("trial_id")
+    row = frame.loc[rec["trial_id"]]
+    assert bool(row["feasible"]) and row["accuracy_drop"] <= summary["max_quality_drop"]
+    assert summary["baseline"]["test"]["value"] - rec["test_accuracy"] <= summary["max_quality_drop"]
+    # nothing feasible within the bound is cheaper than what was recommended
+    ok = frame[(frame["status"] == "finished") & frame["feasible"].astype(bool) & (frame["accuracy_drop"] <= summary["max_quality_drop"])]
+    assert rec["monthly_usd"] == pytest.approx(ok["monthly_usd"].min())
+    assert rec["monthly_usd"] <= summary["baseline"]["monthly_usd"]
+    assert summary["n_failed"] == int((frame["status"] == "failed").sum())
+
+
+def test_pareto_rows_are_not_dominated(run_dir):
+    frame = pd.read_csv(run_dir / "trials.csv")
+    front = frame[frame["pareto"].astype(bool)]
+    done = frame[(frame["status"] == "finished") & frame["feasible"].astype(bool)]
+    for _, p in front.iterrows():
+        better = done[(done["accuracy"] >= p["accuracy"]) & (done["monthly_usd"] <= p["monthly_usd"])
+                      & ((done["accuracy"] > p["accuracy"]) | (done["monthly_usd"] < p["monthly_usd"]))]  # fmt: skip
+        assert better.empty
+    assert front["test_accuracy"].notna().all(), "every Pareto candidate is checked on the test split"
+
+
+def test_optuna_study_is_persistent_and_complete(run_dir):
+    study = optuna.load_study(study_name="hedgerow", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    states = [t.state for t in study.get_trials()]
+    assert len(states) == 8
+    assert optuna.trial.TrialState.RUNNING not in states
+    frame = pd.read_csv(run_dir / "trials.csv")
+    assert states.count(optuna.trial.TrialState.FAIL) == int((frame["status"] == "failed").sum())
