@@ -1,0 +1,115 @@
+"""The cluster files in infra/ hold the structure a user relies on (no cloud, no Ray started)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import ray
+import yaml
+
+INFRA = Path(__file__).resolve().parents[1] / "infra"
+RAY_MAJOR_MINOR = ".".join(ray.__version__.split(".")[:2])
+# What infra/README.md tells users to set: four trials share one GPU.
+TRIAL_CPU, TRIAL_GPU = 1, 0.25
+
+
+@pytest.fixture(scope="module")
+def launcher() -> dict:
+    return yaml.safe_load((INFRA / "aws" / "ray-cluster.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def raycluster() -> dict:
+    return yaml.safe_load((INFRA / "k8s" / "raycluster.yaml").read_text())
+
+
+def _major_minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def test_launcher_matches_rays_own_schema(launcher):
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    jsonschema.validate(launcher, schema)
+
+
+def test_launcher_has_cpu_head_and_both_gpu_worker_types(launcher):
+    types = launcher["available_node_types"]
+    head = types[launcher["head_node_type"]]
+    assert head["resources"]["CPU"] == 0, "the head must run no trials"
+    assert launcher["provider"]["type"] == "aws"
+    expected = {"gpu_g5": "g5.xlarge", "gpu_g6": "g6.xlarge"}
+    for name, instance_type in expected.items():
+        node = types[name]
+        assert node["node_config"]["InstanceType"] == instance_type
+        assert 0 <= node["min_workers"] <= node["max_workers"] <= launcher["max_workers"]
+        assert node["resources"]["GPU"] >= 1
+        assert node["node_config"]["ImageId"] == head["node_config"]["ImageId"]
+        assert "Arn" in node["node_config"]["IamInstanceProfile"]
+    assert sum(types[n]["max_workers"] for n in expected) >= 1, "at least one GPU worker type must be able to start"
+
+
+def test_launcher_worker_fits_four_trials_per_gpu(launcher):
+    for name in ("gpu_g5", "gpu_g6"):
+        res = launcher["available_node_types"][name]["resources"]
+        trials = min(res["CPU"] // TRIAL_CPU, res["GPU"] / TRIAL_GPU)
+        assert trials >= 4, f"{name}: {res} fits only {trials} trials of {{cpu: {TRIAL_CPU}, gpu: {TRIAL_GPU}}}"
+
+
+def test_launcher_setup_installs_the_project_and_this_ray(launcher):
+    commands = launcher["setup_commands"]
+    mounted = {remote for remote, local in launcher["file_mounts"].items() if local == "."}
+    installs = [c for c in commands if "pip install" in c]
+    assert any(any(f"-e {remote}" in c for remote in mounted) or "hedgerow @ git+" in c for c in installs), installs
+    pins = {m for c in installs for m in re.findall(r"ray\[[^\]]*\]==([\w.]+)", c)}
+    assert pins == {ray.__version__}, f"cluster Ray {pins} differs from the installed {ray.__version__}"
+    assert any("ray start --head" in c for c in launcher["head_start_ray_commands"])
+    assert any("$RAY_HEAD_IP:6379" in c for c in launcher["worker_start_ray_commands"])
+
+
+def test_raycluster_has_cpu_head_and_gpu_worker_group(raycluster):
+    assert raycluster["apiVersion"] == "ray.io/v1"
+    assert raycluster["kind"] == "RayCluster"
+    spec = raycluster["spec"]
+    assert _major_minor(spec["rayVersion"]) == RAY_MAJOR_MINOR
+    head = spec["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    ports = {p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
+    assert {8265, 10001} <= ports, "jobs API and Ray Client ports"
+    gpu_groups = [
+        g
+        for g in spec["workerGroupSpecs"]
+        if any(int(c["resources"]["limits"].get("nvidia.com/gpu", 0)) for c in g["template"]["spec"]["containers"])
+    ]
+    assert gpu_groups, "no worker group requests nvidia.com/gpu"
+    for group in gpu_groups:
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+        assert int(group["rayStartParams"]["num-cpus"]) // TRIAL_CPU >= 1 / TRIAL_GPU
+    for container in [*head["template"]["spec"]["containers"], *gpu_groups[0]["template"]["spec"]["containers"]]:
+        assert spec["rayVersion"] in container["image"], f"{container['image']}: not Ray {spec['rayVersion']}"
+
+
+def test_dockerfile_builds_on_the_clusters_ray(raycluster):
+    text = (INFRA / "k8s" / "Dockerfile").read_text()
+    version = re.search(r"^ARG RAY_VERSION=([\w.]+)$", text, re.M).group(1)
+    assert version == raycluster["spec"]["rayVersion"]
+    assert re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}-py311-gpu$", text, re.M)
+    assert re.search(r"^RUN pip install .*\"/app\"", text, re.M)
+
+
+def test_iam_policy_grants_what_a_cluster_run_needs_and_no_more():
+    policy = json.loads((INFRA / "aws" / "iam-policy.json").read_text())
+    assert policy["Version"] == "2012-10-17"
+    granted: dict[str, set[str]] = {}
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for action in statement["Action"]:
+            assert "*" not in action, f"wildcard action {action}"
+            granted.setdefault(action, set()).update(resources)
+    assert {"s3:PutObject", "s3:GetObject", "pricing:GetProducts", "ec2:DescribeInstanceTypes"} <= granted.keys()
+    assert granted["s3:ListBucket"] == {"arn:aws:s3:::YOUR-BUCKET"}, "ListBucket applies to the bucket, not its objects"
+    assert granted["s3:PutObject"] == {"arn:aws:s3:::YOUR-BUCKET/*"}
