@@ -198,7 +198,12 @@ def _int4_torchao(model: nn.Module, config: Int4WeightOnlyConfig) -> tuple[nn.Mo
         n for n, m in model.named_modules()
         if isinstance(m, nn.Linear) and m.in_features % config.group_size == 0 and m.out_features % 8 == 0
     }  # fmt: skip
-    quantize_(model, AoInt4(group_size=config.group_size), filter_fn=lambda m, fqn: fqn in eligible)
+    try:
+        # tinygemm kernels ship with torch; torchao's default "plain" format needs the separate mslk package.
+        ao_config = AoInt4(group_size=config.group_size, int4_packing_format="tile_packed_to_4d")
+    except TypeError:  # torchao before int4_packing_format existed: tinygemm was the default
+        ao_config = AoInt4(group_size=config.group_size)
+    quantize_(model, ao_config, filter_fn=lambda m, fqn: fqn in eligible)
     float_layers = [n for n, m in prunable_weights(model) if n not in eligible]
     details = {"backend": "torchao", "accelerated": True, "quantized_layers": sorted(eligible), "float_layers": float_layers}
     fallbacks = [f"{n}: stays bf16 (torchao int4 needs a Linear with in_features % {config.group_size} == 0)" for n in float_layers]

@@ -25,7 +25,6 @@ from orchestrator.tasks.base import Task
 from orchestrator.tasks.registry import load_task
 
 log = logging.getLogger(__name__)
-STUDY_NAME = "hedgerow"
 
 
 class SearchFailed(RuntimeError):
@@ -121,7 +120,8 @@ def start_search(
     paths = RunPaths(Path(out).resolve() / run_id)
     paths.root.mkdir(parents=True)
     paths.config.write_text(to_yaml(config))
-    _write_json(paths.run_json, {"run_id": run_id, "created": _now(), "study_name": STUDY_NAME, "tune_storage": _tune_storage(config, paths), "status": "running"})
+    meta = {"run_id": run_id, "created": _now(), "study_name": run_id, "tune_storage": _tune_storage(config, paths), "status": "running"}
+    _write_json(paths.run_json, meta)
     return _run(paths, prepared, address, resume=False)
 
 
@@ -196,13 +196,32 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
             tuner = tune.Tuner.restore(tune_path, trainable, resume_unfinished=True, resume_errored=False)
         else:
             if resume:
-                log.warning("no Ray Tune state in %s yet: starting the search afresh", tune_path)
+                _forget_unrestorable(paths, config, meta, tune_path)
             tuner = _new_tuner(trainable, config, paths, meta)
         results = tuner.fit()
         finalize(paths, prepared, results, context)
     meta.update(status="finished", finished=_now())
     _write_json(paths.run_json, meta)
     return paths.root
+
+
+def _forget_unrestorable(paths: RunPaths, config: SearchConfig, meta: dict, tune_path: str) -> None:
+    """Killed before Ray Tune saved any state: restart the search, keeping every finished recipe's record.
+
+    The seeded sampler proposes the same recipes again and each finished one is
+    read back from its record instead of recomputed.
+    """
+    import shutil
+
+    import optuna
+
+    log.warning("no Ray Tune state in %s yet: restarting the search; finished recipes are reused", tune_path)
+    try:
+        optuna.delete_study(study_name=meta["study_name"], storage=config.search.optuna_storage or paths.optuna_url)
+    except KeyError:
+        pass
+    if not tune_path.startswith("s3://"):
+        shutil.rmtree(tune_path, ignore_errors=True)
 
 
 def _new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict) -> Any:

@@ -96,7 +96,7 @@ def test_pareto_rows_are_not_dominated(run_dir):
 
 
 def test_optuna_study_is_persistent_and_complete(run_dir):
-    study = optuna.load_study(study_name="hedgerow", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name=run_dir.name, storage=f"sqlite:///{run_dir / 'optuna.db'}")
     states = [t.state for t in study.get_trials()]
     assert len(states) == 8
     assert optuna.trial.TrialState.RUNNING not in states
