@@ -28,8 +28,13 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# A short search on the built-in digits task; its last line is the run folder.
+demo: $(STAMP)
+	$(PY) -m orchestrator search search_spaces/digits.yaml --out reports
+
 bench: $(STAMP)
 	$(PY) bench/compression.py
+	$(PY) bench/search_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .cache
