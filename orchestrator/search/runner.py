@@ -37,10 +37,9 @@ class RunPaths:
 
     root: Path
 
-    config: Path = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "config", self.root / "config.yaml")
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
 
     @property
     def run_json(self) -> Path:
