@@ -1,0 +1,113 @@
+"""Safe weight files: tampered or pickled checkpoints are refused; a tampered cached teacher is retrained."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+import orchestrator.tasks.digits as digits_module
+from orchestrator.tasks import CheckpointError, DigitsTask, load_checkpoint, save_checkpoint
+
+TINY = {"conv_widths": (4, 4, 4), "hidden_width": 8, "epochs": 1}
+
+
+def flip_a_byte(path, offset=-8):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_safetensors_round_trip_with_metadata(tmp_path):
+    state = nn.Linear(3, 2).state_dict()
+    path = tmp_path / "w.safetensors"
+    save_checkpoint(state, path, {"note": "hi"})
+    loaded, metadata = load_checkpoint(path)
+    assert metadata == {"note": "hi"}
+    assert set(loaded) == set(state) and all(torch.equal(loaded[k], state[k]) for k in state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors", "w.safetensors.json"], (
+        "no temporary files left"
+    )
+
+
+def test_tampered_safetensors_is_refused(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_checkpoint(nn.Linear(3, 2).state_dict(), path, {})
+    flip_a_byte(path)
+    with pytest.raises(CheckpointError, match="refused: SHA-256 .* does not match"):
+        load_checkpoint(path)
+
+
+def test_tampered_sidecar_hash_is_refused(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_checkpoint(nn.Linear(3, 2).state_dict(), path, {})
+    sidecar = path.with_name(path.name + ".json")
+    record = json.loads(sidecar.read_text())
+    record["sha256"] = "0" * 64
+    sidecar.write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_checkpoint(path)
+
+
+def test_safetensors_without_sidecar_is_refused(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_checkpoint(nn.Linear(3, 2).state_dict(), path, {})
+    path.with_name(path.name + ".json").unlink()
+    with pytest.raises(CheckpointError, match="missing checksum sidecar"):
+        load_checkpoint(path)
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_checkpoint(tmp_path / "absent.safetensors")
+
+
+def test_pickled_whole_module_pt_is_refused(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(nn.Linear(3, 2), path)  # a pickled module: loading it would run arbitrary code
+    with pytest.raises(CheckpointError, match="not a plain state_dict") as info:
+        load_checkpoint(path)
+    assert "weights_only" in str(info.value.__cause__) or "Unpickl" in type(info.value.__cause__).__name__
+
+
+def test_pt_holding_non_tensor_values_is_refused(tmp_path):
+    path = tmp_path / "mixed.pt"
+    torch.save({"weight": torch.ones(2), "epoch": 3}, path)
+    with pytest.raises(CheckpointError, match="expected a dict of tensors"):
+        load_checkpoint(path)
+
+
+def test_plain_state_dict_pt_is_accepted(tmp_path):
+    state = nn.Linear(3, 2).state_dict()
+    path = tmp_path / "weights.pt"
+    torch.save(state, path)
+    loaded, metadata = load_checkpoint(path)
+    assert metadata == {}
+    assert set(loaded) == set(state) and all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_tampered_cached_teacher_is_retrained_with_a_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("HEDGEROW_CACHE_DIR", str(tmp_path))
+    trainings = []
+    real_train = digits_module.train_teacher
+    monkeypatch.setattr(digits_module, "train_teacher", lambda *a: (trainings.append(1), real_train(*a)))
+
+    first = DigitsTask(**TINY)
+    first.teacher()
+    path = first.teacher_path
+    assert path.parent == tmp_path and path.is_file() and len(trainings) == 1
+
+    DigitsTask(**TINY).teacher()  # intact cache: loaded, not retrained
+    assert len(trainings) == 1
+
+    flip_a_byte(path)
+    with caplog.at_level(logging.WARNING, logger="orchestrator.tasks.digits"):
+        retrained = DigitsTask(**TINY).teacher()
+    assert len(trainings) == 2, "the tampered file must not be loaded"
+    assert any("ignoring cached teacher and retraining" in r.getMessage() for r in caplog.records)
+    assert isinstance(retrained, nn.Module) and not retrained.training
+    state, _ = load_checkpoint(path)  # the cache is whole again
+    assert all(torch.equal(state[k], v) for k, v in retrained.state_dict().items())

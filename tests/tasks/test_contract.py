@@ -1,0 +1,94 @@
+"""The Task contract: every implementation, built-in or a user's by import path, passes the same checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from orchestrator.tasks import Quality, Task, load_task
+
+IMPLEMENTATIONS = {
+    "digits": ("digits", {}),
+    "user-import-path": ("tests.tasks.user_task:make_task", {"n_features": 12, "n_classes": 3, "per_class": 50}),
+}
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS), scope="module")
+def task(request) -> Task:
+    spec, kwargs = IMPLEMENTATIONS[request.param]
+    if spec == "digits":
+        return request.getfixturevalue("digits_task")  # the session's task: its teacher is already loaded
+    return load_task(spec, kwargs)
+
+
+def rows(tensor: torch.Tensor) -> set[bytes]:
+    return {row.numpy().tobytes() for row in tensor.reshape(len(tensor), -1)}
+
+
+def test_teacher_is_an_eval_mode_module_on_cpu_and_is_stable(task):
+    model = task.teacher()
+    assert isinstance(model, nn.Module) and not model.training
+    assert all(t.device.type == "cpu" for t in model.state_dict().values())
+    assert task.teacher() is model
+
+
+def test_splits_are_disjoint_and_aligned(task):
+    splits = {s: task.data(s) for s in ("train", "val", "test")}
+    for inputs, targets in splits.values():
+        assert len(inputs) == len(targets) > 0
+        assert inputs.device.type == targets.device.type == "cpu"
+    val, test, train = rows(splits["val"][0]), rows(splits["test"][0]), rows(splits["train"][0])
+    assert not val & test, "val and test overlap"
+    assert not (val | test) & train, "an evaluation example is also a training example"
+    assert splits["val"][0].shape[1:] == splits["test"][0].shape[1:] == splits["train"][0].shape[1:]
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_evaluate_returns_quality_with_an_interval_bracketing_the_value(task, split):
+    quality = task.evaluate(task.teacher(), split)
+    assert set(quality) == set(Quality.__annotations__)
+    assert quality["split"] == split and quality["metric"] == task.metric
+    assert quality["higher_is_better"] is task.higher_is_better
+    assert quality["n_examples"] == len(task.data(split)[1])
+    assert 0.0 <= quality["ci95_low"] <= quality["value"] <= quality["ci95_high"] <= 1.0
+    assert quality["ci95_low"] < quality["ci95_high"]
+    assert quality["value"] > 0.9, "a teacher worth compressing beats chance by far"
+
+
+def test_evaluate_judges_a_bad_model_as_bad(task):
+    inputs, _ = task.data("val")
+    n_outputs = task.teacher()(inputs[:1]).shape[1]
+
+    class Constant(nn.Module):
+        def forward(self, x):
+            return torch.zeros(len(x), n_outputs)
+
+    quality = task.evaluate(Constant(), "val")
+    assert quality["value"] < 0.6 and quality["ci95_low"] <= quality["value"] <= quality["ci95_high"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_example_batch_has_the_input_shape(task, batch_size):
+    batch = task.example_batch(batch_size)
+    assert batch.shape == (batch_size, *task.data("val")[0].shape[1:])
+    assert task.teacher()(batch).shape[0] == batch_size
+
+
+def test_train_batches_are_reproducible_by_seed(task):
+    def take(seed, n=3):
+        batches = task.train_batches(16, seed=seed)
+        return [next(batches) for _ in range(n)]
+
+    first, again, other = take(0), take(0), take(1)
+    for (x1, y1), (x2, y2) in zip(first, again):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(first, other))
+    assert all(x.shape[0] == y.shape[0] == 16 for x, y in first)
+    assert rows(torch.cat([x for x, _ in first])) <= rows(task.data("train")[0])
+
+
+def test_calibration_batches_come_from_training_data(task):
+    batches = task.calibration_batches(n_batches=2, batch_size=8)
+    assert len(batches) == 2 and all(b.shape[0] == 8 for b in batches)
+    assert rows(torch.cat(batches)) <= rows(task.data("train")[0])
