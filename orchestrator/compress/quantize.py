@@ -96,7 +96,9 @@ def int8(model: nn.Module, config: Int8Config, ctx: Context) -> tuple[nn.Module,
             fallbacks.append(f"static FX quantization failed ({type(exc).__name__}: {exc}); used dynamic int8 on Linear layers")
             mode, quantized = "dynamic", None
     if mode == "dynamic":
-        quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        with warnings.catch_warnings():  # torch.ao's deprecation notice; the kernels are current
+            warnings.simplefilter("ignore", DeprecationWarning)
+            quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
     q_layers, float_layers = quantized_and_float_layers(quantized)
     details = {
         "backend": "x86" if mode == "static" else torch.backends.quantized.engine,
