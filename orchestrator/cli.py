@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from typing import Callable, Sequence
 
 import orchestrator
@@ -54,3 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hedgerow {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # exit 1 with one line; the traceback only on request
+        if os.environ.get("HEDGEROW_DEBUG"):
+            traceback.print_exc()
+        print(f"hedgerow {args.verb}: failed: {type(exc).__name__}: {exc} (set HEDGEROW_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

@@ -102,3 +102,18 @@ def test_optuna_study_is_persistent_and_complete(run_dir):
     assert optuna.trial.TrialState.RUNNING not in states
     frame = pd.read_csv(run_dir / "trials.csv")
     assert states.count(optuna.trial.TrialState.FAIL) == int((frame["status"] == "failed").sum())
+
+
+def test_search_fails_only_when_every_trial_fails(write_config, tmp_path, capsys):
+    config = write_config(
+        task={"name": "tests.search.failing_task:make_task"},
+        search={"trials": 3, "max_concurrent": 2},
+        space={"prune_method": "structured", "prune_ratio": {"low": 0.3, "high": 0.6}, "bits": 32},
+    )
+    out = tmp_path / "runs"
+    assert main(["search", str(config), "--out", str(out)]) == 1
+    assert "every trial failed" in capsys.readouterr().err
+    (run_dir,) = list(out.iterdir())
+    frame = pd.read_csv(run_dir / "trials.csv")
+    assert len(frame) == 3 and (frame["status"] == "failed").all()
+    assert frame["error"].str.contains("cannot build a serving batch").all()
