@@ -1,0 +1,76 @@
+"""The README.md written into every export, for whoever deploys it."""
+
+from __future__ import annotations
+
+from orchestrator.deploy.manifest import Manifest
+
+_WHAT = {
+    "model.safetensors": "weights (plain tensors; int8 as values + scales + zero points, layout in the header)",
+    "model.pt2": "torch.export program: `torch.export.load(path).module()`",
+    "model.onnx": "ONNX program (float32) for ONNX Runtime",
+    "model.int8.onnx": "ONNX Runtime int8 program (static QDQ, per channel)",
+    "serve_config.yaml": "Ray Serve config: `serve deploy serve_config.yaml`",
+    "README.md": "this file",
+}
+
+
+def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
+    """The README's text (the file list comes from the manifest's programs and known names)."""
+    r, q, d = manifest.recipe, manifest.quality, manifest.deployment
+    knobs = f"prune {r.prune_method}" + (f" {r.prune_ratio:.2f}" if r.prune_method != "none" else "")
+    knobs += f", {r.bits}-bit, {r.kd_steps} distillation steps" + (", QAT" if r.qat else "")
+    cost = (
+        f"{d.replicas} × {d.instance_type}, ${d.monthly_usd:,.2f}/month ({d.region}, catalog as of {d.catalog_as_of})"
+        + (" — throughput projected, not measured on that instance" if d.projected else "")
+        if d.instance_type
+        else "no feasible instance type was priced for this candidate"
+    )
+    test = f", test {q.test_value:.4f}" if q.test_value is not None else ""
+    files = ["model.safetensors", *[p.file for p in manifest.programs if p.written and p.file], "serve_config.yaml", "README.md"]
+    lines = [
+        f"# {manifest.task.name} candidate {manifest.trial_id} (run {manifest.run_id})",
+        "",
+        f"- Recipe: {knobs} (recipe key {manifest.recipe_key}; the full recipe is in manifest.json).",
+        f"- Quality: validation {q.metric} {q.rebuilt_value:.4f} when rebuilt for export (the trial measured {q.trial_value:.4f}; tolerance {q.tolerance}){test}.",
+        f"- Cost: {cost}.",
+        f"- Default runtime: `{manifest.default_runtime}` — {manifest.default_runtime_reason}.",
+        "",
+        "## Files",
+        "",
+        "| file | what |",
+        "|---|---|",
+        *[f"| `{name}` | {_WHAT.get(name, '')} |" for name in files],
+        "| `manifest.json` | provenance, quality, cost, versions, and the SHA-256 and size of every other file |",
+        "",
+        "Programs not written, and why:",
+        "",
+        *([f"- {p.format}: {p.reason}" for p in manifest.programs if not p.written] or ["- none"]),
+        "",
+        "## Load and run a batch",
+        "",
+        "```python",
+        "from orchestrator.deploy import load",
+        "",
+        f'model = load("{location}")  # checks every file against manifest.json first',
+        f"outputs = model.predict(batch)  # batch shaped (N, {', '.join(map(str, manifest.architecture.input_shape))})",
+        "```",
+        "",
+        "`load(..., runtime=\"torch\" | \"torch_export\" | \"onnx\")` picks another program; s3:// paths take",
+        "`endpoint_url=` for S3-compatible stores. Credentials come from the standard AWS chain.",
+        "",
+        "## Serve it with Ray Serve",
+        "",
+        "```bash",
+        "pip install 'ray[serve]' hedgerow   # on every serving node",
+        "serve deploy serve_config.yaml      # or: serve run serve_config.yaml",
+        "curl -X POST localhost:8000/ -H 'content-type: application/json' -d '{\"inputs\": [<one example>, ...]}'",
+        "```",
+        "",
+        "Replicas, from the cost model:",
+        "",
+        *[f"- {line}" for line in serve_lines],
+        "",
+    ]
+    if manifest.notes:
+        lines += ["## Notes", "", *[f"- {note}" for note in manifest.notes], ""]
+    return "\n".join(lines)

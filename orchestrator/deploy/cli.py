@@ -1,0 +1,61 @@
+"""`hedgerow export RUN_DIR [--trial ID] --dest DIR|s3://bucket/prefix [--endpoint-url URL]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _export(args: argparse.Namespace) -> int:
+    from orchestrator.deploy import ExportError, export_trial
+
+    def progress(message: str) -> None:
+        print(f"[hedgerow export] {message}", file=sys.stderr, flush=True)
+
+    try:
+        result = export_trial(
+            args.run_dir,
+            trial_id=args.trial,
+            dest=args.dest,
+            endpoint_url=args.endpoint_url,
+            tolerance=args.tolerance,
+            progress=progress,
+        )
+    except ExportError as exc:
+        print(f"hedgerow export: error: {exc}", file=sys.stderr)
+        return 1
+    manifest = result.manifest
+    q = manifest.quality
+    progress(
+        f"trial {manifest.trial_id}: val {q.metric} {q.rebuilt_value:.4f} (trial {q.trial_value:.4f}), "
+        f"default runtime {manifest.default_runtime}, {len(manifest.files) + 1} files"
+    )
+    if result.published is not None:
+        progress(f"{len(result.published.uploaded)} objects uploaded, {len(result.published.skipped)} already there")
+    print(result.location)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the export verb."""
+    from orchestrator.deploy.rebuild import DEFAULT_TOLERANCE
+
+    export = sub.add_parser(
+        "export",
+        help="rebuild a trial's model, check it, and write weights, programs, a Serve config and a manifest",
+        description=(
+            "Rebuild a trial's candidate from its recipe, check its validation quality against the trial's, and "
+            "write it to DIR/<run-id>/<trial-id>/ or s3://bucket/prefix/<run-id>/<trial-id>/. Prints the location."
+        ),
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `hedgerow search`")
+    export.add_argument("--trial", metavar="ID", help="trial id from trials.csv (default: the recommended trial)")
+    export.add_argument("--dest", required=True, metavar="DIR|s3://bucket/prefix", help="where the export goes")
+    export.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint (default: AWS S3)")
+    export.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help=f"largest allowed difference of the rebuilt val quality from the trial's (default {DEFAULT_TOLERANCE}, i.e. 0.5 points)",
+    )
+    export.set_defaults(handler=_export)

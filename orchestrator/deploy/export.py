@@ -1,0 +1,293 @@
+"""`hedgerow export`: rebuild a trial's candidate, check it, write weights, programs, configs and manifest.
+
+The candidate is rebuilt from its recipe (seeded, so deterministic on a CPU)
+with the task's teacher, and must match the trial's validation quality within
+a tolerance. The export is written to a staging folder, loaded back through
+`orchestrator.deploy.load` and compared with the rebuilt model before it is
+moved into place (a local folder) or published (S3, manifest last).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import logging
+import platform
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import orchestrator
+from orchestrator.cost.catalog import InstanceType, load_catalog
+from orchestrator.deploy import _readme
+from orchestrator.deploy._errors import ExportError
+from orchestrator.deploy.loader import load
+from orchestrator.deploy.manifest import MANIFEST_NAME, Deployment, Manifest, Program, QualityCheck, TaskRef, file_entries
+from orchestrator.deploy.programs import int8_fx_pt2_reason, onnx_fp32_program, onnx_int8_program, torch_export_program
+from orchestrator.deploy.rebuild import DEFAULT_TOLERANCE, Rebuilt, check_quality, check_steps, rebuild
+from orchestrator.deploy.runfolder import RunFolder, Trial, open_run
+from orchestrator.deploy.s3 import PublishResult, S3Location, S3Settings, check_bucket, make_client, parse_s3_uri, publish
+from orchestrator.deploy.serve_config import SERVE_CONFIG_NAME, build_serve_config, dump_serve_config, explain
+from orchestrator.deploy.weights import architecture, load_module, save_weights
+from orchestrator.tasks.base import Task
+from orchestrator.tasks.registry import load_task
+
+log = logging.getLogger(__name__)
+WEIGHTS_NAME = "model.safetensors"
+_VERSIONED = ("torch", "onnxruntime", "onnx", "safetensors", "torch-pruning", "torchao", "numpy", "boto3", "ray")
+
+
+@dataclass
+class ExportResult:
+    """Where the export is (a folder or an s3:// URI), its manifest, and what publishing did."""
+
+    location: str
+    manifest: Manifest
+    published: PublishResult | None = None
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of Python, hedgerow and the libraries an export depends on."""
+    found: dict[str, str | None] = {"python": platform.python_version(), "hedgerow": orchestrator.__version__}
+    for name in _VERSIONED:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def export_trial(
+    run_dir: str | Path,
+    trial_id: str | None = None,
+    dest: str | Path = "exports",
+    endpoint_url: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    s3_settings: S3Settings | None = None,
+    on_object: Callable[[str, bool], None] | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+) -> ExportResult:
+    """Export one trial of a run (default: the recommended one) to a folder or to s3://bucket/prefix."""
+    if not 0 <= tolerance < 1:
+        raise ExportError(f"tolerance: expected a fraction in [0, 1), got {tolerance}")
+    run = open_run(run_dir)
+    trial = run.trial(trial_id)
+    to_s3 = str(dest).startswith("s3://")
+    settings = s3_settings or S3Settings(endpoint_url=endpoint_url)
+    if to_s3:
+        location = parse_s3_uri(str(dest))
+        target = S3Location(location.bucket, location.key(run.run_id, trial.trial_id))
+        check_bucket(make_client(settings), location, settings)  # a bad bucket fails before a minute of rebuilding
+        final_uri = target.uri()
+    else:
+        final = Path(dest).expanduser().resolve() / run.run_id / trial.trial_id
+        final_uri = str(final)
+
+    task = load_task(run.config.task.name, run.config.task.args, field="config.yaml task.name")
+    progress(f"rebuilding trial {trial.trial_id} ({trial.recipe.key()}) from its recipe")
+    rebuilt = rebuild(task, trial.recipe, device=trial.record["compression"]["device"], threads=trial.row.get("threads"))
+    check_quality(rebuilt, trial.quality, tolerance, trial.trial_id)
+    problems = check_steps(rebuilt, trial.record["compression"]["steps"])
+    if problems:
+        raise ExportError(f"trial {trial.trial_id}: the rebuilt candidate differs from the trial's record: {'; '.join(problems)}")
+
+    if to_s3:
+        staging = Path(tempfile.mkdtemp(prefix="hedgerow-export-"))
+        try:
+            manifest = write_export(staging, run, trial, task, rebuilt, final_uri, tolerance, endpoint_url, progress)
+            progress(f"publishing to {final_uri}")
+            published = publish(staging, target, settings, on_object=on_object)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return ExportResult(location=final_uri, manifest=manifest, published=published)
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{trial.trial_id}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        manifest = write_export(staging, run, trial, task, rebuilt, final_uri, tolerance, None, progress)
+        _replace_dir(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(location=final_uri, manifest=manifest)
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        final.rename(old)
+    new.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_export(
+    root: Path,
+    run: RunFolder,
+    trial: Trial,
+    task: Task,
+    rebuilt: Rebuilt,
+    final_location: str,
+    tolerance: float,
+    endpoint_url: str | None,
+    progress: Callable[[str], None] = lambda message: None,
+) -> Manifest:
+    """Write every file of the export into root, manifest.json last, then load it back and compare."""
+    model = rebuilt.model.cpu().eval()
+    inputs, _ = task.data("val")
+    with torch.inference_mode():
+        reference = model(inputs).float()  # one batch, as the loader's predict runs it
+    arch = architecture(task, rebuilt.steps, list(inputs.shape[1:]), rebuilt.teacher_fingerprint)
+
+    progress("writing weights (safetensors) and checking they reload exactly")
+    save_weights(model, root / WEIGHTS_NAME, arch.weights_format)
+    reloaded_module = load_module(task, arch, root / WEIGHTS_NAME)
+    with torch.inference_mode():
+        reloaded = reloaded_module(inputs).float()
+    if not torch.equal(reloaded, reference):
+        raise ExportError(f"{WEIGHTS_NAME}: the reloaded weights do not reproduce the model (max difference {(reloaded - reference).abs().max():.3g})")
+
+    progress("writing runnable programs (torch.export, ONNX)")
+    programs = _programs(model, rebuilt, task, trial, arch.weights_format, inputs, reference, root)
+    runtime, why = _default_runtime(programs)
+    deployment = _deployment(trial)
+    instance = _instance(run, deployment.instance_type)
+    threads = int(trial.row.get("threads") or 1)
+    traffic = run.config.traffic
+    serve = build_serve_config(
+        app_name=f"hedgerow-{trial.trial_id}",
+        model_path=final_location,
+        runtime=runtime,
+        deployment=deployment,
+        instance=instance,
+        threads=threads,
+        throughput_sps=float(trial.row.get("throughput_sps") or 1.0),
+        batch_latency_p95_ms=float(trial.row.get("batch_latency_p95_ms") or traffic.latency_slo_p95_ms),
+        serving_batch_size=traffic.serving_batch_size,
+        target_utilization=traffic.target_utilization,
+        latency_slo_p95_ms=traffic.latency_slo_p95_ms,
+        endpoint_url=endpoint_url,
+    )
+    serve_lines = explain(deployment, instance, threads, serve)
+    (root / SERVE_CONFIG_NAME).write_text(dump_serve_config(serve, serve_lines))
+
+    manifest = Manifest(
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        run_id=run.run_id,
+        trial_id=trial.trial_id,
+        recipe_key=trial.recipe.key(),
+        task=TaskRef(name=run.config.task.name, args=run.config.task.args),
+        recipe=trial.recipe,
+        quality=QualityCheck(
+            metric=rebuilt.quality["metric"],
+            trial_value=trial.quality,
+            rebuilt_value=rebuilt.quality["value"],
+            tolerance=tolerance,
+            passed=True,
+            test_value=trial.test_quality,
+        ),
+        metrics=trial.record.get("metrics", {}),
+        deployment=deployment,
+        architecture=arch,
+        weights=WEIGHTS_NAME,
+        programs=programs,
+        default_runtime=runtime,  # type: ignore[arg-type]
+        default_runtime_reason=why,
+        serve_config=SERVE_CONFIG_NAME,
+        notes=_notes(trial, arch.weights_format, instance, deployment),
+        versions=versions(),
+        files=[],
+    )
+    (root / "README.md").write_text(_readme.render(manifest, final_location, serve_lines))
+    manifest.files = file_entries(root)
+    (root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
+
+    progress("loading the export back and comparing its outputs")
+    for check in ("torch", runtime):
+        outputs = load(root, runtime=check).predict(inputs)  # type: ignore[arg-type]
+        if not torch.equal(outputs, reference):
+            raise ExportError(f"the export loaded with runtime {check!r} does not reproduce the model (max difference {(outputs - reference).abs().max():.3g})")
+    return manifest
+
+
+def _programs(model, rebuilt: Rebuilt, task: Task, trial: Trial, fmt: str, inputs, reference, root: Path) -> list[Program]:
+    if fmt.startswith("int8"):
+        quantize = next(s for s in rebuilt.steps if s.stage == "quantize")
+        calibration = task.calibration_batches(
+            int(quantize.config.get("calibration_batches", 8)), int(quantize.config.get("calibration_batch_size", 64))
+        )
+        if rebuilt.float_model is None:
+            onnx = Program(format="onnx_int8_qdq", written=False, reason="not written: no float model before quantization")
+        else:
+            onnx = onnx_int8_program(rebuilt.float_model, task, inputs, root, calibration)
+        return [int8_fx_pt2_reason(), onnx]
+    programs = [torch_export_program(model, inputs, reference, root)]
+    if fmt == "float":
+        programs.append(onnx_fp32_program(model, task, inputs, reference, root))
+    else:
+        from orchestrator.deploy.programs import _HALF_REASON
+
+        programs.append(Program(format="onnx", written=False, reason=_HALF_REASON))
+    return programs
+
+
+def _default_runtime(programs: list[Program]) -> tuple[str, str]:
+    pt2 = next((p for p in programs if p.format == "torch_export"), None)
+    if pt2 is not None and pt2.written and pt2.max_abs_diff == 0:
+        return "torch_export", "model.pt2 reproduces the model exactly and loads without the task's code"
+    return "torch", "the safetensors weights loaded into the task's architecture are the model the trial measured" + (
+        " (torch.export cannot express it)" if pt2 is not None and not pt2.written else ""
+    )
+
+
+def _deployment(trial: Trial) -> Deployment:
+    cost = trial.record.get("cost") or {}
+    chosen = next((c for c in cost.get("per_instance", []) if c.get("instance_type") == cost.get("instance_type")), {})
+    return Deployment(
+        instance_type=cost.get("instance_type"),
+        accelerator=cost.get("accelerator"),
+        replicas=cost.get("replicas"),
+        hourly_replicas=chosen.get("hourly_replicas"),
+        monthly_usd=cost.get("monthly_usd"),
+        projected=bool(cost.get("projected", False)),
+        region=cost.get("region"),
+        catalog_as_of=str(cost["catalog_as_of"]) if cost.get("catalog_as_of") else None,
+        reason=cost.get("reason"),
+    )
+
+
+def _instance(run: RunFolder, instance_type: str | None) -> InstanceType | None:
+    if not instance_type:
+        return None
+    deployment = run.config.deployment
+    try:
+        catalog = load_catalog(None if deployment.catalog == "bundled" else deployment.catalog, region=deployment.region)
+        return catalog.get(instance_type)
+    except Exception as exc:  # noqa: BLE001  (a catalog moved away: size the config per instance instead)
+        log.warning("catalog %s unavailable (%s): one Serve replica per instance", deployment.catalog, exc)
+        return None
+
+
+def _notes(trial: Trial, fmt: str, instance: InstanceType | None, deployment: Deployment) -> list[str]:
+    notes = []
+    recipe = trial.recipe
+    if recipe.bits == 4 and fmt == "float":
+        notes.append("int4 was fake-quantized on the CPU: the weights are float32 on the int4 grid, so the files are full float32 size")
+    if recipe.prune_method == "unstructured":
+        notes.append("unstructured pruning: the zeros are stored dense; no sparse kernels are used")
+    if fmt == "int8_fx_static" and instance is not None and instance.cpu_arch != "x86_64":
+        notes.append(
+            f"{instance.instance_type} is {instance.cpu_arch}: torch's x86 int8 backend does not run there; "
+            "serve model.int8.onnx with runtime 'onnx' and re-check its quality and throughput on that instance"
+        )
+    if deployment.projected:
+        notes.append(f"the throughput on {deployment.instance_type} is projected, not measured there: {deployment.reason}")
+    if deployment.instance_type is None:
+        notes.append("no instance type was feasible for this candidate: the Serve config has one replica; size it by hand")
+    return notes

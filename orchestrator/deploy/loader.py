@@ -1,0 +1,126 @@
+"""Load an export (a folder or an s3:// URI) back, verified file by file, and run batches through it."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from orchestrator.deploy._errors import VerificationError
+from orchestrator.deploy.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_files
+from orchestrator.errors import InputError
+
+Runtime = Literal["auto", "torch", "torch_export", "onnx"]
+RUNTIMES = ("auto", "torch", "torch_export", "onnx")
+
+
+@dataclass
+class LoadedModel:
+    """An export, loaded: `predict(batch)` runs a batch of inputs and returns the outputs (float32, on CPU)."""
+
+    manifest: Manifest
+    root: Path
+    runtime: str
+    module: nn.Module
+    device: torch.device
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape (without the batch dimension)."""
+        return tuple(self.manifest.architecture.input_shape)
+
+    @torch.inference_mode()
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        """Outputs for a batch shaped (N, *input_shape)."""
+        batch = torch.as_tensor(batch, dtype=getattr(torch, self.manifest.architecture.input_dtype))
+        if tuple(batch.shape[1:]) != self.input_shape:
+            raise ValueError(f"expected a batch shaped (N, {', '.join(map(str, self.input_shape))}), got {tuple(batch.shape)}")
+        return self.module(batch.to(self.device)).float().cpu()
+
+
+def _cache_root() -> Path:
+    from orchestrator.tasks._cache import cache_dir
+
+    return cache_dir() / "exports"
+
+
+def fetch(path_or_uri: str | Path, endpoint_url: str | None = None, cache: Path | None = None) -> tuple[Path, Manifest]:
+    """A local folder holding the export, verified against its manifest; S3 exports are downloaded first."""
+    text = str(path_or_uri)
+    if text.startswith("s3://"):
+        from orchestrator.deploy.s3 import S3Settings, download, parse_s3_uri
+
+        location = parse_s3_uri(text.removesuffix("/" + MANIFEST_NAME), field_name="model path")
+        root = (cache or _cache_root()) / location.bucket / (location.key() or "_root")
+        manifest = download(location, root, S3Settings(endpoint_url=endpoint_url))
+    else:
+        root = Path(text).expanduser()
+        if root.name == MANIFEST_NAME:
+            root = root.parent
+        if not root.is_dir():
+            raise InputError(f"{root}: no such export folder (expected the folder holding manifest.json, or s3://bucket/prefix/<run>/<trial>)")
+        manifest = read_manifest(root / MANIFEST_NAME)
+    verify_files(root, manifest)
+    return root, manifest
+
+
+def load(
+    path_or_uri: str | Path,
+    endpoint_url: str | None = None,
+    runtime: Runtime = "auto",
+    device: str = "cpu",
+    cache: Path | None = None,
+) -> LoadedModel:
+    """Load an export: every file's SHA-256 is checked against the manifest before anything is read.
+
+    runtime: "auto" (the manifest's default_runtime), "torch" (the safetensors weights in the
+    task's architecture: needs the task importable), "torch_export" (model.pt2) or "onnx"
+    (model.onnx, or model.int8.onnx for int8 candidates, under ONNX Runtime on the CPU).
+    A tampered, truncated or missing file raises VerificationError.
+    """
+    if runtime not in RUNTIMES:
+        raise InputError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    root, manifest = fetch(path_or_uri, endpoint_url, cache)
+    chosen = manifest.default_runtime if runtime == "auto" else runtime
+    dev = torch.device(device)
+    module = _module(root, manifest, chosen, dev)
+    return LoadedModel(manifest=manifest, root=root, runtime=chosen, module=module, device=dev)
+
+
+def _program_file(manifest: Manifest, formats: tuple[str, ...], runtime: str) -> str:
+    for program in manifest.programs:
+        if program.format in formats and program.written and program.file:
+            return program.file
+    reasons = "; ".join(f"{p.format}: {p.reason}" for p in manifest.programs if p.format in formats) or "none was exported"
+    written = ["torch"] + sorted({_RUNTIME_OF[p.format] for p in manifest.programs if p.written})
+    raise InputError(f"runtime {runtime!r}: this export has no such program ({reasons}); available runtimes: {', '.join(written)}")
+
+
+_RUNTIME_OF = {"torch_export": "torch_export", "onnx": "onnx", "onnx_int8_qdq": "onnx"}
+
+
+def _module(root: Path, manifest: Manifest, runtime: str, device: torch.device) -> nn.Module:
+    if runtime == "torch_export":
+        name = _program_file(manifest, ("torch_export",), runtime)
+        return torch.export.load(str(root / name)).module().to(device)
+    if runtime == "onnx":
+        from orchestrator.deploy.programs import OnnxModule
+
+        name = _program_file(manifest, ("onnx_int8_qdq", "onnx"), runtime)
+        return OnnxModule(root / name)
+    from orchestrator.deploy.weights import load_module
+    from orchestrator.tasks.registry import load_task
+
+    task = load_task(manifest.task.name, manifest.task.args, field="manifest task.name")
+    return load_module(task, manifest.architecture, root / manifest.weights).to(device)
+
+
+def verify(path_or_uri: str | Path, endpoint_url: str | None = None) -> Manifest:
+    """Check an export's files against its manifest without loading a model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _, manifest = fetch(path_or_uri, endpoint_url, Path(tmp) if str(path_or_uri).startswith("s3://") else None)
+    return manifest

@@ -1,0 +1,184 @@
+"""Runnable programs of a candidate: torch.export (.pt2) and ONNX (fp32, or ONNX Runtime int8 QDQ).
+
+Each is written where the candidate's format allows, then loaded back and run
+on the val split: a program that does not reproduce the model is recorded
+with its difference, and a format that does not fit says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from orchestrator.deploy.manifest import Program
+from orchestrator.tasks.base import Task
+
+log = logging.getLogger(__name__)
+PT2_NAME = "model.pt2"
+ONNX_NAME = "model.onnx"
+ONNX_INT8_NAME = "model.int8.onnx"
+_HALF_REASON = (
+    "not written: ONNX Runtime's CPU provider has few bf16/fp16 kernels, so a 16-bit ONNX graph would run "
+    "slower than, or differently from, what the trial measured; the .pt2 program runs it as measured"
+)
+
+
+def _batch_dim(example: torch.Tensor) -> tuple[dict[int, torch.export.Dim], ...]:
+    return ({0: torch.export.Dim("batch", min=1, max=1 << 16)},)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch.onnx and ONNX Runtime print progress lines; keep the CLI's output to what it reports."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)  # ONNX Runtime's quantizer logs advice on the root logger
+        try:
+            yield
+        finally:
+            logging.disable(previous)
+
+
+def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max()) if a.shape == b.shape else float("inf")
+
+
+def torch_export_program(model: nn.Module, inputs: torch.Tensor, reference: torch.Tensor, out_dir: Path) -> Program:
+    """model.pt2 with a dynamic batch dimension, loaded back and checked against the model's outputs."""
+    path = out_dir / PT2_NAME
+    try:
+        with _quiet():
+            program = torch.export.export(model, (inputs[:2],), dynamic_shapes=_batch_dim(inputs))
+            torch.export.save(program, str(path))
+            loaded = torch.export.load(str(path)).module()
+            with torch.inference_mode():
+                outputs = loaded(inputs)
+    except Exception as exc:  # noqa: BLE001  (any exporter failure means "no program", with its reason)
+        path.unlink(missing_ok=True)
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        return Program(format="torch_export", written=False, reason=f"not written: torch.export failed ({type(exc).__name__}: {reason})")
+    diff = _max_diff(outputs, reference)
+    exact = "reproduces the model's outputs exactly" if diff == 0 else f"differs from the model by up to {diff:.3g}"
+    return Program(format="torch_export", file=PT2_NAME, written=True, max_abs_diff=diff, reason=f"torch.export program, dynamic batch; {exact} on the val split")
+
+
+def int8_fx_pt2_reason() -> Program:
+    """Why an FX int8 model has no .pt2 program."""
+    return Program(
+        format="torch_export",
+        written=False,
+        reason=(
+            "not written: torch.export cannot flatten torch.ao FX int8 packed parameters; the weights load into "
+            "the task's architecture instead (runtime 'torch'), and model.int8.onnx is a standalone int8 program"
+        ),
+    )
+
+
+def onnx_program(model: nn.Module, inputs: torch.Tensor, out_dir: Path, name: str = ONNX_NAME) -> tuple[Path | None, str]:
+    """Export a float model with torch.onnx (dynamo); returns (path or None, reason)."""
+    path = out_dir / name
+    try:
+        with _quiet():
+            exported = torch.onnx.export(model.float().eval(), (inputs[:2],), dynamic_shapes=_batch_dim(inputs), dynamo=True, verbose=False)
+            exported.save(str(path))
+    except Exception as exc:  # noqa: BLE001
+        path.unlink(missing_ok=True)
+        return None, f"not written: torch.onnx.export failed ({type(exc).__name__}: {str(exc).strip()[:300]})"
+    return path, "ONNX (torch.onnx dynamo exporter), dynamic batch"
+
+
+class OnnxModule(nn.Module):
+    """An ONNX file under ONNX Runtime's CPU provider, callable like a module (so a task can evaluate it)."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        array = x.detach().cpu().float().contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def onnx_fp32_program(model: nn.Module, task: Task, inputs: torch.Tensor, reference: torch.Tensor, out_dir: Path) -> Program:
+    """model.onnx for a float32 candidate, checked against its outputs under ONNX Runtime."""
+    path, reason = onnx_program(model, inputs, out_dir)
+    if path is None:
+        return Program(format="onnx", written=False, reason=reason)
+    module = OnnxModule(path)
+    with torch.inference_mode():
+        outputs = module(inputs)
+    diff = _max_diff(outputs, reference)
+    return Program(
+        format="onnx",
+        file=path.name,
+        written=True,
+        max_abs_diff=diff,
+        quality=task.evaluate(module, "val")["value"],
+        reason=f"{reason}; ONNX Runtime float32, within {diff:.2g} of the model's outputs on the val split (float kernels differ in rounding)",
+    )
+
+
+def onnx_int8_program(float_model: nn.Module, task: Task, inputs: torch.Tensor, out_dir: Path, calibration: list[torch.Tensor]) -> Program:
+    """model.int8.onnx: the float model before quantization, quantized by ONNX Runtime (static QDQ, per channel)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    float_path, reason = onnx_program(float_model, inputs, out_dir, name="model.float.onnx.tmp")
+    if float_path is None:
+        return Program(format="onnx_int8_qdq", written=False, reason=reason)
+
+    path = out_dir / ONNX_INT8_NAME
+    try:
+        import onnx
+
+        input_name = onnx.load(str(float_path), load_external_data=False).graph.input[0].name
+
+        class _Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self._batches = iter(calibration)
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                batch = next(self._batches, None)
+                return None if batch is None else {input_name: batch.numpy().astype(np.float32)}
+
+        with _quiet():
+            quantize_static(
+                str(float_path),
+                str(path),
+                _Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                reduce_range=True,  # without it ONNX Runtime's int8 lost ~0.8 points on this CPU (FIELD-NOTES)
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+    except Exception as exc:  # noqa: BLE001
+        path.unlink(missing_ok=True)
+        return Program(format="onnx_int8_qdq", written=False, reason=f"not written: ONNX Runtime quantize_static failed ({type(exc).__name__}: {exc})")
+    finally:
+        float_path.unlink(missing_ok=True)
+    quality = task.evaluate(OnnxModule(path), "val")["value"]
+    return Program(
+        format="onnx_int8_qdq",
+        file=path.name,
+        written=True,
+        quality=quality,
+        reason=(
+            "ONNX Runtime int8 (static QDQ, per-channel weights, reduce_range, calibrated on the same training "
+            f"batches as the torch int8 model): a separate int8 program for CPUs where torch's x86 int8 backend "
+            f"does not run; its own val quality is {quality:.4f} (its outputs are not identical to the torch int8 model's)"
+        ),
+    )

@@ -1,0 +1,130 @@
+"""Rebuild a trial's candidate from its recipe and the task's teacher, and check it against the trial.
+
+The stages are applied exactly as `apply_recipe` applies them (the recipe's own
+`stages()` through the registered handlers), with one addition: the model just
+before its quantize stage is kept, so an ONNX Runtime int8 program can be built
+from the same float weights the torch int8 model was calibrated from.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from orchestrator.compress import Context, HalfPrecisionConfig, Int4WeightOnlyConfig, Int8Config, Recipe, StepRecord, apply_recipe, apply_technique
+from orchestrator.deploy._errors import ExportError, QualityMismatch
+from orchestrator.tasks.base import Quality, Task
+
+QUANTIZE_CONFIGS = (HalfPrecisionConfig, Int8Config, Int4WeightOnlyConfig)
+DEFAULT_TOLERANCE = 0.005  # 0.5 points of accuracy
+
+
+@dataclass
+class Rebuilt:
+    """The rebuilt candidate, the float model before quantization (if any), and what each stage did."""
+
+    model: nn.Module
+    float_model: nn.Module | None
+    steps: list[StepRecord]
+    quality: Quality
+    teacher_fingerprint: str
+
+
+def fingerprint(model: nn.Module) -> str:
+    """SHA-256 over a module's tensors (names, dtypes, shapes, bytes): equal iff the weights are equal."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with the thread count the trial used (None: leave it)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_device(recorded: str) -> torch.device:
+    """The device the trial compressed on; a CUDA trial needs a GPU here too."""
+    device = torch.device(recorded)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ExportError(
+            f"the trial compressed its model on {recorded}, and this machine has no CUDA GPU: "
+            "export it on a machine with a GPU (the rebuild must run where the trial ran to reproduce it)"
+        )
+    return device
+
+
+def rebuild(task: Task, recipe: Recipe, device: str = "cpu", threads: int | None = None) -> Rebuilt:
+    """Apply the recipe's stages to a copy of the task's teacher; evaluate the result on the val split."""
+    dev = resolve_device(device)
+    teacher = task.teacher().eval()
+    teacher_fp = fingerprint(teacher)
+    with torch_threads(threads):
+        if recipe.prune_method == "semi_structured_2_4":
+            compressed = apply_recipe(task, recipe, device=dev, teacher=teacher)  # it also swaps in sparse kernels
+            model, float_model, steps = compressed.model, None, compressed.record.steps
+        else:
+            model, float_model, steps = _stages(task, recipe, dev, teacher)
+        quality = task.evaluate(model, "val")
+    return Rebuilt(model=model, float_model=float_model, steps=steps, quality=quality, teacher_fingerprint=teacher_fp)
+
+
+def _stages(task: Task, recipe: Recipe, device: torch.device, teacher: nn.Module) -> tuple[nn.Module, nn.Module | None, list[StepRecord]]:
+    ctx = Context(task=task, teacher=teacher, device=device)
+    model = copy.deepcopy(teacher)
+    float_model = None
+    steps: list[StepRecord] = []
+    for config in recipe.stages():
+        if isinstance(config, QUANTIZE_CONFIGS):
+            float_model = copy.deepcopy(model).cpu().eval()
+        model, step = apply_technique(model, config, ctx)
+        steps.append(step)
+    return model.to(device).eval(), float_model, steps
+
+
+def check_quality(rebuilt: Rebuilt, trial_value: float, tolerance: float, trial_id: str) -> None:
+    """Raise QualityMismatch when the rebuilt val quality is off the trial's by more than `tolerance`."""
+    value = rebuilt.quality["value"]
+    if abs(value - trial_value) <= tolerance + 1e-12:
+        return
+    cache = os.environ.get("HEDGEROW_CACHE_DIR") or "~/.cache/hedgerow"
+    raise QualityMismatch(
+        f"trial {trial_id}: the rebuilt candidate's validation {rebuilt.quality['metric']} is {value:.4f}, "
+        f"the trial measured {trial_value:.4f}: a difference of {abs(value - trial_value) * 100:.2f} points, "
+        f"more than the tolerance of {tolerance * 100:.2f} points, so nothing was exported. The usual cause is "
+        f"a different teacher: a teacher retrained on another machine or with another thread count is not "
+        f"bit-identical. This one's fingerprint is {rebuilt.teacher_fingerprint[:16]}… (cache {cache}); "
+        "export where the search ran, or with HEDGEROW_CACHE_DIR pointing at the search's teacher cache"
+    )
+
+
+def check_steps(rebuilt: Rebuilt, recorded_steps: list[dict]) -> list[str]:
+    """Differences between the rebuilt stages and the trial's record (techniques, pruned widths)."""
+    problems = []
+    done = [(s.stage, s.technique) for s in rebuilt.steps]
+    want = [(s["stage"], s["technique"]) for s in recorded_steps]
+    if done != want:
+        problems.append(f"stages {done} differ from the trial's {want}")
+    for new, old in zip(rebuilt.steps, recorded_steps):
+        for key in ("layer_widths", "pruning_history"):
+            if key in old.get("details", {}) and new.details.get(key) != old["details"][key]:
+                problems.append(f"{new.stage}: {key} differs from the trial's record")
+    return problems

@@ -1,0 +1,118 @@
+"""Read a finished run folder and pick the trial to export (default: the recommended one)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from orchestrator.compress.recipe import Recipe
+from orchestrator.config import SearchConfig, load_config
+from orchestrator.cost.catalog import did_you_mean
+from orchestrator.errors import InputError
+
+RUN_FILES = ("config.yaml", "summary.json", "trials.csv")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One finished trial: its trials.csv row, its full record, and the recipe that rebuilds it."""
+
+    trial_id: str
+    row: dict[str, Any]
+    record: dict[str, Any]
+    recipe: Recipe
+
+    @property
+    def quality(self) -> float:
+        return float(self.record["quality"]["value"])
+
+    @property
+    def test_quality(self) -> float | None:
+        value = self.row.get("test_accuracy")
+        return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder written by `hedgerow search`."""
+
+    root: Path
+    config: SearchConfig
+    summary: dict[str, Any]
+    trials: pd.DataFrame
+
+    @property
+    def run_id(self) -> str:
+        return str(self.summary.get("run_id") or self.root.name)
+
+    def trial(self, trial_id: str | None = None) -> Trial:
+        """The named trial, or the recommended one; unknown or unfinished trials are InputErrors."""
+        if trial_id is None:
+            recommended = self.summary.get("recommended") or {}
+            trial_id = recommended.get("trial_id")
+            if not trial_id:
+                note = self.summary.get("recommendation_note") or "no candidate met the quality bound"
+                raise InputError(
+                    f"{self.root}: the run recommends no trial ({note}); pass --trial ID to export another "
+                    f"(finished trials: {', '.join(self._finished_ids()) or 'none'})"
+                )
+        ids = [str(t) for t in self.trials["trial_id"]]
+        if trial_id not in ids:
+            raise InputError(
+                f"--trial: no trial {trial_id!r} in {self.root / 'trials.csv'}{did_you_mean(trial_id, ids)} "
+                f"(finished trials: {', '.join(self._finished_ids()) or 'none'})"
+            )
+        row = _clean_row(self.trials[self.trials["trial_id"].astype(str) == trial_id].iloc[0])
+        if row.get("status") != "finished":
+            raise InputError(
+                f"--trial: trial {trial_id} did not finish (status {row.get('status')}: {row.get('error') or 'no error recorded'}); "
+                f"nothing to export. Finished trials: {', '.join(self._finished_ids()) or 'none'}"
+            )
+        path = self.root / "trials" / f"{row.get('recipe_key')}.json"
+        if not path.is_file():
+            raise InputError(f"{path}: the record of trial {trial_id} is missing from the run folder (expected trials/<recipe_key>.json)")
+        record = json.loads(path.read_text())
+        recipe = Recipe.model_validate_json(json.dumps(record["recipe"]))
+        if recipe.key() != row.get("recipe_key"):
+            raise InputError(f"{path}: its recipe hashes to {recipe.key()}, not the trial's recipe_key {row.get('recipe_key')}")
+        return Trial(trial_id=trial_id, row=row, record=record, recipe=recipe)
+
+    def _finished_ids(self) -> list[str]:
+        return [str(t) for t in self.trials.loc[self.trials["status"] == "finished", "trial_id"]]
+
+
+def open_run(path: str | Path) -> RunFolder:
+    """Read a run folder; anything else is an InputError that names what is missing (and nearby run folders)."""
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise InputError(f"RUN_DIR: {root} is not a folder; expected a run folder written by `hedgerow search`")
+    missing = [name for name in RUN_FILES if not (root / name).is_file()]
+    if not (root / "trials").is_dir():
+        missing.append("trials/")
+    if missing:
+        runs = sorted(p.name for p in root.iterdir() if p.is_dir() and all((p / f).is_file() for f in RUN_FILES))
+        hint = f"; did you mean {root / runs[-1]}?" if runs else ""
+        if len(runs) > 1:
+            hint += f" (it holds {len(runs)} run folders: {', '.join(runs)})"
+        raise InputError(f"RUN_DIR: {root} is not a Hedgerow run folder (missing {', '.join(missing)}){hint}")
+    try:
+        summary = json.loads((root / "summary.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{root / 'summary.json'}: not valid JSON ({exc})") from None
+    trials = pd.read_csv(root / "trials.csv", dtype={"trial_id": str})
+    return RunFolder(root=root, config=load_config(root / "config.yaml"), summary=summary, trials=trials)
+
+
+def _clean_row(row: pd.Series) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+            out[key] = None
+        else:
+            out[key] = value.item() if hasattr(value, "item") else value
+    return out

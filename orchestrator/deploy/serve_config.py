@@ -1,0 +1,129 @@
+"""A Ray Serve config (`serve deploy` format) sized from the cost model's answer.
+
+The cost model counts instances: `replicas` instances of `instance_type`, each
+sustaining the measured throughput scaled to the whole instance (CPU: the
+measured threads' throughput × vCPUs / threads; GPU: one model copy per GPU).
+Serve counts model copies, so one instance becomes vCPUs / threads Serve
+replicas of `threads` CPUs each (CPU), or one replica per GPU (GPU). An hourly
+traffic profile becomes an autoscaling range from its quietest to its busiest
+hour; otherwise the replica count is fixed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import yaml
+
+from orchestrator.cost.catalog import InstanceType
+from orchestrator.deploy.manifest import Deployment
+
+SERVE_CONFIG_NAME = "serve_config.yaml"
+DEPLOYMENT_NAME = "HedgerowModel"
+IMPORT_PATH = "orchestrator.deploy.serve:app"
+
+
+def replica_shape(instance: InstanceType | None, threads: int) -> tuple[int, dict[str, float]]:
+    """(Serve replicas per instance, ray_actor_options of one replica)."""
+    if instance is None:
+        return 1, {"num_cpus": threads, "num_gpus": 0}
+    if instance.accelerator:
+        return instance.accelerator_count, {"num_cpus": 1, "num_gpus": 1}
+    return max(1, instance.vcpus // threads), {"num_cpus": threads, "num_gpus": 0}
+
+
+def target_ongoing_requests(throughput_sps: float, target_utilization: float, batch_latency_ms: float, wait_s: float) -> int:
+    """Requests one replica holds at the target utilization (Little's law: arrival rate × time in the system)."""
+    return max(1, math.ceil(throughput_sps * target_utilization * (batch_latency_ms / 1000 + wait_s)))
+
+
+def build_serve_config(
+    *,
+    app_name: str,
+    model_path: str,
+    runtime: str,
+    deployment: Deployment,
+    instance: InstanceType | None,
+    threads: int,
+    throughput_sps: float,
+    batch_latency_p95_ms: float,
+    serving_batch_size: int,
+    target_utilization: float,
+    latency_slo_p95_ms: float,
+    endpoint_url: str | None = None,
+) -> dict[str, Any]:
+    """The config as a dict; `dump_serve_config` writes it with the derivation as comments."""
+    per_instance, actor_options = replica_shape(instance, threads)
+    wait_s = round(min(0.05, latency_slo_p95_ms / 1000 * 0.1), 4)
+    target = target_ongoing_requests(throughput_sps, target_utilization, batch_latency_p95_ms, wait_s)
+    spec: dict[str, Any] = {
+        "name": DEPLOYMENT_NAME,
+        "max_ongoing_requests": max(2 * serving_batch_size, 2 * target),
+        "ray_actor_options": actor_options,
+    }
+    if deployment.hourly_replicas:
+        spec["autoscaling_config"] = {
+            "min_replicas": min(deployment.hourly_replicas) * per_instance,
+            "initial_replicas": max(deployment.hourly_replicas) * per_instance,
+            "max_replicas": max(deployment.hourly_replicas) * per_instance,
+            "target_ongoing_requests": target,
+        }
+    else:
+        spec["num_replicas"] = (deployment.replicas or 1) * per_instance
+    args: dict[str, Any] = {
+        "model_path": model_path,
+        "runtime": runtime,
+        "max_batch_size": serving_batch_size,
+        "batch_wait_timeout_s": wait_s,
+        "threads": threads,
+    }
+    if endpoint_url:
+        args["endpoint_url"] = endpoint_url
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": 8000},
+        "applications": [
+            {"name": app_name, "route_prefix": "/", "import_path": IMPORT_PATH, "args": args, "deployments": [spec]}
+        ],
+    }
+
+
+def explain(deployment: Deployment, instance: InstanceType | None, threads: int, config: dict[str, Any]) -> list[str]:
+    """The arithmetic behind the replica numbers, one line each (the YAML's comments, the README's list)."""
+    spec = config["applications"][0]["deployments"][0]
+    per_instance, _ = replica_shape(instance, threads)
+    lines = []
+    if instance is None:
+        lines.append("no feasible instance type was priced: one replica, sized by hand")
+    elif instance.accelerator:
+        lines.append(f"{instance.instance_type} has {instance.accelerator_count} × {instance.accelerator}: one model copy per GPU")
+    else:
+        lines.append(
+            f"{instance.instance_type} has {instance.vcpus} vCPUs; the trial measured with {threads} thread(s): "
+            f"{per_instance} Serve replicas of {threads} CPU(s) per instance"
+        )
+    if "autoscaling_config" in spec:
+        auto = spec["autoscaling_config"]
+        lines.append(
+            f"hourly traffic profile: {min(deployment.hourly_replicas or [0])}..{max(deployment.hourly_replicas or [0])} instances "
+            f"-> autoscaling {auto['min_replicas']}..{auto['max_replicas']} replicas, target {auto['target_ongoing_requests']} ongoing requests each"
+        )
+    else:
+        lines.append(f"cost model: {deployment.replicas or 1} instance(s) -> num_replicas {spec['num_replicas']}")
+    lines.append(
+        f"max_ongoing_requests {spec['max_ongoing_requests']}: at least two serving batches, so @serve.batch can fill a batch "
+        "while the previous one runs"
+    )
+    return lines
+
+
+def dump_serve_config(config: dict[str, Any], lines: list[str]) -> str:
+    """The YAML text, with the derivation as a comment header."""
+    header = [
+        "# Ray Serve config for `serve deploy serve_config.yaml` (or `serve run serve_config.yaml`).",
+        "# Written by `hedgerow export`; replicas come from the cost model:",
+        *[f"#   {line}" for line in lines],
+        "# The serving nodes need: pip install 'ray[serve]' and hedgerow (for orchestrator.deploy.serve).",
+    ]
+    return "\n".join(header) + "\n" + yaml.safe_dump(config, sort_keys=False)
