@@ -24,6 +24,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _int(value: Any) -> int | None:
+    """A count read from a column that also holds blanks (and so became float): 5.0 -> 5."""
+    value = _clean(value)
+    return None if value is None else int(value)
+
+
 def knobs_of(row: pd.Series) -> dict[str, Any]:
     """The recipe knobs of a trial row."""
     return {k: _clean(row[k]) for k in KNOB_COLUMNS if k in row}
@@ -98,12 +104,12 @@ def _candidate(row: pd.Series) -> dict[str, Any]:
         "accuracy": _clean(row["accuracy"]),
         "accuracy_drop": _clean(row["accuracy_drop"]),
         "quality": _clean(row["quality"]),
-        "size_bytes": _clean(row["size_bytes"]),
-        "peak_mem_bytes": _clean(row["peak_mem_bytes"]),
+        "size_bytes": _int(row["size_bytes"]),
+        "peak_mem_bytes": _int(row["peak_mem_bytes"]),
         "throughput_sps": _clean(row["throughput_sps"]),
         "latency_p95_ms": _clean(row["latency_p95_ms"]),
         "instance_type": _clean(row["instance_type"]),
-        "replicas": _clean(row["replicas"]),
+        "replicas": _int(row["replicas"]),
         "monthly_usd": _clean(row["monthly_usd"]),
         "projected": _clean(row["projected"]),
         "test_accuracy": _clean(row.get("test_accuracy")),
@@ -142,6 +148,7 @@ def build_summary(
         if baseline and baseline["monthly_usd"]:
             saved = baseline["monthly_usd"] - rec["monthly_usd"]
             rec.update(savings_usd=round(saved, 2), savings_ratio=round(saved / baseline["monthly_usd"], 4))
+        if baseline and baseline["size_bytes"] and baseline["throughput_sps"]:  # known even where the baseline is unpriced
             size_base, thr_base = baseline["size_bytes"], baseline["throughput_sps"]
             rec.update(size_ratio=round(rec["size_bytes"] / size_base, 4), throughput_ratio=round(rec["throughput_sps"] / thr_base, 3))
         rec["passed_over"] = passed_over
