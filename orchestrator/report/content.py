@@ -1,0 +1,283 @@
+"""What the report says, in order of importance, independent of how it is written (HTML or Markdown)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from orchestrator.report import _format as f
+from orchestrator.report import plots, tables
+from orchestrator.report.importance import Importance, param_importances
+from orchestrator.report.rundata import RunData
+from orchestrator.report.summary import KNOB_COLUMNS
+
+Items = list[tuple[str, str]]
+
+
+@dataclass
+class Report:
+    """The report's content: sentences, label/value items, tables and SVG figures."""
+
+    title: str
+    verdict: str
+    headline: Items
+    knobs: tables.Table
+    pareto: tables.Table
+    pareto_csv: pd.DataFrame
+    explanation: tables.Table | None
+    explanation_note: str
+    threshold: tables.Table
+    heldout: tables.Table
+    heldout_note: str
+    importance: Importance
+    importance_table: tables.Table
+    failures: tables.Table
+    infeasible: tables.Table
+    passed_over: tables.Table
+    fallbacks: tables.Table
+    search_cost: Items
+    inputs: Items
+    formulas: list[str]
+    files: Items
+    counts: str
+    figures: dict[str, str | None] = field(default_factory=dict)
+
+
+def reference_usd(run: RunData) -> dict[str, float]:
+    """For each finished infeasible trial: the $ of its cheapest priceable instance, the SLO set aside."""
+    out = {}
+    done = tables.finished(run.trials)
+    for _, row in done[~done["feasible"].astype(bool)].iterrows():
+        ref = tables.cheapest_priced(run.records.get(row.get("recipe_key")) if isinstance(row.get("recipe_key"), str) else None)
+        if ref is not None:
+            out[str(row["trial_id"])] = float(ref["monthly_usd"])
+    return out
+
+
+def verdict(run: RunData) -> str:
+    """The report in one sentence."""
+    rec, base = run.recommended, run.baseline
+    if not rec:
+        return "No recommendation: " + str(run.summary.get("recommendation_note") or "no candidate qualified") + "."
+    text = (
+        f"Serve trial {rec['trial_id']} ({f.knobs_text(rec['knobs'])}) on {f.integer(rec['replicas'])} × "
+        f"{rec['instance_type']} for {f.usd(rec['monthly_usd'])}/month"
+    )
+    if rec.get("savings_usd") is not None and base and base.get("monthly_usd"):
+        text += (
+            f": {f.usd(rec['savings_usd'])}/month ({f.percent(rec['savings_ratio'])}) less than the uncompressed baseline's "
+            f"{f.usd(base['monthly_usd'])} on {f.integer(base['replicas'])} × {base['instance_type']}"
+        )
+    elif base:
+        text += "; the uncompressed baseline cannot meet the SLO on any instance in the catalog"
+    return text + f", giving up {f.drop(rec['accuracy_drop'])} of {run.metric} (bound {run.max_drop:g})."
+
+
+def headline(run: RunData) -> Items:
+    """The recommended candidate against the baseline: knobs, quality, serving, $, savings, size, throughput."""
+    rec, base = run.recommended, run.baseline
+    if not rec:
+        return [("recommendation", str(run.summary.get("recommendation_note") or "none"))]
+    base = base or {}
+    base_test = (base.get("test") or {}).get("value")
+    items: Items = [
+        ("recommended", f"trial {rec['trial_id']}: {f.knobs_text(rec['knobs'])}"),
+        ("quality", f"{run.metric} {f.quality(rec['quality'])} on validation (baseline {f.quality(base.get('quality'))}), "
+                    f"drop {f.drop(rec['accuracy_drop'])} within the bound {run.max_drop:g}; on test "
+                    f"{f.quality(rec.get('test_accuracy'))} (baseline {f.quality(base_test)})"),
+        ("serving", f"{f.integer(rec['replicas'])} × {rec['instance_type']}"
+                    + (" (throughput projected from the measured device)" if rec.get("projected") else " (throughput measured)")),
+        ("monthly $", f"{f.usd(rec['monthly_usd'])}/month"),
+    ]  # fmt: skip
+    if rec.get("savings_usd") is not None:
+        spend = 1 - rec["savings_ratio"] if f.finite(rec.get("savings_ratio")) else None
+        items.append(("savings", f"{f.usd(rec['savings_usd'])}/month saved: {f.percent(rec['savings_ratio'])} less than the "
+                                 f"baseline's {f.usd(base.get('monthly_usd'))}/month on {f.integer(base.get('replicas'))} × "
+                                 f"{base.get('instance_type')} ({f.ratio(spend)} its spend)"))  # fmt: skip
+    else:
+        items.append(("savings", _no_savings(run)))
+    for label, key, show in (("size", "size_bytes", f.size), ("throughput", "throughput_sps", f.sps)):
+        r, b = rec.get(key), base.get(key)
+        ratio = r / b if f.finite(r) and f.finite(b) and b else None
+        items.append((label, f"{show(r)} against the baseline's {show(b)} ({f.ratio(ratio)})"))
+    payback = run.summary.get("search_cost", {}).get("payback_days")
+    if payback is not None:
+        items.append(("payback", f"the search cost {_usd_small(run.summary['search_cost'].get('usd'))}, paid back by "
+                                 f"{_days(payback)} of savings"))  # fmt: skip
+    return items
+
+
+def _no_savings(run: RunData) -> str:
+    base = run.baseline
+    if not base:
+        return "no figure: the baseline trial did not finish"
+    ref = tables.cheapest_priced(run.record(base["trial_id"]))
+    text = "no figure: the uncompressed baseline is infeasible on every instance in the catalog"
+    if ref is not None:
+        text += (
+            f" (its cheapest, {f.integer(ref['replicas'])} × {ref['instance_type']} at {f.usd(ref['monthly_usd'])}/month, "
+            f"fails: {ref['reason']}); compression is what makes serving within the SLO possible"
+        )
+    return text
+
+
+def _days(days: float) -> str:
+    text = f"{days:.4g} days"
+    return text + (f" (about {days * 24:.2g} hours)" if days < 1 else "")
+
+
+def _usd_small(value: Any) -> str:
+    return f.DASH if f.missing(value) else (f"${float(value):,.4f}" if float(value) < 1 else f.usd(value))
+
+
+def knobs_table(run: RunData) -> tables.Table:
+    """Every recipe knob of the recommended candidate next to the baseline's."""
+    if not run.recommended:
+        return tables.Table(["knob", "recommended", "baseline"], [])
+    rec, base = run.recommended.get("knobs", {}), (run.baseline or {}).get("knobs", {})
+    rows = [[k, f.number(rec.get(k), 6), f.number(base.get(k), 6)] for k in KNOB_COLUMNS if k in rec or k in base]
+    return tables.Table(["knob", "recommended", "baseline"], rows)
+
+
+def search_cost(run: RunData) -> Items:
+    """What the search cost and how soon its savings pay it back."""
+    cost = run.summary.get("search_cost") or {}
+    rec = run.recommended or {}
+    items: Items = [
+        ("trial time", f"{f.number(cost.get('trial_seconds'), 6)} s summed over trials"),
+        ("CPU", f"{f.hours(cost.get('cpu_hours'))} at {_usd_small(cost.get('usd_per_vcpu_hour'))}/vCPU-hour "
+                f"({cost.get('usd_per_vcpu_hour_from')}, the catalog's cheapest)"),
+        ("GPU", f"{f.hours(cost.get('gpu_hours'))} at {_usd_small(cost.get('usd_per_gpu_hour'))}/GPU-hour "
+                f"({cost.get('usd_per_gpu_hour_from')}, the catalog's cheapest)"),
+        ("search cost", f"{_usd_small(cost.get('usd'))} ({cost.get('method', '')})"),
+    ]  # fmt: skip
+    days = run.summary.get("inputs", {}).get("traffic", {}).get("days_per_month")
+    if cost.get("payback_days") is not None:
+        items.append(("payback", f"{_days(cost['payback_days'])} = {_usd_small(cost.get('usd'))} / "
+                                 f"({f.usd(rec.get('savings_usd'))}/month / {f.number(days, 6)} days/month)"))  # fmt: skip
+    else:
+        items.append(("payback", "no figure: there are no savings against a priced baseline to pay it back"))
+    return items
+
+
+def inputs(run: RunData) -> Items:
+    """Everything the figures above follow from: traffic, SLO, catalog, measured device, hours."""
+    given = run.summary.get("inputs") or {}
+    traffic = given.get("traffic") or run.config.get("traffic") or {}
+    search = run.config.get("search") or {}
+    deployment = run.config.get("deployment") or {}
+    device = _device(run)
+    res = search.get("resources_per_trial") or {}
+    profile = traffic.get("hourly_rps_profile")
+    items: Items = [
+        ("traffic", f"peak {f.number(traffic.get('peak_rps'), 10)} requests/s"
+                    + (f", mean {f.number(traffic.get('mean_rps'), 10)}" if traffic.get("mean_rps") is not None else "")
+                    + (f", hourly profile {profile}" if profile else "")),
+        ("SLO", f"p95 latency of one batch of {traffic.get('serving_batch_size')} ≤ {f.number(traffic.get('latency_slo_p95_ms'), 10)} ms"),
+        ("sizing", f"target utilization {f.number(traffic.get('target_utilization'), 6)}, "
+                   f"at least {traffic.get('min_replicas')} replicas"),
+        ("hours per month", f"{f.number(traffic.get('hours_per_month'), 10)} ({f.number(traffic.get('days_per_month'), 6)} days)"),
+        ("quality", f"{run.metric} on the validation split; bound: at most {run.max_drop:g} below the baseline"),
+        ("catalog", f"{given.get('catalog_file')} as of {given.get('catalog_as_of')}, region {given.get('region')}"),
+        ("instance types", ", ".join(given.get("instance_types") or []) + f" (filter {deployment.get('instance_filter')})"),
+        ("memory headroom", f"{f.number(given.get('memory_headroom'), 6)} of device memory kept free"),
+        ("measured device", device),
+        ("measured on instance", str(deployment.get("measured_instance_type") or "not a catalog instance: every catalog "
+                                     "instance's throughput is projected from the measured device")),
+        ("search", f"{run.summary.get('n_trials')} trials, sampler {search.get('sampler')}, seed {search.get('seed')}, "
+                   f"scheduler {search.get('scheduler')}, {f.number(res.get('cpu'))} CPU and {f.number(res.get('gpu'))} GPU "
+                   "per trial"),
+    ]  # fmt: skip
+    return items
+
+
+def _device(run: RunData) -> str:
+    for trial_id in ((run.recommended or {}).get("trial_id"), (run.baseline or {}).get("trial_id")):
+        record = run.record(trial_id)
+        if record and "device" in record.get("metrics", {}):
+            d = record["metrics"]["device"]
+            return f"{d.get('name')} ({d.get('kind')}, {d.get('arch')}, {d.get('capability')}), {d.get('threads')} thread(s)"
+    done = tables.finished(run.trials)
+    if len(done) and "device" in done:
+        return f"{done['device'].iloc[0]} ({done['device_kind'].iloc[0]}), {done['threads'].iloc[0]} thread(s)"
+    return f.DASH
+
+
+FORMULAS = [
+    "replicas = max(min_replicas, ceil(peak_rps / (throughput_sps × target_utilization)))",
+    "monthly $ = replicas × on-demand $/hour × hours_per_month (with an hourly profile: the sum over 24 hours of "
+    "that hour's replicas × $/hour × hours_per_month / 24)",
+    "feasible = peak memory ≤ device memory × (1 − memory headroom) and batch p95 latency ≤ SLO",
+    "savings = baseline $/month − recommended $/month; ratio = savings / baseline $/month",
+    "payback days = search $ / (savings $/month / days per month)",
+]
+
+
+def counts(run: RunData) -> str:
+    s = run.summary
+    return (
+        f"{s.get('n_trials')} trials: {s.get('n_finished')} finished, {s.get('n_failed')} failed, "
+        f"{s.get('n_stopped', 0)} stopped early; {int(run.trials['pareto'].sum())} on the Pareto front"
+    )
+
+
+def _log_knobs(run: RunData) -> frozenset[str]:
+    space = run.config.get("space") or {}
+    return frozenset(k for k, v in space.items() if isinstance(v, dict) and v.get("log"))
+
+
+def build(run: RunData) -> Report:
+    """Everything the report shows, figures included."""
+    rec_id = (run.recommended or {}).get("trial_id")
+    trials = run.trials
+    record = run.record(rec_id)
+    refs = reference_usd(run)
+    importance = param_importances(run.root / "optuna.db", run.study_name)
+    external = (run.config.get("search") or {}).get("optuna_storage")
+    if external and not importance.values:
+        importance.note = f"the Optuna study is kept outside the run folder ({external}) and the report reads only the folder"
+    thresholds = tables.threshold_frame(trials, run.max_drop)
+    files: Items = [
+        ("trials.csv", "every trial, one row each: knobs, quality, measurements, instance, replicas, $/month, reasons"),
+        ("pareto.csv", "the Pareto table, machine-readable"),
+        ("summary.json", "baseline, recommended candidate, Pareto set, search cost, inputs"),
+        ("trials/<recipe key>.json", "each finished recipe's full record, the cost model's per-instance table included"),
+        ("config.yaml", "the resolved search config"),
+    ]
+    return Report(
+        title=f"Hedgerow cost report: {run.summary.get('task')} · {run.summary.get('run_id')}",
+        verdict=verdict(run),
+        headline=headline(run),
+        knobs=knobs_table(run),
+        pareto=tables.pareto_table(trials, rec_id),
+        pareto_csv=tables.pareto_frame(trials, rec_id),
+        explanation=tables.explanation_table(record) if record else None,
+        explanation_note=(
+            f"From trials/{record['row'].get('recipe_key', '')}.json; ★ marks the chosen instance." if record
+            else "No stored record for the recommended trial: no per-instance explanation."
+        ),
+        threshold=tables.threshold_table(trials, run.max_drop),
+        heldout=tables.heldout_table(trials, run.summary),
+        heldout_note=str(run.summary.get("recommendation_note") or ""),
+        importance=importance,
+        importance_table=tables.importance_table(importance.values),
+        failures=tables.failures_table(trials),
+        infeasible=tables.infeasible_table(trials, run.records),
+        passed_over=tables.passed_over_table(run.summary),
+        fallbacks=tables.fallbacks_table(trials),
+        search_cost=search_cost(run),
+        inputs=inputs(run),
+        formulas=FORMULAS,
+        files=files,
+        counts=counts(run),
+        figures={
+            "pareto": plots.pareto_plot(trials, recommended_id=rec_id, max_drop=run.max_drop, reference_usd=refs, metric=run.metric),
+            "threshold": plots.threshold_plot(trials, max_drop=run.max_drop, thresholds=thresholds, metric=run.metric),
+            "importance": plots.importance_plot(importance.values),
+            "knobs": plots.knob_plots(
+                trials, tables.varying_knobs(trials), reference_usd=refs, metric=run.metric, log_knobs=_log_knobs(run)
+            ),
+        },
+    )

@@ -1,0 +1,128 @@
+"""A run folder as the report reads it: trials.csv, summary.json, config.yaml, trials/*.json, run.json.
+
+Nothing is recomputed here and nothing in the folder is written; the report is
+built from what the search stored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from orchestrator.errors import InputError
+
+BOOL_COLUMNS = ("baseline", "feasible", "pareto", "qat", "projected", "accelerated")
+REQUIRED = ("summary.json", "trials.csv", "config.yaml")
+
+
+@dataclass
+class RunData:
+    """Everything the report shows, as stored by the search."""
+
+    root: Path
+    summary: dict[str, Any]
+    trials: pd.DataFrame
+    config: dict[str, Any]
+    run: dict[str, Any] = field(default_factory=dict)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def max_drop(self) -> float:
+        return float(self.summary.get("max_quality_drop", self.config.get("objective", {}).get("max_quality_drop", 0.0)))
+
+    @property
+    def metric(self) -> str:
+        return str(self.summary.get("quality_metric") or self.config.get("objective", {}).get("metric", "quality"))
+
+    @property
+    def study_name(self) -> str:
+        return str(self.run.get("study_name") or self.summary.get("run_id") or self.root.name)
+
+    @property
+    def baseline(self) -> dict[str, Any] | None:
+        return self.summary.get("baseline")
+
+    @property
+    def recommended(self) -> dict[str, Any] | None:
+        return self.summary.get("recommended")
+
+    def row(self, trial_id: str | None) -> pd.Series | None:
+        """The trials.csv row of a trial id, or None."""
+        if trial_id is None:
+            return None
+        match = self.trials[self.trials["trial_id"] == str(trial_id)]
+        return match.iloc[0] if len(match) else None
+
+    def record(self, trial_id: str | None) -> dict[str, Any] | None:
+        """A trial's full record (trials/<recipe_key>.json), or None where it has none."""
+        row = self.row(trial_id)
+        if row is None or not isinstance(row.get("recipe_key"), str):
+            return None
+        return self.records.get(row["recipe_key"])
+
+
+def load_trials(path: Path) -> pd.DataFrame:
+    """trials.csv with ids as strings and flag columns as plain bools (blank → False)."""
+    frame = pd.read_csv(path, dtype={"trial_id": str, "recipe_key": str})
+    for column in BOOL_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].map(_flag).astype(bool)
+    for column in ("status", "prune_method", "error", "instance_type", "cost_reason", "fallbacks"):
+        if column in frame:
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    if value is None or value != value:
+        return False
+    return bool(value)
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read a finished run folder; InputError (exit 2) when the folder is not one."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise InputError(f"RUN_DIR: {root} is not a folder (expected a run folder written by `hedgerow search`)")
+    absent = [name for name in REQUIRED if not (root / name).is_file()]
+    if absent:
+        hint = ""
+        if (root / "run.json").is_file() and (root / "config.yaml").is_file():
+            hint = f"; the search did not finish: `hedgerow search --resume {root}` completes it"
+        raise InputError(
+            f"RUN_DIR: {root} is not a finished Hedgerow run folder: no {', '.join(absent)} in it "
+            f"(expected {', '.join(REQUIRED)}){hint}"
+        )
+    try:
+        summary = json.loads((root / "summary.json").read_text())
+        config = yaml.safe_load((root / "config.yaml").read_text()) or {}
+        trials = load_trials(root / "trials.csv")
+    except (json.JSONDecodeError, yaml.YAMLError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"RUN_DIR: {root} holds a damaged results file: {exc}") from exc
+    if not isinstance(summary, dict) or "run_id" not in summary or "trial_id" not in trials:
+        raise InputError(f"RUN_DIR: {root}: summary.json or trials.csv is not a Hedgerow results file")
+    run = {}
+    if (root / "run.json").is_file():
+        try:
+            run = json.loads((root / "run.json").read_text())
+        except json.JSONDecodeError:
+            run = {}
+    return RunData(root=root, summary=summary, trials=trials, config=config, run=run, records=_records(root / "trials"))
+
+
+def _records(folder: Path) -> dict[str, dict[str, Any]]:
+    records = {}
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.json")):
+            try:
+                records[path.stem] = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # a half-written record is left out; its trials.csv row still shows
+    return records

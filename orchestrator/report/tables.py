@@ -1,0 +1,261 @@
+"""The report's tables, as plain data both renderers (HTML, Markdown) write out the same way.
+
+Each function takes stored results (the trials frame, summary dicts, a trial's
+record) and returns a `Table` of already formatted cells, or a raw DataFrame
+where a file is written from it (pareto.csv).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from orchestrator.cost.model import CostResult, explain
+from orchestrator.report import _format as f
+from orchestrator.report.summary import KNOB_COLUMNS
+
+
+@dataclass
+class Table:
+    """Formatted cells; `highlight[i]` marks a row to emphasise (the recommended or chosen one)."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    highlight: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.highlight:
+            self.highlight = [False] * len(self.rows)
+
+
+PARETO_CSV_COLUMNS = [
+    "trial_id", "recommended", "quality_metric", "quality", "accuracy_drop", "quality_ci95_low", "quality_ci95_high",
+    "test_accuracy", "instance_type", "replicas", "monthly_usd", "projected", "throughput_sps", "latency_p95_ms",
+    "size_bytes", "peak_mem_bytes", *KNOB_COLUMNS, "recipe_key",
+]  # fmt: skip
+
+
+def finished(trials: pd.DataFrame) -> pd.DataFrame:
+    """Finished trials only (their quality and cost are final)."""
+    return trials[trials["status"] == "finished"]
+
+
+def pareto_frame(trials: pd.DataFrame, recommended_id: str | None) -> pd.DataFrame:
+    """The Pareto set, cheapest first, with the columns pareto.csv holds."""
+    front = trials[trials["pareto"].astype(bool)].sort_values(["monthly_usd", "trial_id"], ascending=[True, True])
+    out = pd.DataFrame({c: front[c] if c in front else None for c in PARETO_CSV_COLUMNS if c != "recommended"})
+    out.insert(1, "recommended", front["trial_id"] == recommended_id)
+    out["replicas"] = out["replicas"].astype("Int64")
+    return out.reset_index(drop=True)
+
+
+def pareto_table(trials: pd.DataFrame, recommended_id: str | None) -> Table:
+    """The Pareto set for reading: recipe, quality, test quality, where it runs and what it costs."""
+    front = pareto_frame(trials, recommended_id)
+    rows, marks = [], []
+    for _, r in front.iterrows():
+        knobs = {k: r[k] for k in KNOB_COLUMNS if k in r}
+        rows.append([
+            str(r["trial_id"]) + (" ★" if r["recommended"] else ""), f.knobs_text(knobs), f.quality(r["quality"]),
+            f.drop(r["accuracy_drop"]), f.quality(r["test_accuracy"]), f"{f.integer(r['replicas'])} × {r['instance_type']}",
+            f.usd(r["monthly_usd"]), f.sps(r["throughput_sps"]), f.size(r["size_bytes"]),
+        ])  # fmt: skip
+        marks.append(bool(r["recommended"]))
+    columns = ["trial", "recipe", "quality (val)", "drop", "quality (test)", "serving", "$/month", "throughput", "size"]
+    return Table(columns, rows, marks)
+
+
+def explanation_frame(record: dict[str, Any]) -> pd.DataFrame:
+    """The cost model's per-instance explanation of a trial's record (orchestrator.cost.model.explain)."""
+    return explain(CostResult.model_validate(record["cost"]))
+
+
+def explanation_table(record: dict[str, Any]) -> Table:
+    """Every catalog instance for one candidate: throughput (measured or projected), replicas, $, feasible, reason."""
+    frame = explanation_frame(record)
+    rows, marks = [], []
+    for _, r in frame.iterrows():
+        gpu = f"{int(r['accelerator_count'])} × {r['accelerator']}" if isinstance(r["accelerator"], str) else "CPU"
+        rows.append([
+            str(r["instance_type"]) + (" ★" if r["chosen"] else ""), gpu, f.usd_rate(r["on_demand_usd_per_hour"]),
+            f.sps(r["throughput_sps"]), _how(r), f.ms(r["batch_latency_p95_ms"]),
+            f.integer(r["replicas"]), f.usd(r["monthly_usd"]), f.yes_no(r["feasible"]), _reason(r),
+        ])  # fmt: skip
+        marks.append(bool(r["chosen"]))
+    columns = ["instance", "device", "price", "throughput", "how", "batch p95", "replicas", "$/month", "feasible", "reason"]
+    return Table(columns, rows, marks)
+
+
+def _how(r: pd.Series) -> str:
+    if f.missing(r["throughput_sps"]):
+        return f.DASH
+    return "projected" if r["projected"] else "measured"
+
+
+def _reason(r: pd.Series) -> str:
+    reason, method = str(r["reason"]), str(r["projection_method"])
+    if f.missing(r["throughput_sps"]) or reason == method:
+        return reason
+    return f"{reason} (throughput: {method})"
+
+
+def threshold_frame(trials: pd.DataFrame, max_drop: float) -> pd.DataFrame:
+    """Per pruning method, with and without distillation: the highest prune ratio still within the bound.
+
+    `collapse_ratio` is the lowest ratio tried above it that falls outside the bound: where quality gives way.
+    """
+    done = finished(trials)
+    done = done[(done["prune_method"].fillna("none") != "none") & ~done["baseline"].astype(bool)]
+    rows = []
+    for (method, distilled), group in done.groupby([done["prune_method"], done["kd_steps"].fillna(0) > 0], sort=True):
+        within = group[group["accuracy_drop"].astype(float) <= max_drop + 1e-12]
+        best = within.sort_values(["prune_ratio", "quality"], ascending=[False, False]).head(1)
+        best_ratio = float(best["prune_ratio"].iloc[0]) if len(best) else None
+        above = group[(group["accuracy_drop"].astype(float) > max_drop + 1e-12)]
+        if best_ratio is not None:
+            above = above[above["prune_ratio"].astype(float) > best_ratio]
+        collapse = above.sort_values("prune_ratio").head(1)
+        rows.append({
+            "prune_method": method, "distilled": bool(distilled), "trials": int(len(group)),
+            "within_bound": int(len(within)), "highest_ratio_within": best_ratio,
+            "quality_there": float(best["quality"].iloc[0]) if len(best) else None,
+            "trial_there": str(best["trial_id"].iloc[0]) if len(best) else None,
+            "collapse_ratio": float(collapse["prune_ratio"].iloc[0]) if len(collapse) else None,
+            "quality_at_collapse": float(collapse["quality"].iloc[0]) if len(collapse) else None,
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=[
+        "prune_method", "distilled", "trials", "within_bound", "highest_ratio_within", "quality_there", "trial_there",
+        "collapse_ratio", "quality_at_collapse",
+    ])  # fmt: skip
+
+
+def threshold_table(trials: pd.DataFrame, max_drop: float) -> Table:
+    """threshold_frame for reading."""
+    rows = []
+    for _, r in threshold_frame(trials, max_drop).iterrows():
+        there = f"{f.percent(r['highest_ratio_within'])} (trial {r['trial_there']}, {f.quality(r['quality_there'])})"
+        collapse = f"{f.percent(r['collapse_ratio'])} ({f.quality(r['quality_at_collapse'])})"
+        rows.append([
+            str(r["prune_method"]), "with KD" if r["distilled"] else "without KD", f"{r['within_bound']} of {r['trials']}",
+            there if not f.missing(r["highest_ratio_within"]) else "none within the bound",
+            collapse if not f.missing(r["collapse_ratio"]) else "none tried above it",
+        ])  # fmt: skip
+    return Table(["method", "distillation", "trials within bound", "highest ratio within bound", "first ratio beyond it"], rows)
+
+
+def heldout_table(trials: pd.DataFrame, summary: dict[str, Any]) -> Table:
+    """Validation and test quality, with 95% intervals, of the recommended candidate and the baseline."""
+    rows, marks = [], []
+    rec, base = summary.get("recommended"), summary.get("baseline")
+    base_test = (base or {}).get("test") or {}
+    if rec:
+        r = _row(trials, rec["trial_id"])
+        test_drop = base_test["value"] - rec["test_accuracy"] if base_test.get("value") is not None else None
+        rows.append([
+            f"recommended ({rec['trial_id']})", f.quality(rec.get("quality")), f.ci(*(rec.get("val_ci95") or [None, None])),
+            f.integer(_get(r, "quality_n")), f.quality(rec.get("test_accuracy")), f.ci(*(rec.get("test_ci95") or [None, None])),
+            f.integer(rec.get("test_n")), f.drop(test_drop),
+        ])  # fmt: skip
+        marks.append(True)
+    if base:
+        r = _row(trials, base["trial_id"])
+        rows.append([
+            f"baseline ({base['trial_id']})", f.quality(base.get("quality")),
+            f.ci(_get(r, "quality_ci95_low"), _get(r, "quality_ci95_high")), f.integer(_get(r, "quality_n")),
+            f.quality(base_test.get("value")), f.ci(base_test.get("ci95_low"), base_test.get("ci95_high")),
+            f.integer(base_test.get("n_examples")), f.drop(0.0 if base_test else None),
+        ])  # fmt: skip
+        marks.append(False)
+    cols = ["candidate", "val quality", "val 95% CI", "val n", "test quality", "test 95% CI", "test n", "test drop"]
+    return Table(cols, rows, marks)
+
+
+def failures_table(trials: pd.DataFrame) -> Table:
+    """Trials that did not finish (failed, or stopped early by the scheduler), with their reasons."""
+    bad = trials[trials["status"] != "finished"].sort_values("trial_id")
+    rows = [
+        [str(r["trial_id"]), str(r["status"]), f.knobs_text({k: r[k] for k in KNOB_COLUMNS if k in r}),
+         f.short_error(r.get("error"))]
+        for _, r in bad.iterrows()
+    ]  # fmt: skip
+    return Table(["trial", "status", "recipe", "reason"], rows)
+
+
+def infeasible_table(trials: pd.DataFrame, records: dict[str, dict]) -> Table:
+    """Finished trials no instance can serve within the SLO and memory, with the cheapest instance's reason."""
+    bad = finished(trials)
+    bad = bad[~bad["feasible"].astype(bool)].sort_values("trial_id")
+    rows = []
+    for _, r in bad.iterrows():
+        ref = cheapest_priced(records.get(r.get("recipe_key")) if isinstance(r.get("recipe_key"), str) else None)
+        if ref is None:
+            where, why = f.DASH, str(r.get("cost_reason") or "no instance could be priced")
+        else:
+            where, why = f"{f.integer(ref['replicas'])} × {ref['instance_type']} at {f.usd(ref['monthly_usd'])}", ref["reason"]
+        rows.append([str(r["trial_id"]) + (" (baseline)" if r["baseline"] else ""), f.knobs_text({k: r[k] for k in KNOB_COLUMNS if k in r}),
+                     f.quality(r["quality"]), where, why])  # fmt: skip
+    return Table(["trial", "recipe", "quality (val)", "cheapest instance, SLO aside", "why it is infeasible there"], rows)
+
+
+def cheapest_priced(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The cheapest instance a record's cost model could put a price on, feasible or not."""
+    if not record:
+        return None
+    priced = [c for c in record.get("cost", {}).get("per_instance", []) if c.get("monthly_usd") is not None]
+    return min(priced, key=lambda c: (c["monthly_usd"], c["instance_type"])) if priced else None
+
+
+def passed_over_table(summary: dict[str, Any]) -> Table:
+    """Cheaper candidates the held-out test check set aside."""
+    passed = (summary.get("recommended") or {}).get("passed_over") or []
+    return Table(["trial", "$/month", "reason"], [[str(p["trial_id"]), f.usd(p.get("monthly_usd")), str(p["reason"])] for p in passed])
+
+
+def fallbacks_table(trials: pd.DataFrame) -> Table:
+    """Trials where a compression technique fell back to something else on this device."""
+    done = trials[trials["fallbacks"].fillna("").astype(str).str.strip() != ""].sort_values("trial_id")
+    return Table(["trial", "fallbacks"], [[str(r["trial_id"]), str(r["fallbacks"])] for _, r in done.iterrows()])
+
+
+def knob_applies(trials: pd.DataFrame, knob: str) -> pd.Series:
+    """Where a knob has an effect (the search space's conditions): prune_ratio only when pruning, kd_* only with KD..."""
+    method = trials["prune_method"].fillna("none") if "prune_method" in trials else pd.Series("none", index=trials.index)
+    steps = trials["kd_steps"].fillna(0).astype(float) if "kd_steps" in trials else pd.Series(0.0, index=trials.index)
+    bits = trials["bits"].fillna(32).astype(float) if "bits" in trials else pd.Series(32.0, index=trials.index)
+    rules = {
+        "prune_ratio": method != "none",
+        "prune_importance": method == "structured",
+        "prune_scope": method.isin(["unstructured"]),
+        "int4_group_size": bits == 4,
+        "qat": (steps > 0) & (bits <= 8),
+    }
+    if knob in rules:
+        return rules[knob].astype(bool)
+    if knob.startswith("kd_") and knob != "kd_steps":
+        return (steps > 0).astype(bool)
+    return pd.Series(True, index=trials.index)
+
+
+def varying_knobs(trials: pd.DataFrame) -> list[str]:
+    """Knobs that take more than one value among finished trials where they apply, in KNOB_COLUMNS order."""
+    done = finished(trials)
+    return [k for k in KNOB_COLUMNS if k in done and done.loc[knob_applies(done, k), k].dropna().astype(str).nunique() > 1]
+
+
+def importance_table(importances: dict[str, dict[str, float]]) -> Table:
+    """Knob importance for quality and for monthly $, most important (for $) first."""
+    usd, qual = importances.get("monthly_usd", {}), importances.get("quality", {})
+    names = sorted(set(usd) | set(qual), key=lambda k: (-usd.get(k, 0.0), -qual.get(k, 0.0), k))
+    return Table(["knob", "importance for monthly $", "importance for quality"],
+                 [[k, f.number(usd.get(k), 3), f.number(qual.get(k), 3)] for k in names])  # fmt: skip
+
+
+def _row(trials: pd.DataFrame, trial_id: str) -> pd.Series | None:
+    match = trials[trials["trial_id"] == str(trial_id)]
+    return match.iloc[0] if len(match) else None
+
+
+def _get(row: pd.Series | None, key: str) -> Any:
+    return None if row is None or key not in row else row[key]
