@@ -150,7 +150,23 @@ def save_weights(model: nn.Module, path: Path, fmt: str) -> None:
     """Write a model's state_dict as safetensors, with its layout and format in the metadata."""
     tensors, layout = encode_state(model.state_dict())
     save_file(tensors, str(path), metadata={"format": "pt", LAYOUT_KEY: json.dumps(layout), FORMAT_KEY: fmt})
+    _canonical_header(path)
     path.chmod(0o644)  # safetensors writes owner-only; the serving user must be able to read it
+
+
+def _canonical_header(path: Path) -> None:
+    """Rewrite the safetensors header with sorted keys, so the same weights always give the same bytes.
+
+    safetensors keeps the metadata in a hash map whose order changes from call to call; an export
+    written twice would then differ, and publishing it again could not skip the identical object.
+    Offsets in the header are relative to the data, so the header may change length (padded to 8).
+    """
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + size :])
 
 
 def read_weights(path: Path) -> "OrderedDict[str, Any]":

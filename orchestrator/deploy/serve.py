@@ -1,0 +1,126 @@
+"""Serve an export with Ray Serve: POST {"inputs": [example, ...]} → {"outputs": [[...], ...]}.
+
+`serve_config.yaml` names `orchestrator.deploy.serve:app` with the export's
+location as `model_path`; each replica loads the export with
+`orchestrator.deploy.load` (every file checked against the manifest) and
+batches concurrent requests with `@serve.batch` up to the serving batch size
+the cost model assumed. Ray Serve is imported only inside `app`, so this
+module (and the request logic tests exercise) imports without `ray[serve]`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.deploy.serve_config import DEPLOYMENT_NAME
+
+MAX_EXAMPLES_PER_REQUEST = 4096
+
+
+class ServeArgs(BaseModel):
+    """The application's args in serve_config.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: str = Field(min_length=1, description="export folder or s3://bucket/prefix/<run>/<trial>")
+    runtime: str = "auto"
+    endpoint_url: str | None = None
+    threads: int | None = Field(None, ge=1)
+    max_batch_size: int = Field(256, ge=1)
+    batch_wait_timeout_s: float = Field(0.01, ge=0)
+
+
+def parse_inputs(body: Any, input_shape: Sequence[int]) -> torch.Tensor:
+    """One request's examples as a float32 tensor shaped (n, *input_shape); ValueError says what is expected."""
+    expected = f"a JSON object {{\"inputs\": [...]}} holding one example shaped {list(input_shape)} or a list of them"
+    if not isinstance(body, dict) or "inputs" not in body:
+        raise ValueError(f"expected {expected}")
+    try:
+        tensor = torch.tensor(body["inputs"], dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"inputs: not a rectangular array of numbers ({exc}); expected {expected}") from None
+    shape = tuple(input_shape)
+    if tuple(tensor.shape) == shape:
+        tensor = tensor.unsqueeze(0)
+    if tuple(tensor.shape[1:]) != shape or len(tensor) == 0:
+        raise ValueError(f"inputs: got shape {list(tensor.shape)}; expected {expected}")
+    if len(tensor) > MAX_EXAMPLES_PER_REQUEST:
+        raise ValueError(f"inputs: {len(tensor)} examples in one request; at most {MAX_EXAMPLES_PER_REQUEST}")
+    if not torch.isfinite(tensor).all():
+        raise ValueError("inputs: NaN or infinite values are not accepted")
+    return tensor
+
+
+class Predictor:
+    """The serving logic without Ray: a loaded export, and a batch of requests → one response each."""
+
+    def __init__(self, args: ServeArgs, loader: Callable[..., Any] | None = None) -> None:
+        if loader is None:
+            from orchestrator.deploy.loader import load as loader
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        self.args = args
+        self.model = loader(args.model_path, endpoint_url=args.endpoint_url, runtime=args.runtime)
+
+    def predict_requests(self, bodies: Sequence[Any]) -> list[dict[str, Any]]:
+        """Run every valid request in one batch; an invalid one gets {"error": ...} and the others still run."""
+        parsed: list[torch.Tensor | str] = []
+        for body in bodies:
+            try:
+                parsed.append(parse_inputs(body, self.model.input_shape))
+            except ValueError as exc:
+                parsed.append(str(exc))
+        tensors = [p for p in parsed if isinstance(p, torch.Tensor)]
+        outputs = self.model.predict(torch.cat(tensors)) if tensors else torch.empty(0)
+        responses, start = [], 0
+        for item in parsed:
+            if isinstance(item, str):
+                responses.append({"error": item})
+                continue
+            chunk = outputs[start : start + len(item)]
+            start += len(item)
+            responses.append({"outputs": chunk.tolist(), "argmax": chunk.argmax(dim=1).tolist() if chunk.dim() == 2 else None})
+        return responses
+
+    def info(self) -> dict[str, Any]:
+        """What a GET returns: which export, runtime and input shape this replica serves."""
+        m = self.model.manifest
+        return {"run_id": m.run_id, "trial_id": m.trial_id, "runtime": self.model.runtime, "input_shape": list(self.model.input_shape)}
+
+
+def app(args: dict[str, Any]) -> Any:
+    """Application builder for `serve deploy`/`serve run`: args are serve_config.yaml's `args`."""
+    try:
+        from ray import serve
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+    except ImportError as exc:
+        raise ImportError(f"serving an export needs Ray Serve: pip install 'ray[serve]' ({exc})") from exc
+
+    settings = ServeArgs.model_validate(args)
+
+    @serve.deployment(name=DEPLOYMENT_NAME)
+    class HedgerowModel:
+        def __init__(self, settings: ServeArgs) -> None:
+            self.predictor = Predictor(settings)
+            self.batched.set_max_batch_size(settings.max_batch_size)
+            self.batched.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+
+        @serve.batch(max_batch_size=256, batch_wait_timeout_s=0.01)
+        async def batched(self, bodies: list[Any]) -> list[dict[str, Any]]:
+            return self.predictor.predict_requests(bodies)
+
+        async def __call__(self, request: Request) -> Any:
+            if request.method == "GET":
+                return self.predictor.info()
+            try:
+                body = await request.json()
+            except ValueError:
+                return JSONResponse({"error": "the request body is not JSON"}, status_code=400)
+            result = await self.batched(body)
+            return JSONResponse(result, status_code=400 if "error" in result else 200)
+
+    return HedgerowModel.bind(settings)
