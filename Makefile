@@ -28,9 +28,12 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# A short search on the built-in digits task; its last line is the run folder.
+# A short search on the built-in digits task and its cost report; prints the report's path last.
+# (Search progress goes to stderr; the search's last stdout line is the run folder.)
 demo: $(STAMP)
-	$(PY) -m orchestrator search search_spaces/digits.yaml --out reports
+	@run="$$($(PY) -m orchestrator search search_spaces/digits.yaml --out reports | tail -n 1)"; \
+	test -f "$$run/report.html" || { echo "make demo: the search did not finish (see above)" >&2; exit 1; }; \
+	echo "$$run/report.html"
 
 bench: $(STAMP)
 	$(PY) bench/compression.py

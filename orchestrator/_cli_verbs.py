@@ -6,8 +6,9 @@ import argparse
 from typing import Callable
 
 from orchestrator.cost.cli import register as _prices
+from orchestrator.report.cli import register as _report
 from orchestrator.search.cli import register as _search
 
 Registrar = Callable[[argparse._SubParsersAction], None]
 
-REGISTRARS: list[Registrar] = [_search, _prices]
+REGISTRARS: list[Registrar] = [_search, _report, _prices]

@@ -145,6 +145,7 @@ def build_summary(
             test_n=test["n_examples"],
             val_ci95=[_clean(recommended["quality_ci95_low"]), _clean(recommended["quality_ci95_high"])],
         )
+        rec.update(savings_usd=None, savings_ratio=None)  # stay None where the baseline has no feasible price
         if baseline and baseline["monthly_usd"]:
             saved = baseline["monthly_usd"] - rec["monthly_usd"]
             rec.update(savings_usd=round(saved, 2), savings_ratio=round(saved / baseline["monthly_usd"], 4))

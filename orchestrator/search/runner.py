@@ -169,6 +169,7 @@ def ray_session(address: str | None) -> Iterator[None]:
 def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool) -> Path:
     from ray import tune
 
+    from orchestrator.report.build import build_report
     from orchestrator.search.finalize import finalize
     from orchestrator.search.trial import TrialContext, run_trial
 
@@ -198,9 +199,16 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
                 _forget_unrestorable(paths, config, meta, tune_path)
             tuner = _new_tuner(trainable, config, paths, meta)
         results = tuner.fit()
-        finalize(paths, prepared, results, context)
+        try:
+            finalize(paths, prepared, results, context)
+        except SearchFailed:
+            meta.update(status="failed", finished=_now())
+            _write_json(paths.run_json, meta)
+            build_report(paths.root)
+            raise
     meta.update(status="finished", finished=_now())
     _write_json(paths.run_json, meta)
+    build_report(paths.root)
     return paths.root
 
 

@@ -11,7 +11,9 @@ import yaml
 FAST = {
     "task": {"name": "digits"},
     "objective": {"max_quality_drop": 0.02},
-    "traffic": {"peak_rps": 40000, "latency_slo_p95_ms": 250, "serving_batch_size": 256, "min_replicas": 1},
+    # A lenient SLO: these tests check the search's mechanics, and a loaded 2-core CI machine
+    # can stretch a batch's p95 well past what the demo's scenario asks for.
+    "traffic": {"peak_rps": 40000, "latency_slo_p95_ms": 5000, "serving_batch_size": 256, "min_replicas": 1},
     "deployment": {"instance_filter": ["c7i.*", "c7g.*", "m7i.*", "g5.*"]},
     "search": {
         "trials": 8,

@@ -37,7 +37,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_run_folder_holds_the_contract_files(run_dir):
-    for name in ("config.yaml", "trials.csv", "summary.json", "optuna.db", "tune"):
+    for name in ("config.yaml", "trials.csv", "summary.json", "report.html", "report.md", "optuna.db", "tune"):
         assert (run_dir / name).exists(), name
 
 
@@ -81,6 +81,8 @@ def test_summary_has_the_contract_keys_and_a_sound_recommendation(run_dir):
     ok = frame[(frame["status"] == "finished") & frame["feasible"].astype(bool) & (frame["accuracy_drop"] <= summary["max_quality_drop"])]
     assert rec["monthly_usd"] == pytest.approx(ok["monthly_usd"].min())
     assert rec["monthly_usd"] <= summary["baseline"]["monthly_usd"]
+    saved = summary["baseline"]["monthly_usd"] - rec["monthly_usd"]
+    assert rec["savings_ratio"] == pytest.approx(saved / summary["baseline"]["monthly_usd"], abs=1e-4)
     assert summary["n_failed"] == int((frame["status"] == "failed").sum())
 
 
