@@ -110,6 +110,15 @@ def run_dir(tmp_path_factory, digits_task, teacher) -> Path:
 
 
 @pytest.fixture(scope="session")
+def exports(run_dir, tmp_path_factory):
+    """Each candidate of the run exported to a local folder: {trial_id: ExportResult}."""
+    from orchestrator.deploy import export_trial
+
+    dest = tmp_path_factory.mktemp("exports")
+    return {trial_id: export_trial(run_dir, trial_id, dest) for trial_id in RECIPES}
+
+
+@pytest.fixture(scope="session")
 def val_inputs(digits_task):
     return digits_task.data("val")[0]
 

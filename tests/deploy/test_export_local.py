@@ -9,17 +9,10 @@ import torch
 import yaml
 
 from orchestrator.compress import apply_recipe
-from orchestrator.deploy import VerificationError, export_trial, load
+from orchestrator.deploy import VerificationError, load
 from orchestrator.deploy.manifest import Manifest, sha256_file
 from orchestrator.deploy.rebuild import torch_threads
 from tests.deploy.conftest import RECIPES, TRIAL_THREADS, run_cli
-
-
-@pytest.fixture(scope="module")
-def exports(run_dir, tmp_path_factory):
-    """Each candidate of the run exported to a local folder: {trial_id: ExportResult}."""
-    dest = tmp_path_factory.mktemp("exports")
-    return {trial_id: export_trial(run_dir, trial_id, dest) for trial_id in RECIPES}
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ import os
 import pytest
 import torch
 
-from orchestrator.deploy import PublishError, VerificationError, export_trial, load
+from pathlib import Path
+
+from orchestrator.deploy import PublishError, VerificationError, export_trial, load, publish
 from orchestrator.deploy.s3 import Publisher, S3Location, composite_sha256
 from tests.deploy.conftest import run_cli
 
@@ -19,10 +21,17 @@ def keys(server, bucket: str) -> list[str]:
     return sorted(o["Key"] for o in listing.get("Contents", []))
 
 
-@pytest.fixture(scope="module")
-def local_int8(run_dir, tmp_path_factory):
+@pytest.fixture
+def local_int8(exports):
     """The int8 candidate exported locally: the outputs the published copy must reproduce."""
-    return export_trial(run_dir, "int8stat", tmp_path_factory.mktemp("local"))
+    return exports["int8stat"]
+
+
+def publish_local(exports, trial_id: str, bucket: str, prefix: str, settings):
+    """Publish an already exported folder (no rebuild) to s3://bucket/prefix/<run>/<trial>."""
+    result = exports[trial_id]
+    target = S3Location(bucket, f"{prefix}/{result.manifest.run_id}/{trial_id}")
+    return target, publish(Path(result.location), target, settings)
 
 
 def test_publish_then_load_gives_the_exported_models_outputs(run_dir, local_int8, bucket, fast_s3, s3_server, val_inputs, tmp_path):
@@ -39,24 +48,29 @@ def test_publish_then_load_gives_the_exported_models_outputs(run_dir, local_int8
     assert same(published.manifest) == same(local.manifest)  # byte-identical weights and programs
 
 
-def test_objects_carry_sha256_metadata_checksums_and_content_types(run_dir, bucket, fast_s3, s3_server):
-    result = export_trial(run_dir, "fp32prun", f"s3://{bucket}", s3_settings=fast_s3)
+def test_objects_carry_sha256_metadata_checksums_and_content_types(exports, bucket, fast_s3, s3_server):
+    target, _ = publish_local(exports, "fp32prun", bucket, "c", fast_s3)
     client = s3_server.client()
-    for entry in result.manifest.files:
-        head = client.head_object(Bucket=bucket, Key=f"{run_dir.name}/fp32prun/{entry.path}", ChecksumMode="ENABLED")
+    for entry in exports["fp32prun"].manifest.files:
+        head = client.head_object(Bucket=bucket, Key=target.key(entry.path), ChecksumMode="ENABLED")
         assert head["Metadata"]["sha256"] == entry.sha256
         assert head["ContentType"] == entry.content_type and head["ContentLength"] == entry.size_bytes
         assert head.get("ChecksumSHA256")
-    weights = client.head_object(Bucket=bucket, Key=f"{run_dir.name}/fp32prun/model.safetensors")
+    weights = client.head_object(Bucket=bucket, Key=target.key("model.safetensors"))
     assert "-" in weights["ETag"]  # above the 64 KiB threshold: a multipart upload
 
 
-def test_publishing_again_skips_identical_objects(run_dir, bucket, fast_s3):
-    first = export_trial(run_dir, "bf16half", f"s3://{bucket}/p", s3_settings=fast_s3)
-    second = export_trial(run_dir, "bf16half", f"s3://{bucket}/p", s3_settings=fast_s3)
-    assert not first.published.skipped
-    assert set(second.published.skipped) >= {"model.safetensors", "README.md", "serve_config.yaml"}
-    assert second.published.uploaded[-1] == "manifest.json"  # its creation time differs; it still goes last
+def test_publishing_again_skips_identical_objects(exports, bucket, fast_s3):
+    _, first = publish_local(exports, "bf16half", bucket, "p", fast_s3)
+    _, second = publish_local(exports, "bf16half", bucket, "p", fast_s3)
+    assert not first.skipped and first.uploaded[-1] == "manifest.json"
+    assert not second.uploaded and len(second.skipped) == len(exports["bf16half"].manifest.files) + 1
+
+
+def test_exporting_again_gives_byte_identical_weights_and_programs(run_dir, exports, tmp_path):
+    again = export_trial(run_dir, "bf16half", tmp_path).manifest
+    same = lambda m: {f.path: f.sha256 for f in m.files if f.path.startswith("model.")}  # noqa: E731
+    assert same(again) == same(exports["bf16half"].manifest)
 
 
 def test_multipart_upload_with_several_parts_is_verified_by_its_composite_checksum(bucket, fast_s3, tmp_path):
@@ -99,17 +113,17 @@ def test_server_stopped_mid_upload_gives_a_clear_error_and_no_manifest_then_a_re
     assert torch.equal(published.predict(val_inputs), load(local_int8.location).predict(val_inputs))
 
 
-def test_a_tampered_object_fails_verification_on_load(run_dir, bucket, fast_s3, s3_server, tmp_path):
-    result = export_trial(run_dir, "fp32prun", f"s3://{bucket}", s3_settings=fast_s3)
-    key = f"{run_dir.name}/fp32prun/model.safetensors"
-    entry = result.manifest.file("model.safetensors")
+def test_a_tampered_object_fails_verification_on_load(exports, bucket, fast_s3, s3_server, tmp_path):
+    target, _ = publish_local(exports, "fp32prun", bucket, "t", fast_s3)
+    key = target.key("model.safetensors")
+    entry = exports["fp32prun"].manifest.file("model.safetensors")
     # Replaced with other bytes that even claim the original checksum in their metadata.
     s3_server.client().put_object(Bucket=bucket, Key=key, Body=b"not the weights", Metadata={"sha256": entry.sha256})
     with pytest.raises(VerificationError, match=rf"s3://{bucket}/{key}: refused: SHA-256 .* does not match the manifest"):
-        load(result.location, endpoint_url=s3_server.url, cache=tmp_path / "cache")
-    repaired = export_trial(run_dir, "fp32prun", f"s3://{bucket}", s3_settings=fast_s3)
-    assert "model.safetensors" in repaired.published.uploaded  # publishing again replaces what does not verify
-    load(result.location, endpoint_url=s3_server.url, cache=tmp_path / "cache2")
+        load(target.uri(), endpoint_url=s3_server.url, cache=tmp_path / "cache")
+    _, repaired = publish_local(exports, "fp32prun", bucket, "t", fast_s3)
+    assert repaired.uploaded == ["model.safetensors"]  # publishing again replaces only what does not verify
+    load(target.uri(), endpoint_url=s3_server.url, cache=tmp_path / "cache")
 
 
 def test_a_missing_manifest_is_not_an_export(bucket, s3_server, tmp_path):
