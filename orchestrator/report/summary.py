@@ -153,7 +153,7 @@ def build_summary(
             size_base, thr_base = baseline["size_bytes"], baseline["throughput_sps"]
             rec.update(size_ratio=round(rec["size_bytes"] / size_base, 4), throughput_ratio=round(rec["throughput_sps"] / thr_base, 3))
         rec["passed_over"] = passed_over
-        if cost["usd"] and rec.get("savings_usd", 0) > 0:
+        if cost["usd"] and (rec["savings_usd"] or 0) > 0:
             cost["payback_days"] = round(cost["usd"] / (rec["savings_usd"] / inputs["traffic"]["days_per_month"]), 4)
     pareto_rows = frame[frame["pareto"].astype(bool)].sort_values("monthly_usd")
     return {
