@@ -26,7 +26,12 @@ def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
         else "no feasible instance type was priced for this candidate"
     )
     test = f", test {q.test_value:.4f}" if q.test_value is not None else ""
-    files = ["model.safetensors", *[p.file for p in manifest.programs if p.written and p.file], "serve_config.yaml", "README.md"]
+    files = [
+        "model.safetensors",
+        *[p.file for p in manifest.programs if p.written and p.file],
+        "serve_config.yaml",
+        "README.md",
+    ]
     lines = [
         f"# {manifest.task.name} candidate {manifest.trial_id} (run {manifest.run_id})",
         "",
@@ -55,7 +60,7 @@ def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
         f"outputs = model.predict(batch)  # batch shaped (N, {', '.join(map(str, manifest.architecture.input_shape))})",
         "```",
         "",
-        "`load(..., runtime=\"torch\" | \"torch_export\" | \"onnx\")` picks another program; s3:// paths take",
+        '`load(..., runtime="torch" | "torch_export" | "onnx")` picks another program; s3:// paths take',
         "`endpoint_url=` for S3-compatible stores. Credentials come from the standard AWS chain.",
         "",
         "## Serve it with Ray Serve",

@@ -27,11 +27,28 @@ from orchestrator.cost.catalog import InstanceType, load_catalog
 from orchestrator.deploy import _readme
 from orchestrator.deploy._errors import ExportError
 from orchestrator.deploy.loader import load
-from orchestrator.deploy.manifest import MANIFEST_NAME, Deployment, Manifest, Program, QualityCheck, TaskRef, file_entries
+from orchestrator.deploy.manifest import (
+    MANIFEST_NAME,
+    Deployment,
+    Manifest,
+    Program,
+    QualityCheck,
+    TaskRef,
+    file_entries,
+)
 from orchestrator.deploy.programs import int8_fx_pt2_reason, onnx_fp32_program, onnx_int8_program, torch_export_program
 from orchestrator.deploy.rebuild import DEFAULT_TOLERANCE, Rebuilt, check_quality, check_steps, rebuild
 from orchestrator.deploy.runfolder import RunFolder, Trial, open_run
-from orchestrator.deploy.s3 import PublishResult, S3Location, S3Settings, check_bucket, make_client, parse_s3_uri, publish
+from orchestrator.deploy.s3 import (
+    PublishResult,
+    S3Location,
+    S3Settings,
+    check_bucket,
+    make_client,
+    parse_s3_uri,
+    publish,
+    redact,
+)
 from orchestrator.deploy.serve_config import SERVE_CONFIG_NAME, build_serve_config, dump_serve_config, explain
 from orchestrator.deploy.weights import architecture, load_module, save_weights
 from orchestrator.tasks.base import Task
@@ -90,11 +107,15 @@ def export_trial(
 
     task = load_task(run.config.task.name, run.config.task.args, field="config.yaml task.name")
     progress(f"rebuilding trial {trial.trial_id} ({trial.recipe.key()}) from its recipe")
-    rebuilt = rebuild(task, trial.recipe, device=trial.record["compression"]["device"], threads=trial.row.get("threads"))
+    rebuilt = rebuild(
+        task, trial.recipe, device=trial.record["compression"]["device"], threads=trial.row.get("threads")
+    )
     check_quality(rebuilt, trial.quality, tolerance, trial.trial_id)
     problems = check_steps(rebuilt, trial.record["compression"]["steps"])
     if problems:
-        raise ExportError(f"trial {trial.trial_id}: the rebuilt candidate differs from the trial's record: {'; '.join(problems)}")
+        raise ExportError(
+            f"trial {trial.trial_id}: the rebuilt candidate differs from the trial's record: {'; '.join(problems)}"
+        )
 
     if to_s3:
         staging = Path(tempfile.mkdtemp(prefix="hedgerow-export-"))
@@ -151,7 +172,9 @@ def write_export(
     with torch.inference_mode():
         reloaded = reloaded_module(inputs).float()
     if not torch.equal(reloaded, reference):
-        raise ExportError(f"{WEIGHTS_NAME}: the reloaded weights do not reproduce the model (max difference {(reloaded - reference).abs().max():.3g})")
+        raise ExportError(
+            f"{WEIGHTS_NAME}: the reloaded weights do not reproduce the model (max difference {(reloaded - reference).abs().max():.3g})"
+        )
 
     progress("writing runnable programs (torch.export, ONNX)")
     programs = _programs(model, rebuilt, task, trial, arch.weights_format, inputs, reference, root)
@@ -172,7 +195,7 @@ def write_export(
         serving_batch_size=traffic.serving_batch_size,
         target_utilization=traffic.target_utilization,
         latency_slo_p95_ms=traffic.latency_slo_p95_ms,
-        endpoint_url=endpoint_url,
+        endpoint_url=redact(endpoint_url) if endpoint_url else None,  # never a user:password@ in a shipped file
     )
     serve_lines = explain(deployment, instance, threads, serve)
     (root / SERVE_CONFIG_NAME).write_text(dump_serve_config(serve, serve_lines))
@@ -212,18 +235,24 @@ def write_export(
     for check in ("torch", runtime):
         outputs = load(root, runtime=check).predict(inputs)  # type: ignore[arg-type]
         if not torch.equal(outputs, reference):
-            raise ExportError(f"the export loaded with runtime {check!r} does not reproduce the model (max difference {(outputs - reference).abs().max():.3g})")
+            raise ExportError(
+                f"the export loaded with runtime {check!r} does not reproduce the model (max difference {(outputs - reference).abs().max():.3g})"
+            )
     return manifest
 
 
-def _programs(model, rebuilt: Rebuilt, task: Task, trial: Trial, fmt: str, inputs, reference, root: Path) -> list[Program]:
+def _programs(
+    model, rebuilt: Rebuilt, task: Task, trial: Trial, fmt: str, inputs, reference, root: Path
+) -> list[Program]:
     if fmt.startswith("int8"):
         quantize = next(s for s in rebuilt.steps if s.stage == "quantize")
         calibration = task.calibration_batches(
             int(quantize.config.get("calibration_batches", 8)), int(quantize.config.get("calibration_batch_size", 64))
         )
         if rebuilt.float_model is None:
-            onnx = Program(format="onnx_int8_qdq", written=False, reason="not written: no float model before quantization")
+            onnx = Program(
+                format="onnx_int8_qdq", written=False, reason="not written: no float model before quantization"
+            )
         else:
             onnx = onnx_int8_program(rebuilt.float_model, task, inputs, root, calibration)
         return [int8_fx_pt2_reason(), onnx]
@@ -231,9 +260,9 @@ def _programs(model, rebuilt: Rebuilt, task: Task, trial: Trial, fmt: str, input
     if fmt == "float":
         programs.append(onnx_fp32_program(model, task, inputs, reference, root))
     else:
-        from orchestrator.deploy.programs import _HALF_REASON
+        from orchestrator.deploy.programs import HALF_ONNX_REASON
 
-        programs.append(Program(format="onnx", written=False, reason=_HALF_REASON))
+        programs.append(Program(format="onnx", written=False, reason=HALF_ONNX_REASON))
     return programs
 
 
@@ -267,7 +296,9 @@ def _instance(run: RunFolder, instance_type: str | None) -> InstanceType | None:
         return None
     deployment = run.config.deployment
     try:
-        catalog = load_catalog(None if deployment.catalog == "bundled" else deployment.catalog, region=deployment.region)
+        catalog = load_catalog(
+            None if deployment.catalog == "bundled" else deployment.catalog, region=deployment.region
+        )
         return catalog.get(instance_type)
     except Exception as exc:  # noqa: BLE001  (a catalog moved away: size the config per instance instead)
         log.warning("catalog %s unavailable (%s): one Serve replica per instance", deployment.catalog, exc)
@@ -278,7 +309,9 @@ def _notes(trial: Trial, fmt: str, instance: InstanceType | None, deployment: De
     notes = []
     recipe = trial.recipe
     if recipe.bits == 4 and fmt == "float":
-        notes.append("int4 was fake-quantized on the CPU: the weights are float32 on the int4 grid, so the files are full float32 size")
+        notes.append(
+            "int4 was fake-quantized on the CPU: the weights are float32 on the int4 grid, so the files are full float32 size"
+        )
     if recipe.prune_method == "unstructured":
         notes.append("unstructured pruning: the zeros are stored dense; no sparse kernels are used")
     if fmt == "int8_fx_static" and instance is not None and instance.cpu_arch != "x86_64":
@@ -287,7 +320,11 @@ def _notes(trial: Trial, fmt: str, instance: InstanceType | None, deployment: De
             "serve model.int8.onnx with runtime 'onnx' and re-check its quality and throughput on that instance"
         )
     if deployment.projected:
-        notes.append(f"the throughput on {deployment.instance_type} is projected, not measured there: {deployment.reason}")
+        notes.append(
+            f"the throughput on {deployment.instance_type} is projected, not measured there: {deployment.reason}"
+        )
     if deployment.instance_type is None:
-        notes.append("no instance type was feasible for this candidate: the Serve config has one replica; size it by hand")
+        notes.append(
+            "no instance type was feasible for this candidate: the Serve config has one replica; size it by hand"
+        )
     return notes

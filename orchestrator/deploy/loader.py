@@ -10,7 +10,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from orchestrator.deploy._errors import VerificationError
 from orchestrator.deploy.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_files
 from orchestrator.errors import InputError
 
@@ -38,7 +37,9 @@ class LoadedModel:
         """Outputs for a batch shaped (N, *input_shape)."""
         batch = torch.as_tensor(batch, dtype=getattr(torch, self.manifest.architecture.input_dtype))
         if tuple(batch.shape[1:]) != self.input_shape:
-            raise ValueError(f"expected a batch shaped (N, {', '.join(map(str, self.input_shape))}), got {tuple(batch.shape)}")
+            raise ValueError(
+                f"expected a batch shaped (N, {', '.join(map(str, self.input_shape))}), got {tuple(batch.shape)}"
+            )
         return self.module(batch.to(self.device)).float().cpu()
 
 
@@ -62,7 +63,9 @@ def fetch(path_or_uri: str | Path, endpoint_url: str | None = None, cache: Path 
         if root.name == MANIFEST_NAME:
             root = root.parent
         if not root.is_dir():
-            raise InputError(f"{root}: no such export folder (expected the folder holding manifest.json, or s3://bucket/prefix/<run>/<trial>)")
+            raise InputError(
+                f"{root}: no such export folder (expected the folder holding manifest.json, or s3://bucket/prefix/<run>/<trial>)"
+            )
         manifest = read_manifest(root / MANIFEST_NAME)
     verify_files(root, manifest)
     return root, manifest
@@ -95,9 +98,13 @@ def _program_file(manifest: Manifest, formats: tuple[str, ...], runtime: str) ->
     for program in manifest.programs:
         if program.format in formats and program.written and program.file:
             return program.file
-    reasons = "; ".join(f"{p.format}: {p.reason}" for p in manifest.programs if p.format in formats) or "none was exported"
+    reasons = (
+        "; ".join(f"{p.format}: {p.reason}" for p in manifest.programs if p.format in formats) or "none was exported"
+    )
     written = ["torch"] + sorted({_RUNTIME_OF[p.format] for p in manifest.programs if p.written})
-    raise InputError(f"runtime {runtime!r}: this export has no such program ({reasons}); available runtimes: {', '.join(written)}")
+    raise InputError(
+        f"runtime {runtime!r}: this export has no such program ({reasons}); available runtimes: {', '.join(written)}"
+    )
 
 
 _RUNTIME_OF = {"torch_export": "torch_export", "onnx": "onnx", "onnx_int8_qdq": "onnx"}

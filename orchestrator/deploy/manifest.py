@@ -44,8 +44,12 @@ class Program(_Model):
     file: str | None = None
     written: bool
     reason: str
-    max_abs_diff: float | None = Field(None, description="largest output difference from the exported model on the val split")
-    quality: float | None = Field(None, description="validation quality of this program, where it differs from the model's")
+    max_abs_diff: float | None = Field(
+        None, description="largest output difference from the exported model on the val split"
+    )
+    quality: float | None = Field(
+        None, description="validation quality of this program, where it differs from the model's"
+    )
 
 
 class QualityCheck(_Model):
@@ -72,7 +76,9 @@ class Architecture(_Model):
 
     prune_technique: str | None = None
     layer_widths: dict[str, int] | None = None
-    pruning_history: list[list[Any]] | None = Field(None, description="Torch-Pruning history, replayed on the task's architecture")
+    pruning_history: list[list[Any]] | None = Field(
+        None, description="Torch-Pruning history, replayed on the task's architecture"
+    )
     quantize_technique: str | None = None
     weights_format: Literal["float", "bf16", "fp16", "int8_fx_static", "int8_dynamic"]
     input_shape: list[int] = Field(description="one example's shape (the batch dimension left out)")
@@ -147,7 +153,11 @@ def file_entries(root: Path) -> list[FileEntry]:
         rel = path.relative_to(root).as_posix()
         if rel == MANIFEST_NAME:
             continue
-        entries.append(FileEntry(path=rel, sha256=sha256_file(path), size_bytes=path.stat().st_size, content_type=content_type(rel)))
+        entries.append(
+            FileEntry(
+                path=rel, sha256=sha256_file(path), size_bytes=path.stat().st_size, content_type=content_type(rel)
+            )
+        )
     return entries
 
 

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 PT2_NAME = "model.pt2"
 ONNX_NAME = "model.onnx"
 ONNX_INT8_NAME = "model.int8.onnx"
-_HALF_REASON = (
+HALF_ONNX_REASON = (
     "not written: ONNX Runtime's CPU provider has few bf16/fp16 kernels, so a 16-bit ONNX graph would run "
     "slower than, or differently from, what the trial measured; the .pt2 program runs it as measured"
 )
@@ -64,10 +64,20 @@ def torch_export_program(model: nn.Module, inputs: torch.Tensor, reference: torc
     except Exception as exc:  # noqa: BLE001  (any exporter failure means "no program", with its reason)
         path.unlink(missing_ok=True)
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        return Program(format="torch_export", written=False, reason=f"not written: torch.export failed ({type(exc).__name__}: {reason})")
+        return Program(
+            format="torch_export",
+            written=False,
+            reason=f"not written: torch.export failed ({type(exc).__name__}: {reason})",
+        )
     diff = _max_diff(outputs, reference)
     exact = "reproduces the model's outputs exactly" if diff == 0 else f"differs from the model by up to {diff:.3g}"
-    return Program(format="torch_export", file=PT2_NAME, written=True, max_abs_diff=diff, reason=f"torch.export program, dynamic batch; {exact} on the val split")
+    return Program(
+        format="torch_export",
+        file=PT2_NAME,
+        written=True,
+        max_abs_diff=diff,
+        reason=f"torch.export program, dynamic batch; {exact} on the val split",
+    )
 
 
 def int8_fx_pt2_reason() -> Program:
@@ -82,12 +92,16 @@ def int8_fx_pt2_reason() -> Program:
     )
 
 
-def onnx_program(model: nn.Module, inputs: torch.Tensor, out_dir: Path, name: str = ONNX_NAME) -> tuple[Path | None, str]:
+def onnx_program(
+    model: nn.Module, inputs: torch.Tensor, out_dir: Path, name: str = ONNX_NAME
+) -> tuple[Path | None, str]:
     """Export a float model with torch.onnx (dynamo); returns (path or None, reason)."""
     path = out_dir / name
     try:
         with _quiet():
-            exported = torch.onnx.export(model.float().eval(), (inputs[:2],), dynamic_shapes=_batch_dim(inputs), dynamo=True, verbose=False)
+            exported = torch.onnx.export(
+                model.float().eval(), (inputs[:2],), dynamic_shapes=_batch_dim(inputs), dynamo=True, verbose=False
+            )
             exported.save(str(path))
     except Exception as exc:  # noqa: BLE001
         path.unlink(missing_ok=True)
@@ -113,7 +127,9 @@ class OnnxModule(nn.Module):
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 
 
-def onnx_fp32_program(model: nn.Module, task: Task, inputs: torch.Tensor, reference: torch.Tensor, out_dir: Path) -> Program:
+def onnx_fp32_program(
+    model: nn.Module, task: Task, inputs: torch.Tensor, reference: torch.Tensor, out_dir: Path
+) -> Program:
     """model.onnx for a float32 candidate, checked against its outputs under ONNX Runtime."""
     path, reason = onnx_program(model, inputs, out_dir)
     if path is None:
@@ -132,7 +148,9 @@ def onnx_fp32_program(model: nn.Module, task: Task, inputs: torch.Tensor, refere
     )
 
 
-def onnx_int8_program(float_model: nn.Module, task: Task, inputs: torch.Tensor, out_dir: Path, calibration: list[torch.Tensor]) -> Program:
+def onnx_int8_program(
+    float_model: nn.Module, task: Task, inputs: torch.Tensor, out_dir: Path, calibration: list[torch.Tensor]
+) -> Program:
     """model.int8.onnx: the float model before quantization, quantized by ONNX Runtime (static QDQ, per channel)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -167,7 +185,11 @@ def onnx_int8_program(float_model: nn.Module, task: Task, inputs: torch.Tensor, 
             )
     except Exception as exc:  # noqa: BLE001
         path.unlink(missing_ok=True)
-        return Program(format="onnx_int8_qdq", written=False, reason=f"not written: ONNX Runtime quantize_static failed ({type(exc).__name__}: {exc})")
+        return Program(
+            format="onnx_int8_qdq",
+            written=False,
+            reason=f"not written: ONNX Runtime quantize_static failed ({type(exc).__name__}: {exc})",
+        )
     finally:
         float_path.unlink(missing_ok=True)
     quality = task.evaluate(OnnxModule(path), "val")["value"]

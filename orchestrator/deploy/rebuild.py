@@ -18,7 +18,16 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from orchestrator.compress import Context, HalfPrecisionConfig, Int4WeightOnlyConfig, Int8Config, Recipe, StepRecord, apply_recipe, apply_technique
+from orchestrator.compress import (
+    Context,
+    HalfPrecisionConfig,
+    Int4WeightOnlyConfig,
+    Int8Config,
+    Recipe,
+    StepRecord,
+    apply_recipe,
+    apply_technique,
+)
 from orchestrator.deploy._errors import ExportError, QualityMismatch
 from orchestrator.tasks.base import Quality, Task
 
@@ -87,7 +96,9 @@ def rebuild(task: Task, recipe: Recipe, device: str = "cpu", threads: int | None
     return Rebuilt(model=model, float_model=float_model, steps=steps, quality=quality, teacher_fingerprint=teacher_fp)
 
 
-def _stages(task: Task, recipe: Recipe, device: torch.device, teacher: nn.Module) -> tuple[nn.Module, nn.Module | None, list[StepRecord]]:
+def _stages(
+    task: Task, recipe: Recipe, device: torch.device, teacher: nn.Module
+) -> tuple[nn.Module, nn.Module | None, list[StepRecord]]:
     ctx = Context(task=task, teacher=teacher, device=device)
     model = copy.deepcopy(teacher)
     float_model = None

@@ -75,11 +75,15 @@ class RunFolder:
             )
         path = self.root / "trials" / f"{row.get('recipe_key')}.json"
         if not path.is_file():
-            raise InputError(f"{path}: the record of trial {trial_id} is missing from the run folder (expected trials/<recipe_key>.json)")
+            raise InputError(
+                f"{path}: the record of trial {trial_id} is missing from the run folder (expected trials/<recipe_key>.json)"
+            )
         record = json.loads(path.read_text())
         recipe = Recipe.model_validate_json(json.dumps(record["recipe"]))
         if recipe.key() != row.get("recipe_key"):
-            raise InputError(f"{path}: its recipe hashes to {recipe.key()}, not the trial's recipe_key {row.get('recipe_key')}")
+            raise InputError(
+                f"{path}: its recipe hashes to {recipe.key()}, not the trial's recipe_key {row.get('recipe_key')}"
+            )
         return Trial(trial_id=trial_id, row=row, record=record, recipe=recipe)
 
     def _finished_ids(self) -> list[str]:

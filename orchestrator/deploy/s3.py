@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,7 +29,15 @@ from orchestrator.errors import InputError
 
 log = logging.getLogger(__name__)
 MIB = 1 << 20
-_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AccessDenied", "InvalidClientTokenId", "403"}
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "AccessDenied",
+    "InvalidClientTokenId",
+    "403",
+}
 _MISSING_BUCKET_CODES = {"NoSuchBucket", "404"}
 _CHECKSUM_UNSUPPORTED = {"NotImplemented", "InvalidArgument", "InvalidRequest", "XAmzContentSHA256Mismatch"}
 
@@ -118,7 +128,13 @@ def _describe(exc: Exception) -> str:
 
 def check_bucket(client: Any, location: S3Location, settings: S3Settings) -> None:
     """Fail early, as bad input, on a missing bucket, refused credentials or an unreachable endpoint."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, PartialCredentialsError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
 
     where = redact(settings.endpoint_url)
     try:
@@ -129,11 +145,15 @@ def check_bucket(client: Any, location: S3Location, settings: S3Settings) -> Non
             f"AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where an instance or pod role applies ({type(exc).__name__})"
         ) from None
     except EndpointConnectionError:
-        raise InputError(f"cannot reach the S3 endpoint {where} for bucket {location.bucket!r}: check --endpoint-url and the network") from None
+        raise InputError(
+            f"cannot reach the S3 endpoint {where} for bucket {location.bucket!r}: check --endpoint-url and the network"
+        ) from None
     except ClientError as exc:
         code = _code(exc)
         if code in _MISSING_BUCKET_CODES:
-            raise InputError(f"bucket {location.bucket!r} does not exist at {where}: create it, or fix the bucket in --dest") from None
+            raise InputError(
+                f"bucket {location.bucket!r} does not exist at {where}: create it, or fix the bucket in --dest"
+            ) from None
         if code in _CREDENTIAL_CODES or _status(exc) == 403:
             raise InputError(
                 f"the credentials from the standard chain were refused for bucket {location.bucket!r} at {where} "
@@ -216,8 +236,8 @@ class Publisher:
         return None
 
     def _upload(self, key: str, path: Path, sha256: str) -> None:
-        from botocore.exceptions import ClientError
         from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import ClientError
 
         extra = {"ContentType": content_type(path), "Metadata": {"sha256": sha256}}
         if self.settings.use_checksum:
@@ -225,8 +245,15 @@ class Publisher:
         try:
             self.client.upload_file(str(path), self.location.bucket, key, ExtraArgs=extra, Config=self.transfer)
         except (ClientError, S3UploadFailedError) as exc:
-            if self.settings.use_checksum and any(code in str(exc) for code in _CHECKSUM_UNSUPPORTED) and "checksum" in str(exc).lower():
-                log.warning("%s rejects SHA-256 checksums; verifying by the stored sha256 only", redact(self.settings.endpoint_url))
+            if (
+                self.settings.use_checksum
+                and any(code in str(exc) for code in _CHECKSUM_UNSUPPORTED)
+                and "checksum" in str(exc).lower()
+            ):
+                log.warning(
+                    "%s rejects SHA-256 checksums; verifying by the stored sha256 only",
+                    redact(self.settings.endpoint_url),
+                )
                 self.settings.use_checksum = False
                 extra.pop("ChecksumAlgorithm")
                 self.client.upload_file(str(path), self.location.bucket, key, ExtraArgs=extra, Config=self.transfer)
@@ -235,8 +262,8 @@ class Publisher:
 
     def put(self, rel: str, path: Path, sha256: str | None = None) -> bool:
         """Upload one file unless an identical object is there; verify it. True if uploaded, False if skipped."""
-        from botocore.exceptions import BotoCoreError, ClientError
         from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         key = self.location.key(rel)
         sha256 = sha256 or sha256_file(path)
@@ -324,7 +351,9 @@ def download(source: S3Location, local_root: Path, settings: S3Settings | None =
         if path.is_file() and sha256_file(path) == entry.sha256:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
+        tmp = path.with_name(
+            f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+        )  # replicas on one node may fetch at once
         try:
             client.download_file(source.bucket, source.key(entry.path), str(tmp))
         except (ClientError, BotoCoreError) as exc:

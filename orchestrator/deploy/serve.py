@@ -35,7 +35,7 @@ class ServeArgs(BaseModel):
 
 def parse_inputs(body: Any, input_shape: Sequence[int]) -> torch.Tensor:
     """One request's examples as a float32 tensor shaped (n, *input_shape); ValueError says what is expected."""
-    expected = f"a JSON object {{\"inputs\": [...]}} holding one example shaped {list(input_shape)} or a list of them"
+    expected = f'a JSON object {{"inputs": [...]}} holding one example shaped {list(input_shape)} or a list of them'
     if not isinstance(body, dict) or "inputs" not in body:
         raise ValueError(f"expected {expected}")
     try:
@@ -82,13 +82,20 @@ class Predictor:
                 continue
             chunk = outputs[start : start + len(item)]
             start += len(item)
-            responses.append({"outputs": chunk.tolist(), "argmax": chunk.argmax(dim=1).tolist() if chunk.dim() == 2 else None})
+            responses.append(
+                {"outputs": chunk.tolist(), "argmax": chunk.argmax(dim=1).tolist() if chunk.dim() == 2 else None}
+            )
         return responses
 
     def info(self) -> dict[str, Any]:
         """What a GET returns: which export, runtime and input shape this replica serves."""
         m = self.model.manifest
-        return {"run_id": m.run_id, "trial_id": m.trial_id, "runtime": self.model.runtime, "input_shape": list(self.model.input_shape)}
+        return {
+            "run_id": m.run_id,
+            "trial_id": m.trial_id,
+            "runtime": self.model.runtime,
+            "input_shape": list(self.model.input_shape),
+        }
 
 
 def app(args: dict[str, Any]) -> Any:

@@ -33,7 +33,9 @@ def replica_shape(instance: InstanceType | None, threads: int) -> tuple[int, dic
     return max(1, instance.vcpus // threads), {"num_cpus": threads, "num_gpus": 0}
 
 
-def target_ongoing_requests(throughput_sps: float, target_utilization: float, batch_latency_ms: float, wait_s: float) -> int:
+def target_ongoing_requests(
+    throughput_sps: float, target_utilization: float, batch_latency_ms: float, wait_s: float
+) -> int:
     """Requests one replica holds at the target utilization (Little's law: arrival rate × time in the system)."""
     return max(1, math.ceil(throughput_sps * target_utilization * (batch_latency_ms / 1000 + wait_s)))
 
@@ -97,7 +99,9 @@ def explain(deployment: Deployment, instance: InstanceType | None, threads: int,
     if instance is None:
         lines.append("no feasible instance type was priced: one replica, sized by hand")
     elif instance.accelerator:
-        lines.append(f"{instance.instance_type} has {instance.accelerator_count} × {instance.accelerator}: one model copy per GPU")
+        lines.append(
+            f"{instance.instance_type} has {instance.accelerator_count} × {instance.accelerator}: one model copy per GPU"
+        )
     else:
         lines.append(
             f"{instance.instance_type} has {instance.vcpus} vCPUs; the trial measured with {threads} thread(s): "

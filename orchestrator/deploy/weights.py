@@ -40,8 +40,15 @@ def weights_format(steps: list[StepRecord]) -> str:
     """The weights format of a candidate from its quantize stage; formats not exportable raise ExportError."""
     quantize = next((s for s in steps if s.stage == "quantize"), None)
     prune = next((s for s in steps if s.stage == "prune"), None)
-    if prune is not None and prune.technique == "semi_structured_2_4" and quantize is not None and quantize.technique in _HALF:
-        raise ExportError("2:4 sparse semi-structured weights (CUDA sparse kernels) cannot be exported yet; export a dense candidate")
+    if (
+        prune is not None
+        and prune.technique == "semi_structured_2_4"
+        and quantize is not None
+        and quantize.technique in _HALF
+    ):
+        raise ExportError(
+            "2:4 sparse semi-structured weights (CUDA sparse kernels) cannot be exported yet; export a dense candidate"
+        )
     if quantize is None or quantize.technique == "int4_fake":
         return "float"  # int4 on CPU is fake-quantized: float32 weights on the int4 grid
     if quantize.technique in _HALF:
@@ -90,7 +97,11 @@ def encode_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[s
 
     def encode(name: str, value: Any) -> dict[str, Any]:
         if isinstance(value, torch.Tensor) and value.is_quantized:
-            spec: dict[str, Any] = {"kind": "quantized", "dtype": str(value.dtype).removeprefix("torch."), "values": put(name, value.int_repr())}
+            spec: dict[str, Any] = {
+                "kind": "quantized",
+                "dtype": str(value.dtype).removeprefix("torch."),
+                "values": put(name, value.int_repr()),
+            }
             if value.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
                 spec.update(
                     qscheme="per_channel",
@@ -111,7 +122,9 @@ def encode_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[s
             return {"kind": "none"}
         if isinstance(value, (bool, int, float, str)):
             return {"kind": "scalar", "value": value}
-        raise ExportError(f"state_dict entry {name!r} is a {type(value).__name__}, which cannot be stored as plain tensors")
+        raise ExportError(
+            f"state_dict entry {name!r} is a {type(value).__name__}, which cannot be stored as plain tensors"
+        )
 
     layout = {name: encode(name, value) for name, value in state.items()}
     return tensors, layout
@@ -127,11 +140,15 @@ def decode_state(tensors: dict[str, torch.Tensor], layout: dict[str, Any]) -> "O
         if kind == "quantized":
             values = tensors[spec["values"]]
             if spec["qscheme"] == "per_channel":
-                q = torch._make_per_channel_quantized_tensor(values, tensors[spec["scales"]], tensors[spec["zero_points"]], spec["axis"])
+                q = torch._make_per_channel_quantized_tensor(
+                    values, tensors[spec["scales"]], tensors[spec["zero_points"]], spec["axis"]
+                )
             else:
                 q = torch._make_per_tensor_quantized_tensor(values, spec["scale"], spec["zero_point"])
             if q.dtype != _DTYPES[spec["dtype"]]:
-                raise VerificationError(f"quantized tensor {spec['values']!r}: expected {spec['dtype']}, rebuilt {q.dtype}")
+                raise VerificationError(
+                    f"quantized tensor {spec['values']!r}: expected {spec['dtype']}, rebuilt {q.dtype}"
+                )
             return q
         if kind == "dtype":
             return _DTYPES.get(spec["value"]) or getattr(torch, spec["value"])
@@ -204,7 +221,11 @@ def _build_module(task: Task, arch: Architecture) -> nn.Module:
     if arch.pruning_history:
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
         graph.load_pruning_history(arch.pruning_history)
-    if arch.layer_widths is not None and arch.prune_technique == "structured" and layer_widths(model) != arch.layer_widths:
+    if (
+        arch.layer_widths is not None
+        and arch.prune_technique == "structured"
+        and layer_widths(model) != arch.layer_widths
+    ):
         raise VerificationError(
             f"the task's architecture, pruned by the recorded history, has widths {layer_widths(model)}, "
             f"not the exported {arch.layer_widths}: the task (or its arguments) differs from the one exported"

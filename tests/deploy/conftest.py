@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from orchestrator.compress import Recipe, apply_recipe
 from orchestrator.config import parse_config, to_yaml
@@ -98,7 +97,13 @@ def write_run(root: Path, task, teacher, recipes: dict[str, Recipe], recommended
         if column not in frame:
             frame[column] = None
     frame[COLUMNS].to_csv(run / "trials.csv", index=False)
-    summary = {"run_id": run.name, "task": "digits", "n_trials": len(rows), "n_failed": 0, "recommended": {"trial_id": recommended}}
+    summary = {
+        "run_id": run.name,
+        "task": "digits",
+        "n_trials": len(rows),
+        "n_failed": 0,
+        "recommended": {"trial_id": recommended},
+    }
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     return run
 
@@ -245,7 +250,9 @@ def auth_s3_server(aws_env, tmp_path):
     port = free_port()
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "4"}  # the first 4 requests set up a user and a bucket
     log = open(tmp_path / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env
+    )
     try:
         wait_for_port(port)
         url = f"http://127.0.0.1:{port}"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
 from tests.deploy.conftest import run_cli
 
 
@@ -57,9 +55,13 @@ def test_quality_that_does_not_match_the_trial_exits_1_and_writes_nothing(run_di
 def test_a_wider_tolerance_accepts_the_same_difference(run_dir, tmp_path, capsys):
     copy = tmp_path / run_dir.name
     shutil.copytree(run_dir, copy)
-    record_path = next(p for p in (copy / "trials").glob("*.json") if json.loads(p.read_text())["row"]["trial_id"] == "fp32prun")
+    record_path = next(
+        p for p in (copy / "trials").glob("*.json") if json.loads(p.read_text())["row"]["trial_id"] == "fp32prun"
+    )
     record = json.loads(record_path.read_text())
     record["quality"]["value"] -= 0.004
     record_path.write_text(json.dumps(record))
-    status, _, err = run_cli(["export", str(copy), "--trial", "fp32prun", "--dest", str(tmp_path / "out"), "--tolerance", "0.01"], capsys)
+    status, _, err = run_cli(
+        ["export", str(copy), "--trial", "fp32prun", "--dest", str(tmp_path / "out"), "--tolerance", "0.01"], capsys
+    )
     assert status == 0, err

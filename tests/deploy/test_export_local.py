@@ -60,11 +60,17 @@ def test_pt2_program_is_exact_and_onnx_programs_are_close(exports, reference, va
     int8 = exports["int8stat"]
     program = next(p for p in int8.manifest.programs if p.format == "onnx_int8_qdq")
     assert abs(program.quality - int8.manifest.quality.rebuilt_value) <= 0.02  # ONNX Runtime's own int8, not bit-equal
-    agreement = (load(int8.location, runtime="onnx").predict(val_inputs).argmax(1) == reference["int8stat"].argmax(1)).float().mean()
+    agreement = (
+        (load(int8.location, runtime="onnx").predict(val_inputs).argmax(1) == reference["int8stat"].argmax(1))
+        .float()
+        .mean()
+    )
     assert agreement >= 0.97
 
 
-def test_bf16_weights_stay_bf16_and_outputs_match_within_bf16_precision(exports, reference, val_inputs, digits_task, teacher):
+def test_bf16_weights_stay_bf16_and_outputs_match_within_bf16_precision(
+    exports, reference, val_inputs, digits_task, teacher
+):
     from safetensors import safe_open
 
     folder = exports["bf16half"].location

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
-
-from pathlib import Path
 
 from orchestrator.deploy import PublishError, VerificationError, export_trial, load, publish
 from orchestrator.deploy.s3 import Publisher, S3Location, composite_sha256
@@ -34,7 +33,9 @@ def publish_local(exports, trial_id: str, bucket: str, prefix: str, settings):
     return target, publish(Path(result.location), target, settings)
 
 
-def test_publish_then_load_gives_the_exported_models_outputs(run_dir, local_int8, bucket, fast_s3, s3_server, val_inputs, tmp_path):
+def test_publish_then_load_gives_the_exported_models_outputs(
+    run_dir, local_int8, bucket, fast_s3, s3_server, val_inputs, tmp_path
+):
     result = export_trial(run_dir, "int8stat", f"s3://{bucket}/models", s3_settings=fast_s3)
     assert result.location == f"s3://{bucket}/models/{run_dir.name}/int8stat"
     names = [f.path for f in result.manifest.files] + ["manifest.json"]
@@ -97,7 +98,9 @@ def test_server_stopped_mid_upload_gives_a_clear_error_and_no_manifest_then_a_re
 
     try:
         with pytest.raises(PublishError) as failure:
-            export_trial(run_dir, "int8stat", f"s3://{bucket}/m", s3_settings=fast_s3, on_object=stop_after_first_object)
+            export_trial(
+                run_dir, "int8stat", f"s3://{bucket}/m", s3_settings=fast_s3, on_object=stop_after_first_object
+            )
     finally:
         s3_server.start()  # same port; moto keeps what was uploaded before the stop
     message = str(failure.value)
@@ -119,7 +122,9 @@ def test_a_tampered_object_fails_verification_on_load(exports, bucket, fast_s3, 
     entry = exports["fp32prun"].manifest.file("model.safetensors")
     # Replaced with other bytes that even claim the original checksum in their metadata.
     s3_server.client().put_object(Bucket=bucket, Key=key, Body=b"not the weights", Metadata={"sha256": entry.sha256})
-    with pytest.raises(VerificationError, match=rf"s3://{bucket}/{key}: refused: SHA-256 .* does not match the manifest"):
+    with pytest.raises(
+        VerificationError, match=rf"s3://{bucket}/{key}: refused: SHA-256 .* does not match the manifest"
+    ):
         load(target.uri(), endpoint_url=s3_server.url, cache=tmp_path / "cache")
     _, repaired = publish_local(exports, "fp32prun", bucket, "t", fast_s3)
     assert repaired.uploaded == ["model.safetensors"]  # publishing again replaces only what does not verify
@@ -142,7 +147,9 @@ def test_bad_credentials_exit_2_without_printing_them(run_dir, auth_s3_server, c
     url, key_id, secret, bucket_name = auth_s3_server
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-do-not-print")
-    status, out, err = run_cli(["export", str(run_dir), "--dest", f"s3://{bucket_name}/x", "--endpoint-url", url], capsys)
+    status, out, err = run_cli(
+        ["export", str(run_dir), "--dest", f"s3://{bucket_name}/x", "--endpoint-url", url], capsys
+    )
     assert status == 2
     assert "credentials from the standard chain were refused" in err and bucket_name in err and url in err
     assert "wrong-secret-do-not-print" not in out + err and secret not in out + err
@@ -152,7 +159,10 @@ def test_good_credentials_on_a_checking_server_publish(run_dir, auth_s3_server, 
     url, key_id, secret, bucket_name = auth_s3_server
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    status, out, err = run_cli(["export", str(run_dir), "--trial", "bf16half", "--dest", f"s3://{bucket_name}/x", "--endpoint-url", url], capsys)
+    status, out, err = run_cli(
+        ["export", str(run_dir), "--trial", "bf16half", "--dest", f"s3://{bucket_name}/x", "--endpoint-url", url],
+        capsys,
+    )
     assert status == 0, err
     location = out.strip().splitlines()[-1]
     assert location == f"s3://{bucket_name}/x/{run_dir.name}/bf16half"
@@ -164,7 +174,9 @@ def test_good_credentials_on_a_checking_server_publish(run_dir, auth_s3_server, 
 def test_no_credentials_at_all_exit_2(run_dir, s3_server, capsys, monkeypatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    status, _, err = run_cli(["export", str(run_dir), "--dest", "s3://whatever-bucket/x", "--endpoint-url", s3_server.url], capsys)
+    status, _, err = run_cli(
+        ["export", str(run_dir), "--dest", "s3://whatever-bucket/x", "--endpoint-url", s3_server.url], capsys
+    )
     assert status == 2 and "no usable AWS credentials" in err
 
 

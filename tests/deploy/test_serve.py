@@ -10,7 +10,10 @@ import torch
 from orchestrator.deploy import load
 from orchestrator.deploy.serve import Predictor, ServeArgs, app, parse_inputs
 
-HAS_SERVE = all(importlib.util.find_spec(m) is not None for m in ("starlette", "fastapi")) and importlib.util.find_spec("ray") is not None
+HAS_SERVE = (
+    all(importlib.util.find_spec(m) is not None for m in ("starlette", "fastapi"))
+    and importlib.util.find_spec("ray") is not None
+)
 
 
 def test_parse_inputs_accepts_one_example_or_a_list():
@@ -46,7 +49,12 @@ def test_predictor_batches_requests_and_answers_each_one(exports, val_inputs):
     assert "error" in responses[1] and "outputs" not in responses[1]
     assert torch.equal(torch.tensor(responses[2]["outputs"]), expected[3:4])
     assert responses[2]["argmax"] == expected[3:4].argmax(1).tolist()
-    assert predictor.info() == {"run_id": exports["int8stat"].manifest.run_id, "trial_id": "int8stat", "runtime": "torch", "input_shape": [1, 8, 8]}
+    assert predictor.info() == {
+        "run_id": exports["int8stat"].manifest.run_id,
+        "trial_id": "int8stat",
+        "runtime": "torch",
+        "input_shape": [1, 8, 8],
+    }
 
 
 def test_serve_args_refuse_unknown_keys():
@@ -74,7 +82,11 @@ def test_serve_app_answers_http_requests_with_the_exports_outputs(exports, val_i
     config = yaml.safe_load(open(f"{folder}/serve_config.yaml"))
     args = config["applications"][0]["args"]
     port = 8000 + os.getpid() % 1000
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"HEDGEROW_CACHE_DIR": os.environ["HEDGEROW_CACHE_DIR"]}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"HEDGEROW_CACHE_DIR": os.environ["HEDGEROW_CACHE_DIR"]}},
+    )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(app(args), name="hedgerow-test", route_prefix="/")

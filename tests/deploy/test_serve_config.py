@@ -42,17 +42,23 @@ def test_cpu_instances_become_vcpus_over_threads_replicas_each():
 
 
 def test_gpu_instances_get_one_replica_per_gpu():
-    cfg = config(Deployment(instance_type="g5.12xlarge", replicas=2, monthly_usd=1.0), instance("g5.12xlarge", 48, "A10G", 4))
+    cfg = config(
+        Deployment(instance_type="g5.12xlarge", replicas=2, monthly_usd=1.0), instance("g5.12xlarge", 48, "A10G", 4)
+    )
     assert spec(cfg)["num_replicas"] == 8
     assert spec(cfg)["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 1}
 
 
 def test_an_hourly_profile_becomes_an_autoscaling_range():
     hourly = [1] * 8 + [5] * 16
-    cfg = config(Deployment(instance_type="c7i.2xlarge", replicas=5, hourly_replicas=hourly, monthly_usd=1.0), instance())
+    cfg = config(
+        Deployment(instance_type="c7i.2xlarge", replicas=5, hourly_replicas=hourly, monthly_usd=1.0), instance()
+    )
     auto = spec(cfg)["autoscaling_config"]
     assert (auto["min_replicas"], auto["max_replicas"]) == (4, 20)
-    assert auto["target_ongoing_requests"] == target_ongoing_requests(5000, 0.6, 40, cfg["applications"][0]["args"]["batch_wait_timeout_s"])
+    assert auto["target_ongoing_requests"] == target_ongoing_requests(
+        5000, 0.6, 40, cfg["applications"][0]["args"]["batch_wait_timeout_s"]
+    )
     assert "num_replicas" not in spec(cfg)
     assert spec(cfg)["max_ongoing_requests"] >= 2 * 64
 
@@ -72,10 +78,15 @@ def test_the_yaml_carries_the_arithmetic_as_comments_and_parses_back():
     assert yaml.safe_load(text) == cfg
 
 
-@pytest.mark.skipif(importlib.util.find_spec("starlette") is None, reason="needs Ray Serve's schema: pip install 'ray[serve]'")
+@pytest.mark.skipif(
+    importlib.util.find_spec("starlette") is None, reason="needs Ray Serve's schema: pip install 'ray[serve]'"
+)
 def test_ray_serve_accepts_the_config():
     from ray.serve.schema import ServeDeploySchema
 
     hourly = [1] * 12 + [3] * 12
-    for deployment in (Deployment(instance_type="c7i.2xlarge", replicas=3, monthly_usd=1.0), Deployment(instance_type="c7i.2xlarge", replicas=3, hourly_replicas=hourly, monthly_usd=1.0)):
+    for deployment in (
+        Deployment(instance_type="c7i.2xlarge", replicas=3, monthly_usd=1.0),
+        Deployment(instance_type="c7i.2xlarge", replicas=3, hourly_replicas=hourly, monthly_usd=1.0),
+    ):
         ServeDeploySchema.model_validate(config(deployment, instance()))
