@@ -80,16 +80,32 @@ def load(
 ) -> LoadedModel:
     """Load an export: every file's SHA-256 is checked against the manifest before anything is read.
 
-    runtime: "auto" (the manifest's default_runtime), "torch" (the safetensors weights in the
-    task's architecture: needs the task importable), "torch_export" (model.pt2) or "onnx"
-    (model.onnx, or model.int8.onnx for int8 candidates, under ONNX Runtime on the CPU).
+    runtime: "auto" (the manifest's default_runtime on the CPU, "torch" elsewhere), "torch"
+    (the safetensors weights in the task's architecture: needs the task importable),
+    "torch_export" (model.pt2) or "onnx" (model.onnx, or model.int8.onnx for int8 candidates,
+    under ONNX Runtime); the programs were exported on the CPU and run there only.
+    device: "cpu", "cuda", or "auto" (cuda where there is one and the weights run there).
     A tampered, truncated or missing file raises VerificationError.
     """
     if runtime not in RUNTIMES:
         raise InputError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     root, manifest = fetch(path_or_uri, endpoint_url, cache)
-    chosen = manifest.default_runtime if runtime == "auto" else runtime
+    cpu_only = manifest.architecture.weights_format.startswith("int8")  # torch.ao int8 kernels are CPU kernels
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() and not cpu_only else "cpu"
     dev = torch.device(device)
+    if cpu_only and dev.type != "cpu":
+        raise InputError(
+            f"device {device!r}: this export's int8 weights (torch.ao) run on the CPU only; load it with device='cpu'"
+        )
+    chosen = manifest.default_runtime if runtime == "auto" else runtime
+    if dev.type != "cpu" and chosen != "torch":
+        if runtime != "auto":
+            raise InputError(
+                f"runtime {runtime!r} runs on the CPU only (its programs were exported there); "
+                f"use runtime='torch' (the weights) on {device}"
+            )
+        chosen = "torch"  # a .pt2 exported on the CPU pins its device; the weights load on any device
     module = _module(root, manifest, chosen, dev)
     return LoadedModel(manifest=manifest, root=root, runtime=chosen, module=module, device=dev)
 

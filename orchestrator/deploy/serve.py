@@ -27,6 +27,7 @@ class ServeArgs(BaseModel):
 
     model_path: str = Field(min_length=1, description="export folder or s3://bucket/prefix/<run>/<trial>")
     runtime: str = "auto"
+    device: str = Field("auto", description="cpu, cuda, or auto: cuda where the replica has a GPU")
     endpoint_url: str | None = None
     threads: int | None = Field(None, ge=1)
     max_batch_size: int = Field(256, ge=1)
@@ -63,7 +64,7 @@ class Predictor:
         if args.threads:
             torch.set_num_threads(args.threads)
         self.args = args
-        self.model = loader(args.model_path, endpoint_url=args.endpoint_url, runtime=args.runtime)
+        self.model = loader(args.model_path, endpoint_url=args.endpoint_url, runtime=args.runtime, device=args.device)
 
     def predict_requests(self, bodies: Sequence[Any]) -> list[dict[str, Any]]:
         """Run every valid request in one batch; an invalid one gets {"error": ...} and the others still run."""
@@ -94,6 +95,7 @@ class Predictor:
             "run_id": m.run_id,
             "trial_id": m.trial_id,
             "runtime": self.model.runtime,
+            "device": str(self.model.device),
             "input_shape": list(self.model.input_shape),
         }
 

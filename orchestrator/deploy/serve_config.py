@@ -73,9 +73,11 @@ def build_serve_config(
         }
     else:
         spec["num_replicas"] = (deployment.replicas or 1) * per_instance
+    on_gpu = instance is not None and instance.accelerator is not None
     args: dict[str, Any] = {
         "model_path": model_path,
-        "runtime": runtime,
+        "runtime": "torch" if on_gpu else runtime,  # the programs were exported on the CPU; weights load anywhere
+        "device": "cuda" if on_gpu else "cpu",
         "max_batch_size": serving_batch_size,
         "batch_wait_timeout_s": wait_s,
         "threads": threads,

@@ -49,7 +49,7 @@ def _metrics(recipe: Recipe) -> dict:
     }  # fmt: skip
 
 
-def write_run(root: Path, task, teacher, recipes: dict[str, Recipe], recommended: str) -> Path:
+def write_run(root: Path, task, teacher, recipes: dict[str, Recipe], recommended: str, device: str = "cpu") -> Path:
     """A run folder as `hedgerow search` writes it, with real compressions and a real cost model, no Ray."""
     config = parse_config(CONFIG)
     catalog = load_catalog(None, region="us-east-1", instance_filter=CONFIG["deployment"]["instance_filter"])
@@ -59,7 +59,7 @@ def write_run(root: Path, task, teacher, recipes: dict[str, Recipe], recommended
     rows = []
     for trial_id, recipe in recipes.items():
         with torch_threads(TRIAL_THREADS):  # as a trial runs: the thread count changes training's rounding
-            compressed = apply_recipe(task, recipe, teacher=teacher)
+            compressed = apply_recipe(task, recipe, device=device, teacher=teacher)
             quality = task.evaluate(compressed.model, "val")
         metrics = _metrics(recipe)
         cost = price_candidate(

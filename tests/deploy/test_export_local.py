@@ -173,3 +173,11 @@ def test_export_verb_defaults_to_the_recommended_trial_and_prints_the_folder(run
     assert folder == str(tmp_path / run_dir.name / "int8stat")
     assert (tmp_path / run_dir.name / "int8stat" / "manifest.json").is_file()
     assert not [p for p in (tmp_path / run_dir.name).iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_int8_weights_refuse_a_gpu_and_auto_picks_the_cpu(exports):
+    from orchestrator.errors import InputError
+
+    with pytest.raises(InputError, match="run on the CPU only"):
+        load(exports["int8stat"].location, device="cuda")
+    assert load(exports["int8stat"].location, device="auto").device.type == "cpu"

@@ -53,6 +53,7 @@ def test_predictor_batches_requests_and_answers_each_one(exports, val_inputs):
         "run_id": exports["int8stat"].manifest.run_id,
         "trial_id": "int8stat",
         "runtime": "torch",
+        "device": "cpu",
         "input_shape": [1, 8, 8],
     }
 

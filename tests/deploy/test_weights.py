@@ -53,6 +53,7 @@ def test_quantized_per_tensor_per_channel_tuples_and_dtypes_round_trip():
         assert same(state[key], decoded[key]), key
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_dynamic_int8_linear_state_round_trips_through_a_file(tmp_path):
     model = torch.ao.quantization.quantize_dynamic(
         nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)), {nn.Linear}, dtype=torch.qint8
