@@ -83,13 +83,28 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     total = nonzero = 0
     for module in model.modules():
         for tensor in _own_weights(module):
-            if tensor.is_sparse or getattr(tensor, "layout", None) != torch.strided:
-                tensor = tensor.to_dense() if hasattr(tensor, "to_dense") else tensor
-            if tensor.is_quantized:
-                tensor = tensor.int_repr()
+            tensor = _plain(tensor)
             total += tensor.numel()
-            nonzero += int(torch.count_nonzero(tensor))
+            try:
+                nonzero += int(torch.count_nonzero(tensor))
+            except (NotImplementedError, RuntimeError):  # packed formats (torchao int4) can't count zeros
+                nonzero += tensor.numel()
     return total, nonzero
+
+
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """A strided, unquantized view of a weight: sparse, torch.ao-quantized and torchao subclasses alike."""
+    if type(tensor) not in (torch.Tensor, nn.Parameter):  # torchao / semi-structured tensor subclasses
+        for method in ("dequantize", "to_dense"):
+            try:
+                return getattr(tensor, method)()
+            except Exception:  # not every subclass implements both
+                continue
+    if tensor.layout != torch.strided:
+        tensor = tensor.to_dense()
+    if tensor.is_quantized:
+        tensor = tensor.int_repr()
+    return tensor
 
 
 def _own_weights(module: nn.Module) -> list[torch.Tensor]:
@@ -111,11 +126,20 @@ def serialized_size_bytes(model: nn.Module) -> int:
 def weights_bytes(model: nn.Module) -> int:
     """In-memory bytes of every parameter and buffer (quantized packed weights included)."""
     total = 0
-    for value in model.state_dict().values():
-        for tensor in tree_flatten(value)[0]:
-            if isinstance(tensor, torch.Tensor):
-                total += tensor.numel() * tensor.element_size()
+    with torch.inference_mode(False):  # tensor subclasses can't detach under inference mode
+        for value in model.state_dict().values():
+            for tensor in tree_flatten(value)[0]:
+                if isinstance(tensor, torch.Tensor):
+                    total += _tensor_bytes(tensor)
     return total
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor holds; a subclass (torchao's int8/int4 tensors) counts its inner tensors."""
+    if type(tensor) not in (torch.Tensor, nn.Parameter) and hasattr(tensor, "__tensor_flatten__"):
+        names, _ = tensor.__tensor_flatten__()
+        return sum(_tensor_bytes(getattr(tensor, name)) for name in names)
+    return tensor.numel() * tensor.element_size()
 
 
 class _LiveBytes(TorchDispatchMode):

@@ -111,3 +111,14 @@ def test_device_info_names_the_gpu():
     major, minor = torch.cuda.get_device_capability()
     assert info.kind == "cuda" and info.name == torch.cuda.get_device_name()
     assert info.capability == f"sm_{major}{minor}"
+
+
+@pytest.mark.parametrize("bits", [8, 4, 16])
+def test_measure_handles_every_cuda_quantized_model(digits_task, teacher, bits):
+    """measure() on torchao's tensor subclasses: params counted, weights' bytes from their inner tensors."""
+    compressed = apply_recipe(digits_task, Recipe(bits=bits), device="cuda", teacher=teacher)
+    metrics = M.measure(compressed.model, digits_task.example_batch(256), batch_repeats=3, latency_repeats=5)
+    assert metrics.device.kind == "cuda" and metrics.throughput_sps > 0
+    assert metrics.params >= 0.99 * sum(p.numel() for p in teacher.parameters())
+    assert 0 < M.weights_bytes(compressed.model) < M.weights_bytes(teacher)
+    assert metrics.peak_mem_bytes > M.weights_bytes(compressed.model)
