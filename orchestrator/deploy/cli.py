@@ -38,7 +38,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the export verb."""
-    from orchestrator.deploy.rebuild import DEFAULT_TOLERANCE
+    from orchestrator.deploy._defaults import DEFAULT_TOLERANCE
 
     export = sub.add_parser(
         "export",

@@ -25,6 +25,7 @@ import torch
 import orchestrator
 from orchestrator.cost.catalog import InstanceType, load_catalog
 from orchestrator.deploy import _readme
+from orchestrator.deploy._defaults import DEFAULT_TOLERANCE
 from orchestrator.deploy._errors import ExportError
 from orchestrator.deploy.loader import load
 from orchestrator.deploy.manifest import (
@@ -37,7 +38,7 @@ from orchestrator.deploy.manifest import (
     file_entries,
 )
 from orchestrator.deploy.programs import int8_fx_pt2_reason, onnx_fp32_program, onnx_int8_program, torch_export_program
-from orchestrator.deploy.rebuild import DEFAULT_TOLERANCE, Rebuilt, check_quality, check_steps, rebuild
+from orchestrator.deploy.rebuild import Rebuilt, check_quality, check_steps, rebuild
 from orchestrator.deploy.runfolder import RunFolder, Trial, open_run
 from orchestrator.deploy.s3 import (
     PublishResult,
@@ -51,6 +52,7 @@ from orchestrator.deploy.s3 import (
 )
 from orchestrator.deploy.serve_config import SERVE_CONFIG_NAME, build_serve_config, dump_serve_config, explain
 from orchestrator.deploy.weights import architecture, load_module, save_weights
+from orchestrator.errors import InputError
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.registry import load_task
 
@@ -91,7 +93,9 @@ def export_trial(
 ) -> ExportResult:
     """Export one trial of a run (default: the recommended one) to a folder or to s3://bucket/prefix."""
     if not 0 <= tolerance < 1:
-        raise ExportError(f"tolerance: expected a fraction in [0, 1), got {tolerance}")
+        raise InputError(
+            f"--tolerance: expected a fraction of the metric in [0, 1) (0.005 is half a point), got {tolerance}"
+        )
     run = open_run(run_dir)
     trial = run.trial(trial_id)
     to_s3 = str(dest).startswith("s3://")

@@ -32,7 +32,6 @@ from orchestrator.deploy._errors import ExportError, QualityMismatch
 from orchestrator.tasks.base import Quality, Task
 
 QUANTIZE_CONFIGS = (HalfPrecisionConfig, Int8Config, Int4WeightOnlyConfig)
-DEFAULT_TOLERANCE = 0.005  # 0.5 points of accuracy
 
 
 @dataclass

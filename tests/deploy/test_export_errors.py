@@ -52,16 +52,22 @@ def test_quality_that_does_not_match_the_trial_exits_1_and_writes_nothing(run_di
     assert not list(out.rglob("manifest.json"))
 
 
-def test_a_wider_tolerance_accepts_the_same_difference(run_dir, tmp_path, capsys):
+def test_a_wider_tolerance_accepts_a_difference_the_default_refuses(run_dir, tmp_path, capsys):
     copy = tmp_path / run_dir.name
     shutil.copytree(run_dir, copy)
     record_path = next(
-        p for p in (copy / "trials").glob("*.json") if json.loads(p.read_text())["row"]["trial_id"] == "fp32prun"
+        p for p in (copy / "trials").glob("*.json") if json.loads(p.read_text())["row"]["trial_id"] == "bf16half"
     )
     record = json.loads(record_path.read_text())
-    record["quality"]["value"] -= 0.004
+    record["quality"]["value"] -= 0.008  # 0.8 points: over the default 0.5, under 1
     record_path.write_text(json.dumps(record))
-    status, _, err = run_cli(
-        ["export", str(copy), "--trial", "fp32prun", "--dest", str(tmp_path / "out"), "--tolerance", "0.01"], capsys
-    )
+    argv = ["export", str(copy), "--trial", "bf16half", "--dest", str(tmp_path / "out")]
+    status, _, err = run_cli(argv, capsys)
+    assert status == 1 and "0.80 points" in err
+    status, _, err = run_cli([*argv, "--tolerance", "0.01"], capsys)
     assert status == 0, err
+
+
+def test_a_tolerance_out_of_range_exits_2(run_dir, capsys):
+    status, _, err = run_cli(["export", str(run_dir), "--dest", "/tmp/unused", "--tolerance", "5"], capsys)
+    assert status == 2 and "--tolerance" in err
