@@ -6,9 +6,10 @@ import argparse
 from typing import Callable
 
 from orchestrator.cost.cli import register as _prices
+from orchestrator.deploy.cli import register as _export
 from orchestrator.report.cli import register as _report
 from orchestrator.search.cli import register as _search
 
 Registrar = Callable[[argparse._SubParsersAction], None]
 
-REGISTRARS: list[Registrar] = [_search, _report, _prices]
+REGISTRARS: list[Registrar] = [_search, _report, _export, _prices]

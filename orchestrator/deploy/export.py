@@ -38,6 +38,7 @@ from orchestrator.deploy.manifest import (
     file_entries,
 )
 from orchestrator.deploy.programs import int8_fx_pt2_reason, onnx_fp32_program, onnx_int8_program, torch_export_program
+from orchestrator.deploy._errors import QualityMismatch
 from orchestrator.deploy.rebuild import Rebuilt, check_quality, check_steps, rebuild
 from orchestrator.deploy.runfolder import RunFolder, Trial, open_run
 from orchestrator.deploy.s3 import (
@@ -114,6 +115,13 @@ def export_trial(
     rebuilt = rebuild(
         task, trial.recipe, device=trial.record["compression"]["device"], threads=trial.row.get("threads")
     )
+    recorded = run.meta.get("teacher_fingerprint")
+    if recorded and recorded != rebuilt.teacher_fingerprint:
+        raise QualityMismatch(
+            f"the teacher loaded here (fingerprint {rebuilt.teacher_fingerprint[:16]}…) is not the one run "
+            f"{run.run_id} searched with ({recorded[:16]}…, in {run.root / 'run.json'}): export where the search "
+            "ran, or with HEDGEROW_CACHE_DIR pointing at the search's teacher cache"
+        )
     check_quality(rebuilt, trial.quality, tolerance, trial.trial_id)
     problems = check_steps(rebuilt, trial.record["compression"]["steps"])
     if problems:

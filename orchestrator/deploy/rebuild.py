@@ -9,7 +9,6 @@ from the same float weights the torch int8 model was calibrated from.
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from orchestrator.compress import (
 )
 from orchestrator.deploy._errors import ExportError, QualityMismatch
 from orchestrator.tasks.base import Quality, Task
+from orchestrator.tasks.checkpoint import tensor_fingerprint as fingerprint
 
 QUANTIZE_CONFIGS = (HalfPrecisionConfig, Int8Config, Int4WeightOnlyConfig)
 
@@ -43,18 +43,6 @@ class Rebuilt:
     steps: list[StepRecord]
     quality: Quality
     teacher_fingerprint: str
-
-
-def fingerprint(model: nn.Module) -> str:
-    """SHA-256 over a module's tensors (names, dtypes, shapes, bytes): equal iff the weights are equal."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        if not isinstance(tensor, torch.Tensor):
-            continue
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
 
 
 @contextmanager

@@ -50,6 +50,15 @@ class RunFolder:
     def run_id(self) -> str:
         return str(self.summary.get("run_id") or self.root.name)
 
+    @property
+    def meta(self) -> dict[str, Any]:
+        """run.json: run id, study, and the fingerprint of the teacher the search used (older runs: {})."""
+        path = self.root / "run.json"
+        try:
+            return json.loads(path.read_text()) if path.is_file() else {}
+        except json.JSONDecodeError:
+            return {}
+
     def trial(self, trial_id: str | None = None) -> Trial:
         """The named trial, or the recommended one; unknown or unfinished trials are InputErrors."""
         if trial_id is None:

@@ -22,6 +22,7 @@ from orchestrator.config import SearchConfig, load_config, to_yaml
 from orchestrator.cost.catalog import Catalog, load_catalog
 from orchestrator.errors import InputError
 from orchestrator.tasks.base import Task
+from orchestrator.tasks.checkpoint import tensor_fingerprint
 from orchestrator.tasks.registry import load_task
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
     meta = json.loads(paths.run_json.read_text())
     with ray_session(address):
         teacher = task.teacher()
+        _check_teacher(paths, meta, tensor_fingerprint(teacher))
         baseline_quality = task.evaluate(teacher, "val")["value"]
         context = TrialContext(
             task=task,
@@ -210,6 +212,20 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
     _write_json(paths.run_json, meta)
     build_report(paths.root)
     return paths.root
+
+
+def _check_teacher(paths: RunPaths, meta: dict, fingerprint: str) -> None:
+    """Record the teacher's fingerprint in run.json; a resumed run must find the same teacher."""
+    recorded = meta.get("teacher_fingerprint")
+    if recorded is None:
+        meta["teacher_fingerprint"] = fingerprint
+        _write_json(paths.run_json, meta)
+    elif recorded != fingerprint:
+        raise InputError(
+            f"--resume: the teacher loaded here (fingerprint {fingerprint[:16]}…) is not the one {paths.root.name} "
+            f"started with ({recorded[:16]}…): resume where the search started, or with HEDGEROW_CACHE_DIR "
+            "pointing at its teacher cache"
+        )
 
 
 def _forget_unrestorable(paths: RunPaths, config: SearchConfig, meta: dict, tune_path: str) -> None:

@@ -88,3 +88,15 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         return load_file(path), sidecar.get("metadata", {})
     except SafetensorError as exc:
         raise CheckpointError(f"{path}: refused: not a valid safetensors file ({exc})") from exc
+
+
+def tensor_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 over a module's tensors (names, dtypes, shapes, bytes): equal iff the weights are equal."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()

@@ -64,3 +64,20 @@ def test_the_recommended_trial_of_a_real_run_exports_and_loads_back(search_run, 
     config = yaml.safe_load(open(f"{folder}/serve_config.yaml"))
     assert config["applications"][0]["deployments"][0]["num_replicas"] >= recommended["replicas"]
     assert torch.equal(load(folder, runtime="torch").predict(inputs[:8]), model.predict(inputs[:8]))
+
+
+def test_export_refuses_a_teacher_other_than_the_one_the_search_used(search_run, tmp_path, capsys, teacher):
+    import json
+    import shutil
+
+    from orchestrator.tasks import tensor_fingerprint
+
+    run = tmp_path / search_run.name
+    shutil.copytree(search_run, run)
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["teacher_fingerprint"] == tensor_fingerprint(teacher)  # the search recorded its teacher
+    meta["teacher_fingerprint"] = "0" * 64
+    (run / "run.json").write_text(json.dumps(meta))
+    status, _, err = run_cli(["export", str(run), "--dest", str(tmp_path / "out")], capsys)
+    assert status == 1 and "is not the one run" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("manifest.json"))
