@@ -101,6 +101,12 @@ def project(
     if inst.accelerator is None and metrics.device_kind == "cuda":
         why = f"not measured on a CPU: run the search on a CPU worker to price {inst.instance_type}"
         return Projection(None, None, False, "none: measured on a GPU", why)
+    if spec is None and metrics.cpu_archs is not None and inst.cpu_arch not in metrics.cpu_archs:
+        why = (
+            f"the candidate's kernels run on {', '.join(metrics.cpu_archs)} only "
+            f"(e.g. int8 for the x86 backend), and {inst.instance_type} is {inst.cpu_arch}"
+        )
+        return Projection(None, None, False, f"none: needs {'/'.join(metrics.cpu_archs)}", why)
     if spec is None:
         return _project_cpu(metrics, inst)
     return _project_gpu(metrics, inst, spec, accelerators, serving_batch_size)

@@ -52,6 +52,9 @@ class CandidateMetrics(BaseModel):
     bits: Literal[32, 16, 8, 4] = 32
     flops_per_sample: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     measured_instance_type: str | None = None
+    cpu_archs: list[Literal["x86_64", "arm64"]] | None = Field(
+        default=None, description="CPU architectures the candidate's kernels run on (None: any)"
+    )
 
     @field_validator("cpu_arch", mode="before")
     @classmethod

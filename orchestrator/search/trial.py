@@ -126,6 +126,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             bits=recipe.bits,
             flops_per_sample=metrics.flops_per_sample,
             measured_instance_type=context.measured_instance_type,
+            cpu_archs=kernel_archs(compressed.record),
         ),
         context.traffic,
         context.catalog,
@@ -145,6 +146,14 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         },
     )
     tune.report(row)
+
+
+def kernel_archs(record: Any) -> list[str] | None:
+    """CPU architectures a compressed model's kernels need: torch.ao's x86 int8 backend is x86-only."""
+    for step in record.steps:
+        if step.stage == "quantize" and step.details.get("backend") in ("x86", "fbgemm"):
+            return ["x86_64"]
+    return None
 
 
 def final_row(config, recipe, quality, metrics, cost: CostResult, record, context: TrialContext) -> dict[str, Any]:

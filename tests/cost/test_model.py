@@ -258,3 +258,21 @@ def test_cpu_metrics_need_threads_and_accept_platform_arch_names():
     with pytest.raises(ValueError, match="cpu_threads is required"):
         cpu_metrics(cpu_threads=None)
     assert cpu_metrics(cpu_arch="aarch64").cpu_arch == "arm64"
+
+
+def test_kernels_for_one_architecture_rule_out_the_other():
+    """int8 for torch.ao's x86 backend can't serve on Graviton: arm64 instances are infeasible, with the reason."""
+    from orchestrator.cost.catalog import load_catalog
+    from orchestrator.cost.model import CandidateMetrics, price_candidate
+    from orchestrator.cost.traffic import Traffic
+
+    catalog = load_catalog(region="us-east-1", instance_filter=["c7i.*", "c7g.*"])
+    metrics = dict(throughput_sps=20000.0, batch_latency_p95_ms=10.0, peak_mem_bytes=10**7, size_bytes=10**6,
+                   device_kind="cpu", device_name="x86 test CPU", cpu_threads=1, cpu_arch="x86_64", bits=8)  # fmt: skip
+    traffic = Traffic(peak_rps=100000, latency_slo_p95_ms=100, serving_batch_size=128)
+    anywhere = price_candidate(CandidateMetrics(**metrics), traffic, catalog)
+    x86_only = price_candidate(CandidateMetrics(**metrics, cpu_archs=["x86_64"]), traffic, catalog)
+    arm = [c for c in x86_only.per_instance if c.instance_type.startswith("c7g")]
+    assert arm and all(not c.feasible and "run on x86_64 only" in c.reason for c in arm)
+    assert any(c.feasible for c in anywhere.per_instance if c.instance_type.startswith("c7g"))
+    assert x86_only.instance_type.startswith("c7i")
