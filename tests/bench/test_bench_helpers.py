@@ -1,0 +1,95 @@
+"""Pure helpers of the benchmarks: exact 2-D hypervolume, Pareto front, the table's grid, the hand-built chain."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import measure_stability as ms  # noqa: E402
+import search_efficiency as se  # noqa: E402
+
+REF = (0.0, 10.0)  # quality above 0, cost below 10
+
+
+def test_single_point_is_its_rectangle():
+    assert se.hypervolume_2d([(0.5, 4.0)], REF) == pytest.approx(0.5 * 6.0)
+
+
+def test_staircase_by_hand():
+    # A (cost 2, q 0.3), B (cost 5, q 0.8), C (cost 8, q 0.9):
+    # [0,0.3]x[2,10] = 2.4, plus (0.8-0.3)x(10-5) = 2.5, plus (0.9-0.8)x(10-8) = 0.2 → 5.1
+    points = [(0.9, 8.0), (0.3, 2.0), (0.8, 5.0)]
+    assert se.hypervolume_2d(points, REF) == pytest.approx(5.1)
+
+
+def test_dominated_and_duplicate_points_add_nothing():
+    base = [(0.3, 2.0), (0.8, 5.0)]
+    assert se.hypervolume_2d(base + [(0.2, 3.0), (0.8, 6.0), (0.3, 2.0)], REF) == pytest.approx(se.hypervolume_2d(base, REF))
+
+
+def test_points_outside_the_reference_count_nothing():
+    assert se.hypervolume_2d([(-0.1, 1.0), (0.5, 10.0), (0.5, 12.0)], REF) == 0.0
+    assert se.hypervolume_2d([], REF) == 0.0
+
+
+def test_equal_cost_keeps_the_better_quality():
+    assert se.hypervolume_2d([(0.2, 4.0), (0.6, 4.0)], REF) == pytest.approx(0.6 * 6.0)
+
+
+def test_pareto_front_in_ascending_cost():
+    points = [(0.9, 8.0), (0.3, 2.0), (0.8, 5.0), (0.2, 3.0), (0.8, 6.0)]
+    assert se.pareto_front(points) == [(0.3, 2.0), (0.8, 5.0), (0.9, 8.0)]
+
+
+def test_curve_and_trials_to_reach():
+    curve = se.hypervolume_curve([None, (0.3, 2.0), None, (0.8, 5.0)], REF)
+    assert curve == pytest.approx([0.0, 2.4, 2.4, 4.9])
+    assert se.trials_to_reach(curve, 2.4) == 2
+    assert se.trials_to_reach(curve, 4.9) == 4
+    assert se.trials_to_reach(curve, 5.0) is None
+
+
+def test_table_grid_has_no_meaningless_knobs_and_distinct_recipes():
+    from orchestrator.compress.recipe import Recipe
+
+    recipes = se.table_recipes()
+    assert len(recipes) == 180  # (1 + 2 methods x 4 ratios) x 4 bits x (1 + 2 steps x 2 temperatures)
+    assert all(r["prune_ratio"] == 0.0 for r in recipes if r["prune_method"] == "none")
+    assert all("kd_temperature" not in r for r in recipes if r["kd_steps"] == 0)
+    assert len({Recipe(**r).key() for r in recipes}) == len(recipes)
+
+
+def _lookup(quality: dict, usd: dict) -> dict:
+    """A tiny table: structured ratios 0.3/0.5, bits 32/8, kd (0) or (100, T 2)."""
+    rows = {}
+    grid = {"prune_method": ["none", "structured"], "prune_ratio": [0.3, 0.5], "bits": [32, 8], "kd_steps": [0, 100], "kd_temperature": [2.0]}
+    for r in se.table_recipes(grid):
+        key = se.grid_key(r)
+        rows[key] = {**r, "kd_temperature": r.get("kd_temperature", 4.0), "recipe_key": str(key),
+                     "quality": quality.get(key, 0.99), "monthly_usd": usd.get(key, 1000.0), "feasible": True}  # fmt: skip
+    return grid, rows
+
+
+def test_chain_prunes_until_the_bound_breaks_then_takes_fewest_bits_then_distills():
+    s5_8_kd = ("structured", 0.5, 8, 100, 2.0)
+    grid, rows = _lookup(
+        quality={("structured", 0.5, 32, 0, None): 0.97, ("structured", 0.3, 8, 100, 2.0): 0.992},
+        usd={("structured", 0.3, 8, 0, None): 200.0, ("structured", 0.3, 8, 100, 2.0): 200.0, s5_8_kd: 50.0},
+    )
+    chain = se.sequential_chain(rows, grid, teacher_quality=0.99, max_drop=0.01, method="structured")
+    assert (chain["prune_method"], chain["prune_ratio"], chain["bits"]) == ("structured", 0.3, 8)
+    assert chain["kd"] == {"kd_steps": 100, "kd_temperature": 2.0}
+    assert chain["monthly_usd"] == 200.0  # it never sees 0.5 + kd + int8 at $50: it stopped pruning at 0.3
+    # teacher, s0.3/32, s0.5/32, then s0.3/8, then s0.3/8 + kd
+    assert chain["evaluations"] == 5
+
+
+def test_spread_figures():
+    s = ms.spread([90.0, 100.0, 110.0, 100.0, 105.0])
+    assert s["median"] == 100.0
+    assert s["range_over_median"] == pytest.approx(0.2)
+    assert s["max_deviation_from_median"] == pytest.approx(0.1)
