@@ -1,0 +1,227 @@
+"""Does a candidate measure the same in a fresh process? And does its recommended instance change?
+
+Five candidates on digits (teacher, structured 50%, int8, structured 50% + distillation
++ int8, unstructured 80%) are built and measured in 5 fresh Python processes, one
+after another. Each process runs exactly what a trial runs — apply_recipe, then
+measure() with the product's repeats and the demo's threads — prices each candidate
+with price_candidate on search_spaces/digits.yaml's traffic and catalog, and also
+times the five models in interleaved rounds (throughput as a ratio to the teacher,
+the method bench/compression.py and the search-efficiency table use).
+
+Reported per candidate: the spread of throughput and latency across processes,
+(max − min) / median and the largest deviation from the median, and whether the
+recommended instance type and replica count stay the same. Writes
+bench/results/measure_stability.json.
+
+Run: `.venv/bin/python bench/measure_stability.py [--processes 5] [--threads N] [--kd-steps 300]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+CONFIG = REPO / "search_spaces" / "digits.yaml"
+MARK = "MEASURE_STABILITY_JSON "
+TARGET_SPREAD = 0.10  # ±10% around the median
+
+
+def candidates(kd_steps: int) -> dict:
+    from orchestrator.compress import Recipe
+
+    return {
+        "teacher": Recipe(),
+        "structured_50": Recipe(prune_method="structured", prune_ratio=0.5),
+        "int8": Recipe(bits=8),
+        f"structured_50_kd{kd_steps}_int8": Recipe(prune_method="structured", prune_ratio=0.5, kd_steps=kd_steps, bits=8),
+        "unstructured_80": Recipe(prune_method="unstructured", prune_ratio=0.8),
+    }
+
+
+def worker(threads: int | None, kd_steps: int, rounds: int) -> None:
+    """One fresh process: build, measure and price every candidate as a trial does; print one JSON line."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch
+
+    from orchestrator.compress import apply_recipe
+    from orchestrator.config import load_config
+    from orchestrator.cost.model import CandidateMetrics, price_candidate
+    from orchestrator.measure import interleaved_throughput, measure
+    from orchestrator.search.runner import prepare
+
+    config = load_config(CONFIG)
+    prepared = prepare(config)
+    task, traffic, settings = prepared.task, config.traffic, config.search
+    threads = threads or max(1, int(settings.resources_per_trial.cpu))
+    torch.set_num_threads(threads)
+    teacher = task.teacher()
+    batch = task.example_batch(traffic.serving_batch_size)
+    out, models = {}, {}
+    for name, recipe in candidates(kd_steps).items():
+        started = time.perf_counter()
+        compressed = apply_recipe(task, recipe, teacher=teacher)
+        models[name] = compressed.model
+        m = measure(compressed.model, batch, threads=threads, batch_repeats=settings.measure_batch_repeats,
+                    latency_repeats=settings.measure_latency_repeats, size_bytes=compressed.record.deployed_size_bytes)  # fmt: skip
+        cost = price_candidate(
+            CandidateMetrics(
+                throughput_sps=m.throughput_sps, batch_latency_p95_ms=m.batch_latency_p95_ms, latency_p50_ms=m.latency_p50_ms,
+                latency_p95_ms=m.latency_p95_ms, peak_mem_bytes=m.peak_mem_bytes, size_bytes=m.size_bytes,
+                device_kind=m.device.kind, device_name=m.device.name, cpu_threads=m.device.threads, cpu_arch=m.device.arch,
+                bits=recipe.bits, flops_per_sample=m.flops_per_sample, measured_instance_type=config.deployment.measured_instance_type,
+            ),
+            traffic,
+            prepared.catalog,
+        )  # fmt: skip
+        out[name] = {
+            "val_quality": task.evaluate(compressed.model, "val")["value"],
+            "throughput_sps": m.throughput_sps,
+            "batch_latency_p50_ms": m.batch_latency_p50_ms,
+            "batch_latency_p95_ms": m.batch_latency_p95_ms,
+            "latency_p50_ms": m.latency_p50_ms,
+            "latency_p95_ms": m.latency_p95_ms,
+            "peak_mem_bytes": m.peak_mem_bytes,
+            "size_bytes": m.size_bytes,
+            "instance_type": cost.instance_type,
+            "replicas": cost.replicas,
+            "monthly_usd": cost.monthly_usd,
+            "feasible": cost.feasible,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+    per_round = interleaved_throughput(models, batch, rounds=rounds)
+    for name in models:
+        ratios = [c / t for c, t in zip(per_round[name], per_round["teacher"])]
+        out[name]["interleaved_ratio_to_teacher"] = statistics.median(ratios)
+    print(MARK + json.dumps({"pid": os.getpid(), "threads": threads, "candidates": out}), flush=True)
+
+
+def spread(values: list[float]) -> dict:
+    """median, min, max, (max − min)/median and the largest |x − median|/median."""
+    med = statistics.median(values)
+    return {
+        "median": round(med, 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+        "range_over_median": round((max(values) - min(values)) / med, 4),
+        "max_deviation_from_median": round(max(abs(v - med) for v in values) / med, 4),
+        "values": [round(v, 4) for v in values],
+    }
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per candidate: spreads across processes, and whether the recommendation moved."""
+    names = list(runs[0]["candidates"])
+    out = {}
+    for name in names:
+        rows = [r["candidates"][name] for r in runs]
+        instances = [r["instance_type"] for r in rows]
+        replicas = [r["replicas"] for r in rows]
+        out[name] = {
+            "throughput_sps": spread([r["throughput_sps"] for r in rows]),
+            "batch_latency_p50_ms": spread([r["batch_latency_p50_ms"] for r in rows]),
+            "batch_latency_p95_ms": spread([r["batch_latency_p95_ms"] for r in rows]),
+            "latency_p50_ms": spread([r["latency_p50_ms"] for r in rows]),
+            "latency_p95_ms": spread([r["latency_p95_ms"] for r in rows]),
+            "interleaved_ratio_to_teacher": spread([r["interleaved_ratio_to_teacher"] for r in rows]),
+            "monthly_usd": spread([r["monthly_usd"] for r in rows if r["monthly_usd"] is not None]) if all(r["monthly_usd"] is not None for r in rows) else None,
+            "instance_types": instances,
+            "replicas": replicas,
+            "instance_unchanged": len(set(instances)) == 1,
+            "replicas_unchanged": len(set(replicas)) == 1,
+            "val_quality": sorted({r["val_quality"] for r in rows}),
+            "size_bytes": sorted({r["size_bytes"] for r in rows}),
+            "peak_mem_bytes": sorted({r["peak_mem_bytes"] for r in rows}),
+        }
+    return out
+
+
+def targets(per: dict) -> dict:
+    """Throughput within ±10% of the median in every process; instance and replicas unchanged."""
+    thr = {n: v["throughput_sps"]["max_deviation_from_median"] for n, v in per.items()}
+    ratio = {n: v["interleaved_ratio_to_teacher"]["max_deviation_from_median"] for n, v in per.items() if n != "teacher"}
+    checks = {
+        "throughput_within_10pct": all(d <= TARGET_SPREAD for d in thr.values()),
+        "instance_unchanged": all(v["instance_unchanged"] for v in per.values()),
+        "replicas_unchanged": all(v["replicas_unchanged"] for v in per.values()),
+    }
+    return {
+        "throughput_max_deviation_by_candidate": thr,
+        "worst_throughput_deviation": max(thr.values()),
+        "interleaved_ratio_max_deviation_by_candidate": ratio,
+        "interleaved_ratio_within_10pct": all(d <= TARGET_SPREAD for d in ratio.values()),
+        "checks": checks,
+        "all_met": all(checks.values()),
+        "target": "throughput (raw measure(), as a trial takes it) within ±10% of the median across processes; "
+        "recommended instance type and replicas the same in every process",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--processes", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="default: digits.yaml's resources_per_trial.cpu, as a trial uses")
+    parser.add_argument("--kd-steps", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per process")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.threads, args.kd_steps, args.rounds)
+        return
+    from _common import machine, write
+
+    started = time.perf_counter()
+    runs = []
+    for i in range(args.processes):
+        cmd = [sys.executable, __file__, "--worker", "--kd-steps", str(args.kd_steps), "--rounds", str(args.rounds)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)), None)
+        if proc.returncode != 0 or line is None:
+            raise SystemExit(f"process {i} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        run = json.loads(line[len(MARK):])
+        run["seconds"] = round(time.perf_counter() - t0, 1)
+        runs.append(run)
+        print(f"process {i + 1}/{args.processes} (pid {run['pid']}): {run['seconds']}s  " + "  ".join(
+            f"{n} {c['throughput_sps']:.0f}sps {c['instance_type']}x{c['replicas']}" for n, c in run["candidates"].items()), flush=True)  # fmt: skip
+    per = summarize(runs)
+    result = targets(per)
+    payload = {
+        "benchmark": "measure_stability",
+        "task": "digits",
+        "processes": args.processes,
+        "threads": runs[0]["threads"],
+        "kd_steps": args.kd_steps,
+        "method": "each process (sequential, fresh interpreter) runs apply_recipe + measure() with SearchSettings' "
+        "measure_batch_repeats/measure_latency_repeats and prices with price_candidate on digits.yaml's traffic and "
+        "catalog, as a trial does; then interleaved_throughput over the five models (ratio to the teacher, median of rounds)",
+        "machine": machine(),
+        "targets": result,
+        "candidates": per,
+        "runs": runs,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    path = write("measure_stability", payload)
+    for name, v in per.items():
+        t = v["throughput_sps"]
+        print(f"{name:26s} thr {t['median']:9.0f} sps  range {t['range_over_median']:.1%}  max dev {t['max_deviation_from_median']:.1%}  "
+              f"ratio dev {v['interleaved_ratio_to_teacher']['max_deviation_from_median']:.1%}  instances {sorted(set(v['instance_types']))} "
+              f"replicas {sorted(set(v['replicas']))}")  # fmt: skip
+    print(result["checks"], "all met" if result["all_met"] else "NOT all met")
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
