@@ -38,6 +38,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/compression.py
 	$(PY) bench/search_overhead.py
+	$(PY) bench/search_efficiency.py
+	$(PY) bench/measure_stability.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .cache

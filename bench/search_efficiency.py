@@ -21,7 +21,7 @@ Two parts:
   chain (prune → bits → distill → instance). Writes
   bench/results/search_efficiency.json and bench/results/search_efficiency.png.
 
-Run: `.venv/bin/python bench/search_efficiency.py [--what-if] [--seeds 5] [--samplers tpe,nsga2,gp,random,grid]`;
+Run: `.venv/bin/python bench/search_efficiency.py [--seeds 5] [--samplers tpe,nsga2,gp,random,grid]`;
 `--build-table [--resume]` rebuilds the table, `--reprice` re-derives it from the raw readings.
 """
 
@@ -35,16 +35,14 @@ import os
 import statistics
 import sys
 import time
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from orchestrator.search.space import DefineByRun  # noqa: E402  (the what-if's space subclasses it)
 
 DATA = BENCH / "data"
 TABLE_CSV = DATA / "digits_table.csv"
@@ -64,7 +62,6 @@ GRID: dict[str, list] = {
     "kd_temperature": [2.0, 6.0],
 }
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
-WHAT_IF_SAMPLERS = ("tpe", "nsga2", "gp")
 BUDGETS = (10, 20, 40)
 TARGET_FRACTION = 0.95
 COST_MARGIN_LOG10 = 0.05  # the $ reference point sits this far (×1.12) above the dearest feasible row
@@ -573,61 +570,8 @@ def _ordered_keys(study_name: str, storage_url: str, space: dict) -> list[str]:
     return keys
 
 
-class _Unnumbered:
-    """A trial seen with number -1, so DefineByRun's trial-0 shortcut never fires; suggest_* go to the real trial."""
-
-    number = -1
-
-    def __init__(self, trial: Any) -> None:
-        self._trial = trial
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._trial, name)
-
-
-class SuggestingBaseline(DefineByRun):
-    """The product's DefineByRun, except that trial 0 suggests its knobs (their values come from the enqueued point)."""
-
-    def __call__(self, trial: Any) -> dict[str, Any]:
-        fixed = super().__call__(_Unnumbered(trial))
-        fixed["baseline"] = trial.number == 0
-        return fixed
-
-
-@contextmanager
-def baseline_enqueued() -> Iterator[None]:
-    """WHAT-IF, not the product: trial 0 is the teacher through an enqueued point whose knobs it suggests.
-
-    In the product, DefineByRun returns the teacher for trial 0 without suggesting
-    anything, so trial 0 has no distributions; Optuna's IntersectionSearchSpace
-    (NSGA-II, GP) is then empty for the whole study and both samplers fall back to
-    their independent RandomSampler: they propose exactly what random search
-    proposes for the same seed. Here trial 0 instead suggests prune_method=none,
-    bits=32, kd_steps=0 from OptunaSearch's points_to_evaluate, and the define-by-run
-    space is otherwise the product's. Patched only inside this context.
-    """
-    import optuna
-
-    import orchestrator.search.searcher as searcher_mod
-
-    def make(space: dict, settings: Any, storage_url: str, study_name: str) -> Any:
-        return searcher_mod.ConstrainedOptunaSearch(
-            space=SuggestingBaseline(space), metric=searcher_mod.METRICS, mode=searcher_mod.MODES,
-            sampler=searcher_mod.make_sampler(space, settings), study_name=study_name,
-            storage=optuna.storages.RDBStorage(storage_url),
-            points_to_evaluate=[{"prune_method": "none", "bits": 32, "kd_steps": 0}],
-        )  # fmt: skip
-
-    original = searcher_mod.make_searcher
-    searcher_mod.make_searcher = make
-    try:
-        yield
-    finally:
-        searcher_mod.make_searcher = original
-
-
 def run_searches(
-    table: dict[str, dict], sidecar: dict, samplers: Sequence[str], seeds: Sequence[int], budgets: Sequence[int], what_if: bool = False
+    table: dict[str, dict], sidecar: dict, samplers: Sequence[str], seeds: Sequence[int], budgets: Sequence[int]
 ) -> list[dict]:
     """Every (sampler, seed, budget) search on the product's Tuner, one Ray for all; the recipes each proposed, in order."""
     import logging
@@ -660,8 +604,7 @@ def run_searches(
                     with tempfile.TemporaryDirectory(prefix="hedgerow-se-") as tmp:
                         paths = RunPaths(Path(tmp))
                         meta = {"study_name": f"{sampler}-s{seed}-b{budget}", "tune_storage": tmp}
-                        with baseline_enqueued() if what_if else nullcontext():
-                            tuner = _new_tuner(trainable, config, paths, meta)
+                        tuner = _new_tuner(trainable, config, paths, meta)
                         started = time.perf_counter()
                         results = tuner.fit()
                         wall = time.perf_counter() - started
@@ -672,7 +615,7 @@ def run_searches(
                         if Counter(keys) != reported or len(keys) != budget:
                             raise RuntimeError(f"{meta['study_name']}: Optuna's trials and Ray's results disagree")
                     runs.append({"sampler": sampler, "seed": seed, "budget": budget, "keys": keys, "fit_seconds": round(wall, 2)})
-                    print(f"{'what-if ' if what_if else ''}{sampler:6s} seed {seed} budget {budget:2d}: {wall:5.1f}s, "
+                    print(f"{sampler:6s} seed {seed} budget {budget:2d}: {wall:5.1f}s, "
                           f"{len(set(keys))} distinct recipes", flush=True)  # fmt: skip
     finally:
         if started_ray:
@@ -878,7 +821,6 @@ def main() -> None:
     parser.add_argument("--reprice", action="store_true", help="re-derive the table from the raw measurements (no model runs)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--samplers", default=",".join(SAMPLERS), help=f"comma list of {', '.join(SAMPLERS)}")
-    parser.add_argument("--what-if", action="store_true", help="also run TPE, NSGA-II and GP with trial 0 enqueued (not the product)")
     args = parser.parse_args()
     if args.build_table:
         build_table(args.rounds, args.repeats, args.threads, check=not args.no_check, resume=args.resume)
@@ -903,7 +845,6 @@ def main() -> None:
     try:
         runs = run_searches(table, sidecar, samplers, seeds, BUDGETS)
         run_seconds = time.perf_counter() - started
-        what_if_runs = run_searches(table, sidecar, WHAT_IF_SAMPLERS, seeds, BUDGETS, what_if=True) if args.what_if else []
     finally:
         ray.shutdown()
     result = evaluate_runs(rows, sidecar, runs)
@@ -931,22 +872,10 @@ def main() -> None:
         "run_seconds": round(run_seconds, 1),
         "machine": machine(),
     }
-    if what_if_runs:
-        what_if = evaluate_runs(rows, sidecar, what_if_runs)
-        payload["what_if_baseline_enqueued"] = {
-            "not_the_product": baseline_enqueued.__doc__.split("\n\n")[1].replace("\n    ", " ").strip(),
-            "searchers": what_if["searchers"],
-            "targets_against_product_random": check_targets({"searchers": {**what_if["searchers"], "random": result["searchers"]["random"]}})
-            if "random" in result["searchers"] else None,
-            "runs": what_if["runs"],
-        }  # fmt: skip
     path = write("search_efficiency", payload)
     plot(result, PLOT)
     print(path, PLOT)
     _print_summary(result, targets)
-    if what_if_runs:
-        print("what-if (trial 0 enqueued, not the product):")
-        _print_summary({**what_if, "chain": result["chain"]}, payload["what_if_baseline_enqueued"]["targets_against_product_random"])
 
 
 def _print_summary(result: dict, targets: dict) -> None:

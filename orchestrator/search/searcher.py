@@ -16,7 +16,7 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.config import SearchSettings
-from orchestrator.search.space import DefineByRun, grid_space
+from orchestrator.search.space import DefineByRun, baseline_point, grid_space
 
 METRICS = ["quality", "objective_monthly_usd"]
 MODES = ["max", "min"]
@@ -58,10 +58,12 @@ def make_sampler(space: dict, settings: SearchSettings) -> optuna.samplers.BaseS
 
 def make_searcher(space: dict, settings: SearchSettings, storage_url: str, study_name: str) -> ConstrainedOptunaSearch:
     """A seeded, multi-objective (quality max, monthly $ min) searcher over a persistent study."""
+    baseline = baseline_point(space)
     return ConstrainedOptunaSearch(
         space=DefineByRun(space),
         metric=METRICS,
         mode=MODES,
+        points_to_evaluate=[baseline] if baseline else None,
         sampler=make_sampler(space, settings),
         study_name=study_name,
         storage=optuna.storages.RDBStorage(storage_url),

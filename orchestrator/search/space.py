@@ -2,8 +2,14 @@
 
 Knobs only exist where they matter: prune_ratio only when something is pruned,
 distillation settings only when kd_steps > 0, qat only when bits <= 8 and there
-is distillation to run it in. Trial number 0 of a study is always the
-uncompressed teacher, whatever the space allows: it is the baseline.
+is distillation to run it in.
+
+Trial number 0 of a study is always the uncompressed teacher: the baseline. It
+is enqueued (OptunaSearch's points_to_evaluate) with the teacher's values of the
+sampled top-level knobs, so the study records real parameters for it; samplers
+that model only the knobs every trial shares (NSGA-II, GP) would otherwise see
+none and fall back to random sampling. Where the space cannot express the
+teacher (bits fixed at 8, say), trial 0's config is still forced to it.
 """
 
 from __future__ import annotations
@@ -27,8 +33,6 @@ class DefineByRun:
         self.space = dict(space)
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        if trial.number == 0:
-            return {**BASELINE, "baseline": True}
         fixed: dict[str, Any] = {"baseline": False}
 
         def pick(name: str) -> Any:
@@ -65,7 +69,21 @@ class DefineByRun:
             for name in KD_KNOBS:
                 pick(name)
         fixed["qat"] = bool(pick("qat")) if steps > 0 and bits <= 8 else False
+        if trial.number == 0:
+            fixed.update(BASELINE, baseline=True)
         return fixed
+
+
+def baseline_point(space: dict[str, Knob]) -> dict[str, Any]:
+    """The teacher's values of the sampled top-level knobs whose domains hold them: trial 0's enqueued params."""
+    point = {}
+    for name in ("prune_method", "bits", "kd_steps"):
+        knob, value = space.get(name), BASELINE[name]
+        if isinstance(knob, Choices) and value in knob.choices:
+            point[name] = value
+        elif isinstance(knob, Range) and knob.low <= value <= knob.high:
+            point[name] = value
+    return point
 
 
 def grid_space(space: dict[str, Knob], points: int) -> dict[str, list[Any]]:
