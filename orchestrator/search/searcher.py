@@ -45,7 +45,8 @@ def _samplers(space: dict, settings: SearchSettings) -> dict[str, Callable[[], o
             seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
         ),
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, settings.trials // 3))),
-        "gp": lambda: optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup),
+        # GP models the knobs every trial shares; conditional knobs are sampled at random by design.
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         "grid": lambda: optuna.samplers.GridSampler(grid_space(space, settings.grid_points), seed=seed),
     }
