@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from typing import Any, Callable, Literal
 
 import torch

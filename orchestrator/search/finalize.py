@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,36 +11,36 @@ import pandas as pd
 from orchestrator.cost.model import DEFAULT_MEMORY_HEADROOM
 from orchestrator.report.pareto import mark_pareto
 from orchestrator.report.results import rows_from_results, trials_frame
-from orchestrator.report.summary import build_summary, recommend, search_cost
+from orchestrator.report.summary import build_summary, knobs_of, recommend, search_cost
 from orchestrator.search.searcher import fail_stale_trials
+from orchestrator.search.space import recipe_from_config
 
 
-def finalize(paths: Any, prepared: Any, results: Any, context: Any) -> dict:
+def finalize(paths: Any, prepared: Any, results: Any, study_name: str) -> dict:
     """Write trials.csv and summary.json for a finished search; raise SearchFailed if every trial failed."""
     import ray
 
     from orchestrator.search.heldout import test_quality
-    from orchestrator.search.runner import SearchFailed
+    from orchestrator.search.runner import SearchFailed, write_json
     from orchestrator.search.trial import resolve_device
 
     config = prepared.config
     settings = config.search
     frame = trials_frame(rows_from_results(results))
     frame["pareto"] = mark_pareto(frame)
-    fail_stale_trials(settings.optuna_storage or paths.optuna_url, json.loads(paths.run_json.read_text())["study_name"])
+    fail_stale_trials(settings.optuna_storage or paths.optuna_url, study_name)
 
     remote = ray.remote(num_cpus=settings.resources_per_trial.cpu, num_gpus=settings.resources_per_trial.gpu)(test_quality)
     task_ref = ray.put(prepared.task)
-    device = str(resolve_device(settings)) if settings.resources_per_trial.gpu > 0 else "cpu"
+    device = str(resolve_device(settings))  # rebuild where the trials ran
     threads = max(1, int(settings.resources_per_trial.cpu))
-    recipe_cols = [c for c in frame.columns if c in _recipe_fields()]
     pending: dict[str, Any] = {}
     done: dict[str, dict] = {}
 
     def submit(row: pd.Series) -> None:
         if row["trial_id"] not in pending and row["trial_id"] not in done:
-            recipe = {k: _py(row[k]) for k in recipe_cols if _py(row[k]) is not None}
-            recipe["seed"] = settings.seed
+            knobs = {k: v for k, v in knobs_of(row).items() if v is not None}
+            recipe = recipe_from_config(knobs, seed=settings.seed).model_dump(mode="json")
             pending[row["trial_id"]] = remote.remote(task_ref, recipe, device, threads)
 
     def get(row: pd.Series) -> dict:
@@ -75,22 +74,10 @@ def finalize(paths: Any, prepared: Any, results: Any, context: Any) -> dict:
         inputs=_inputs(prepared),
     )
     _atomic_csv(frame, paths.trials_csv)
-    _atomic_json(summary, paths.summary_json)
+    write_json(paths.summary_json, summary)
     if summary["n_finished"] == 0:
         raise SearchFailed(f"every trial failed ({summary['n_failed']}); reasons are in {paths.trials_csv}")
     return summary
-
-
-def _recipe_fields() -> set[str]:
-    from orchestrator.compress.recipe import Recipe
-
-    return set(Recipe.model_fields) - {"version", "seed"}
-
-
-def _py(value: Any) -> Any:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 def _inputs(prepared: Any) -> dict[str, Any]:
@@ -111,10 +98,4 @@ def _inputs(prepared: Any) -> dict[str, Any]:
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
     tmp = path.with_suffix(".csv.tmp")
     frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _atomic_json(payload: dict, path: Path) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     os.replace(tmp, path)

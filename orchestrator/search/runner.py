@@ -121,7 +121,7 @@ def start_search(
     paths.root.mkdir(parents=True)
     paths.config.write_text(to_yaml(config))
     meta = {"run_id": run_id, "created": _now(), "study_name": run_id, "tune_storage": _tune_storage(config, paths), "status": "running"}
-    _write_json(paths.run_json, meta)
+    write_json(paths.run_json, meta)
     return _run(paths, prepared, address, resume=False)
 
 
@@ -144,7 +144,8 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, payload: dict) -> None:
+def write_json(path: Path, payload: dict) -> None:
+    """Write JSON through a temporary file and a rename: readers never see half a file."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     os.replace(tmp, path)
@@ -202,14 +203,14 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
             tuner = _new_tuner(trainable, config, paths, meta)
         results = tuner.fit()
         try:
-            finalize(paths, prepared, results, context)
+            finalize(paths, prepared, results, meta["study_name"])
         except SearchFailed:
             meta.update(status="failed", finished=_now())
-            _write_json(paths.run_json, meta)
+            write_json(paths.run_json, meta)
             build_report(paths.root)
             raise
     meta.update(status="finished", finished=_now())
-    _write_json(paths.run_json, meta)
+    write_json(paths.run_json, meta)
     build_report(paths.root)
     return paths.root
 
@@ -219,7 +220,7 @@ def _check_teacher(paths: RunPaths, meta: dict, fingerprint: str) -> None:
     recorded = meta.get("teacher_fingerprint")
     if recorded is None:
         meta["teacher_fingerprint"] = fingerprint
-        _write_json(paths.run_json, meta)
+        write_json(paths.run_json, meta)
     elif recorded != fingerprint:
         raise InputError(
             f"--resume: the teacher loaded here (fingerprint {fingerprint[:16]}…) is not the one {paths.root.name} "

@@ -10,7 +10,7 @@ covered by tests/search/test_searcher.py.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import optuna
 from ray.tune.search.optuna import OptunaSearch
