@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,16 @@ def _status(metrics: dict[str, Any], error: BaseException | None) -> str:
     return "stopped" if metrics else "failed"
 
 
+# Tune names a trial's folder "<trainable>_<trial_id>_<index>_<params>_<date>"; searcher ids are 8 hex digits.
+_TRIAL_DIR_ID = re.compile(r"_([0-9a-f]{8}(?:_\d{5})?)_\d+_")
+
+
+def trial_id_from_path(path: str | Path) -> str | None:
+    """The Tune trial id in a trial folder's name, or None where the name has none."""
+    match = _TRIAL_DIR_ID.search(Path(str(path)).name)
+    return match.group(1) if match else None
+
+
 def rows_from_results(results: Any) -> list[dict[str, Any]]:
     """One dict per Tune trial: its final (or last) reported metrics, config and status."""
     from orchestrator.search.trial import describe_error
@@ -38,9 +49,14 @@ def rows_from_results(results: Any) -> list[dict[str, Any]]:
     rows = []
     for result in results:
         metrics = dict(result.metrics or {})
+        own_id = trial_id_from_path(result.path)
+        if own_id and metrics.get("trial_id") not in (None, own_id):
+            # With reuse_actors, a trial whose node died can carry the previous trial's last result
+            # on the same actor; those figures are not this trial's, so they are dropped.
+            metrics = {}
         error = result.error
         row = {**(result.config or {}), **metrics}
-        row["trial_id"] = metrics.get("trial_id") or Path(str(result.path)).name.split("_")[1]
+        row["trial_id"] = own_id or metrics.get("trial_id")
         row["status"] = _status(metrics, error)
         row["error"] = describe_error(error) if error is not None else None
         if row["status"] == "stopped":
