@@ -2,18 +2,21 @@
 
 Five candidates on digits (teacher, structured 50%, int8, structured 50% + distillation
 + int8, unstructured 80%) are built and measured in 5 fresh Python processes, one
-after another. Each process runs exactly what a trial runs — apply_recipe, then
-measure() with the product's repeats and the demo's threads — prices each candidate
-with price_candidate on search_spaces/digits.yaml's traffic and catalog, and also
-times the five models in interleaved rounds (throughput as a ratio to the teacher,
-the method bench/compression.py and the search-efficiency table use).
+after another. Each process runs exactly what a trial runs: apply_recipe, then
+search.trial.measure_candidate (the candidate's batches interleaved with the
+teacher's; throughput = ratio to the teacher × this machine's kept teacher
+reference) with the product's repeats and the demo's threads, then price_candidate
+on search_spaces/digits.yaml's traffic and catalog.
 
-Reported per candidate: the spread of throughput and latency across processes,
-(max − min) / median and the largest deviation from the median, and whether the
-recommended instance type and replica count stay the same. Writes
-bench/results/measure_stability.json.
+Reported per candidate: the spread across processes of the throughput a trial
+prices, of the raw in-process median (raw_throughput_sps), of the ratio and of
+latency, as (max − min) / median and the largest deviation from the median; and
+whether the recommended instance type and replica count stay the same. With
+--fresh-reference each process measures its own teacher reference (what a new
+machine does on its first trial). Writes bench/results/measure_stability.json
+(or measure_stability_fresh_reference.json).
 
-Run: `.venv/bin/python bench/measure_stability.py [--processes 5] [--threads N] [--kd-steps 300]`.
+Run: `.venv/bin/python bench/measure_stability.py [--processes 5] [--threads N] [--kd-steps 300] [--fresh-reference]`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,8 +51,8 @@ def candidates(kd_steps: int) -> dict:
     }
 
 
-def worker(threads: int | None, kd_steps: int, rounds: int) -> None:
-    """One fresh process: build, measure and price every candidate as a trial does; print one JSON line."""
+def worker(threads: int | None, kd_steps: int, reference_root: str | None) -> None:
+    """One fresh process: build, measure and price every candidate exactly as a trial does; print one JSON line."""
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -56,9 +60,9 @@ def worker(threads: int | None, kd_steps: int, rounds: int) -> None:
 
     from orchestrator.compress import apply_recipe
     from orchestrator.config import load_config
-    from orchestrator.cost.model import CandidateMetrics, price_candidate
-    from orchestrator.measure import interleaved_throughput, measure
+    from orchestrator.cost.model import price_candidate
     from orchestrator.search.runner import prepare
+    from orchestrator.search.trial import candidate_metrics, kernel_archs, measure_candidate
 
     config = load_config(CONFIG)
     prepared = prepare(config)
@@ -67,26 +71,24 @@ def worker(threads: int | None, kd_steps: int, rounds: int) -> None:
     torch.set_num_threads(threads)
     teacher = task.teacher()
     batch = task.example_batch(traffic.serving_batch_size)
-    out, models = {}, {}
+    out = {}
     for name, recipe in candidates(kd_steps).items():
         started = time.perf_counter()
         compressed = apply_recipe(task, recipe, teacher=teacher)
-        models[name] = compressed.model
-        m = measure(compressed.model, batch, threads=threads, batch_repeats=settings.measure_batch_repeats,
-                    latency_repeats=settings.measure_latency_repeats, size_bytes=compressed.record.deployed_size_bytes)  # fmt: skip
+        measured = measure_candidate(compressed, teacher, batch, settings, threads, Path(reference_root) if reference_root else None)
+        m = measured.metrics
         cost = price_candidate(
-            CandidateMetrics(
-                throughput_sps=m.throughput_sps, batch_latency_p95_ms=m.batch_latency_p95_ms, latency_p50_ms=m.latency_p50_ms,
-                latency_p95_ms=m.latency_p95_ms, peak_mem_bytes=m.peak_mem_bytes, size_bytes=m.size_bytes,
-                device_kind=m.device.kind, device_name=m.device.name, cpu_threads=m.device.threads, cpu_arch=m.device.arch,
-                bits=recipe.bits, flops_per_sample=m.flops_per_sample, measured_instance_type=config.deployment.measured_instance_type,
-            ),
+            candidate_metrics(measured, recipe.bits, config.deployment.measured_instance_type, kernel_archs(compressed.record)),
             traffic,
             prepared.catalog,
-        )  # fmt: skip
+        )
         out[name] = {
             "val_quality": task.evaluate(compressed.model, "val")["value"],
-            "throughput_sps": m.throughput_sps,
+            "throughput_sps": measured.throughput_sps,
+            "raw_throughput_sps": m.throughput_sps,
+            "throughput_ratio_to_teacher": m.throughput_ratio_to_reference,
+            "teacher_reference_sps": measured.reference.throughput_sps if measured.reference else None,
+            "reference_measured_at": measured.reference.measured_at if measured.reference else None,
             "batch_latency_p50_ms": m.batch_latency_p50_ms,
             "batch_latency_p95_ms": m.batch_latency_p95_ms,
             "latency_p50_ms": m.latency_p50_ms,
@@ -99,10 +101,6 @@ def worker(threads: int | None, kd_steps: int, rounds: int) -> None:
             "feasible": cost.feasible,
             "seconds": round(time.perf_counter() - started, 2),
         }
-    per_round = interleaved_throughput(models, batch, rounds=rounds)
-    for name in models:
-        ratios = [c / t for c, t in zip(per_round[name], per_round["teacher"])]
-        out[name]["interleaved_ratio_to_teacher"] = statistics.median(ratios)
     print(MARK + json.dumps({"pid": os.getpid(), "threads": threads, "candidates": out}), flush=True)
 
 
@@ -133,7 +131,9 @@ def summarize(runs: list[dict]) -> dict:
             "batch_latency_p95_ms": spread([r["batch_latency_p95_ms"] for r in rows]),
             "latency_p50_ms": spread([r["latency_p50_ms"] for r in rows]),
             "latency_p95_ms": spread([r["latency_p95_ms"] for r in rows]),
-            "interleaved_ratio_to_teacher": spread([r["interleaved_ratio_to_teacher"] for r in rows]),
+            "raw_throughput_sps": spread([r["raw_throughput_sps"] for r in rows]),
+            "throughput_ratio_to_teacher": spread([r["throughput_ratio_to_teacher"] for r in rows]),
+            "teacher_reference_sps": sorted({r["teacher_reference_sps"] for r in rows}),
             "monthly_usd": spread([r["monthly_usd"] for r in rows if r["monthly_usd"] is not None]) if all(r["monthly_usd"] is not None for r in rows) else None,
             "instance_types": instances,
             "replicas": replicas,
@@ -149,7 +149,8 @@ def summarize(runs: list[dict]) -> dict:
 def targets(per: dict) -> dict:
     """Throughput within ±10% of the median in every process; instance and replicas unchanged."""
     thr = {n: v["throughput_sps"]["max_deviation_from_median"] for n, v in per.items()}
-    ratio = {n: v["interleaved_ratio_to_teacher"]["max_deviation_from_median"] for n, v in per.items() if n != "teacher"}
+    raw = {n: v["raw_throughput_sps"]["max_deviation_from_median"] for n, v in per.items()}
+    ratio = {n: v["throughput_ratio_to_teacher"]["max_deviation_from_median"] for n, v in per.items()}
     checks = {
         "throughput_within_10pct": all(d <= TARGET_SPREAD for d in thr.values()),
         "instance_unchanged": all(v["instance_unchanged"] for v in per.values()),
@@ -158,11 +159,12 @@ def targets(per: dict) -> dict:
     return {
         "throughput_max_deviation_by_candidate": thr,
         "worst_throughput_deviation": max(thr.values()),
-        "interleaved_ratio_max_deviation_by_candidate": ratio,
-        "interleaved_ratio_within_10pct": all(d <= TARGET_SPREAD for d in ratio.values()),
+        "ratio_to_teacher_max_deviation_by_candidate": ratio,
+        "raw_throughput_max_deviation_by_candidate": raw,
+        "raw_throughput_within_10pct": all(d <= TARGET_SPREAD for d in raw.values()),
         "checks": checks,
         "all_met": all(checks.values()),
-        "target": "throughput (raw measure(), as a trial takes it) within ±10% of the median across processes; "
+        "target": "throughput_sps (as a trial prices it) within ±10% of the median across processes; "
         "recommended instance type and replicas the same in every process",
     }
 
@@ -172,18 +174,22 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="default: digits.yaml's resources_per_trial.cpu, as a trial uses")
     parser.add_argument("--kd-steps", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per process")
+    parser.add_argument("--fresh-reference", action="store_true",
+                        help="each process measures its own teacher reference (in a temporary folder) instead of the kept one")
+    parser.add_argument("--reference-root", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.threads, args.kd_steps, args.rounds)
+        worker(args.threads, args.kd_steps, args.reference_root)
         return
     from _common import machine, write
 
     started = time.perf_counter()
     runs = []
     for i in range(args.processes):
-        cmd = [sys.executable, __file__, "--worker", "--kd-steps", str(args.kd_steps), "--rounds", str(args.rounds)]
+        cmd = [sys.executable, __file__, "--worker", "--kd-steps", str(args.kd_steps)]
+        if args.fresh_reference:
+            cmd += ["--reference-root", tempfile.mkdtemp(prefix="hedgerow-reference-")]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         t0 = time.perf_counter()
@@ -204,20 +210,22 @@ def main() -> None:
         "processes": args.processes,
         "threads": runs[0]["threads"],
         "kd_steps": args.kd_steps,
-        "method": "each process (sequential, fresh interpreter) runs apply_recipe + measure() with SearchSettings' "
-        "measure_batch_repeats/measure_latency_repeats and prices with price_candidate on digits.yaml's traffic and "
-        "catalog, as a trial does; then interleaved_throughput over the five models (ratio to the teacher, median of rounds)",
+        "method": "each process (sequential, fresh interpreter) runs apply_recipe + search.trial.measure_candidate "
+        "(SearchSettings' measure_batch_repeats/measure_latency_repeats/measure_rounds, candidate batches interleaved with "
+        "the teacher's) and prices with price_candidate on digits.yaml's traffic and catalog, as a trial does",
+        "reference": "fresh: each process measured its own teacher reference" if args.fresh_reference
+        else "kept: the machine's teacher reference from the cache (measured by the first process if absent)",
         "machine": machine(),
         "targets": result,
         "candidates": per,
         "runs": runs,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    path = write("measure_stability", payload)
+    path = write("measure_stability_fresh_reference" if args.fresh_reference else "measure_stability", payload)
     for name, v in per.items():
         t = v["throughput_sps"]
         print(f"{name:26s} thr {t['median']:9.0f} sps  range {t['range_over_median']:.1%}  max dev {t['max_deviation_from_median']:.1%}  "
-              f"ratio dev {v['interleaved_ratio_to_teacher']['max_deviation_from_median']:.1%}  instances {sorted(set(v['instance_types']))} "
+              f"raw dev {v['raw_throughput_sps']['max_deviation_from_median']:.1%}  ratio dev {v['throughput_ratio_to_teacher']['max_deviation_from_median']:.1%}  instances {sorted(set(v['instance_types']))} "
               f"replicas {sorted(set(v['replicas']))}")  # fmt: skip
     print(result["checks"], "all met" if result["all_met"] else "NOT all met")
     print(path)

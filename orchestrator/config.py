@@ -96,6 +96,12 @@ class SearchSettings(_Strict):
     grid_points: int = Field(3, ge=2, description="values per range when sampler is grid")
     measure_batch_repeats: int = Field(15, ge=3)
     measure_latency_repeats: int = Field(50, ge=5)
+    measure_rounds: int = Field(5, ge=1, description="rounds alternating candidate and teacher batches (throughput ratio)")
+    throughput_reference: Literal["teacher", "none"] = Field(
+        "teacher",
+        description="teacher: throughput = interleaved ratio to the teacher × this machine's kept teacher reference; "
+        "none: the raw median of this process's runs",
+    )
     storage_path: str | None = Field(None, description="Ray Tune storage: a local folder or s3://bucket/prefix")
     optuna_storage: str | None = Field(None, description="RDB URL of the Optuna study; default: SQLite in the run folder")
     max_failures: int = Field(0, ge=0, description="retries of a trial whose worker died")

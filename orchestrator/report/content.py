@@ -184,6 +184,7 @@ def inputs(run: RunData) -> Items:
         ("instance types", ", ".join(given.get("instance_types") or []) + f" (filter {deployment.get('instance_filter')})"),
         ("memory headroom", f"{f.number(given.get('memory_headroom'), 6)} of device memory kept free"),
         ("measured device", device),
+        ("throughput", _throughput_method(run)),
         ("measured on instance", str(deployment.get("measured_instance_type") or "not a catalog instance: every catalog "
                                      "instance's throughput is projected from the measured device")),
         ("search", f"{run.summary.get('n_trials')} trials, sampler {search.get('sampler')}, seed {search.get('seed')}, "
@@ -191,6 +192,23 @@ def inputs(run: RunData) -> Items:
                    "per trial"),
     ]  # fmt: skip
     return items
+
+
+def _throughput_method(run: RunData) -> str:
+    for trial_id in ((run.recommended or {}).get("trial_id"), (run.baseline or {}).get("trial_id")):
+        record = run.record(trial_id) or {}
+        how = record.get("throughput")
+        if how and how.get("reference"):
+            ref = how["reference"]
+            return (
+                f"each candidate's ratio to the teacher (median over {len(how.get('ratio_rounds') or [])} interleaved rounds) "
+                f"× this machine's teacher reference of {f.number(ref['throughput_sps'], 6)} samples/s "
+                f"(batch {ref['batch_shape'][0]}, {ref['device']['threads']} thread(s), measured {ref['measured_at']} "
+                f"on host {ref['host']}, kept in {ref['path']})"
+            )
+        if how:
+            return str(how.get("method"))
+    return f.DASH
 
 
 def _device(run: RunData) -> str:
@@ -206,6 +224,8 @@ def _device(run: RunData) -> str:
 
 
 FORMULAS = [
+    "throughput_sps = throughput_ratio_to_teacher × teacher_reference_sps (trials.csv; raw_throughput_sps is this "
+    "process's own median, kept for comparison)",
     "replicas = max(min_replicas, ceil(peak_rps / (throughput_sps × target_utilization)))",
     "monthly $ = replicas × on-demand $/hour × hours_per_month (with an hourly profile: the sum over 24 hours of "
     "that hour's replicas × $/hour × hours_per_month / 24)",

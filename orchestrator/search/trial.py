@@ -25,9 +25,9 @@ from orchestrator.config import SearchSettings
 from orchestrator.cost.catalog import Catalog
 from orchestrator.cost.model import CandidateMetrics, CostResult, price_candidate
 from orchestrator.cost.traffic import Traffic
-from orchestrator.measure import measure
+from orchestrator.measure import Metrics, ReferenceThroughput, measure, reference_throughput
 from orchestrator.search.space import recipe_from_config
-from orchestrator.tasks.base import Task
+from orchestrator.tasks.base import Task, model_device
 
 NO_PRICE_USD = 1e9  # objective value for a candidate no instance can price at all
 RECORD_VERSION = 1
@@ -97,41 +97,17 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     def on_eval(step: int, value: float) -> None:
         tune.report({"quality": value, "kd_step": step, "final": False, "objective_monthly_usd": NO_PRICE_USD})
 
-    compressed = apply_recipe(
-        task, recipe, device=device, teacher=task.teacher(), on_eval=on_eval, eval_every=context.settings.eval_every_steps
-    )
-    model = compressed.model
-    quality = task.evaluate(model, "val")
-    batch = task.example_batch(context.traffic.serving_batch_size)
-    metrics = measure(
-        model,
-        batch,
-        threads=threads,
-        batch_repeats=context.settings.measure_batch_repeats,
-        latency_repeats=context.settings.measure_latency_repeats,
-        size_bytes=compressed.record.deployed_size_bytes,
-    )
+    teacher = task.teacher()
+    compressed = apply_recipe(task, recipe, device=device, teacher=teacher, on_eval=on_eval, eval_every=context.settings.eval_every_steps)
+    quality = task.evaluate(compressed.model, "val")
+    measured = measure_candidate(compressed, teacher, task.example_batch(context.traffic.serving_batch_size), context.settings, threads)
     cost = price_candidate(
-        CandidateMetrics(
-            throughput_sps=metrics.throughput_sps,
-            batch_latency_p95_ms=metrics.batch_latency_p95_ms,
-            latency_p50_ms=metrics.latency_p50_ms,
-            latency_p95_ms=metrics.latency_p95_ms,
-            peak_mem_bytes=metrics.peak_mem_bytes,
-            size_bytes=metrics.size_bytes,
-            device_kind=metrics.device.kind,
-            device_name=metrics.device.name,
-            cpu_threads=metrics.device.threads if metrics.device.kind == "cpu" else None,
-            cpu_arch=metrics.device.arch,
-            bits=recipe.bits,
-            flops_per_sample=metrics.flops_per_sample,
-            measured_instance_type=context.measured_instance_type,
-            cpu_archs=kernel_archs(compressed.record),
-        ),
+        candidate_metrics(measured, recipe.bits, context.measured_instance_type, kernel_archs(compressed.record)),
         context.traffic,
         context.catalog,
     )
-    row = final_row(config, recipe, quality, metrics, cost, compressed.record, context)
+    metrics = measured.metrics
+    row = final_row(config, recipe, quality, measured, cost, compressed.record, context)
     row["trial_seconds"] = round(time.perf_counter() - started, 3)
     _write_record(
         record_path(context.records_dir, recipe.key()),
@@ -141,11 +117,72 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             "recipe": recipe.model_dump(mode="json"),
             "compression": json.loads(compressed.record.to_json()),
             "metrics": metrics.model_dump(mode="json"),
+            "throughput": measured.describe(),
             "quality": dict(quality),
             "cost": cost.model_dump(mode="json"),
         },
     )
     tune.report(row)
+
+
+@dataclass
+class Measured:
+    """A candidate's measurements and the throughput the cost model takes (see measure/reference.py)."""
+
+    metrics: Metrics
+    throughput_sps: float
+    reference: ReferenceThroughput | None
+
+    def describe(self) -> dict[str, Any]:
+        """How throughput_sps follows from the measurements, for the trial record and the report."""
+        if self.reference is None:
+            return {"method": "raw: median of this process's serving-batch runs", "throughput_sps": self.throughput_sps}
+        return {
+            "method": "ratio to the teacher (median over interleaved rounds) × this machine's teacher reference",
+            "throughput_sps": self.throughput_sps,
+            "ratio_to_teacher": self.metrics.throughput_ratio_to_reference,
+            "ratio_rounds": self.metrics.throughput_ratio_rounds,
+            "teacher_reference_sps": self.reference.throughput_sps,
+            "reference": self.reference.model_dump(mode="json"),
+            "raw_throughput_sps": self.metrics.throughput_sps,
+        }
+
+
+def measure_candidate(
+    compressed: Any, teacher: torch.nn.Module, batch: torch.Tensor, settings: SearchSettings, threads: int, reference_root: Path | None = None
+) -> Measured:
+    """Measure a compressed candidate as every trial does, and the throughput it will be priced at."""
+    model = compressed.model
+    size = compressed.record.deployed_size_bytes
+    repeats = dict(batch_repeats=settings.measure_batch_repeats, latency_repeats=settings.measure_latency_repeats)
+    if settings.throughput_reference == "none":
+        metrics = measure(model, batch, threads=threads, size_bytes=size, **repeats)
+        return Measured(metrics, metrics.throughput_sps, None)
+    teacher = teacher.to(model_device(model)).eval()
+    reference = reference_throughput(teacher, batch, threads, root=reference_root)
+    metrics = measure(model, batch, threads=threads, size_bytes=size, reference=teacher, rounds=settings.measure_rounds, **repeats)
+    return Measured(metrics, metrics.throughput_ratio_to_reference * reference.throughput_sps, reference)
+
+
+def candidate_metrics(measured: Measured, bits: int, measured_instance_type: str | None, cpu_archs: list[str] | None) -> CandidateMetrics:
+    """What the cost model needs from a measured candidate."""
+    m = measured.metrics
+    return CandidateMetrics(
+        throughput_sps=measured.throughput_sps,
+        batch_latency_p95_ms=m.batch_latency_p95_ms,
+        latency_p50_ms=m.latency_p50_ms,
+        latency_p95_ms=m.latency_p95_ms,
+        peak_mem_bytes=m.peak_mem_bytes,
+        size_bytes=m.size_bytes,
+        device_kind=m.device.kind,
+        device_name=m.device.name,
+        cpu_threads=m.device.threads if m.device.kind == "cpu" else None,
+        cpu_arch=m.device.arch,
+        bits=bits,
+        flops_per_sample=m.flops_per_sample,
+        measured_instance_type=measured_instance_type,
+        cpu_archs=cpu_archs,
+    )
 
 
 def kernel_archs(record: Any) -> list[str] | None:
@@ -156,8 +193,9 @@ def kernel_archs(record: Any) -> list[str] | None:
     return None
 
 
-def final_row(config, recipe, quality, metrics, cost: CostResult, record, context: TrialContext) -> dict[str, Any]:
+def final_row(config, recipe, quality, measured: Measured, cost: CostResult, record, context: TrialContext) -> dict[str, Any]:
     """The flat result a finished trial reports: every trials.csv column it can know."""
+    metrics = measured.metrics
     drop = context.baseline_quality - quality["value"]
     if not quality["higher_is_better"]:
         drop = -drop
@@ -179,7 +217,10 @@ def final_row(config, recipe, quality, metrics, cost: CostResult, record, contex
         "size_bytes": metrics.size_bytes,
         "sparse_size_bytes": record.sparse_size_bytes,
         "peak_mem_bytes": metrics.peak_mem_bytes,
-        "throughput_sps": metrics.throughput_sps,
+        "throughput_sps": measured.throughput_sps,
+        "raw_throughput_sps": metrics.throughput_sps,
+        "throughput_ratio_to_teacher": metrics.throughput_ratio_to_reference,
+        "teacher_reference_sps": measured.reference.throughput_sps if measured.reference else None,
         "batch_latency_p95_ms": metrics.batch_latency_p95_ms,
         "latency_p50_ms": metrics.latency_p50_ms,
         "latency_p95_ms": metrics.latency_p95_ms,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from orchestrator import measure as M
+from orchestrator.measure import metrics as M
 from orchestrator.compress import (
     Context,
     HalfPrecisionConfig,

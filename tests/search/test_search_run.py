@@ -86,6 +86,18 @@ def test_summary_has_the_contract_keys_and_a_sound_recommendation(run_dir):
     assert summary["n_failed"] == int((frame["status"] == "failed").sum())
 
 
+def test_throughput_is_the_ratio_to_the_teacher_times_the_kept_reference(run_dir):
+    frame = pd.read_csv(run_dir / "trials.csv")
+    done = frame[frame["status"] == "finished"]
+    assert done["teacher_reference_sps"].nunique() == 1, "one machine, one reference for every trial"
+    recomputed = done["throughput_ratio_to_teacher"] * done["teacher_reference_sps"]
+    assert done["throughput_sps"].to_numpy() == pytest.approx(recomputed.to_numpy(), rel=1e-9)
+    base = done[done["baseline"].astype(bool)].iloc[0]
+    assert 0.7 < base["throughput_ratio_to_teacher"] < 1.4  # the teacher against itself
+    record = json.loads(next((run_dir / "trials").glob("*.json")).read_text())
+    assert record["throughput"]["reference"]["throughput_sps"] == done["teacher_reference_sps"].iloc[0]
+
+
 def test_pareto_rows_are_not_dominated(run_dir):
     frame = pd.read_csv(run_dir / "trials.csv")
     front = frame[frame["pareto"].astype(bool)]

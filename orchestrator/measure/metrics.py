@@ -53,6 +53,9 @@ class Metrics(BaseModel):
     serving_batch_size: int
     flops_per_sample: float | None
     device: DeviceInfo
+    # Median over interleaved rounds of (reference batch time / this model's batch time); None without a reference.
+    throughput_ratio_to_reference: float | None = None
+    throughput_ratio_rounds: list[float] = []
 
 
 def device_info(device: torch.device | str = "cpu") -> DeviceInfo:
@@ -264,18 +267,28 @@ def measure(
     batch_repeats: int = 20,
     latency_repeats: int = 100,
     size_bytes: int | None = None,
+    reference: nn.Module | None = None,
+    rounds: int = 5,
 ) -> Metrics:
     """Measure a model at the serving batch (`example_batch`) and at batch 1, with a fixed thread count.
 
     `size_bytes` overrides the serialized size where the deployed format differs
     (packed int4 on a CPU, say). Throughput is the median over repeated runs.
+    With a `reference` model (the teacher), the serving-batch runs alternate with
+    the reference's over `rounds` rounds, and the throughput ratio to it is kept:
+    both see the same background noise, so the ratio holds across processes
+    where raw throughput drifts.
     """
     if threads is not None:
         torch.set_num_threads(threads)
     model.eval()
     device = model_device(model)
     params, nonzero = count_params(model)
-    batch_times = time_batches(model, example_batch, batch_repeats)
+    ratio_rounds: list[float] = []
+    if reference is None:
+        batch_times = time_batches(model, example_batch, batch_repeats)
+    else:
+        batch_times, ratio_rounds = _interleaved_batch_times(model, reference.eval(), example_batch, batch_repeats, rounds)
     single_times = time_batches(model, example_batch[:1], latency_repeats, warmup=10)
     n = len(example_batch)
     runs_sps = [n / t for t in batch_times]
@@ -293,7 +306,26 @@ def measure(
         serving_batch_size=n,
         flops_per_sample=flops_per_sample(model, example_batch[:8]),
         device=device_info(device),
+        throughput_ratio_to_reference=statistics.median(ratio_rounds) if ratio_rounds else None,
+        throughput_ratio_rounds=[round(r, 4) for r in ratio_rounds],
     )
+
+
+def _interleaved_batch_times(
+    model: nn.Module, reference: nn.Module, batch: torch.Tensor, batch_repeats: int, rounds: int
+) -> tuple[list[float], list[float]]:
+    """The model's batch times over `rounds` rounds alternating with the reference's, and each round's ratio."""
+    per_round = max(1, -(-batch_repeats // rounds))
+    time_batches(reference, batch, repeats=1, warmup=3)
+    time_batches(model, batch, repeats=1, warmup=3)
+    times: list[float] = []
+    ratios: list[float] = []
+    for _ in range(rounds):
+        own = time_batches(model, batch, per_round, warmup=0)
+        ref = time_batches(reference, batch, per_round, warmup=0)
+        times.extend(own)
+        ratios.append(statistics.median(ref) / statistics.median(own))
+    return times, ratios
 
 
 def interleaved_throughput(models: dict[str, nn.Module], batch: torch.Tensor, rounds: int = 7, repeats: int = 10) -> dict[str, list[float]]:

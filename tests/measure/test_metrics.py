@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from orchestrator import measure as M
+from orchestrator.measure import metrics as M
 from orchestrator.compress import Context, Int8Config, UnstructuredPruneConfig, apply_technique
 
 FP32 = 4
