@@ -12,11 +12,14 @@ import datetime as dt
 import json
 import logging
 import os
+import sys
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+import torch
 
 from orchestrator.config import SearchConfig, load_config, to_yaml
 from orchestrator.cost.catalog import Catalog, load_catalog
@@ -182,6 +185,8 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
         teacher = task.teacher()
         _check_teacher(paths, meta, tensor_fingerprint(teacher))
         baseline_quality = task.evaluate(teacher, "val")["value"]
+        if address is None:
+            _keep_reference(config, task, teacher)
         context = TrialContext(
             task=task,
             baseline_quality=baseline_quality,
@@ -213,6 +218,24 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
     write_json(paths.run_json, meta)
     build_report(paths.root)
     return paths.root
+
+
+def _keep_reference(config: SearchConfig, task: Any, teacher: Any) -> None:
+    """Measure this machine's teacher reference before trials start (quiet), where local trials will read it."""
+    from orchestrator.measure import reference_throughput
+    from orchestrator.search.trial import resolve_device
+
+    settings = config.search
+    if settings.throughput_reference != "teacher" or resolve_device(settings).type != "cpu":
+        return
+    threads = max(1, int(settings.resources_per_trial.cpu))
+    previous = torch.get_num_threads()
+    try:
+        ref = reference_throughput(teacher, task.example_batch(config.traffic.serving_batch_size), threads)
+    finally:
+        torch.set_num_threads(previous)
+    print(f"[hedgerow] teacher reference on this machine: {ref.throughput_sps:,.0f} samples/s at batch "
+          f"{config.traffic.serving_batch_size}, {threads} thread(s) ({ref.path})", file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _check_teacher(paths: RunPaths, meta: dict, fingerprint: str) -> None:

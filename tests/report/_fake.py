@@ -55,7 +55,12 @@ def _row(trial_id, knobs, quality, sps, p95, base_quality, traffic, catalog):
     }  # fmt: skip
     record = {"version": 1, "row": row, "recipe": recipe, "compression": {"steps": [], "fallbacks": []},
               "metrics": {"device": {"kind": "cpu", "name": "Test CPU", "arch": "x86_64", "capability": "AVX2", "threads": 1}},
-              "quality": {"metric": "accuracy", "value": quality}, "cost": cost.model_dump(mode="json")}  # fmt: skip
+              "quality": {"metric": "accuracy", "value": quality}, "cost": cost.model_dump(mode="json"),
+              "throughput": {"method": "ratio to the teacher × reference", "throughput_sps": sps, "ratio_to_teacher": sps / 400.0,
+                             "ratio_rounds": [sps / 400.0] * 5, "teacher_reference_sps": 400.0, "raw_throughput_sps": sps,
+                             "reference": {"throughput_sps": 400.0, "batch_shape": [64, 1, 8, 8], "host": "test-host",
+                                           "device": {"threads": 1}, "measured_at": "2026-11-26T00:00:00+0000",
+                                           "path": "/cache/reference/teacher-sps-test.json"}}}  # fmt: skip
     return row, record
 
 

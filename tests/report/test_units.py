@@ -204,6 +204,14 @@ def test_hand_made_run_with_a_baseline_that_misses_the_slo(tmp_path):
     assert infeasible[0][0] == "t0base (baseline)" and "$" in infeasible[0][3]
 
 
+def test_inputs_state_how_throughput_was_priced(tmp_path):
+    run = load_run(make_run(tmp_path))
+    line = dict(content.inputs(run))["throughput"]
+    assert "ratio to the teacher (median over 5 interleaved rounds)" in line
+    assert "teacher reference of 400 samples/s" in line and "/cache/reference/teacher-sps-test.json" in line
+    assert any("throughput_ratio_to_teacher × teacher_reference_sps" in formula for formula in content.FORMULAS)
+
+
 def test_explanation_table_lists_every_catalog_instance(tmp_path):
     run = load_run(make_run(tmp_path))
     record = run.record("t1")
