@@ -232,6 +232,10 @@ def _keep_reference(config: SearchConfig, task: Any, teacher: Any) -> None:
     previous = torch.get_num_threads()
     try:
         ref = reference_throughput(teacher, task.example_batch(config.traffic.serving_batch_size), threads)
+    except Exception as exc:  # a user's task: whatever breaks here fails each trial with its reason instead
+        print(f"[hedgerow] teacher reference not measured up front ({type(exc).__name__}: {exc}); trials will try",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return
     finally:
         torch.set_num_threads(previous)
     print(f"[hedgerow] teacher reference on this machine: {ref.throughput_sps:,.0f} samples/s at batch "
