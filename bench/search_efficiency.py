@@ -272,7 +272,7 @@ def build_table(rounds: int, repeats: int, threads: int | None, check: bool, res
     from _common import machine
 
     from orchestrator.compress._registry import Context, apply_technique
-    from orchestrator.compress.recipe import Recipe, _summarize, apply_recipe
+    from orchestrator.compress.recipe import Recipe, apply_recipe, summarize_steps
     from orchestrator.measure import interleaved_throughput, measure
     from orchestrator.search.runner import prepare
 
@@ -329,7 +329,7 @@ def build_table(rounds: int, repeats: int, threads: int | None, check: bool, res
                 student, step = apply_technique(student, cfg, qctx)
                 steps_done.append(step)
             student = student.eval()
-            record = _summarize(recipe, torch.device("cpu"), steps_done, qctx)
+            record = summarize_steps(recipe, torch.device("cpu"), steps_done, qctx)
             compress_seconds = prefix_seconds + time.perf_counter() - q0
             metrics = measure(student, batch, threads=threads, batch_repeats=config.search.measure_batch_repeats,
                               latency_repeats=config.search.measure_latency_repeats, size_bytes=record.deployed_size_bytes)  # fmt: skip

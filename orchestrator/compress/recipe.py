@@ -152,13 +152,14 @@ def apply_recipe(
         model, step = apply_technique(model, config, ctx)
         steps.append(step)
     model = model.to(device).eval()
-    record = _summarize(recipe, device, steps, ctx)
+    record = summarize_steps(recipe, device, steps, ctx)
     if recipe.prune_method == "semi_structured_2_4":
         record.notes.append(_finish_two_four(model, recipe, steps))
     return Compressed(model=model, record=record)
 
 
-def _summarize(recipe: Recipe, device: torch.device, steps: list[StepRecord], ctx: Context) -> CompressionRecord:
+def summarize_steps(recipe: Recipe, device: torch.device, steps: list[StepRecord], ctx: Context) -> CompressionRecord:
+    """The recipe's record from its applied steps: fallbacks, acceleration, layers kept in float, deployed sizes."""
     record = CompressionRecord(recipe=recipe, device=str(device), steps=steps, notes=list(ctx.notes))
     for step in steps:
         record.fallbacks.extend(step.fallbacks)
