@@ -118,6 +118,7 @@ def start_search(
         config.search.trials = trials
     if seed is not None:
         config.search.seed = seed
+    check_address(config, address)
     prepared = prepare(config)
     run_id = new_run_id(config.task.name)
     paths = RunPaths(Path(out).resolve() / run_id)
@@ -133,8 +134,29 @@ def resume_search(run_dir: str | Path, address: str | None = None) -> Path:
     paths = RunPaths(Path(run_dir).resolve())
     if not paths.config.is_file() or not paths.run_json.is_file():
         raise InputError(f"--resume: {paths.root} is not a Hedgerow run folder (expected config.yaml and run.json in it)")
-    prepared = prepare(load_config(paths.config))
+    config = load_config(paths.config)
+    check_address(config, address)
+    prepared = prepare(config)
     return _run(paths, prepared, address, resume=True)
+
+
+def check_address(config: SearchConfig, address: str | None) -> None:
+    """Under Ray Client (ray://) the searcher runs on the head: refuse state it could not reach, before Ray starts."""
+    if not address or not address.startswith("ray://"):
+        return
+    missing = []
+    optuna_url = config.search.optuna_storage or ""
+    if not optuna_url or optuna_url.startswith("sqlite"):
+        missing.append("search.optuna_storage: a database URL the cluster's head can reach (postgresql://…, mysql://…), "
+                       "not the run folder's SQLite file on this machine")  # fmt: skip
+    if not (config.search.storage_path or "").startswith("s3://"):
+        missing.append("search.storage_path: s3://bucket/prefix, where the head and every worker write Ray Tune's state")
+    if missing:
+        raise InputError(
+            f"--address {address}: under Ray Client, Ray Tune runs the Optuna searcher on the cluster's head, so set "
+            + "; and ".join(missing)
+            + ". Or submit the search to the cluster with `ray job submit … --address auto` (infra/README.md)."
+        )
 
 
 def _tune_storage(config: SearchConfig, paths: RunPaths) -> str:

@@ -9,6 +9,7 @@ import yaml
 
 from orchestrator.cli import main
 from orchestrator.config import json_schema, load_config
+from orchestrator.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "search_spaces" / "digits.yaml"
@@ -105,3 +106,26 @@ def test_relative_catalog_resolves_against_config_folder(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(_with(["deployment", "catalog"], "prices.csv")))
     assert load_config(path).deployment.catalog == str((tmp_path / "prices.csv").resolve())
+
+
+def test_ray_client_address_needs_state_the_head_can_reach(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["search", str(DEMO), "--address", "ray://head:10001", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--address ray://head:10001" in err and "search.optuna_storage" in err and "search.storage_path" in err
+    assert "ray job submit" in err
+    assert not out.exists()
+
+
+def test_ray_client_address_is_accepted_with_remote_storage():
+    from orchestrator.search.runner import check_address
+
+    config = load_config(DEMO)
+    config.search.optuna_storage = "postgresql://optuna@db:5432/hedgerow"
+    config.search.storage_path = "s3://bucket/searches"
+    check_address(config, "ray://head:10001")  # no error
+    check_address(load_config(DEMO), "auto")  # a local or joined cluster needs neither
+    config.search.storage_path = None
+    with pytest.raises(InputError, match="search.storage_path") as info:
+        check_address(config, "ray://head:10001")
+    assert "optuna_storage" not in str(info.value)
