@@ -155,7 +155,7 @@ def build_summary(
         rec["passed_over"] = passed_over
         if cost["usd"] and (rec["savings_usd"] or 0) > 0:
             cost["payback_days"] = round(cost["usd"] / (rec["savings_usd"] / inputs["traffic"]["days_per_month"]), 4)
-    pareto_rows = frame[frame["pareto"].astype(bool)].sort_values("monthly_usd")
+    pareto_rows = frame[frame["pareto"].astype(bool)].sort_values(["monthly_usd", "trial_id"])  # the report's order
     return {
         "run_id": run_id,
         "task": task,

@@ -68,7 +68,7 @@ def test_pt2_program_is_exact_and_onnx_programs_are_close(exports, reference, va
     assert agreement >= 0.97
 
 
-def test_bf16_weights_stay_bf16_and_outputs_match_within_bf16_precision(
+def test_bf16_weights_stay_bf16_and_the_loaded_model_reproduces_the_rebuilt_outputs(
     exports, reference, val_inputs, digits_task, teacher
 ):
     from safetensors import safe_open
@@ -77,9 +77,10 @@ def test_bf16_weights_stay_bf16_and_outputs_match_within_bf16_precision(
     with safe_open(f"{folder}/model.safetensors", framework="pt") as fh:
         dtypes = {fh.get_tensor(k).dtype for k in fh.keys()}
     assert torch.bfloat16 in dtypes
-    fp32_teacher_out = teacher(val_inputs)
     torch.testing.assert_close(load(folder).predict(val_inputs), reference["bf16half"], rtol=0, atol=0)
-    assert (reference["bf16half"] - fp32_teacher_out).abs().max() < 10  # the same model, at bf16 precision
+    # A 30%-pruned student, not the teacher: its logits differ, but it should still mostly agree on the digit.
+    agreement = (reference["bf16half"].argmax(1) == teacher(val_inputs).argmax(1)).float().mean()
+    assert agreement >= 0.9, f"the bf16 student agrees with the teacher on only {agreement:.0%} of validation digits"
 
 
 def test_int8_weights_are_plain_int8_tensors_with_a_layout(exports):
