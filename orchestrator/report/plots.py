@@ -110,7 +110,7 @@ def _draw_trials(
     metric: str, bq: float | None,
 ) -> None:  # fmt: skip
     feasible = done[done["feasible"].astype(bool) & done["monthly_usd"].notna()]
-    front = feasible[feasible["pareto"].astype(bool)].sort_values("monthly_usd")
+    front = feasible[feasible["pareto"].astype(bool)].sort_values(["monthly_usd", "trial_id"])
     rest = feasible[~feasible["pareto"].astype(bool)]
     ax.scatter(rest["monthly_usd"], rest["quality"], s=28, color=COLORS["feasible"], label=f"feasible ({len(rest)})", zorder=2)
     ax.step(front["monthly_usd"], front["quality"], where="post", color=COLORS["front"], alpha=0.5, zorder=2)

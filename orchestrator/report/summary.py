@@ -56,7 +56,7 @@ def recommend(
     caller). Returns the chosen row (or None) and the candidates passed over.
     """
     candidates = frame[within_bound(frame, max_drop)].sort_values(
-        ["monthly_usd", "quality", "throughput_sps"], ascending=[True, False, False]
+        ["monthly_usd", "quality", "throughput_sps", "trial_id"], ascending=[True, False, False, True]
     )
     passed_over = []
     for _, row in candidates.iterrows():
