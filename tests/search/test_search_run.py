@@ -93,7 +93,7 @@ def test_throughput_is_the_ratio_to_the_teacher_times_the_kept_reference(run_dir
     recomputed = done["throughput_ratio_to_teacher"] * done["teacher_reference_sps"]
     assert done["throughput_sps"].to_numpy() == pytest.approx(recomputed.to_numpy(), rel=1e-9)
     base = done[done["baseline"].astype(bool)].iloc[0]
-    assert 0.7 < base["throughput_ratio_to_teacher"] < 1.4  # the teacher against itself
+    assert 0.6 < base["throughput_ratio_to_teacher"] < 1.6  # the teacher against itself (5 single-batch rounds, loaded CI)
     record = json.loads(next((run_dir / "trials").glob("*.json")).read_text())
     assert record["throughput"]["reference"]["throughput_sps"] == done["teacher_reference_sps"].iloc[0]
 
