@@ -49,28 +49,37 @@ class ReferenceThroughput(BaseModel):
     path: str
 
 
-def reference_path(teacher: nn.Module, batch: torch.Tensor, threads: int, root: Path | None = None) -> tuple[Path, dict]:
-    """Where this machine's reference for this teacher, batch and thread count lives, and the identity it is keyed by."""
-    device = model_device(teacher)
-    info = device_info(device)
+def reference_path(
+    teacher: nn.Module, batch: torch.Tensor, threads: int, root: Path | None = None, teacher_fingerprint: str | None = None
+) -> tuple[Path, dict]:
+    """Where this machine's reference for this teacher, batch and thread count lives, and the identity it is keyed by.
+
+    Pass `teacher_fingerprint` where it is already known (the search computes it once) to skip hashing the weights.
+    """
     identity = {
         "host": socket.gethostname(),
-        "device": info.model_dump(exclude={"threads"}),
+        "device": device_info(model_device(teacher)).model_dump(exclude={"threads"}),
         "threads": threads,
         "batch_shape": list(batch.shape),
         "batch_dtype": str(batch.dtype),
-        "teacher_fingerprint": tensor_fingerprint(teacher),
+        "teacher_fingerprint": teacher_fingerprint or tensor_fingerprint(teacher),
         "torch_version": torch.__version__,
     }
     return (root or cache_dir() / "reference") / f"teacher-sps-{settings_key(identity)}.json", identity
 
 
 def reference_throughput(
-    teacher: nn.Module, batch: torch.Tensor, threads: int, rounds: int = 9, repeats: int = 10, root: Path | None = None
+    teacher: nn.Module,
+    batch: torch.Tensor,
+    threads: int,
+    rounds: int = 9,
+    repeats: int = 10,
+    root: Path | None = None,
+    teacher_fingerprint: str | None = None,
 ) -> ReferenceThroughput:
     """The kept reference for this machine, measuring it first (under a file lock, once per machine) if there is none."""
     torch.set_num_threads(threads)
-    path, identity = reference_path(teacher, batch, threads, root)
+    path, identity = reference_path(teacher, batch, threads, root, teacher_fingerprint)
     cached = _load(path)
     if cached is not None:
         return cached
@@ -91,14 +100,13 @@ def _measure(teacher: nn.Module, batch: torch.Tensor, threads: int, rounds: int,
     teacher.eval()
     time_batches(teacher, batch, repeats=1, warmup=5)
     rounds_sps = [len(batch) / statistics.median(time_batches(teacher, batch, repeats, warmup=1)) for _ in range(rounds)]
-    info = device_info(model_device(teacher))
     return ReferenceThroughput(
         throughput_sps=statistics.median(rounds_sps),
         rounds_sps=[round(r, 1) for r in rounds_sps],
         rounds=rounds,
         repeats_per_round=repeats,
         host=identity["host"],
-        device=info.model_copy(update={"threads": threads}),
+        device=DeviceInfo(**identity["device"], threads=threads),
         batch_shape=identity["batch_shape"],
         teacher_fingerprint=identity["teacher_fingerprint"],
         torch_version=identity["torch_version"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -194,9 +194,16 @@ def inputs(run: RunData) -> Items:
     return items
 
 
-def _throughput_method(run: RunData) -> str:
+def _leading_records(run: RunData) -> Iterator[dict]:
+    """The stored records of the recommended trial, then the baseline: where run-wide facts are read from."""
     for trial_id in ((run.recommended or {}).get("trial_id"), (run.baseline or {}).get("trial_id")):
-        record = run.record(trial_id) or {}
+        record = run.record(trial_id)
+        if record:
+            yield record
+
+
+def _throughput_method(run: RunData) -> str:
+    for record in _leading_records(run):
         how = record.get("throughput")
         if how and how.get("reference"):
             ref = how["reference"]
@@ -212,9 +219,8 @@ def _throughput_method(run: RunData) -> str:
 
 
 def _device(run: RunData) -> str:
-    for trial_id in ((run.recommended or {}).get("trial_id"), (run.baseline or {}).get("trial_id")):
-        record = run.record(trial_id)
-        if record and "device" in record.get("metrics", {}):
+    for record in _leading_records(run):
+        if "device" in record.get("metrics", {}):
             d = record["metrics"]["device"]
             return f"{d.get('name')} ({d.get('kind')}, {d.get('arch')}, {d.get('capability')}), {d.get('threads')} thread(s)"
     done = tables.finished(run.trials)

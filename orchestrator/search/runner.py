@@ -205,10 +205,11 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
     meta = json.loads(paths.run_json.read_text())
     with ray_session(address):
         teacher = task.teacher()
-        _check_teacher(paths, meta, tensor_fingerprint(teacher))
+        fingerprint = tensor_fingerprint(teacher)
+        _check_teacher(paths, meta, fingerprint)
         baseline_quality = task.evaluate(teacher, "val")["value"]
         if address is None:
-            _keep_reference(config, task, teacher)
+            _keep_reference(config, task, teacher, fingerprint)
         context = TrialContext(
             task=task,
             baseline_quality=baseline_quality,
@@ -218,6 +219,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
             settings=settings,
             records_dir=str(paths.records),
             measured_instance_type=config.deployment.measured_instance_type,
+            teacher_fingerprint=fingerprint,
         )
         resources = {"cpu": settings.resources_per_trial.cpu, "gpu": settings.resources_per_trial.gpu}
         trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
@@ -242,7 +244,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
     return paths.root
 
 
-def _keep_reference(config: SearchConfig, task: Any, teacher: Any) -> None:
+def _keep_reference(config: SearchConfig, task: Any, teacher: Any, fingerprint: str) -> None:
     """Measure this machine's teacher reference before trials start (quiet), where local trials will read it."""
     from orchestrator.measure import reference_throughput
     from orchestrator.search.trial import resolve_device
@@ -253,7 +255,8 @@ def _keep_reference(config: SearchConfig, task: Any, teacher: Any) -> None:
     threads = max(1, int(settings.resources_per_trial.cpu))
     previous = torch.get_num_threads()
     try:
-        ref = reference_throughput(teacher, task.example_batch(config.traffic.serving_batch_size), threads)
+        ref = reference_throughput(teacher, task.example_batch(config.traffic.serving_batch_size), threads,
+                                   teacher_fingerprint=fingerprint)
     except Exception as exc:  # a user's task: whatever breaks here fails each trial with its reason instead
         print(f"[hedgerow] teacher reference not measured up front ({type(exc).__name__}: {exc}); trials will try",
               file=sys.stderr, flush=True)  # fmt: skip

@@ -46,6 +46,7 @@ class TrialContext:
     settings: SearchSettings
     records_dir: str
     measured_instance_type: str | None = None
+    teacher_fingerprint: str | None = None  # computed once by the driver; keys the machine's teacher reference
 
 
 def resolve_device(settings: SearchSettings) -> torch.device:
@@ -100,7 +101,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     teacher = task.teacher()
     compressed = apply_recipe(task, recipe, device=device, teacher=teacher, on_eval=on_eval, eval_every=context.settings.eval_every_steps)
     quality = task.evaluate(compressed.model, "val")
-    measured = measure_candidate(compressed, teacher, task.example_batch(context.traffic.serving_batch_size), context.settings, threads)
+    batch = task.example_batch(context.traffic.serving_batch_size)
+    measured = measure_candidate(compressed, teacher, batch, context.settings, threads, teacher_fingerprint=context.teacher_fingerprint)
     cost = price_candidate(
         candidate_metrics(measured, recipe.bits, context.measured_instance_type, kernel_archs(compressed.record)),
         context.traffic,
@@ -149,7 +151,13 @@ class Measured:
 
 
 def measure_candidate(
-    compressed: Any, teacher: torch.nn.Module, batch: torch.Tensor, settings: SearchSettings, threads: int, reference_root: Path | None = None
+    compressed: Any,
+    teacher: torch.nn.Module,
+    batch: torch.Tensor,
+    settings: SearchSettings,
+    threads: int,
+    reference_root: Path | None = None,
+    teacher_fingerprint: str | None = None,
 ) -> Measured:
     """Measure a compressed candidate as every trial does, and the throughput it will be priced at."""
     model = compressed.model
@@ -159,7 +167,7 @@ def measure_candidate(
         metrics = measure(model, batch, threads=threads, size_bytes=size, **repeats)
         return Measured(metrics, metrics.throughput_sps, None)
     teacher = teacher.to(model_device(model)).eval()
-    reference = reference_throughput(teacher, batch, threads, root=reference_root)
+    reference = reference_throughput(teacher, batch, threads, root=reference_root, teacher_fingerprint=teacher_fingerprint)
     metrics = measure(model, batch, threads=threads, size_bytes=size, reference=teacher, rounds=settings.measure_rounds, **repeats)
     return Measured(metrics, metrics.throughput_ratio_to_reference * reference.throughput_sps, reference)
 

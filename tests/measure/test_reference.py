@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from orchestrator.measure import measure, reference_path, reference_throughput
+from orchestrator.tasks.checkpoint import tensor_fingerprint
 
 
 def _mlp(width: int) -> nn.Module:
@@ -37,6 +38,7 @@ def test_the_reference_is_keyed_by_threads_batch_and_teacher_weights(tmp_path):
     assert reference_path(teacher, BATCH[:16], 1, tmp_path)[0] != base
     assert reference_path(other, BATCH, 1, tmp_path)[0] != base
     assert reference_path(teacher, BATCH.clone(), 1, tmp_path)[0] == base
+    assert reference_path(teacher, BATCH, 1, tmp_path, teacher_fingerprint=tensor_fingerprint(teacher))[0] == base
 
 
 def test_an_unreadable_reference_is_measured_again(tmp_path):
