@@ -409,13 +409,16 @@ def write_table() -> None:
             ratio = statistics.median(ratios)
             throughput = ratio * reference
             batch_p95 = tail * 1000.0 * batch / throughput
+            # The raw readings keep no compression record for search.trial.kernel_archs to read; on a CPU every int8
+            # row here is torch.ao int8 on the x86 backend, which the product does not price on Graviton (arm64).
+            x86_only = row["bits"] == 8 and m["device"]["kind"] == "cpu" and m["device"]["arch"] == "x86_64"
             cost = price_candidate(
                 CandidateMetrics(
                     throughput_sps=throughput, batch_latency_p95_ms=batch_p95, latency_p50_ms=m["latency_p50_ms"],
                     latency_p95_ms=m["latency_p95_ms"], peak_mem_bytes=m["peak_mem_bytes"], size_bytes=m["size_bytes"],
                     device_kind=m["device"]["kind"], device_name=m["device"]["name"], cpu_threads=m["device"]["threads"],
                     cpu_arch=m["device"]["arch"], bits=row["bits"], flops_per_sample=m["flops_per_sample"],
-                    measured_instance_type=config.deployment.measured_instance_type,
+                    measured_instance_type=config.deployment.measured_instance_type, cpu_archs=["x86_64"] if x86_only else None,
                 ),
                 config.traffic,
                 prepared.catalog,
