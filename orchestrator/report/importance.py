@@ -43,6 +43,7 @@ def param_importances(db: Path, study_name: str, min_trials: int = MIN_TRIALS) -
 
 
 def _importances(optuna, db: Path, study_name: str, min_trials: int) -> Importance:  # noqa: ANN001
+    from orchestrator.search.space import knob_of_param  # `bits_index` is reported as `bits`
     with tempfile.TemporaryDirectory(prefix="hedgerow-report-") as tmp:
         copy = Path(tmp) / "optuna.db"
         shutil.copyfile(db, copy)
@@ -65,7 +66,7 @@ def _importances(optuna, db: Path, study_name: str, min_trials: int) -> Importan
                 warnings.simplefilter("ignore")
                 for name, target in targets.items():
                     raw = optuna.importance.get_param_importances(study, evaluator=evaluator, target=target)
-                    values[name] = {k: round(float(v), 4) for k, v in sorted(raw.items())}
+                    values[name] = {knob_of_param(k): round(float(v), 4) for k, v in sorted(raw.items())}
         except Exception as exc:  # too few distinct values, a degenerate study
             return Importance(n_trials=len(complete), note=f"{NOT_ENOUGH} for Optuna's importance: {type(exc).__name__}: {exc}")
     return Importance(values=values, n_trials=len(complete))

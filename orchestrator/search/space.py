@@ -4,6 +4,11 @@ Knobs only exist where they matter: prune_ratio only when something is pruned,
 distillation settings only when kd_steps > 0, qat only when bits <= 8 and there
 is distillation to run it in.
 
+Numeric choices ({choices: [32, 16, 8, 4]}) are ordered: Optuna samples the
+position in the sorted values as an integer named `<knob>_index`, so TPE, GP
+and NSGA-II see that 8 bits lies between 4 and 16 (a categorical knob would
+hide it); the config and trials.csv carry the value itself.
+
 Trial number 0 of a study is always the uncompressed teacher: the baseline. It
 is enqueued (OptunaSearch's points_to_evaluate) with the teacher's values of the
 sampled top-level knobs, so the study records real parameters for it; samplers
@@ -24,6 +29,21 @@ from orchestrator.config import Choices, Knob, Range
 BASELINE: dict[str, Any] = {"prune_method": "none", "prune_ratio": 0.0, "bits": 32, "kd_steps": 0, "qat": False}
 INTEGER_KNOBS = {name for name, f in Recipe.model_fields.items() if f.annotation is int}
 KD_KNOBS = ("kd_temperature", "kd_alpha", "kd_learning_rate", "kd_batch_size")
+INDEX_SUFFIX = "_index"
+
+
+def ordered_values(knob: Choices) -> list[Any] | None:
+    """The sorted values of a knob whose choices are all numbers (searched by position), else None."""
+    values = knob.choices
+    if len(values) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return sorted(set(values))
+    return None
+
+
+def knob_of_param(param: str) -> str:
+    """The knob an Optuna parameter samples (`bits_index` → `bits`)."""
+    stem = param.removesuffix(INDEX_SUFFIX)
+    return stem if stem != param and stem in Recipe.model_fields else param
 
 
 class DefineByRun:
@@ -40,7 +60,11 @@ class DefineByRun:
             if knob is None:
                 return Recipe.model_fields[name].default
             if isinstance(knob, Choices):
-                return trial.suggest_categorical(name, knob.choices)
+                values = ordered_values(knob)
+                if values is None:
+                    return trial.suggest_categorical(name, knob.choices)
+                fixed[name] = values[trial.suggest_int(name + INDEX_SUFFIX, 0, len(values) - 1)]
+                return fixed[name]
             if isinstance(knob, Range):
                 if name in INTEGER_KNOBS:
                     return trial.suggest_int(name, int(knob.low), int(knob.high), step=int(knob.step or 1), log=knob.log)
@@ -80,18 +104,26 @@ def baseline_point(space: dict[str, Knob]) -> dict[str, Any]:
     for name in ("prune_method", "bits", "kd_steps"):
         knob, value = space.get(name), BASELINE[name]
         if isinstance(knob, Choices) and value in knob.choices:
-            point[name] = value
+            values = ordered_values(knob)
+            if values is None:
+                point[name] = value
+            else:
+                point[name + INDEX_SUFFIX] = values.index(value)
         elif isinstance(knob, Range) and knob.low <= value <= knob.high:
             point[name] = value
     return point
 
 
 def grid_space(space: dict[str, Knob], points: int) -> dict[str, list[Any]]:
-    """Every sampled knob as a list of values, for Optuna's GridSampler (ranges → evenly spaced points)."""
+    """Every sampled parameter as a list of values, for Optuna's GridSampler (ranges → evenly spaced points)."""
     grid: dict[str, list[Any]] = {}
     for name, knob in space.items():
         if isinstance(knob, Choices):
-            grid[name] = list(knob.choices)
+            values = ordered_values(knob)
+            if values is None:
+                grid[name] = list(knob.choices)
+            else:
+                grid[name + INDEX_SUFFIX] = list(range(len(values)))
         elif isinstance(knob, Range):
             if knob.step:
                 values = np.arange(knob.low, knob.high + knob.step / 2, knob.step)

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from orchestrator.config import Choices, Range
-from orchestrator.search.space import BASELINE, DefineByRun, baseline_point, grid_space, recipe_from_config
+from orchestrator.search.space import BASELINE, DefineByRun, baseline_point, grid_space, knob_of_param, recipe_from_config
 
 SPACE = {
     "prune_method": Choices(choices=["none", "structured", "unstructured", "semi_structured_2_4"]),
@@ -37,7 +37,7 @@ def _sample(space, n=60, seed=0, enqueue=True):
 
 def test_first_trial_is_the_uncompressed_teacher_with_real_parameters():
     (params, config), *_ = _sample(SPACE, n=1)[0]
-    assert params == {"prune_method": "none", "bits": 32, "kd_steps": 0}
+    assert params == {"prune_method": "none", "bits_index": 3, "kd_steps_index": 0}  # 32 bits: last of [4, 8, 16, 32]
     assert {k: config[k] for k in BASELINE} == BASELINE and config["baseline"] is True
     assert recipe_from_config(config, seed=0).stages() == []
 
@@ -46,7 +46,7 @@ def test_samplers_that_model_shared_knobs_see_the_baseline_too():
     """NSGA-II and GP model the knobs every trial has; a baseline without parameters left them none."""
     _, study = _sample(SPACE, n=12)
     shared = optuna.search_space.intersection_search_space(study.get_trials())
-    assert {"prune_method", "bits", "kd_steps"} <= set(shared)
+    assert {"prune_method", "bits_index", "kd_steps_index"} <= set(shared)
 
 
 def test_baseline_is_forced_where_the_space_cannot_express_it():
@@ -57,7 +57,8 @@ def test_baseline_is_forced_where_the_space_cannot_express_it():
 
 
 def test_conditional_knobs_only_where_they_matter():
-    for params, config in _sample(SPACE)[0][1:]:
+    for sampled, config in _sample(SPACE)[0][1:]:
+        params = {knob_of_param(name) for name in sampled}  # numeric choices are sampled as `<knob>_index`
         recipe = recipe_from_config(config, seed=0)  # every sampled config is a valid recipe
         method = config["prune_method"]
         assert ("prune_ratio" in params) == (method in ("structured", "unstructured"))
@@ -75,7 +76,7 @@ def test_conditional_knobs_only_where_they_matter():
 def test_fixed_knobs_are_constants_not_parameters():
     space = {"prune_method": "structured", "prune_ratio": 0.5, "bits": Choices(choices=[8, 32])}
     for params, config in _sample(space, n=5)[0][1:]:
-        assert set(params) == {"bits"}
+        assert set(params) == {"bits_index"}
         assert config["prune_method"] == "structured" and config["prune_ratio"] == 0.5
 
 
@@ -94,4 +95,45 @@ def test_grid_space_discretizes_ranges():
     assert grid["prune_ratio"] == [0.0, 0.4, 0.8]
     assert grid["kd_learning_rate"] == pytest.approx([1e-4, 1e-3, 1e-2])
     assert grid["kd_steps"] == [0, 100, 200]
-    assert grid["bits"] == [8, 32]
+    assert grid["bits_index"] == [0, 1] and "bits" not in grid
+
+
+def test_numeric_choices_are_sampled_in_order_and_configs_carry_the_values():
+    """TPE, GP and NSGA-II see 8 bits between 4 and 16: an integer position, not an unordered category."""
+    space = {"prune_method": Choices(choices=["none", "structured"]), "prune_ratio": Choices(choices=[0.7, 0.3, 0.5]),
+             "bits": Choices(choices=[32, 16, 8, 4]), "qat": Choices(choices=[False, True])}  # fmt: skip
+    samples, study = _sample(space, n=40)
+    assert "bits" not in samples[1][0] and "prune_method" in samples[1][0]
+    for params, config in samples[1:]:
+        assert config["bits"] == [4, 8, 16, 32][params["bits_index"]]
+        if "prune_ratio_index" in params:
+            assert config["prune_ratio"] == [0.3, 0.5, 0.7][params["prune_ratio_index"]]
+        assert recipe_from_config(config, seed=0).bits == config["bits"]
+    dists = study.get_trials()[1].distributions
+    assert dists["bits_index"] == optuna.distributions.IntDistribution(0, 3)
+    assert isinstance(dists["prune_method"], optuna.distributions.CategoricalDistribution)
+    assert {config["bits"] for _, config in samples[1:]} == {4, 8, 16, 32}
+
+
+def test_grid_sampler_walks_every_numeric_choice():
+    space = {"prune_method": "none", "bits": Choices(choices=[32, 8, 4])}
+    grid = grid_space(space, points=3)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.GridSampler(grid, seed=0))
+    fn, seen = DefineByRun(space), []
+
+    def objective(trial):
+        bits = fn(trial)["bits"]
+        seen.append((trial.params["bits_index"], bits))
+        return 0.5, 1.0
+
+    study.optimize(objective, n_trials=10)  # the grid sampler stops the study once every point is done
+    assert sorted(i for i, _ in seen) == [0, 1, 2]
+    assert seen[0][1] == 32  # trial 0 is the teacher, whatever grid point it drew
+    assert all(bits == [4, 8, 32][i] for i, bits in seen[1:])
+
+
+def test_index_parameters_name_their_knob():
+    assert knob_of_param("bits_index") == "bits"
+    assert knob_of_param("kd_steps_index") == "kd_steps"
+    assert knob_of_param("prune_method") == "prune_method"
+    assert knob_of_param("some_index") == "some_index"  # not a knob: left as it is
