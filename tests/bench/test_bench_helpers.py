@@ -93,3 +93,47 @@ def test_spread_figures():
     assert s["median"] == 100.0
     assert s["range_over_median"] == pytest.approx(0.2)
     assert s["max_deviation_from_median"] == pytest.approx(0.1)
+
+
+def _searchers(**medians):
+    return {name: {"trials_to_95pct": {"median_counted": m, "median": None if m > 120 else m,
+                                       "median_counting_not_reached_as": 121}} for name, m in medians.items()}  # fmt: skip
+
+
+def test_target_is_best_searcher_at_most_half_of_random():
+    met = se._target_from(_searchers(tpe=30, random=60, nsga2=45), seeds=60, source="replay")
+    assert met["best_searcher"] == "tpe" and met["ratio_best_to_random"] == 0.5 and met["met"] is True
+    missed = se._target_from(_searchers(tpe=31, random=60), seeds=60, source="replay")
+    assert missed["met"] is False
+    censored = se._target_from(_searchers(tpe=40, random=121), seeds=5, source="tuner")
+    assert censored["met"] is True and "upper bound" in censored["note"]
+    never = se._target_from(_searchers(tpe=121, random=121), seeds=5, source="tuner")
+    assert never["met"] is False  # the best never got there: not met, whatever the ratio
+
+
+def test_targets_are_judged_on_the_replay_where_there_is_one():
+    tuner = {"searchers": _searchers(tpe=50, random=60), "seeds": [0, 1, 2, 3, 4], "need_budget": 120}
+    replay = {"searchers": _searchers(tpe=30, random=70), "seeds": list(range(60))}
+    both = se.check_targets(tuner, replay)
+    assert both["tuner"]["met"] is False and both["replay"]["met"] is True and both["met"] is True
+    assert se.check_targets(tuner)["met"] is False
+
+
+def test_replay_proposes_table_recipes_from_the_teacher_on_and_repeats_per_seed():
+    rows, sidecar = se.load_table()
+    table = {se.grid_key(r): r for r in rows}
+    keys = se.replay_search(table, sidecar, "tpe", seed=3, budget=14)
+    assert len(keys) == 14 and set(keys) <= {r["recipe_key"] for r in rows}
+    teacher = next(r for r in rows if r["prune_method"] == "none" and r["bits"] == 32 and r["kd_steps"] == 0)
+    assert keys[0] == teacher["recipe_key"]
+    assert se.replay_search(table, sidecar, "tpe", seed=3, budget=14) == keys
+    assert se.replay_search(table, sidecar, "tpe", seed=4, budget=14) != keys
+
+
+@pytest.mark.slow
+def test_replay_proposes_what_the_products_tuner_proposes():
+    """The replay's many seeds stand for the Tuner only if a shared seed proposes the same recipes in the same order."""
+    rows, sidecar = se.load_table()
+    tuner = se.run_searches({r["recipe_key"]: r for r in rows}, sidecar, ["tpe"], seeds=[1], budgets=[14])
+    replay = se.run_replays({se.grid_key(r): r for r in rows}, sidecar, ["tpe"], seeds=[1], budget=14)
+    assert se._compare_replay(tuner, replay) == {"compared": 1, "identical": 1, "differing": []}
