@@ -67,6 +67,15 @@ def test_wilson_known_value_and_extremes():
     assert high1 == pytest.approx(1.0) and high1 <= 1.0 and low1 == pytest.approx(0.7225, abs=1e-4)
 
 
+@pytest.mark.parametrize("n", [1, 7, 10, 100, 359, 360, 1797])
+def test_wilson_holds_the_proportion_exactly_even_at_the_extremes(n):
+    """At 100% the upper end is 1.0 itself, not 0.9999999999999998 (a perfect val split on 359 examples hit this)."""
+    for k in sorted({0, 1, n // 2, n - 1, n}):
+        low, high = wilson_interval(k, n)
+        assert 0.0 <= low <= k / n <= high <= 1.0
+    assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0
+
+
 def test_wilson_narrows_with_more_examples():
     narrow = wilson_interval(900, 1000)
     wide = wilson_interval(9, 10)
