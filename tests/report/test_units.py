@@ -157,6 +157,19 @@ def test_importance_over_enough_trials_is_deterministic(tmp_path):
     assert param_importances(db, "s").values == first.values
 
 
+def test_importance_names_the_knob_not_the_index_optuna_samples(tmp_path):
+    """Numeric choices are sampled as `bits_index`; the report speaks of `bits`."""
+    db = tmp_path / "optuna.db"
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{db}", directions=["maximize", "minimize"])
+    dist = {"bits_index": optuna.distributions.IntDistribution(0, 3), "prune_ratio": optuna.distributions.FloatDistribution(0, 1)}
+    for i in range(12):
+        index, r = i % 4, i / 12
+        study.add_trial(optuna.trial.create_trial(params={"bits_index": index, "prune_ratio": r}, distributions=dist,
+                                                  values=[1 - r / 2, 100.0 * (index + 1)]))  # fmt: skip
+    values = param_importances(db, "s").values
+    assert set(values["monthly_usd"]) == set(values["quality"]) == {"bits", "prune_ratio"}
+
+
 def test_formats():
     assert fmt.usd(1234.5) == "$1,234.50" and fmt.usd(None) == fmt.DASH and fmt.usd(float("nan")) == fmt.DASH
     assert fmt.size(928701) == "907 KiB" and fmt.ratio(0.2571) == "0.257×" and fmt.percent(0.6) == "60.0%"
