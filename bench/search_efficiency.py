@@ -555,16 +555,16 @@ def lookup_trial(config: dict, table: dict, baseline_quality: float, max_drop: f
     """
     from ray import tune
 
-    method, steps = config["prune_method"], int(config["kd_steps"])
-    key = (method, float(config["prune_ratio"]) if method != "none" else 0.0, int(config["bits"]), steps,
-           float(config["kd_temperature"]) if steps else None)  # fmt: skip
-    row = table[key]  # a KeyError here means the space offered a recipe the table lacks: a benchmark bug
+    row = table[grid_key(config)]  # a KeyError here means the space offered a recipe the table lacks: a benchmark bug
+    tune.report({**row, "baseline": bool(config.get("baseline", False)), **trial_result(row, baseline_quality, max_drop)})
+
+
+def trial_result(row: dict, baseline_quality: float, max_drop: float) -> dict:
+    """What a finished trial reports beside its row: final, the accuracy drop, and the objective and constraint
+    values ConstrainedOptunaSearch tells Optuna."""
     drop = baseline_quality - row["quality"]
-    tune.report({
-        **row, "final": True, "baseline": bool(config.get("baseline", False)), "accuracy_drop": drop,
-        "objective_monthly_usd": row["objective_monthly_usd"], "constraint_quality": drop - max_drop,
-        "constraint_cost": 0.0 if row["feasible"] else 1.0,
-    })  # fmt: skip
+    return {"final": True, "accuracy_drop": drop, "objective_monthly_usd": row["objective_monthly_usd"],
+            "constraint_quality": drop - max_drop, "constraint_cost": 0.0 if row["feasible"] else 1.0}  # fmt: skip
 
 
 def _ordered_keys(study_name: str, storage_url: str, space: dict) -> list[str]:
@@ -592,7 +592,7 @@ def replay_search(table: dict[tuple, dict], sidecar: dict, sampler: str, seed: i
     """
     import optuna
 
-    from orchestrator.search.searcher import MODES, make_sampler
+    from orchestrator.search.searcher import CONSTRAINT_KEYS, METRICS, MODES, make_sampler
     from orchestrator.search.space import DefineByRun, baseline_point, recipe_from_config
 
     config = _search_config(sampler, seed, budget, base=sidecar["config"])
@@ -606,11 +606,11 @@ def replay_search(table: dict[tuple, dict], sidecar: dict, sampler: str, seed: i
         trial = study.ask()
         fixed = define(trial)  # before reading trial.params: it returns a copy of what was suggested so far
         knobs = {**trial.params, **fixed}
-        row = table[grid_key({**knobs, "kd_temperature": knobs.get("kd_temperature")})]
-        drop = teacher_q - row["quality"]
-        trial.set_constraint("constraint_quality", drop - max_drop)
-        trial.set_constraint("constraint_cost", 0.0 if row["feasible"] else 1.0)
-        study.tell(trial, [row["quality"], row["objective_monthly_usd"]])
+        row = table[grid_key(knobs)]
+        result = {**row, **trial_result(row, teacher_q, max_drop)}
+        for key in CONSTRAINT_KEYS:
+            trial.set_constraint(key, result[key])
+        study.tell(trial, [result[metric] for metric in METRICS])
         keys.append(recipe_from_config(knobs, seed=RECIPE_SEED).key())
     return keys
 
