@@ -137,3 +137,31 @@ def test_replay_proposes_what_the_products_tuner_proposes():
     tuner = se.run_searches({r["recipe_key"]: r for r in rows}, sidecar, ["tpe"], seeds=[1], budgets=[14])
     replay = se.run_replays({se.grid_key(r): r for r in rows}, sidecar, ["tpe"], seeds=[1], budget=14)
     assert se._compare_replay(tuner, replay) == {"compared": 1, "identical": 1, "differing": []}
+
+
+def _seed_line(group: str, seed: int, quality: float) -> dict:
+    return {"group": group, "seed": seed, "rows": [{"recipe_key": f"{group}-8b", "bits": 8, "quality": quality, "test_quality": quality}]}
+
+
+def test_a_distilled_row_is_averaged_over_seeds_an_undistilled_row_keeps_its_value():
+    row = {"quality": 0.99, "test_quality": 0.98}
+    one = se._averaged_quality(row, [])
+    assert (one["quality"], one["test_quality"], one["quality_seeds"]) == (0.99, 0.98, 1)
+    five = se._averaged_quality(row, [{"quality": q, "test_quality": 0.97} for q in (0.98, 0.97, 0.96, 0.95)])
+    assert five["quality"] == pytest.approx(0.97) and five["test_quality"] == pytest.approx(0.972)
+    assert (five["quality_seeds"], five["quality_seed0"], five["quality_min"], five["quality_max"]) == (5, 0.99, 0.95, 0.99)
+
+
+def test_only_seeds_measured_for_every_distilled_group_are_averaged(tmp_path, monkeypatch):
+    import json
+
+    done = {g: {"rows": [{"kd_steps": steps}]} for g, steps in (("a", 100), ("b", 300), ("plain", 0))}
+    lines = [_seed_line("a", 1, 0.9), _seed_line("b", 1, 0.8), _seed_line("a", 2, 0.7)]  # seed 2 lacks group b
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    monkeypatch.setattr(se, "QUALITY_SEEDS", path)
+    seeds, readings = se._seed_qualities(done)
+    assert seeds == [1]
+    assert {k: [r["quality"] for r in v] for k, v in readings.items()} == {"a-8b": [0.9], "b-8b": [0.8]}
+    monkeypatch.setattr(se, "QUALITY_SEEDS", tmp_path / "absent.jsonl")
+    assert se._seed_qualities(done) == ([], {})
