@@ -893,11 +893,34 @@ def _target_from(searchers: dict, seeds: int, source: str) -> dict:
     if searchers["random"]["trials_to_95pct"]["median"] is None:
         note = (f"random's median did not reach 95% within {searchers['random']['trials_to_95pct']['median_counting_not_reached_as'] - 1} "
                 "trials and is counted as budget+1, so its true figure is higher and the ratio is an upper bound")  # fmt: skip
-    return {
+    out = {
         "source": source, "seeds": seeds, "best_searcher": best, "best_median_trials_to_95pct": others[best],
         "random_median_trials_to_95pct": random_n, "ratio_best_to_random": round(others[best] / random_n, 3),
         "met": others[best] <= 0.5 * random_n and searchers[best]["trials_to_95pct"]["median"] is not None, "note": note,
     }  # fmt: skip
+    mine, theirs = searchers[best]["trials_to_95pct"].get("per_seed"), searchers["random"]["trials_to_95pct"].get("per_seed")
+    if mine and theirs and len(mine) >= 10:
+        out["spread"] = ratio_spread(mine, theirs, searchers["random"]["trials_to_95pct"]["median_counting_not_reached_as"])
+    return out
+
+
+def ratio_spread(best: Sequence[int | None], random_: Sequence[int | None], not_reached_as: int, draws: int = 10_000) -> dict:
+    """How firm a ratio of medians over many seeds is: a seed-bootstrap 95% interval, and how many disjoint sets of
+    5 seeds (the issue's protocol) would each meet the target on their own."""
+    import random as _random
+
+    b = [x if x is not None else not_reached_as for x in best]
+    r = [x if x is not None else not_reached_as for x in random_]
+    rng = _random.Random(0)
+    ratios = sorted(statistics.median(rng.choices(b, k=len(b))) / statistics.median(rng.choices(r, k=len(r))) for _ in range(draws))
+    sets = [(statistics.median(b[i : i + 5]), statistics.median(r[i : i + 5])) for i in range(0, min(len(b), len(r)) - 4, 5)]
+    return {
+        "bootstrap_ci95": [round(ratios[int(0.025 * draws)], 3), round(ratios[int(0.975 * draws) - 1], 3)],
+        "bootstrap_draws": draws,
+        "five_seed_sets": len(sets),
+        "five_seed_sets_meeting_target": sum(x <= 0.5 * y and x < not_reached_as for x, y in sets),
+        "five_seed_set_ratios": [round(x / y, 3) for x, y in sets],
+    }
 
 
 def check_targets(result: dict, replay: dict | None = None) -> dict:
@@ -905,7 +928,9 @@ def check_targets(result: dict, replay: dict | None = None) -> dict:
 
     Judged on the Tuner runs (the issue's 5 seeds) and, where run, on the replay's many
     seeds: with 5 seeds a median of this metric moves by a factor of two from one set of
-    seeds to the next, so the replay's figure is the one to trust.
+    seeds to the next, so the replay's figure is the one to trust. With many seeds, `spread`
+    says how firm it is: a seed-bootstrap interval of the ratio, and how many disjoint sets
+    of 5 seeds would meet the target on their own.
     """
     if "random" not in result["searchers"]:
         return {"met": None, "why": "random search was not run"}

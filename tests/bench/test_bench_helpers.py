@@ -165,3 +165,15 @@ def test_only_seeds_measured_for_every_distilled_group_are_averaged(tmp_path, mo
     assert {k: [r["quality"] for r in v] for k, v in readings.items()} == {"a-8b": [0.9], "b-8b": [0.8]}
     monkeypatch.setattr(se, "QUALITY_SEEDS", tmp_path / "absent.jsonl")
     assert se._seed_qualities(done) == ([], {})
+
+
+def test_ratio_spread_bootstraps_seeds_and_judges_each_set_of_five():
+    fast, slow = [10] * 10, [40] * 10
+    firm = se.ratio_spread(fast, slow, not_reached_as=241, draws=500)
+    assert firm["bootstrap_ci95"] == [0.25, 0.25]  # no spread between seeds: no spread in the ratio
+    assert (firm["five_seed_sets"], firm["five_seed_sets_meeting_target"]) == (2, 2)
+    mixed = se.ratio_spread([10] * 5 + [None] * 5, slow, not_reached_as=241, draws=500)
+    assert mixed["five_seed_sets_meeting_target"] == 1  # the set that never got there does not meet it
+    assert mixed["five_seed_set_ratios"] == [0.25, round(241 / 40, 3)]
+    low, high = mixed["bootstrap_ci95"]
+    assert low < high
