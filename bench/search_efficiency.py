@@ -9,8 +9,8 @@ Two parts:
   measured, and priced with the cost model on search_spaces/digits.yaml's traffic
   and catalog. A distilled recipe's quality is the mean over 5 distillation seeds
   (as NAS-Bench-201 and HPOBench average their tables over seeds): with one seed,
-  val accuracy moves in steps of one example of 359 and the front is decided by
-  which recipe drew a lucky seed. Throughput is measured
+  val accuracy moves in steps of one example of 359, and which recipes tie on the
+  front depends on the seed each drew. Throughput is measured
   in interleaved rounds against the teacher (noise cancels in the per-round ratio)
   and stored as ratio × the teacher's reference median. Written to
   bench/data/digits_table.csv with a sidecar bench/data/digits_table.json (grid,
@@ -390,7 +390,6 @@ def _group_models(task, teacher, method: str, ratio: float, steps: int, temp: fl
         yield recipe, student.eval(), record, prefix_seconds + time.perf_counter() - q0
 
 
-
 def build_quality_seeds(seeds: Sequence[int], shard: tuple[int, int] = (0, 1)) -> None:
     """Val and test quality of every distilled recipe again with other distillation seeds (no timing: speed does not
     depend on the seed); appended to QUALITY_SEEDS, one line per (group, seed), resumable. Pruning and quantization
@@ -588,7 +587,8 @@ def _seed_qualities(done: dict[str, dict]) -> tuple[list[int], dict[str, list[di
     """The further distillation seeds measured for every distilled group, and each row's readings under them."""
     distilled = {name for name, g in done.items() if any(r["kd_steps"] for r in g["rows"])}
     lines = _load_quality_seeds()
-    seeds = sorted(s for s in {line["seed"] for line in lines} if {l["group"] for l in lines if l["seed"] == s} >= distilled)
+    groups_of = lambda seed: {line["group"] for line in lines if line["seed"] == seed}  # noqa: E731
+    seeds = sorted(s for s in {line["seed"] for line in lines} if groups_of(s) >= distilled)
     readings: dict[str, list[dict]] = {}
     for line in lines:
         if line["seed"] in seeds and line["group"] in distilled:
@@ -1040,8 +1040,14 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="with --quality-seeds: k/n, this process's share of the jobs")
     args = parser.parse_args()
     if args.quality_seeds:
-        k, n = (int(x) for x in args.shard.split("/"))
-        build_quality_seeds([int(x) for x in args.quality_seeds.split(",")], (k, n))
+        try:
+            k, n = (int(x) for x in args.shard.split("/"))
+            seeds = [int(x) for x in args.quality_seeds.split(",")]
+        except ValueError:
+            parser.error(f"--quality-seeds wants integers like 1,2,3,4 and --shard wants k/n like 0/2, got {args.quality_seeds!r} and {args.shard!r}")
+        if not 0 <= k < n:
+            parser.error(f"--shard k/n wants 0 <= k < n, got {args.shard!r}")
+        build_quality_seeds(seeds, (k, n))
         return
     if args.build_table:
         build_table(args.rounds, args.repeats, args.threads, check=not args.no_check, resume=args.resume)
