@@ -92,8 +92,10 @@ def test_structured_l1_and_l2_importance_both_prune_and_keep_signal(compress, di
     model, record = compress(StructuredPruneConfig(ratio=0.5, importance=importance))
     assert record.config["importance"] == importance
     assert record.details["layer_widths"]["features.0"] == 32
-    # Magnitude pruning keeps the informative channels: far above the 10% of chance before any fine-tuning.
-    assert digits_task.evaluate(model, "val")["value"] > 0.5
+    # Magnitude pruning keeps the informative channels: well above the 10% of chance before any fine-tuning.
+    # How far above depends on the teacher, and CPU training is not bitwise reproducible across runs: over 28
+    # teachers (train_seed 0-27) and a fresh clone's, 50% without fine-tuning kept 0.43-0.98 val accuracy.
+    assert digits_task.evaluate(model, "val")["value"] > 0.25
 
 
 def test_structured_ratio_zero_is_identity(compress, teacher):
