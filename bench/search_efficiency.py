@@ -157,6 +157,12 @@ def kd_settings(grid: dict[str, list] | None = None) -> list[tuple[int, float | 
     return [(0, None)] + [(s, t) for s in grid["kd_steps"] if s > 0 for t in grid["kd_temperature"]]
 
 
+def table_groups() -> list[tuple[str, float, int, float | None]]:
+    """(prune method, ratio, kd_steps, temperature) of each group the build prunes and distils once."""
+    prefixes = [(m, r) for m in GRID["prune_method"] for r in ([0.0] if m == "none" else GRID["prune_ratio"])]
+    return [(m, r, s, t) for m, r in prefixes for s, t in kd_settings()]
+
+
 def median_or_none(values: Sequence[float | None]) -> float | None:
     clean = [v for v in values if v is not None]
     return statistics.median(clean) if clean else None
@@ -312,9 +318,8 @@ def build_table(rounds: int, repeats: int, threads: int | None, check: bool, res
         RAW.unlink(missing_ok=True)
         QUALITY_SEEDS.unlink(missing_ok=True)  # readings of another build's models
         RAW_META.write_text(json.dumps({"config": _snapshot(config), "complete": False}, indent=1) + "\n")
-    prefixes = [(m, r) for m in GRID["prune_method"] for r in ([0.0] if m == "none" else GRID["prune_ratio"])]
     only = os.environ.get("HEDGEROW_BENCH_GROUPS")  # a comma list of group names, for trying the build quickly
-    groups = [(m, r, s, t) for m, r in prefixes for s, t in kd_settings()]
+    groups = table_groups()
     for gi, (method, ratio, steps, temp) in enumerate(groups):
         name = f"{method}-{ratio}-{steps}-{temp}"
         if name in done or (only and name not in only.split(",")):
@@ -407,8 +412,7 @@ def build_quality_seeds(seeds: Sequence[int], shard: tuple[int, int] = (0, 1)) -
     torch.set_num_threads(1)
     teacher = task.teacher().eval()
     done = {(g["group"], g["seed"]) for g in _load_quality_seeds()}
-    prefixes = [(m, r) for m in GRID["prune_method"] for r in ([0.0] if m == "none" else GRID["prune_ratio"])]
-    jobs = [(seed, m, r, s, t) for seed in seeds for m, r in prefixes for s, t in kd_settings() if s]
+    jobs = [(seed, *group) for seed in seeds for group in table_groups() if group[2]]
     index, count = shard
     only = os.environ.get("HEDGEROW_BENCH_GROUPS")
     for ji, (seed, method, ratio, steps, temp) in enumerate(jobs):
