@@ -32,12 +32,17 @@ KD_KNOBS = ("kd_temperature", "kd_alpha", "kd_learning_rate", "kd_batch_size")
 INDEX_SUFFIX = "_index"
 
 
-def ordered_values(knob: Choices) -> list[Any] | None:
-    """The sorted values of a knob whose choices are all numbers (searched by position), else None."""
-    values = knob.choices
-    if len(values) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return sorted(set(values))
-    return None
+def choice_param(name: str, knob: Choices) -> tuple[str, list[Any], list[Any]]:
+    """How Optuna samples a Choices knob: the parameter's name, the values it takes, and the knob value of each.
+
+    All-numeric choices are searched by position in their sorted values (`bits_index` 0..3 for
+    bits 4, 8, 16, 32); any other choices are a categorical parameter of the knob's own name.
+    """
+    choices = list(knob.choices)
+    if len(choices) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in choices):
+        values = sorted(set(choices))
+        return name + INDEX_SUFFIX, list(range(len(values))), values
+    return name, choices, choices
 
 
 def knob_of_param(param: str) -> str:
@@ -60,10 +65,10 @@ class DefineByRun:
             if knob is None:
                 return Recipe.model_fields[name].default
             if isinstance(knob, Choices):
-                values = ordered_values(knob)
-                if values is None:
-                    return trial.suggest_categorical(name, knob.choices)
-                fixed[name] = values[trial.suggest_int(name + INDEX_SUFFIX, 0, len(values) - 1)]
+                param, _, values = choice_param(name, knob)
+                if param == name:
+                    return trial.suggest_categorical(name, values)
+                fixed[name] = values[trial.suggest_int(param, 0, len(values) - 1)]
                 return fixed[name]
             if isinstance(knob, Range):
                 if name in INTEGER_KNOBS:
@@ -104,11 +109,8 @@ def baseline_point(space: dict[str, Knob]) -> dict[str, Any]:
     for name in ("prune_method", "bits", "kd_steps"):
         knob, value = space.get(name), BASELINE[name]
         if isinstance(knob, Choices) and value in knob.choices:
-            values = ordered_values(knob)
-            if values is None:
-                point[name] = value
-            else:
-                point[name + INDEX_SUFFIX] = values.index(value)
+            param, options, values = choice_param(name, knob)
+            point[param] = options[values.index(value)]
         elif isinstance(knob, Range) and knob.low <= value <= knob.high:
             point[name] = value
     return point
@@ -119,11 +121,8 @@ def grid_space(space: dict[str, Knob], points: int) -> dict[str, list[Any]]:
     grid: dict[str, list[Any]] = {}
     for name, knob in space.items():
         if isinstance(knob, Choices):
-            values = ordered_values(knob)
-            if values is None:
-                grid[name] = list(knob.choices)
-            else:
-                grid[name + INDEX_SUFFIX] = list(range(len(values)))
+            param, options, _ = choice_param(name, knob)
+            grid[param] = options
         elif isinstance(knob, Range):
             if knob.step:
                 values = np.arange(knob.low, knob.high + knob.step / 2, knob.step)
