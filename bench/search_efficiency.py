@@ -138,16 +138,18 @@ def trials_to_reach(curve: Sequence[float], target: float) -> int | None:
 
 def table_recipes(grid: dict[str, list] | None = None) -> list[dict[str, Any]]:
     """Every distinct recipe of the grid: no ratio without pruning, no temperature without distillation."""
+    return [knobs for _, *group in table_groups(grid) for knobs in group_recipes(*group, grid=grid)]
+
+
+def group_recipes(method: str, ratio: float, steps: int, temp: float | None, grid: dict[str, list] | None = None) -> list[dict[str, Any]]:
+    """The knobs of each bit-width of one group."""
     grid = GRID if grid is None else grid
     recipes = []
-    for method in grid["prune_method"]:
-        for ratio in [0.0] if method == "none" else grid["prune_ratio"]:
-            for steps, temp in kd_settings(grid):
-                for bits in grid["bits"]:
-                    knobs: dict[str, Any] = {"prune_method": method, "prune_ratio": ratio, "bits": bits, "kd_steps": steps}
-                    if steps:
-                        knobs["kd_temperature"] = temp
-                    recipes.append(knobs)
+    for bits in grid["bits"]:
+        knobs: dict[str, Any] = {"prune_method": method, "prune_ratio": ratio, "bits": bits, "kd_steps": steps}
+        if steps:
+            knobs["kd_temperature"] = temp
+        recipes.append(knobs)
     return recipes
 
 
@@ -157,10 +159,20 @@ def kd_settings(grid: dict[str, list] | None = None) -> list[tuple[int, float | 
     return [(0, None)] + [(s, t) for s in grid["kd_steps"] if s > 0 for t in grid["kd_temperature"]]
 
 
-def table_groups() -> list[tuple[str, float, int, float | None]]:
-    """(prune method, ratio, kd_steps, temperature) of each group the build prunes and distils once."""
-    prefixes = [(m, r) for m in GRID["prune_method"] for r in ([0.0] if m == "none" else GRID["prune_ratio"])]
-    return [(m, r, s, t) for m, r in prefixes for s, t in kd_settings()]
+def table_groups(grid: dict[str, list] | None = None) -> list[tuple[str, str, float, int, float | None]]:
+    """(name, prune method, ratio, kd_steps, temperature) of each group the build prunes and distils once.
+
+    The name keys a group in the raw readings and in the further seeds' readings alike.
+    """
+    grid = GRID if grid is None else grid
+    prefixes = [(m, r) for m in grid["prune_method"] for r in ([0.0] if m == "none" else grid["prune_ratio"])]
+    return [(f"{m}-{r}-{s}-{t}", m, r, s, t) for m, r in prefixes for s, t in kd_settings(grid)]
+
+
+def _selected(name: str) -> bool:
+    """Whether HEDGEROW_BENCH_GROUPS (a comma list of group names, for trying the build quickly) lets a group run."""
+    only = os.environ.get("HEDGEROW_BENCH_GROUPS")
+    return not only or name in only.split(",")
 
 
 def median_or_none(values: Sequence[float | None]) -> float | None:
@@ -276,14 +288,12 @@ def _snapshot(config) -> dict:
     return config.model_dump(mode="json", exclude={"space"})
 
 
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
 def _load_raw() -> dict[str, dict]:
-    done: dict[str, dict] = {}
-    if RAW.is_file():
-        for line in RAW.read_text().splitlines():
-            if line.strip():
-                group = json.loads(line)
-                done[group["group"]] = group
-    return done
+    return {group["group"]: group for group in _read_jsonl(RAW)}
 
 
 def build_table(rounds: int, repeats: int, threads: int | None, check: bool, resume: bool = False) -> None:
@@ -318,11 +328,9 @@ def build_table(rounds: int, repeats: int, threads: int | None, check: bool, res
         RAW.unlink(missing_ok=True)
         QUALITY_SEEDS.unlink(missing_ok=True)  # readings of another build's models
         RAW_META.write_text(json.dumps({"config": _snapshot(config), "complete": False}, indent=1) + "\n")
-    only = os.environ.get("HEDGEROW_BENCH_GROUPS")  # a comma list of group names, for trying the build quickly
     groups = table_groups()
-    for gi, (method, ratio, steps, temp) in enumerate(groups):
-        name = f"{method}-{ratio}-{steps}-{temp}"
-        if name in done or (only and name not in only.split(",")):
+    for gi, (name, method, ratio, steps, temp) in enumerate(groups):
+        if name in done or not _selected(name):
             continue
         t0 = time.perf_counter()
         models, rows = {}, []
@@ -368,12 +376,7 @@ def _group_models(task, teacher, method: str, ratio: float, steps: int, temp: fl
     from orchestrator.compress.recipe import Recipe, summarize_steps
 
     t0 = time.perf_counter()
-    recipes = []
-    for bits in GRID["bits"]:
-        knobs: dict[str, Any] = {"prune_method": method, "prune_ratio": ratio, "bits": bits, "kd_steps": steps}
-        if steps:
-            knobs["kd_temperature"] = temp
-        recipes.append(Recipe(**knobs, seed=seed))
+    recipes = [Recipe(**knobs, seed=seed) for knobs in group_recipes(method, ratio, steps, temp)]
     prefix = [c for c in recipes[0].stages() if type(c).__name__ not in ("HalfPrecisionConfig", "Int8Config", "Int4WeightOnlyConfig")]
     ctx = Context(task=task, teacher=teacher, device=torch.device("cpu"))
     model = copy.deepcopy(teacher)
@@ -411,13 +414,11 @@ def build_quality_seeds(seeds: Sequence[int], shard: tuple[int, int] = (0, 1)) -
     task = prepare(config).task
     torch.set_num_threads(1)
     teacher = task.teacher().eval()
-    done = {(g["group"], g["seed"]) for g in _load_quality_seeds()}
-    jobs = [(seed, *group) for seed in seeds for group in table_groups() if group[2]]
+    done = {(g["group"], g["seed"]) for g in _read_jsonl(QUALITY_SEEDS)}
+    jobs = [(seed, *group) for seed in seeds for group in table_groups() if group[3]]  # distilled groups only
     index, count = shard
-    only = os.environ.get("HEDGEROW_BENCH_GROUPS")
-    for ji, (seed, method, ratio, steps, temp) in enumerate(jobs):
-        name = f"{method}-{ratio}-{steps}-{temp}"
-        if ji % count != index or (name, seed) in done or (only and name not in only.split(",")):
+    for ji, (seed, name, method, ratio, steps, temp) in enumerate(jobs):
+        if ji % count != index or (name, seed) in done or not _selected(name):
             continue
         t0 = time.perf_counter()
         rows = []
@@ -429,12 +430,6 @@ def build_quality_seeds(seeds: Sequence[int], shard: tuple[int, int] = (0, 1)) -
         with QUALITY_SEEDS.open("a") as fh:
             fh.write(json.dumps(line) + "\n")
         print(f"[{ji + 1}/{len(jobs)}] seed {seed} {name}: {line['seconds']}s  val " + " ".join(f"{r['bits']}b={r['quality']:.4f}" for r in rows), flush=True)
-
-
-def _load_quality_seeds() -> list[dict]:
-    if not QUALITY_SEEDS.is_file():
-        return []
-    return [json.loads(line) for line in QUALITY_SEEDS.read_text().splitlines() if line.strip()]
 
 
 def _check_shortcut(task, teacher, done, apply_recipe, Recipe) -> list[dict]:
@@ -590,7 +585,7 @@ def write_table() -> None:
 def _seed_qualities(done: dict[str, dict]) -> tuple[list[int], dict[str, list[dict]]]:
     """The further distillation seeds measured for every distilled group, and each row's readings under them."""
     distilled = {name for name, g in done.items() if any(r["kd_steps"] for r in g["rows"])}
-    lines = _load_quality_seeds()
+    lines = _read_jsonl(QUALITY_SEEDS)
     groups_of = lambda seed: {line["group"] for line in lines if line["seed"] == seed}  # noqa: E731
     seeds = sorted(s for s in {line["seed"] for line in lines} if groups_of(s) >= distilled)
     readings: dict[str, list[dict]] = {}
