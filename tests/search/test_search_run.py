@@ -77,9 +77,18 @@ def test_summary_has_the_contract_keys_and_a_sound_recommendation(run_dir):
     row = frame.loc[rec["trial_id"]]
     assert bool(row["feasible"]) and row["accuracy_drop"] <= summary["max_quality_drop"]
     assert summary["baseline"]["test"]["value"] - rec["test_accuracy"] <= summary["max_quality_drop"]
-    # nothing feasible within the bound is cheaper than what was recommended
-    ok = frame[(frame["status"] == "finished") & frame["feasible"].astype(bool) & (frame["accuracy_drop"] <= summary["max_quality_drop"])]
-    assert rec["monthly_usd"] == pytest.approx(ok["monthly_usd"].min())
+    # Nothing within the bound on validation is cheaper unless it was passed over for its test drop:
+    # a candidate can hold on validation and miss on test, and the recommendation must not hide that.
+    max_drop, base_test = summary["max_quality_drop"], summary["baseline"]["test"]["value"]
+    ok = frame[(frame["status"] == "finished") & frame["feasible"].astype(bool) & (frame["accuracy_drop"] <= max_drop)]
+    passed_over = {p["trial_id"]: p for p in rec["passed_over"]}
+    cheaper = ok[ok["monthly_usd"] < rec["monthly_usd"]]
+    assert set(cheaper.index) <= set(passed_over), "a cheaper candidate was skipped without a reason"
+    for trial_id, passed in passed_over.items():
+        assert trial_id in cheaper.index or frame.loc[trial_id, "monthly_usd"] == pytest.approx(rec["monthly_usd"])
+        assert base_test - frame.loc[trial_id, "test_accuracy"] > max_drop, passed["reason"]
+        assert "exceeds the bound" in passed["reason"] and trial_id in summary["recommendation_note"]
+    assert rec["monthly_usd"] == pytest.approx(ok.drop(index=list(passed_over))["monthly_usd"].min())
     assert rec["monthly_usd"] <= summary["baseline"]["monthly_usd"]
     saved = summary["baseline"]["monthly_usd"] - rec["monthly_usd"]
     assert rec["savings_ratio"] == pytest.approx(saved / summary["baseline"]["monthly_usd"], abs=1e-4)
