@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench bench-seeds clean
 
 install: $(STAMP)
 
@@ -40,6 +40,13 @@ bench: $(STAMP)
 	$(PY) bench/search_overhead.py
 	$(PY) bench/search_efficiency.py
 	$(PY) bench/measure_stability.py
+
+# The search target over 60 seeds on the product's Tuner itself (~50 min as two shards on 2 cores; resumable).
+bench-seeds: $(STAMP)
+	$(PY) bench/search_efficiency.py --tuner-seeds 60 --shard 0/2 & pid=$$!; \
+	$(PY) bench/search_efficiency.py --tuner-seeds 60 --shard 1/2; rc=$$?; \
+	wait $$pid && test $$rc -eq 0
+	$(PY) bench/search_efficiency.py --tuner-seeds 60
 
 clean:
 	rm -rf $(VENV) .pytest_cache .cache

@@ -30,6 +30,12 @@ Two parts:
   with 5 seeds, a median of trials-to-95% moves by a factor of two from one set of
   seeds to the next. The replay proposes exactly what the Tuner proposes on the
   seeds both run (checked on every run, `replay.matches_tuner`).
+* `--tuner-seeds 60` (`make bench-seeds`; ~50 min as two `--shard k/2` processes, then
+  once without `--shard`): the 240-trial searches of the replayed searchers for 60 seeds
+  on the Tuner itself, so the target's many-seed figure needs no replay to stand for it;
+  runs go to bench/results/search_efficiency_tuner_seeds.runs.jsonl (resumable), figures
+  to bench/results/search_efficiency_tuner_seeds.json, with the replay checked against
+  every run.
 
 Writes bench/results/search_efficiency.json and bench/results/search_efficiency.png.
 
@@ -66,6 +72,7 @@ RAW_META = DATA / "digits_table.raw.json"  # how the raw measurements were taken
 QUALITY_SEEDS = DATA / "digits_table.quality_seeds.jsonl"  # distilled rows' quality under further distillation seeds
 CONFIG = REPO / "search_spaces" / "digits.yaml"
 PLOT = BENCH / "results" / "search_efficiency.png"
+TUNER_SEEDS_RUNS = BENCH / "results" / "search_efficiency_tuner_seeds.runs.jsonl"  # --tuner-seeds: one Tuner run per line
 
 # The grid. Knobs not named here stay at the Recipe's defaults (l2 importance,
 # global scope, kd_alpha 0.7, kd_learning_rate 1e-3, kd_batch_size 64, no QAT).
@@ -779,6 +786,72 @@ def run_searches(
     return runs
 
 
+def run_tuner_seeds(samplers: Sequence[str], seeds: Sequence[int], budget: int, shard: tuple[int, int] = (0, 1)) -> None:
+    """The target's many-seed figure on the product's Tuner itself, not the replay: one budget-long search per
+    (sampler, seed), appended to TUNER_SEEDS_RUNS as it finishes (resumable; k/n shards split the jobs)."""
+    import fcntl
+
+    rows, sidecar = load_table()
+    table = {r["recipe_key"]: r for r in rows}
+    done = {(r["sampler"], r["seed"]) for r in _read_jsonl(TUNER_SEEDS_RUNS) if r["budget"] == budget}
+    jobs = [(sampler, seed) for seed in seeds for sampler in samplers if (sampler, seed) not in done]
+    k, n = shard
+    for sampler, seed in jobs[k::n]:
+        (run,) = run_searches(table, sidecar, [sampler], [seed], [budget])
+        TUNER_SEEDS_RUNS.parent.mkdir(parents=True, exist_ok=True)
+        with TUNER_SEEDS_RUNS.open("a") as fh:  # shards append to one file: one locked write per run
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.write(json.dumps({**run, "table_rows": len(rows)}) + "\n")
+            fh.flush()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def evaluate_tuner_seeds(samplers: Sequence[str], seeds: Sequence[int], budget: int) -> Path | None:
+    """Trials to 95% over many seeds from the Tuner's own runs, the target from them, and the replay checked against
+    every one of them; written to bench/results/search_efficiency_tuner_seeds.json once every run is in."""
+    from _common import machine, write
+
+    rows, sidecar = load_table()
+    wanted = {(sampler, seed) for sampler in samplers for seed in seeds}
+    by_job = {(r["sampler"], r["seed"]): r for r in _read_jsonl(TUNER_SEEDS_RUNS) if r["budget"] == budget}
+    stale = {r["table_rows"] for r in by_job.values()} - {len(rows)}
+    if stale:
+        raise SystemExit(f"{TUNER_SEEDS_RUNS} holds runs against a table of {sorted(stale)} rows, not this one's {len(rows)}: "
+                         "delete it and run --tuner-seeds again")  # fmt: skip
+    missing = sorted(wanted - set(by_job))
+    if missing:
+        print(f"{len(wanted) - len(missing)} of {len(wanted)} Tuner runs done; waiting for {len(missing)} more", flush=True)
+        return None
+    runs = [by_job[(sampler, seed)] for sampler in samplers for seed in seeds]
+    result = evaluate_runs(rows, sidecar, runs)
+    started = time.perf_counter()
+    by_knobs = {grid_key(row): row for row in rows}
+    replay_runs = run_replays(by_knobs, sidecar, samplers, seeds, budget)
+    replay_seconds = time.perf_counter() - started
+    payload = {
+        "benchmark": "search_efficiency_tuner_seeds",
+        "what": f"trials to {TARGET_FRACTION:.0%} of the table's full hypervolume over {len(seeds)} seeds, every run on the "
+                "product's Tuner (the same path as search_efficiency.json's runs, budget-long searches only), and the "
+                "replay without Ray compared with each of them",
+        "table": {"file": f"bench/data/{TABLE_CSV.name}", "rows": len(rows), "measured_on": sidecar["machine"]},
+        "budget": budget,
+        "seeds": list(seeds),
+        "targets": {"target": "best <= 0.5 x random (median trials to 95% of the full hypervolume)",
+                    **_target_from(result["searchers"], len(seeds), f"the product's Tuner, budget-{budget} runs")},
+        "reference_point": result["reference_point"],
+        "full_hypervolume": result["full_hypervolume"],
+        "full_front": result["full_front"],
+        "searchers": {k: {"trials_to_95pct": v["trials_to_95pct"], "trials_to_cheapest_feasible": v["trials_to_cheapest_feasible"]}
+                      for k, v in result["searchers"].items()},
+        "replay_matches_tuner": _compare_replay(runs, replay_runs),
+        "replay_seconds": round(replay_seconds, 1),
+        "tuner_fit_seconds": {s: round(sum(r["fit_seconds"] for r in runs if r["sampler"] == s), 1) for s in samplers},
+        "runs_file": f"bench/results/{TUNER_SEEDS_RUNS.name}",
+        "machine": machine(),
+    }  # fmt: skip
+    return write("search_efficiency_tuner_seeds", payload)
+
+
 def evaluate_runs(rows: list[dict], sidecar: dict, runs: list[dict]) -> dict:
     """Hypervolumes, trials to 95% of the full front, and cheapest $ within the bound against the hand-built chain."""
     teacher_q = sidecar["teacher"]["val_quality"]
@@ -1036,17 +1109,19 @@ def main() -> None:
     parser.add_argument("--replay-samplers", default=",".join(REPLAY_SAMPLERS), help="samplers to replay")
     parser.add_argument("--quality-seeds", default=None, help="measure only the further distillation seeds whose val/test quality "
                         "the table averages (comma list, e.g. 1,2,3,4; --build-table does this itself); then --reprice")
-    parser.add_argument("--shard", default="0/1", help="with --quality-seeds: k/n, this process's share of the jobs")
+    parser.add_argument("--tuner-seeds", type=int, default=0, help="only run the budget-long searches of --replay-samplers for "
+                        "this many seeds on the Tuner, resumably, and write search_efficiency_tuner_seeds.json (~80 min for 60)")
+    parser.add_argument("--shard", default="0/1", help="with --quality-seeds or --tuner-seeds: k/n, this process's share of the jobs")
     args = parser.parse_args()
-    if args.quality_seeds:
-        try:
-            k, n = (int(x) for x in args.shard.split("/"))
-            seeds = [int(x) for x in args.quality_seeds.split(",")]
-        except ValueError:
-            parser.error(f"--quality-seeds wants integers like 1,2,3,4 and --shard wants k/n like 0/2, got {args.quality_seeds!r} and {args.shard!r}")
-        if not 0 <= k < n:
-            parser.error(f"--shard k/n wants 0 <= k < n, got {args.shard!r}")
-        build_quality_seeds(seeds, (k, n))
+    try:
+        shard = tuple(int(x) for x in args.shard.split("/"))
+        quality_seeds = [int(x) for x in args.quality_seeds.split(",")] if args.quality_seeds else []
+    except ValueError:
+        parser.error(f"--quality-seeds wants integers like 1,2,3,4 and --shard wants k/n like 0/2, got {args.quality_seeds!r} and {args.shard!r}")
+    if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
+        parser.error(f"--shard k/n wants 0 <= k < n, got {args.shard!r}")
+    if quality_seeds:
+        build_quality_seeds(quality_seeds, shard)
         return
     if args.build_table:
         build_table(args.rounds, args.repeats, args.threads, check=not args.no_check, resume=args.resume)
@@ -1060,6 +1135,26 @@ def main() -> None:
         unknown = set(names) - set(SAMPLERS)
         if unknown:
             parser.error(f"{flag}: unknown {sorted(unknown)}; choose from {', '.join(SAMPLERS)}")
+    if args.tuner_seeds:
+        if "random" not in replay_samplers:
+            parser.error("--tuner-seeds judges the target against random search: keep random in --replay-samplers")
+        import logging
+
+        import ray
+
+        seeds = list(range(args.tuner_seeds))
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            run_tuner_seeds(replay_samplers, seeds, args.need_budget, shard)
+        finally:
+            ray.shutdown()
+        if shard[1] > 1:  # shards finish in any order: one unsharded call afterwards writes the figures, once
+            print("shard done; run again without --shard to write bench/results/search_efficiency_tuner_seeds.json", flush=True)
+            return
+        path = evaluate_tuner_seeds(replay_samplers, seeds, args.need_budget)
+        if path:
+            print(path, json.loads(path.read_text())["targets"])
+        return
     budgets = sorted({*BUDGETS, args.need_budget})
     import logging
 

@@ -177,3 +177,34 @@ def test_ratio_spread_bootstraps_seeds_and_judges_each_set_of_five():
     assert mixed["five_seed_set_ratios"] == [0.25, round(241 / 40, 3)]
     low, high = mixed["bootstrap_ci95"]
     assert low < high
+
+
+@pytest.mark.slow
+def test_tuner_seed_runs_resume_across_shards_and_judge_the_target_on_the_tuners_runs(tmp_path, monkeypatch):
+    """--tuner-seeds: shards append their Tuner runs to one file, the figures wait for every run, and the replay is
+    checked against each of them."""
+    import json
+    import logging
+
+    import _common
+    import ray
+
+    monkeypatch.setattr(se, "TUNER_SEEDS_RUNS", tmp_path / "runs.jsonl")
+    monkeypatch.setattr(_common, "RESULTS", tmp_path)
+    samplers, seeds = ["tpe", "random"], [0, 1]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        se.run_tuner_seeds(samplers, seeds, budget=12, shard=(0, 2))
+        assert len(se._read_jsonl(se.TUNER_SEEDS_RUNS)) == 2
+        assert se.evaluate_tuner_seeds(samplers, seeds, budget=12) is None  # half the runs: no figures yet
+        se.run_tuner_seeds(samplers, seeds, budget=12, shard=(1, 2))
+        se.run_tuner_seeds(samplers, seeds, budget=12, shard=(0, 1))  # all done: resuming runs nothing again
+    finally:
+        ray.shutdown()
+    runs = se._read_jsonl(se.TUNER_SEEDS_RUNS)
+    assert sorted((r["sampler"], r["seed"]) for r in runs) == sorted((s, k) for s in samplers for k in seeds)
+    out = json.loads(se.evaluate_tuner_seeds(samplers, seeds, budget=12).read_text())
+    assert out["replay_matches_tuner"] == {"compared": 4, "identical": 4, "differing": []}
+    assert out["targets"]["seeds"] == 2 and out["targets"]["best_searcher"] == "tpe"
+    reach = out["searchers"]["tpe"]["trials_to_95pct"]
+    assert reach["of"] == 2 and reach["median_counting_not_reached_as"] == 13
