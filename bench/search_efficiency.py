@@ -1114,12 +1114,15 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="with --quality-seeds or --tuner-seeds: k/n, this process's share of the jobs")
     args = parser.parse_args()
     try:
-        shard = tuple(int(x) for x in args.shard.split("/"))
         quality_seeds = [int(x) for x in args.quality_seeds.split(",")] if args.quality_seeds else []
     except ValueError:
-        parser.error(f"--quality-seeds wants integers like 1,2,3,4 and --shard wants k/n like 0/2, got {args.quality_seeds!r} and {args.shard!r}")
+        parser.error(f"--quality-seeds wants integers like 1,2,3,4, got {args.quality_seeds!r}")
+    try:
+        shard = tuple(int(x) for x in args.shard.split("/"))
+    except ValueError:
+        shard = ()
     if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
-        parser.error(f"--shard k/n wants 0 <= k < n, got {args.shard!r}")
+        parser.error(f"--shard wants k/n with 0 <= k < n, like 0/2, got {args.shard!r}")
     if quality_seeds:
         build_quality_seeds(quality_seeds, shard)
         return
