@@ -18,6 +18,12 @@ from orchestrator.tasks.checkpoint import CheckpointError, load_checkpoint, save
 
 log = logging.getLogger(__name__)
 
+# How the teacher is trained, beyond its settings: part of the cache key, so a change here retrains cached teachers.
+# 2: the initial weights are seeded too, and training runs on TEACHER_THREADS threads (a float sum's order, and so
+# the trained weights, change with the thread count): the same settings give the same teacher on any core count.
+TEACHER_RECIPE = 2
+TEACHER_THREADS = 1
+
 
 class DigitsSettings(BaseModel):
     """Everything that determines the digits data split and the trained teacher."""
@@ -85,19 +91,22 @@ class DigitsTask(Task):
     @property
     def teacher_path(self):
         """Cache file of this task's teacher; its name hashes the settings."""
-        return cache_dir() / f"digits-teacher-{settings_key(self.settings.model_dump())}.safetensors"
+        key = settings_key({**self.settings.model_dump(), "teacher_recipe": TEACHER_RECIPE})
+        return cache_dir() / f"digits-teacher-{key}.safetensors"
 
     def _load_or_train(self) -> nn.Module:
-        model = self.build_model()
         path = self.teacher_path
         if path.exists():
             try:
                 state, _ = load_checkpoint(path)
+                model = self.build_model()
                 model.load_state_dict(state)
                 return model.eval()
             except CheckpointError as exc:
                 log.warning("ignoring cached teacher and retraining: %s", exc)
         started = time.perf_counter()
+        torch.manual_seed(self.settings.train_seed)  # the initial weights are part of what the seed fixes
+        model = self.build_model()
         train_teacher(model, self, self.settings)
         quality = self.evaluate(model, "val")
         metadata = {
@@ -105,6 +114,8 @@ class DigitsTask(Task):
             "settings": self.settings.model_dump(mode="json"),
             "val_accuracy": quality["value"],
             "train_seconds": round(time.perf_counter() - started, 2),
+            "teacher_recipe": TEACHER_RECIPE,
+            "train_threads": TEACHER_THREADS,
             "torch": torch.__version__,
         }
         save_checkpoint(model.state_dict(), path, metadata)
@@ -128,7 +139,16 @@ def _split_digits(settings: DigitsSettings) -> dict[str, tuple[torch.Tensor, tor
 
 
 def train_teacher(model: nn.Module, task: Task, settings: DigitsSettings) -> None:
-    """Plain supervised training with Adam and cross-entropy, seeded."""
+    """Plain supervised training with Adam and cross-entropy, seeded, on TEACHER_THREADS threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(TEACHER_THREADS)
+    try:
+        _train(model, task, settings)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(model: nn.Module, task: Task, settings: DigitsSettings) -> None:
     torch.manual_seed(settings.train_seed)
     inputs, _ = task.data("train")
     steps = settings.epochs * (len(inputs) // settings.batch_size)

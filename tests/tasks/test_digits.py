@@ -64,6 +64,25 @@ def test_teacher_is_built_once_per_task(digits_task, teacher):
     assert digits_task.teacher() is teacher
 
 
+def test_the_same_settings_train_the_same_teacher_whatever_the_rng_state_and_thread_count(tmp_path, monkeypatch):
+    """The seed fixes the initial weights too, and training runs on a fixed thread count: a fresh machine's teacher
+    is ours (a teacher that differed from run to run once let a CI run see a different search than ours)."""
+    small = {"conv_widths": (8, 8, 8), "hidden_width": 16, "epochs": 2}
+    before = torch.get_num_threads()
+    states = []
+    try:
+        for i, threads in enumerate((1, 2)):
+            monkeypatch.setenv("HEDGEROW_CACHE_DIR", str(tmp_path / str(i)))
+            torch.set_num_threads(threads)
+            torch.manual_seed(100 + i)  # whatever the caller did to the global generator before
+            states.append(DigitsTask(**small).teacher().state_dict())
+            assert torch.get_num_threads() == threads, "training leaves the caller's thread count as it was"
+    finally:
+        torch.set_num_threads(before)
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
 def test_cache_key_changes_with_the_settings_only():
     base = DigitsTask().teacher_path
     assert DigitsTask().teacher_path == base
