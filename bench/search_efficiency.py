@@ -363,7 +363,8 @@ def build_table(rounds: int, repeats: int, threads: int | None, check: bool, res
     build_seconds = time.perf_counter() - started
     shortcut = _check_shortcut(task, teacher, done, apply_recipe, Recipe) if check else None
     meta = {"config": _snapshot(config), "complete": True, "threads": threads, "rounds": rounds, "repeats": repeats,
-            "build_seconds": round(build_seconds, 1), "shortcut_check": shortcut, "machine": machine()}  # fmt: skip
+            "build_seconds": round(build_seconds, 1), "shortcut_check": shortcut, "machine": machine(),
+            "teacher_checkpoint": task.teacher_path.name}  # fmt: skip
     RAW_META.write_text(json.dumps(meta, indent=1) + "\n")
     build_quality_seeds(QUALITY_SEED_LIST)
     write_table()
@@ -417,8 +418,12 @@ def build_quality_seeds(seeds: Sequence[int], shard: tuple[int, int] = (0, 1)) -
 
     from orchestrator.search.runner import prepare
 
-    config = _search_config(base=json.loads(RAW_META.read_text())["config"])
+    meta = json.loads(RAW_META.read_text())
+    config = _search_config(base=meta["config"])
     task = prepare(config).task
+    if task.teacher_path.name != meta["teacher_checkpoint"]:  # further seeds distil a different teacher's students
+        raise SystemExit(f"{RAW_META.name}: the table was measured with teacher {meta['teacher_checkpoint']}, this machine has "
+                         f"{task.teacher_path.name}; rebuild the whole table with --build-table")  # fmt: skip
     torch.set_num_threads(1)
     teacher = task.teacher().eval()
     done = {(g["group"], g["seed"]) for g in _read_jsonl(QUALITY_SEEDS)}
@@ -551,7 +556,7 @@ def write_table() -> None:
             "n_val": teacher_row["quality_n"], "reference_throughput_sps": round(reference, 1),
             "reference_readings": len(teacher_readings),
             "reference_readings_min_max_sps": [round(min(teacher_readings), 1), round(max(teacher_readings), 1)],
-            "checkpoint": prepared.task.teacher_path.name if hasattr(prepared.task, "teacher_path") else None,
+            "checkpoint": meta["teacher_checkpoint"],  # the build's teacher, whichever this machine has now
         },
         "objective": config.objective.model_dump(mode="json"),
         "traffic": config.traffic.model_dump(mode="json"),
