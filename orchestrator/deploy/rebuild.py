@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -27,6 +25,7 @@ from orchestrator.compress import (
     apply_recipe,
     apply_technique,
 )
+from orchestrator._threads import torch_threads
 from orchestrator.deploy._errors import ExportError, QualityMismatch
 from orchestrator.tasks.base import Quality, Task
 from orchestrator.tasks.checkpoint import tensor_fingerprint as fingerprint
@@ -43,18 +42,6 @@ class Rebuilt:
     steps: list[StepRecord]
     quality: Quality
     teacher_fingerprint: str
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with the thread count the trial used (None: leave it)."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def resolve_device(recorded: str) -> torch.device:

@@ -12,6 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
+from orchestrator._threads import torch_threads
 from orchestrator.tasks._cache import cache_dir, settings_key
 from orchestrator.tasks.base import Split, Task
 from orchestrator.tasks.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -105,9 +106,7 @@ class DigitsTask(Task):
             except CheckpointError as exc:
                 log.warning("ignoring cached teacher and retraining: %s", exc)
         started = time.perf_counter()
-        torch.manual_seed(self.settings.train_seed)  # the initial weights are part of what the seed fixes
-        model = self.build_model()
-        train_teacher(model, self, self.settings)
+        model = train_teacher(self, self.settings)
         quality = self.evaluate(model, "val")
         metadata = {
             "task": self.name,
@@ -138,18 +137,17 @@ def _split_digits(settings: DigitsSettings) -> dict[str, tuple[torch.Tensor, tor
     return {"train": as_tensors(x_train, y_train), "val": as_tensors(x_val, y_val), "test": as_tensors(x_test, y_test)}
 
 
-def train_teacher(model: nn.Module, task: Task, settings: DigitsSettings) -> None:
-    """Plain supervised training with Adam and cross-entropy, seeded, on TEACHER_THREADS threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(TEACHER_THREADS)
-    try:
-        _train(model, task, settings)
-    finally:
-        torch.set_num_threads(previous)
+def train_teacher(task: DigitsTask, settings: DigitsSettings) -> DigitsCNN:
+    """The teacher, built and trained with Adam and cross-entropy: the seed fixes its initial weights and its
+    batches, and it trains on TEACHER_THREADS threads, so the same settings give the same weights."""
+    with torch_threads(TEACHER_THREADS):
+        torch.manual_seed(settings.train_seed)
+        model = task.build_model()
+        _fit(model, task, settings)
+    return model
 
 
-def _train(model: nn.Module, task: Task, settings: DigitsSettings) -> None:
-    torch.manual_seed(settings.train_seed)
+def _fit(model: nn.Module, task: Task, settings: DigitsSettings) -> None:
     inputs, _ = task.data("train")
     steps = settings.epochs * (len(inputs) // settings.batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)

@@ -93,7 +93,7 @@ def test_tampered_cached_teacher_is_retrained_with_a_warning(tmp_path, monkeypat
     monkeypatch.setenv("HEDGEROW_CACHE_DIR", str(tmp_path))
     trainings = []
     real_train = digits_module.train_teacher
-    monkeypatch.setattr(digits_module, "train_teacher", lambda *a: (trainings.append(1), real_train(*a)))
+    monkeypatch.setattr(digits_module, "train_teacher", lambda *a: (trainings.append(1), real_train(*a))[1])
 
     first = DigitsTask(**TINY)
     first.teacher()
