@@ -48,6 +48,7 @@ the further distillation seeds, `--reprice` re-derives it from the raw readings.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -56,7 +57,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -738,15 +739,31 @@ def run_replays(table: dict[tuple, dict], sidecar: dict, samplers: Sequence[str]
     return runs
 
 
+@contextlib.contextmanager
+def _ray_running() -> Iterator[None]:
+    """Ray for the searches in the block: the caller's where one is running (a test's), else one of our own, shut down
+    after the block."""
+    import logging
+
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def run_searches(
     table: dict[str, dict], sidecar: dict, samplers: Sequence[str], seeds: Sequence[int], budgets: Sequence[int]
 ) -> list[dict]:
     """Every (sampler, seed, budget) search on the product's Tuner, one Ray for all; the recipes each proposed, in order."""
-    import logging
     import tempfile
     from collections import Counter
 
-    import ray
     from ray import tune
 
     from orchestrator.search.runner import RunPaths, _new_tuner
@@ -761,10 +778,7 @@ def run_searches(
         tune.with_parameters(lookup_trial, table=by_knobs, baseline_quality=teacher_q, max_drop=max_drop), {"cpu": 1}
     )
     runs = []
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    try:
+    with _ray_running():
         for sampler in samplers:
             for seed in seeds:
                 for budget in budgets:
@@ -785,9 +799,6 @@ def run_searches(
                     runs.append({"sampler": sampler, "seed": seed, "budget": budget, "keys": keys, "fit_seconds": round(wall, 2)})
                     print(f"{sampler:6s} seed {seed} budget {budget:2d}: {wall:5.1f}s, "
                           f"{len(set(keys))} distinct recipes", flush=True)  # fmt: skip
-    finally:
-        if started_ray:
-            ray.shutdown()
     return runs
 
 
@@ -801,14 +812,17 @@ def run_tuner_seeds(samplers: Sequence[str], seeds: Sequence[int], budget: int, 
     done = {(r["sampler"], r["seed"]) for r in _read_jsonl(TUNER_SEEDS_RUNS) if r["budget"] == budget}
     jobs = [(sampler, seed) for seed in seeds for sampler in samplers if (sampler, seed) not in done]
     k, n = shard
-    for sampler, seed in jobs[k::n]:
-        (run,) = run_searches(table, sidecar, [sampler], [seed], [budget])
-        TUNER_SEEDS_RUNS.parent.mkdir(parents=True, exist_ok=True)
-        with TUNER_SEEDS_RUNS.open("a") as fh:  # shards append to one file: one locked write per run
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            fh.write(json.dumps({**run, "table_rows": len(rows)}) + "\n")
-            fh.flush()
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    if not jobs[k::n]:
+        return
+    with _ray_running():  # one Ray for all of this shard's searches
+        for sampler, seed in jobs[k::n]:
+            (run,) = run_searches(table, sidecar, [sampler], [seed], [budget])
+            TUNER_SEEDS_RUNS.parent.mkdir(parents=True, exist_ok=True)
+            with TUNER_SEEDS_RUNS.open("a") as fh:  # shards append to one file: one locked write per run
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                fh.write(json.dumps({**run, "table_rows": len(rows)}) + "\n")
+                fh.flush()
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def evaluate_tuner_seeds(samplers: Sequence[str], seeds: Sequence[int], budget: int) -> Path | None:
@@ -1146,16 +1160,8 @@ def main() -> None:
     if args.tuner_seeds:
         if "random" not in replay_samplers:
             parser.error("--tuner-seeds judges the target against random search: keep random in --replay-samplers")
-        import logging
-
-        import ray
-
         seeds = list(range(args.tuner_seeds))
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-        try:
-            run_tuner_seeds(replay_samplers, seeds, args.need_budget, shard)
-        finally:
-            ray.shutdown()
+        run_tuner_seeds(replay_samplers, seeds, args.need_budget, shard)
         if shard[1] > 1:  # shards finish in any order: one unsharded call afterwards writes the figures, once
             print("shard done; run again without --shard to write bench/results/search_efficiency_tuner_seeds.json", flush=True)
             return
@@ -1164,21 +1170,14 @@ def main() -> None:
             print(path, json.loads(path.read_text())["targets"])
         return
     budgets = sorted({*BUDGETS, args.need_budget})
-    import logging
-
-    import ray
     from _common import machine, write
 
     rows, sidecar = load_table()
     table = {r["recipe_key"]: r for r in rows}
     seeds = list(range(args.seeds))
     started = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    try:
-        runs = run_searches(table, sidecar, samplers, seeds, budgets)
-        run_seconds = time.perf_counter() - started
-    finally:
-        ray.shutdown()
+    runs = run_searches(table, sidecar, samplers, seeds, budgets)  # starts and stops its own Ray
+    run_seconds = time.perf_counter() - started
     result = evaluate_runs(rows, sidecar, runs)
     replay, replay_seconds, replay_reach = None, 0.0, None
     if args.replay_seeds:
