@@ -807,8 +807,11 @@ def run_tuner_seeds(samplers: Sequence[str], seeds: Sequence[int], budget: int, 
     (sampler, seed), appended to TUNER_SEEDS_RUNS as it finishes (resumable; k/n shards split the jobs)."""
     import fcntl
 
+    from orchestrator.tasks.checkpoint import sha256_file
+
     rows, sidecar = load_table()
     table = {r["recipe_key"]: r for r in rows}
+    table_sha256 = sha256_file(TABLE_CSV)  # a run's proposals follow the table's values: evaluate checks it is this one
     done = {(r["sampler"], r["seed"]) for r in _read_jsonl(TUNER_SEEDS_RUNS) if r["budget"] == budget}
     jobs = [(sampler, seed) for seed in seeds for sampler in samplers if (sampler, seed) not in done]
     k, n = shard
@@ -820,7 +823,7 @@ def run_tuner_seeds(samplers: Sequence[str], seeds: Sequence[int], budget: int, 
             TUNER_SEEDS_RUNS.parent.mkdir(parents=True, exist_ok=True)
             with TUNER_SEEDS_RUNS.open("a") as fh:  # shards append to one file: one locked write per run
                 fcntl.flock(fh, fcntl.LOCK_EX)
-                fh.write(json.dumps({**run, "table_rows": len(rows)}) + "\n")
+                fh.write(json.dumps({**run, "table_sha256": table_sha256}) + "\n")
                 fh.flush()
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
@@ -830,12 +833,13 @@ def evaluate_tuner_seeds(samplers: Sequence[str], seeds: Sequence[int], budget: 
     every one of them; written to bench/results/search_efficiency_tuner_seeds.json once every run is in."""
     from _common import machine, write
 
+    from orchestrator.tasks.checkpoint import sha256_file
+
     rows, sidecar = load_table()
     wanted = {(sampler, seed) for sampler in samplers for seed in seeds}
     by_job = {(r["sampler"], r["seed"]): r for r in _read_jsonl(TUNER_SEEDS_RUNS) if r["budget"] == budget}
-    stale = {r["table_rows"] for r in by_job.values()} - {len(rows)}
-    if stale:
-        raise SystemExit(f"{TUNER_SEEDS_RUNS} holds runs against a table of {sorted(stale)} rows, not this one's {len(rows)}: "
+    if {r["table_sha256"] for r in by_job.values()} - {sha256_file(TABLE_CSV)}:
+        raise SystemExit(f"{TUNER_SEEDS_RUNS} holds runs searched against another {TABLE_CSV.name} than this one: "
                          "delete it and run --tuner-seeds again")  # fmt: skip
     missing = sorted(wanted - set(by_job))
     if missing:

@@ -208,3 +208,7 @@ def test_tuner_seed_runs_resume_across_shards_and_judge_the_target_on_the_tuners
     assert out["targets"]["seeds"] == 2 and out["targets"]["best_searcher"] == "tpe"
     reach = out["searchers"]["tpe"]["trials_to_95pct"]
     assert reach["of"] == 2 and reach["median_counting_not_reached_as"] == 13
+    runs[0]["table_sha256"] = "0" * 64  # a run searched against another table
+    se.TUNER_SEEDS_RUNS.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    with pytest.raises(SystemExit, match="another digits_table.csv"):
+        se.evaluate_tuner_seeds(samplers, seeds, budget=12)
