@@ -10,5 +10,11 @@ class InputError(ValueError):
     """
 
 
+class UnsafeFile(InputError):
+    """A file from elsewhere that is malformed or unsafe to use: a path outside its folder, a symlink,
+    too large, truncated, or of the wrong type. Refused before anything is written; exit status 2.
+    """
+
+
 class UnsupportedOnDevice(RuntimeError):
     """A technique that this device cannot run (2:4 sparsity on a CPU, say)."""
