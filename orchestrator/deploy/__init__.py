@@ -11,8 +11,10 @@ from typing import Any
 
 _WHERE = {
     "ExportError": "orchestrator.deploy._errors",
+    "FetchError": "orchestrator.deploy._errors",
     "PublishError": "orchestrator.deploy._errors",
     "QualityMismatch": "orchestrator.deploy._errors",
+    "UnsafeExport": "orchestrator.deploy._errors",
     "VerificationError": "orchestrator.deploy._errors",
     "ExportResult": "orchestrator.deploy.export",
     "export_trial": "orchestrator.deploy.export",

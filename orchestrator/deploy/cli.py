@@ -1,4 +1,4 @@
-"""`hedgerow export RUN_DIR [--trial ID] --dest DIR|s3://bucket/prefix [--endpoint-url URL]`."""
+"""`hedgerow export RUN_DIR [--trial ID] --dest DIR|s3://bucket/prefix` and `hedgerow verify EXPORT`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 def _export(args: argparse.Namespace) -> int:
     from orchestrator.deploy import ExportError, export_trial
+    from orchestrator.errors import InputError
 
     def progress(message: str) -> None:
         print(f"[hedgerow export] {message}", file=sys.stderr, flush=True)
@@ -21,6 +22,8 @@ def _export(args: argparse.Namespace) -> int:
             tolerance=args.tolerance,
             progress=progress,
         )
+    except InputError:
+        raise  # bad or hostile input (an unsafe run folder, say): exit 2
     except ExportError as exc:
         print(f"hedgerow export: error: {exc}", file=sys.stderr)
         return 1
@@ -36,8 +39,20 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from orchestrator.deploy import verify
+
+    manifest = verify(args.export, endpoint_url=args.endpoint_url)  # a file that differs or an unsafe manifest: exit 2
+    total = sum(entry.size_bytes for entry in manifest.files)
+    print(
+        f"{args.export}: ok: {len(manifest.files)} files ({total:,} bytes) match their SHA-256 in manifest.json; "
+        f"run {manifest.run_id}, trial {manifest.trial_id}"
+    )
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the export verb."""
+    """Add the export and verify verbs."""
     from orchestrator.deploy._defaults import DEFAULT_TOLERANCE
 
     export = sub.add_parser(
@@ -59,3 +74,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"largest allowed difference of the rebuilt val quality from the trial's (default {DEFAULT_TOLERANCE}, i.e. 0.5 points)",
     )
     export.set_defaults(handler=_export)
+
+    check = sub.add_parser(
+        "verify",
+        help="check an export (a folder or s3://...) against its manifest without loading the model",
+        description=(
+            "Check every file of an export against manifest.json: paths inside the export, no symlinks, sizes, then "
+            "SHA-256. An S3 export is fetched into a temporary folder first. Exit 0 if intact; 2 if a file is "
+            "missing or differs, or the manifest is malformed or unsafe; 1 if the store cannot be reached."
+        ),
+    )
+    check.add_argument("export", metavar="EXPORT", help="an export folder, or s3://bucket/prefix/<run-id>/<trial-id>")
+    check.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint (default: AWS S3)")
+    check.set_defaults(handler=_verify)

@@ -10,8 +10,10 @@ from typing import Literal
 import torch
 from torch import nn
 
+from orchestrator.deploy._errors import UnsafeExport
 from orchestrator.deploy.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_files
 from orchestrator.errors import InputError
+from orchestrator.safe_files import check_relative_path, join_inside
 
 Runtime = Literal["auto", "torch", "torch_export", "onnx"]
 RUNTIMES = ("auto", "torch", "torch_export", "onnx")
@@ -56,7 +58,7 @@ def fetch(path_or_uri: str | Path, endpoint_url: str | None = None, cache: Path 
         from orchestrator.deploy.s3 import S3Settings, download, parse_s3_uri
 
         location = parse_s3_uri(text.removesuffix("/" + MANIFEST_NAME), field_name="model path")
-        root = (cache or _cache_root()) / location.bucket / (location.key() or "_root")
+        root = join_inside(cache or _cache_root(), f"{location.bucket}/{location.key() or '_root'}", "model path")
         manifest = download(location, root, S3Settings(endpoint_url=endpoint_url))
     else:
         root = Path(text).expanduser()
@@ -134,12 +136,37 @@ def _module(root: Path, manifest: Manifest, runtime: str, device: torch.device) 
         from orchestrator.deploy.programs import OnnxModule
 
         name = _program_file(manifest, ("onnx_int8_qdq", "onnx"), runtime)
+        check_onnx_external_data(root, name, manifest)
         return OnnxModule(root / name)
     from orchestrator.deploy.weights import load_module
     from orchestrator.tasks.registry import load_task
 
     task = load_task(manifest.task.name, manifest.task.args, field="manifest task.name")
     return load_module(task, manifest.architecture, root / manifest.weights).to(device)
+
+
+def check_onnx_external_data(root: Path, name: str, manifest: Manifest) -> None:
+    """Refuse an ONNX file whose tensors point at data outside the export's verified files (before ONNX Runtime reads any)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    listed = {entry.path for entry in manifest.files}
+    model = onnx.load(str(root / name), load_external_data=False)
+    folder = Path(name).parent.as_posix()
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = ExternalDataInfo(tensor).location
+        rel = location if folder == "." else f"{folder}/{location}"
+        try:
+            check_relative_path(location, f"{name}: tensor {tensor.name!r} external data location")
+        except InputError as exc:
+            raise UnsafeExport(str(exc)) from None
+        if rel not in listed:
+            raise UnsafeExport(
+                f"{name}: tensor {tensor.name!r} reads external data from {location!r}, which is not one of the "
+                "manifest's verified files; refused"
+            )
 
 
 def verify(path_or_uri: str | Path, endpoint_url: str | None = None) -> Manifest:

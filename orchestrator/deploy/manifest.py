@@ -6,14 +6,18 @@ import mimetypes
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.compress.recipe import Recipe
-from orchestrator.deploy._errors import VerificationError
+from orchestrator.deploy._errors import UnsafeExport, VerificationError
+from orchestrator.errors import UnsafeFile
+from orchestrator.safe_files import MIB, check_regular_file, check_relative_path, join_inside
 from orchestrator.tasks.checkpoint import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
+MAX_MANIFEST_BYTES = 4 * MIB  # a manifest lists a handful of files; anything near this is not ours
+MAX_FILES = 10_000
 _CONTENT_TYPES = {
     ".json": "application/json",
     ".yaml": "application/yaml",
@@ -31,10 +35,21 @@ class _Model(BaseModel):
 class FileEntry(_Model):
     """One file of the export, relative to the export's root."""
 
-    path: str
+    path: str = Field(description="relative POSIX path inside the export: no '..', no absolute part, no backslash")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(ge=0)
     content_type: str
+
+    @field_validator("path")
+    @classmethod
+    def _inside_the_export(cls, value: str) -> str:
+        try:
+            check_relative_path(value, "path")
+        except UnsafeFile as exc:
+            raise ValueError(str(exc).removeprefix("path: ")) from None
+        if value == MANIFEST_NAME:
+            raise ValueError(f"{value!r} is the manifest itself; it lists the other files")
+        return value
 
 
 class Program(_Model):
@@ -121,7 +136,17 @@ class Manifest(_Model):
     serve_config: str
     notes: list[str] = []
     versions: dict[str, str | None]
-    files: list[FileEntry]
+    files: list[FileEntry] = Field(max_length=MAX_FILES)
+
+    @model_validator(mode="after")
+    def _each_file_listed_once(self) -> "Manifest":
+        seen: dict[str, str] = {}
+        for entry in self.files:
+            folded = entry.path.casefold()  # on a case-insensitive disk these would overwrite each other
+            if folded in seen:
+                raise ValueError(f"files: {entry.path!r} is listed twice (as {seen[folded]!r})")
+            seen[folded] = entry.path
+        return self
 
     def file(self, path: str) -> FileEntry:
         """The entry of one file; VerificationError if the manifest does not list it."""
@@ -153,25 +178,72 @@ def file_entries(root: Path) -> list[FileEntry]:
 
 
 def verify_files(root: Path, manifest: Manifest) -> None:
-    """Check every file the manifest lists: present, same size, same SHA-256. Raises VerificationError."""
+    """Check every file the manifest lists: inside root, no symlink, same size, then same SHA-256.
+
+    Sizes are compared before hashing, so a huge file is refused without being read.
+    Raises UnsafeExport for a path or file that is not safe to read, VerificationError for a mismatch.
+    """
     for entry in manifest.files:
-        path = root / entry.path
+        path = export_path(root, entry.path)
         if not path.is_file():
+            if path.exists():
+                raise UnsafeExport(f"{path}: the manifest lists a file here, but this is not a plain file; refused")
             raise VerificationError(f"{path}: missing; the manifest lists it ({entry.size_bytes} bytes)")
         size = path.stat().st_size
-        actual = sha256_file(path)
-        if size != entry.size_bytes or actual != entry.sha256:
+        if size != entry.size_bytes:
             raise VerificationError(
-                f"{entry.path}: refused: SHA-256 {actual[:12]}… ({size} bytes) does not match the manifest's "
-                f"{entry.sha256[:12]}… ({entry.size_bytes} bytes): the file was modified or truncated"
+                f"{entry.path}: refused: {size:,} bytes where the manifest lists {entry.size_bytes:,}: "
+                "the file was modified, truncated or replaced (not hashed)"
+            )
+        actual = sha256_file(path)
+        if actual != entry.sha256:
+            raise VerificationError(
+                f"{entry.path}: refused: SHA-256 {actual[:12]}… does not match the manifest's "
+                f"{entry.sha256[:12]}… ({size} bytes): the file was modified"
             )
 
 
+def export_path(root: Path, rel: str) -> Path:
+    """root/rel for a manifest path, refusing anything that would lead outside root or through a symlink."""
+    try:
+        return join_inside(root, rel, "manifest files[].path")
+    except UnsafeFile as exc:
+        raise UnsafeExport(str(exc)) from None
+
+
+def parse_manifest(text: str | bytes, source: str) -> Manifest:
+    """Validate a manifest's JSON; anything malformed or unsafe is UnsafeExport naming `source` and the field."""
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise UnsafeExport(f"{source}: {len(text):,} bytes, more than a manifest's {MAX_MANIFEST_BYTES:,}; refused")
+    try:
+        manifest = Manifest.model_validate_json(text)
+    except ValidationError as exc:
+        raise UnsafeExport(f"{source}: not a valid Hedgerow manifest: {_first_error(exc)}") from None
+    listed = {entry.path for entry in manifest.files}
+    named = {"weights": manifest.weights, "serve_config": manifest.serve_config}
+    named.update({f"programs.{p.format}.file": p.file for p in manifest.programs if p.file})
+    for field_name, path in named.items():
+        if path not in listed:
+            raise UnsafeExport(
+                f"{source}: not a valid Hedgerow manifest: {field_name}: {path!r} is not one of the manifest's files"
+            )
+    return manifest
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"{where}: {str(err['msg']).removeprefix('Value error, ')}{more}"
+
+
 def read_manifest(path: Path) -> Manifest:
-    """Parse manifest.json; a missing or invalid one is a VerificationError naming the file."""
-    if not path.is_file():
+    """Parse manifest.json; a missing file is a VerificationError, a malformed or unsafe one UnsafeExport."""
+    if not path.exists() and not path.is_symlink():
         raise VerificationError(f"{path}: no manifest.json: not a Hedgerow export, or its upload never completed")
     try:
-        return Manifest.model_validate_json(path.read_text())
-    except ValueError as exc:
-        raise VerificationError(f"{path}: not a valid Hedgerow manifest: {exc}") from exc
+        check_regular_file(path, MAX_MANIFEST_BYTES)
+    except UnsafeFile as exc:
+        raise UnsafeExport(str(exc)) from None
+    return parse_manifest(path.read_bytes(), str(path))

@@ -13,6 +13,7 @@ Credentials come from boto3's standard chain and are never printed.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import os
@@ -23,8 +24,18 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from orchestrator.deploy._errors import PublishError, VerificationError
-from orchestrator.deploy.manifest import MANIFEST_NAME, Manifest, content_type, read_manifest, sha256_file, verify_files
+from orchestrator.deploy._errors import FetchError, PublishError, UnsafeExport, VerificationError
+from orchestrator.deploy.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    content_type,
+    export_path,
+    parse_manifest,
+    read_manifest,
+    sha256_file,
+    verify_files,
+)
 from orchestrator.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -91,9 +102,22 @@ class S3Settings:
     use_checksum: bool = True  # S3 SHA-256 checksums; turned off for a server that rejects them
 
 
+@functools.cache
+def _model_loader() -> Any:
+    """botocore's loader of service models, shared: reading them again costs ~0.2 s per client."""
+    import botocore.loaders
+
+    return botocore.loaders.create_loader()
+
+
 def make_client(settings: S3Settings) -> Any:
-    """An S3 client from the standard credential chain (env, profile, SSO, instance or pod role)."""
+    """An S3 client from the standard credential chain (env, profile, SSO, instance or pod role).
+
+    Each client gets a fresh session, so credentials are resolved anew every time; only the
+    service models (plain data, no credentials) are loaded once per process.
+    """
     import boto3
+    import botocore.session
     from botocore.config import Config
 
     config = Config(
@@ -102,7 +126,9 @@ def make_client(settings: S3Settings) -> Any:
         read_timeout=settings.read_timeout_s,
         s3={"addressing_style": "path"} if settings.endpoint_url else {},
     )
-    return boto3.session.Session().client("s3", endpoint_url=settings.endpoint_url, config=config)
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _model_loader())
+    return boto3.session.Session(botocore_session=core).client("s3", endpoint_url=settings.endpoint_url, config=config)
 
 
 def _code(exc: Exception) -> str:
@@ -223,6 +249,9 @@ class Publisher:
         if stored != sha256:
             return f"stored sha256 {str(stored)[:12]}… differs from the file's {sha256[:12]}…"
         checksum = head.get("ChecksumSHA256")
+        if not checksum and self.settings.use_checksum:
+            # Metadata is whatever the writer claimed; only the store's own checksum vouches for the bytes.
+            return "the object has no S3 SHA-256 checksum, so its bytes are unverified"
         if checksum:
             base, _, parts = checksum.partition("-")
             etag_parts = str(head.get("ETag", "")).strip('"').partition("-")[2]
@@ -326,45 +355,113 @@ def publish(
 
 
 def download(source: S3Location, local_root: Path, settings: S3Settings | None = None) -> Manifest:
-    """Fetch an export's manifest and files into local_root, each checked against the manifest's SHA-256.
+    """Fetch an export's manifest and files into local_root, each checked against the manifest.
 
-    Files already in local_root with the right SHA-256 are not fetched again.
+    The manifest is read into memory and validated first: a path that would land
+    outside local_root (`..`, absolute, drive letter, backslash) or run through a
+    symlink there is refused before a byte is written. Each object's size is
+    compared with the manifest's before it is fetched, and again before it is
+    hashed; manifest.json is written last, so a local copy with a manifest is
+    complete. Files already in local_root with the right SHA-256 are not fetched again.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-
     settings = settings or S3Settings()
     client = make_client(settings)
     check_bucket(client, source, settings)
+    manifest, raw = _fetch_manifest(client, source)
+    planned = [(entry, export_path(local_root, entry.path)) for entry in manifest.files]  # refuses before any write
+    _check_room(local_root, sum(entry.size_bytes for entry in manifest.files), source)
     local_root.mkdir(parents=True, exist_ok=True)
-    manifest_path = local_root / MANIFEST_NAME
+    for entry, path in planned:
+        _make_parents(local_root, path, entry.path)
+        if path.is_file() and path.stat().st_size == entry.size_bytes and sha256_file(path) == entry.sha256:
+            continue
+        _fetch_file(client, source, entry.path, entry.size_bytes, entry.sha256, path)
+    tmp = local_root / f"{MANIFEST_NAME}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+    tmp.write_bytes(raw)
+    tmp.replace(local_root / MANIFEST_NAME)  # a rename replaces a symlink there; it never writes through one
+    return manifest
+
+
+def _fetch_manifest(client: Any, source: S3Location) -> tuple[Manifest, bytes]:
+    """The manifest object, read into memory (at most MAX_MANIFEST_BYTES) and validated; nothing written."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    uri = source.uri(MANIFEST_NAME)
     try:
-        client.download_file(source.bucket, source.key(MANIFEST_NAME), str(manifest_path))
+        head = client.head_object(Bucket=source.bucket, Key=source.key(MANIFEST_NAME))
+        size = int(head.get("ContentLength", 0))
+        if size > MAX_MANIFEST_BYTES:
+            raise UnsafeExport(f"{uri}: {size:,} bytes, more than a manifest's {MAX_MANIFEST_BYTES:,}; refused")
+        body = client.get_object(Bucket=source.bucket, Key=source.key(MANIFEST_NAME))["Body"]
+        text = body.read(MAX_MANIFEST_BYTES + 1)
     except ClientError as exc:
         if _code(exc) in {"404", "NoSuchKey", "NotFound"}:
+            raise VerificationError(f"{uri}: no manifest: not a Hedgerow export, or its upload never completed") from None
+        raise FetchError(f"{uri}: {_describe(exc)}") from None
+    except BotoCoreError as exc:
+        raise FetchError(f"{uri}: {_describe(exc)}") from None
+    return parse_manifest(text, uri), text
+
+
+def _check_room(local_root: Path, total_bytes: int, source: S3Location) -> None:
+    """Refuse an export that cannot fit on the destination's disk before fetching any of it."""
+    import shutil
+
+    existing = local_root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if total_bytes > free:
+        raise UnsafeExport(
+            f"{source.uri(MANIFEST_NAME)}: its files add up to {total_bytes:,} bytes, more than the {free:,} free "
+            f"under {existing}; refused before fetching"
+        )
+
+
+def _make_parents(local_root: Path, path: Path, rel: str) -> None:
+    """Create path's folders under local_root, refusing a symlink that appeared on the way."""
+    folder = local_root
+    for segment in Path(rel).parts[:-1]:
+        folder = folder / segment
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise UnsafeExport(f"{rel!r}: {folder} is a symlink or not a folder; refused")
+        folder.mkdir(exist_ok=True)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise UnsafeExport(f"{rel!r}: {path} is a symlink or not a plain file; refused")
+
+
+def _fetch_file(client: Any, source: S3Location, rel: str, size_bytes: int, sha256: str, path: Path) -> None:
+    """Fetch one object beside `path`, check its size then its SHA-256, and rename it into place."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    uri = source.uri(rel)
+    try:
+        head = client.head_object(Bucket=source.bucket, Key=source.key(rel))
+    except (ClientError, BotoCoreError) as exc:
+        if _code(exc) in {"404", "NoSuchKey", "NotFound"}:
+            raise VerificationError(f"{uri}: missing; the manifest lists it ({size_bytes:,} bytes)") from None
+        raise FetchError(f"{uri}: cannot fetch it ({_describe(exc)})") from None
+    if int(head.get("ContentLength", -1)) != size_bytes:
+        raise VerificationError(
+            f"{uri}: refused: the object is {int(head.get('ContentLength', -1)):,} bytes where the manifest lists "
+            f"{size_bytes:,}: it was modified or replaced after it was published (not fetched)"
+        )
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")  # replicas on one node may fetch at once
+    try:
+        client.download_file(source.bucket, source.key(rel), str(tmp))
+        actual_size = tmp.stat().st_size
+        if actual_size != size_bytes:
             raise VerificationError(
-                f"{source.uri(MANIFEST_NAME)}: no manifest: not a Hedgerow export, or its upload never completed"
-            ) from None
-        raise VerificationError(f"{source.uri(MANIFEST_NAME)}: {_describe(exc)}") from None
-    manifest = read_manifest(manifest_path)
-    for entry in manifest.files:
-        path = local_root / entry.path
-        if path.is_file() and sha256_file(path) == entry.sha256:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(
-            f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
-        )  # replicas on one node may fetch at once
-        try:
-            client.download_file(source.bucket, source.key(entry.path), str(tmp))
-        except (ClientError, BotoCoreError) as exc:
-            tmp.unlink(missing_ok=True)
-            raise VerificationError(f"{source.uri(entry.path)}: cannot fetch it ({_describe(exc)})") from None
+                f"{uri}: refused: {actual_size:,} bytes arrived where the manifest lists {size_bytes:,} (not hashed)"
+            )
         actual = sha256_file(tmp)
-        if actual != entry.sha256:
-            tmp.unlink(missing_ok=True)
+        if actual != sha256:
             raise VerificationError(
-                f"{source.uri(entry.path)}: refused: SHA-256 {actual[:12]}… does not match the manifest's "
-                f"{entry.sha256[:12]}…: the object was modified or replaced after it was published"
+                f"{uri}: refused: SHA-256 {actual[:12]}… does not match the manifest's "
+                f"{sha256[:12]}…: the object was modified or replaced after it was published"
             )
         tmp.replace(path)
-    return manifest
+    except (ClientError, BotoCoreError) as exc:
+        raise FetchError(f"{uri}: cannot fetch it ({_describe(exc)})") from None
+    finally:
+        tmp.unlink(missing_ok=True)

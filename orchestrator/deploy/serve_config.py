@@ -131,5 +131,6 @@ def dump_serve_config(config: dict[str, Any], lines: list[str]) -> str:
         "# Written by `hedgerow export`; replicas come from the cost model:",
         *[f"#   {line}" for line in lines],
         "# The serving nodes need: pip install 'ray[serve]' and hedgerow (for orchestrator.deploy.serve).",
+        "# The HTTP endpoint has no authentication of its own: put it behind a load balancer or gateway that has.",
     ]
     return "\n".join(header) + "\n" + yaml.safe_dump(config, sort_keys=False)

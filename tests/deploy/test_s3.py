@@ -120,8 +120,11 @@ def test_a_tampered_object_fails_verification_on_load(exports, bucket, fast_s3, 
     target, _ = publish_local(exports, "fp32prun", bucket, "t", fast_s3)
     key = target.key("model.safetensors")
     entry = exports["fp32prun"].manifest.file("model.safetensors")
-    # Replaced with other bytes that even claim the original checksum in their metadata.
-    s3_server.client().put_object(Bucket=bucket, Key=key, Body=b"not the weights", Metadata={"sha256": entry.sha256})
+    # Replaced with other bytes of the same size that even claim the original checksum in their metadata
+    # (a different size is refused before fetching: tests/deploy/test_hostile_exports.py).
+    body = bytearray((Path(exports["fp32prun"].location) / "model.safetensors").read_bytes())
+    body[-1] ^= 0xFF
+    s3_server.client().put_object(Bucket=bucket, Key=key, Body=bytes(body), Metadata={"sha256": entry.sha256})
     with pytest.raises(
         VerificationError, match=rf"s3://{bucket}/{key}: refused: SHA-256 .* does not match the manifest"
     ):
