@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from orchestrator.compress.recipe import Recipe
 from orchestrator.cost.traffic import Traffic
 from orchestrator.errors import InputError
+from orchestrator.safe_files import MAX_CONFIG_BYTES, check_yaml_nodes, read_text
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 KNOBS = tuple(name for name in Recipe.model_fields if name not in ("version", "seed"))
@@ -194,25 +195,39 @@ def parse_config(data: Any, source: str = "config") -> SearchConfig:
         raise InputError(format_validation_error(exc, source)) from None
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a missing or non-YAML file is an InputError naming it."""
+def read_yaml(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES, allow_symlink: bool = True) -> Any:
+    """Parse a YAML file as plain data; a missing, oversized, non-YAML or object-building file is an InputError.
+
+    `yaml.safe_load` builds only plain values: a tag such as `!!python/object/apply` is refused,
+    and aliases that expand past a hundred thousand values (a "billion laughs") are refused too.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: no such config file")
+    text = read_text(path, max_bytes, allow_symlink=allow_symlink)
     try:
-        return yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise InputError(
+            f"{path}: refused{where}: {exc.problem}; a config holds plain values only (no tags that build objects)"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise InputError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text YAML file") from None
+    check_yaml_nodes(data, str(path))
+    return data
 
 
-def load_config(path: str | Path) -> SearchConfig:
-    """Read and validate a config file; relative catalog paths resolve against the file's folder."""
+def load_config(path: str | Path, allow_symlink: bool = True) -> SearchConfig:
+    """Read and validate a config file; relative catalog paths resolve against the file's folder.
+
+    allow_symlink=False for a run folder's config.yaml: files inside a run folder are never links.
+    """
     path = Path(path)
-    config = parse_config(read_yaml(path), str(path))
+    config = parse_config(read_yaml(path, allow_symlink=allow_symlink), str(path))
     catalog = config.deployment.catalog
     if catalog != "bundled" and not Path(catalog).is_absolute():
         config.deployment.catalog = str((path.parent / catalog).resolve())

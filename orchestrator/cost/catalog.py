@@ -18,7 +18,8 @@ from typing import Literal, Sequence, TypeVar
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, UnsafeFile
+from orchestrator.safe_files import MAX_TABLE_BYTES, check_regular_file
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 BUNDLED_INSTANCES = DATA_DIR / "aws_instances.csv"
@@ -115,6 +116,16 @@ def _read_rows(path: Path, columns: Sequence[str], model: type[Row], key: str) -
     """Read a catalog CSV strictly: exact header, every row validated, errors name row and field."""
     if not path.is_file():
         raise InputError(f"catalog file {path} does not exist (expected a CSV with columns {', '.join(columns)})")
+    check_regular_file(path, MAX_TABLE_BYTES, f"catalog file {path}", allow_symlink=True)
+    try:
+        return _parse_rows(path, columns, model, key)
+    except UnicodeDecodeError:
+        raise UnsafeFile(f"catalog file {path}: not UTF-8 text (expected a CSV with columns {', '.join(columns)})") from None
+    except csv.Error as exc:
+        raise UnsafeFile(f"catalog file {path}: not a readable CSV ({exc})") from None
+
+
+def _parse_rows(path: Path, columns: Sequence[str], model: type[Row], key: str) -> list[Row]:
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from orchestrator.compress.recipe import Recipe
 from orchestrator.config import SearchConfig, load_config
 from orchestrator.cost.catalog import did_you_mean
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, UnsafeFile
+from orchestrator.safe_files import MAX_TABLE_BYTES, check_regular_file, join_inside, read_json
 
 RUN_FILES = ("config.yaml", "summary.json", "trials.csv")
+_RECIPE_KEY = re.compile(r"^[0-9a-f]{16}$")
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,9 @@ class RunFolder:
     def meta(self) -> dict[str, Any]:
         """run.json: run id, study, and the fingerprint of the teacher the search used (older runs: {})."""
         path = self.root / "run.json"
-        try:
-            return json.loads(path.read_text()) if path.is_file() else {}
-        except json.JSONDecodeError:
+        if not path.exists() and not path.is_symlink():
             return {}
+        return read_json(path)
 
     def trial(self, trial_id: str | None = None) -> Trial:
         """The named trial, or the recommended one; unknown or unfinished trials are InputErrors."""
@@ -82,13 +84,25 @@ class RunFolder:
                 f"--trial: trial {trial_id} did not finish (status {row.get('status')}: {row.get('error') or 'no error recorded'}); "
                 f"nothing to export. Finished trials: {', '.join(self._finished_ids()) or 'none'}"
             )
-        path = self.root / "trials" / f"{row.get('recipe_key')}.json"
-        if not path.is_file():
+        key = row.get("recipe_key")
+        if not isinstance(key, str) or not _RECIPE_KEY.match(key):
+            raise UnsafeFile(
+                f"{self.root / 'trials.csv'}: trial {trial_id}: recipe_key {key!r} is not 16 hex digits; refused"
+            )
+        path = join_inside(self.root / "trials", f"{key}.json", f"trial {trial_id}'s record")
+        if not path.exists():
             raise InputError(
                 f"{path}: the record of trial {trial_id} is missing from the run folder (expected trials/<recipe_key>.json)"
             )
-        record = json.loads(path.read_text())
-        recipe = Recipe.model_validate_json(json.dumps(record["recipe"]))
+        record = read_json(path)
+        if not isinstance(record.get("recipe"), dict):
+            raise UnsafeFile(f"{path}: field 'recipe': expected an object (the trial's recipe), got {record.get('recipe')!r:.60}")
+        try:
+            recipe = Recipe.model_validate(record["recipe"])
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise UnsafeFile(f"{path}: field 'recipe.{where}': {err['msg']}") from None
         if recipe.key() != row.get("recipe_key"):
             raise InputError(
                 f"{path}: its recipe hashes to {recipe.key()}, not the trial's recipe_key {row.get('recipe_key')}"
@@ -113,12 +127,22 @@ def open_run(path: str | Path) -> RunFolder:
         if len(runs) > 1:
             hint += f" (it holds {len(runs)} run folders: {', '.join(runs)})"
         raise InputError(f"RUN_DIR: {root} is not a Hedgerow run folder (missing {', '.join(missing)}){hint}")
+    summary = read_json(root / "summary.json")
+    trials = read_trials_csv(root / "trials.csv")
+    return RunFolder(root=root, config=load_config(root / "config.yaml", allow_symlink=False), summary=summary, trials=trials)
+
+
+def read_trials_csv(path: Path) -> pd.DataFrame:
+    """trials.csv as a frame (ids as strings); a damaged, oversized or foreign table is UnsafeFile."""
+    check_regular_file(path, MAX_TABLE_BYTES)
     try:
-        summary = json.loads((root / "summary.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{root / 'summary.json'}: not valid JSON ({exc})") from None
-    trials = pd.read_csv(root / "trials.csv", dtype={"trial_id": str})
-    return RunFolder(root=root, config=load_config(root / "config.yaml"), summary=summary, trials=trials)
+        frame = pd.read_csv(path, dtype={"trial_id": str, "recipe_key": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise UnsafeFile(f"{path}: not a readable trials table ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    missing = [c for c in ("trial_id", "status") if c not in frame.columns]
+    if missing:
+        raise UnsafeFile(f"{path}: not a Hedgerow trials table (no column {', '.join(missing)})")
+    return frame
 
 
 def _clean_row(row: pd.Series) -> dict[str, Any]:

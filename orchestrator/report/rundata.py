@@ -6,15 +6,15 @@ built from what the search stored.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from orchestrator.errors import InputError
+from orchestrator.config import read_yaml
+from orchestrator.errors import InputError, UnsafeFile
+from orchestrator.safe_files import MAX_JSON_BYTES, MAX_TABLE_BYTES, check_regular_file, parse_json, read_json, read_text
 
 BOOL_COLUMNS = ("baseline", "feasible", "pareto", "qat", "projected", "accelerated")
 REQUIRED = ("summary.json", "trials.csv", "config.yaml")
@@ -68,6 +68,7 @@ class RunData:
 
 def load_trials(path: Path) -> pd.DataFrame:
     """trials.csv with ids as strings and flag columns as plain bools (blank → False)."""
+    check_regular_file(path, MAX_TABLE_BYTES)
     frame = pd.read_csv(path, dtype={"trial_id": str, "recipe_key": str})
     for column in BOOL_COLUMNS:
         if column in frame:
@@ -100,20 +101,18 @@ def load_run(run_dir: str | Path) -> RunData:
             f"RUN_DIR: {root} is not a finished Hedgerow run folder: no {', '.join(absent)} in it "
             f"(expected {', '.join(REQUIRED)}){hint}"
         )
+    summary = read_json(root / "summary.json")
+    config = read_yaml(root / "config.yaml", allow_symlink=False) or {}
     try:
-        summary = json.loads((root / "summary.json").read_text())
-        config = yaml.safe_load((root / "config.yaml").read_text()) or {}
         trials = load_trials(root / "trials.csv")
-    except (json.JSONDecodeError, yaml.YAMLError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"RUN_DIR: {root} holds a damaged results file: {exc}") from exc
-    if not isinstance(summary, dict) or "run_id" not in summary or "trial_id" not in trials:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise UnsafeFile(f"{root / 'trials.csv'}: a damaged results file ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(config, dict):
+        raise UnsafeFile(f"{root / 'config.yaml'}: expected a mapping, got {type(config).__name__}")
+    if "run_id" not in summary or "trial_id" not in trials:
         raise InputError(f"RUN_DIR: {root}: summary.json or trials.csv is not a Hedgerow results file")
-    run = {}
-    if (root / "run.json").is_file():
-        try:
-            run = json.loads((root / "run.json").read_text())
-        except json.JSONDecodeError:
-            run = {}
+    run_json = root / "run.json"
+    run = read_json(run_json) if run_json.exists() or run_json.is_symlink() else {}
     return RunData(root=root, summary=summary, trials=trials, config=config, run=run, records=_records(root / "trials"))
 
 
@@ -121,8 +120,9 @@ def _records(folder: Path) -> dict[str, dict[str, Any]]:
     records = {}
     if folder.is_dir():
         for path in sorted(folder.glob("*.json")):
+            text = read_text(path, MAX_JSON_BYTES)  # a symlink or an oversized record is refused, not read
             try:
-                records[path.stem] = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
+                records[path.stem] = parse_json(text, str(path))
+            except UnsafeFile:
                 continue  # a half-written record is left out; its trials.csv row still shows
     return records

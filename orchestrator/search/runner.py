@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import sys
 import uuid
 from contextlib import contextmanager
@@ -23,12 +24,14 @@ import torch
 
 from orchestrator.config import SearchConfig, load_config, to_yaml
 from orchestrator.cost.catalog import Catalog, load_catalog
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, UnsafeFile
+from orchestrator.safe_files import read_json
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.checkpoint import tensor_fingerprint
 from orchestrator.tasks.registry import load_task
 
 log = logging.getLogger(__name__)
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class SearchFailed(RuntimeError):
@@ -120,6 +123,7 @@ def start_search(
         config.search.seed = seed
     check_address(config, address)
     prepared = prepare(config)
+    prepared.task.teacher()  # a missing, tampered or pickled checkpoint is refused before a run folder exists
     run_id = new_run_id(config.task.name)
     paths = RunPaths(Path(out).resolve() / run_id)
     paths.root.mkdir(parents=True)
@@ -134,10 +138,26 @@ def resume_search(run_dir: str | Path, address: str | None = None) -> Path:
     paths = RunPaths(Path(run_dir).resolve())
     if not paths.config.is_file() or not paths.run_json.is_file():
         raise InputError(f"--resume: {paths.root} is not a Hedgerow run folder (expected config.yaml and run.json in it)")
-    config = load_config(paths.config)
+    config = load_config(paths.config, allow_symlink=False)
     check_address(config, address)
     prepared = prepare(config)
     return _run(paths, prepared, address, resume=True)
+
+
+def read_run_meta(paths: RunPaths, config: SearchConfig) -> dict[str, Any]:
+    """run.json, checked: a damaged one is refused, and Tune's state goes where the config says, never elsewhere.
+
+    `tune_storage` is derived again from the run folder and `search.storage_path`
+    rather than trusted, so a hostile or stale run.json cannot send Ray Tune's
+    writes outside the run folder (a moved run folder resumes where it is now).
+    """
+    meta = read_json(paths.run_json)
+    for key in ("run_id", "study_name"):
+        value = meta.get(key)
+        if not isinstance(value, str) or not _STUDY_NAME.match(value):
+            raise UnsafeFile(f"{paths.run_json}: field {key!r}: expected a run id such as 'digits-20261201-101500-1a2b3c', got {value!r:.80}")
+    meta["tune_storage"] = _tune_storage(config, paths)
+    return meta
 
 
 def check_address(config: SearchConfig, address: str | None) -> None:
@@ -202,7 +222,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
 
     config, task = prepared.config, prepared.task
     settings = config.search
-    meta = json.loads(paths.run_json.read_text())
+    meta = read_run_meta(paths, config)
     with ray_session(address):
         teacher = task.teacher()
         fingerprint = tensor_fingerprint(teacher)

@@ -13,9 +13,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from orchestrator.errors import UnsafeFile
+from orchestrator.safe_files import MAX_JSON_BYTES, parse_json, read_text
 
-class CheckpointError(RuntimeError):
-    """A weight file that is missing, tampered with, or not plain tensors."""
+
+class CheckpointError(UnsafeFile):
+    """A weight file that is missing, tampered with, or not plain tensors (bad input: exit status 2)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -61,12 +64,14 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     modules and other arbitrary objects.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise CheckpointError(f"{path}: a symlink to nothing; expected a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.suffix in {".pt", ".pth", ".bin"}:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
             raise CheckpointError(
                 f"{path}: refused: it is not a plain state_dict of tensors (a pickled object?). "
                 "Save `model.state_dict()` instead of the model."
@@ -77,7 +82,13 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     sidecar_path = _sidecar(path)
     if not sidecar_path.is_file():
         raise CheckpointError(f"{sidecar_path}: missing checksum sidecar; cannot verify {path.name}")
-    sidecar = json.loads(sidecar_path.read_text())
+    try:
+        sidecar = parse_json(read_text(sidecar_path, MAX_JSON_BYTES), str(sidecar_path))
+    except UnsafeFile as exc:
+        raise CheckpointError(f"{exc}; cannot verify {path.name}") from None
+    metadata = sidecar.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{sidecar_path}: field 'metadata': expected an object, got {type(metadata).__name__}")
     actual = sha256_file(path)
     if actual != sidecar.get("sha256"):
         raise CheckpointError(
@@ -85,7 +96,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             f"{str(sidecar.get('sha256'))[:12]}… (the file was modified or truncated)"
         )
     try:
-        return load_file(path), sidecar.get("metadata", {})
+        return load_file(path), metadata
     except SafetensorError as exc:
         raise CheckpointError(f"{path}: refused: not a valid safetensors file ({exc})") from exc
 

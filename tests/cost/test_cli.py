@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 
 from orchestrator.cli import main
 from orchestrator.cost.refresh import RefreshError
@@ -84,3 +85,28 @@ def test_refresh_failure_from_aws_exits_1(monkeypatch, capsys):
 def test_prices_without_an_action_is_a_usage_error(capsys):
     assert main(["prices"]) == 2
     assert "ACTION" in capsys.readouterr().err
+
+
+# ---- hostile catalogs: each exits 2 naming the file -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(b"\xff\xfe\x00\x01" * 100, "not UTF-8"), (b'"' + b"x" * 200_000 + b'"\n', "not a readable CSV"),
+     (b"", "missing column")],
+    ids=["binary", "a-200-kB-cell", "empty"],
+)  # fmt: skip
+def test_show_refuses_a_damaged_catalog(content, words, tmp_path, capsys):
+    path = tmp_path / "prices.csv"
+    path.write_bytes(content)
+    assert main(["prices", "show", "--catalog", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and words in err
+
+
+def test_show_refuses_an_oversized_catalog_unread(tmp_path, capsys):
+    path = tmp_path / "prices.csv"
+    with open(path, "wb") as fh:
+        fh.truncate(300 << 20)
+    assert main(["prices", "show", "--catalog", str(path)]) == 2
+    assert "more than the" in capsys.readouterr().err

@@ -129,3 +129,53 @@ def test_ray_client_address_is_accepted_with_remote_storage():
     with pytest.raises(InputError, match="search.storage_path") as info:
         check_address(config, "ray://head:10001")
     assert "optuna_storage" not in str(info.value)
+
+
+# ---- hostile config files: each exits 2 naming the file, and nothing runs ------------------------------
+
+
+def test_a_yaml_tag_that_would_run_code_is_refused(tmp_path, capsys):
+    marker = tmp_path / "escaped-yaml-ran"
+    path = tmp_path / "evil.yaml"
+    path.write_text(f'task: !!python/object/apply:os.system ["touch {marker}"]\n')
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "plain values only" in err and "line 1" in err
+    assert not marker.exists()
+
+
+def test_a_yaml_alias_bomb_is_refused_before_validation_walks_it(tmp_path, capsys):
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(levels) + "\ntask: {name: digits}\n")
+    assert main(["validate", str(path)]) == 2
+    assert "YAML aliases" in capsys.readouterr().err
+
+
+def test_an_oversized_config_is_refused_unread(tmp_path, capsys):
+    path = tmp_path / "huge.yaml"
+    with open(path, "wb") as fh:
+        fh.truncate(64 << 20)
+    assert main(["validate", str(path)]) == 2
+    assert "more than the 1,048,576" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(b"task: {name: digits\n", "not valid YAML"), (b"\xff\xfe\x00garbage", "not UTF-8"), (b"- a\n- b\n", "expected a YAML mapping")],
+    ids=["truncated", "binary", "a-list"],
+)  # fmt: skip
+def test_truncated_binary_or_wrong_typed_configs_are_refused(content, words, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    assert main(["validate", str(path)]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_config_the_user_names_through_a_symlink_is_read(tmp_path, capsys):
+    real = tmp_path / "real.yaml"
+    real.write_text(DEMO.read_text())
+    link = tmp_path / "link.yaml"
+    link.symlink_to(real)
+    assert main(["validate", str(link)]) == 0, capsys.readouterr().err

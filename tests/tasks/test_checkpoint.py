@@ -111,3 +111,65 @@ def test_tampered_cached_teacher_is_retrained_with_a_warning(tmp_path, monkeypat
     assert isinstance(retrained, nn.Module) and not retrained.training
     state, _ = load_checkpoint(path)  # the cache is whole again
     assert all(torch.equal(state[k], v) for k, v in retrained.state_dict().items())
+
+
+# ---- hostile checkpoints through the CLI: exit 2 before a run folder or Ray exists --------------------
+
+
+def _search_with_checkpoint(tmp_path, checkpoint, capsys):
+    import yaml
+
+    from orchestrator.cli import main
+
+    config = {
+        "task": {"name": "tests.tasks.user_task:make_task", "args": {"checkpoint": str(checkpoint)}},
+        "traffic": {"peak_rps": 1000, "latency_slo_p95_ms": 500, "serving_batch_size": 32},
+        "search": {"trials": 2},
+        "space": {"prune_method": "none", "bits": 32},
+    }
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(config))
+    status = main(["search", str(path), "--out", str(tmp_path / "runs")])
+    return status, capsys.readouterr().err
+
+
+def test_a_pickled_teacher_checkpoint_exits_2_and_leaves_no_run_folder(tmp_path, capsys):
+    import ray
+
+    marker = tmp_path / "escaped-pickle-ran"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "teacher.pt"
+    torch.save({"weight": Evil()}, path)
+    status, err = _search_with_checkpoint(tmp_path, path, capsys)
+    assert status == 2 and str(path) in err and "not a plain state_dict" in err, err
+    assert not marker.exists(), "unpickling ran code"
+    assert not (tmp_path / "runs").exists() and not ray.is_initialized()
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "words"),
+    [('{"sha256": "ab', "not valid JSON"), ("[1, 2]", "expected a JSON object"), ('{"sha256": "x", "metadata": 3}', "metadata")],
+    ids=["truncated", "an-array", "metadata-not-an-object"],
+)  # fmt: skip
+def test_a_damaged_sidecar_is_refused_with_exit_2(sidecar, words, tmp_path, capsys):
+    path = tmp_path / "teacher.safetensors"
+    save_checkpoint(nn.Linear(16, 4).state_dict(), path, {})
+    path.with_name(path.name + ".json").write_text(sidecar)
+    status, err = _search_with_checkpoint(tmp_path, path, capsys)
+    assert status == 2 and words in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_truncated_pt_checkpoint_is_refused_with_exit_2(tmp_path, capsys):
+    path = tmp_path / "teacher.pt"
+    torch.save(nn.Linear(16, 4).state_dict(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    status, err = _search_with_checkpoint(tmp_path, path, capsys)
+    assert status == 2 and "not a plain state_dict" in err, err

@@ -6,10 +6,12 @@ Bayes-optimal nearest-centre classifier: logit_k = x·μ_k − ‖μ_k‖²/2.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
-from orchestrator.tasks import Split, Task
+from orchestrator.tasks import Split, Task, load_checkpoint
 
 
 class BlobsTask(Task):
@@ -18,7 +20,13 @@ class BlobsTask(Task):
     name = "blobs"
 
     def __init__(
-        self, n_features: int = 16, n_classes: int = 4, per_class: int = 60, noise: float = 1.0, seed: int = 0
+        self,
+        n_features: int = 16,
+        n_classes: int = 4,
+        per_class: int = 60,
+        noise: float = 1.0,
+        seed: int = 0,
+        checkpoint: str | None = None,
     ):
         if n_classes < 2:
             raise ValueError(f"n_classes must be at least 2, got {n_classes}")
@@ -34,14 +42,19 @@ class BlobsTask(Task):
             "test": (inputs[n_val : n_val + n_test], labels[n_val : n_val + n_test]),
             "train": (inputs[n_val + n_test :], labels[n_val + n_test :]),
         }
+        self.checkpoint = checkpoint  # teacher weights from a file (as a user's task loads its trained model)
         self._teacher: nn.Module | None = None
 
     def teacher(self) -> nn.Module:
         if self._teacher is None:
             layer = nn.Linear(self.centres.shape[1], self.centres.shape[0])
-            with torch.no_grad():
-                layer.weight.copy_(self.centres)
-                layer.bias.copy_(-0.5 * (self.centres**2).sum(dim=1))
+            if self.checkpoint is not None:
+                state, _ = load_checkpoint(Path(self.checkpoint))
+                layer.load_state_dict(state)
+            else:
+                with torch.no_grad():
+                    layer.weight.copy_(self.centres)
+                    layer.bias.copy_(-0.5 * (self.centres**2).sum(dim=1))
             self._teacher = layer.eval()
         return self._teacher
 
