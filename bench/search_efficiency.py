@@ -62,7 +62,6 @@ from typing import Any, Iterable, Iterator, Sequence
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 DATA = BENCH / "data"
@@ -743,13 +742,13 @@ def run_replays(table: dict[tuple, dict], sidecar: dict, samplers: Sequence[str]
 def _ray_running() -> Iterator[None]:
     """Ray for the searches in the block: the caller's where one is running (a test's), else one of our own, shut down
     after the block."""
-    import logging
-
     import ray
+
+    from orchestrator.search.local_ray import init_embedded_ray
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        init_embedded_ray(num_cpus=2)  # loopback only, token authentication on, as the product's own
     try:
         yield
     finally:

@@ -7,14 +7,12 @@ concurrency 1 and 2. Writes bench/results/search_overhead.json.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from _common import machine, write  # noqa: E402
 
@@ -66,11 +64,13 @@ def run(concurrency: int, trials: int) -> dict:
 def main() -> None:
     import ray
 
+    from orchestrator.search.local_ray import init_embedded_ray
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=16)
     args = parser.parse_args()
     started = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    init_embedded_ray(num_cpus=2)  # loopback only, token authentication on, as the product's own
     init_seconds = time.perf_counter() - started
     try:
         rows = [run(c, args.trials) for c in (1, 2)]

@@ -11,9 +11,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # One teacher cache for the whole suite (and across runs): trained once, then loaded.
 os.environ.setdefault("HEDGEROW_CACHE_DIR", str(REPO / ".cache" / "hedgerow"))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import torch  # noqa: E402
+
+from orchestrator.search.local_ray import prepare_embedded_ray  # noqa: E402
+
+# Every Ray the tests start (ray.init, Cluster) runs as the product's embedded one: loopback, token auth on.
+prepare_embedded_ray()
 
 torch.set_num_threads(2)
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.ao")

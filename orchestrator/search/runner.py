@@ -26,6 +26,7 @@ from orchestrator.config import SearchConfig, load_config, to_yaml
 from orchestrator.cost.catalog import Catalog, load_catalog
 from orchestrator.errors import InputError, UnsafeFile
 from orchestrator.safe_files import read_json
+from orchestrator.search.local_ray import init_embedded_ray
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.checkpoint import tensor_fingerprint
 from orchestrator.tasks.registry import load_task
@@ -198,15 +199,16 @@ def write_json(path: Path, payload: dict) -> None:
 
 @contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
-    """Join `address` (or the Ray already initialized in this process), else start Ray embedded."""
+    """Join `address` (or the Ray already initialized in this process), else start Ray embedded on loopback."""
     import ray
 
     if ray.is_initialized():
         yield
         return
     if address is None:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        init_embedded_ray()  # loopback only, token authentication on
+    else:  # an existing cluster, with its own authentication
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
         yield
     finally:

@@ -184,15 +184,16 @@ def test_tuner_seed_runs_resume_across_shards_and_judge_the_target_on_the_tuners
     """--tuner-seeds: shards append their Tuner runs to one file, the figures wait for every run, and the replay is
     checked against each of them."""
     import json
-    import logging
 
     import _common
     import ray
 
+    from orchestrator.search.local_ray import init_embedded_ray
+
     monkeypatch.setattr(se, "TUNER_SEEDS_RUNS", tmp_path / "runs.jsonl")
     monkeypatch.setattr(_common, "RESULTS", tmp_path)
     samplers, seeds = ["tpe", "random"], [0, 1]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    init_embedded_ray(num_cpus=2)
     try:
         se.run_tuner_seeds(samplers, seeds, budget=12, shard=(0, 2))
         assert len(se._read_jsonl(se.TUNER_SEEDS_RUNS)) == 2

@@ -79,13 +79,14 @@ def test_serve_app_answers_http_requests_with_the_exports_outputs(exports, val_i
     import yaml
     from ray import serve
 
+    from orchestrator.search.local_ray import init_embedded_ray
+
     folder = exports["fp32prun"].location
     config = yaml.safe_load(open(f"{folder}/serve_config.yaml"))
     args = config["applications"][0]["args"]
     port = 8000 + os.getpid() % 1000
-    ray.init(
+    init_embedded_ray(
         num_cpus=2,
-        include_dashboard=False,
         runtime_env={"env_vars": {"HEDGEROW_CACHE_DIR": os.environ["HEDGEROW_CACHE_DIR"]}},
     )
     try:
