@@ -113,3 +113,49 @@ def test_iam_policy_grants_what_a_cluster_run_needs_and_no_more():
     assert {"s3:PutObject", "s3:GetObject", "pricing:GetProducts", "ec2:DescribeInstanceTypes"} <= granted.keys()
     assert granted["s3:ListBucket"] == {"arn:aws:s3:::YOUR-BUCKET"}, "ListBucket applies to the bucket, not its objects"
     assert granted["s3:PutObject"] == {"arn:aws:s3:::YOUR-BUCKET/*"}
+
+
+# ---- who can reach the cluster: token authentication on, dashboards off public addresses -------------
+
+
+def test_launcher_starts_every_node_with_token_auth_and_ships_the_token(launcher):
+    starts = launcher["head_start_ray_commands"] + launcher["worker_start_ray_commands"]
+    for command in (c for c in starts if "ray start" in c):
+        assert "RAY_AUTH_MODE=token ray start" in command, command
+    assert launcher["file_mounts"].get("~/.ray/auth_token") == "~/.ray/auth_token"
+    assert any("chmod 600 ~/.ray/auth_token" in c for c in launcher["setup_commands"])
+    assert any("export RAY_AUTH_MODE=token" in c for c in launcher["setup_commands"])
+
+
+def test_launcher_keeps_the_dashboard_on_the_heads_loopback(launcher):
+    head = " ".join(launcher["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head
+    assert "0.0.0.0" not in head
+
+
+def test_raycluster_reads_the_token_from_a_secret_in_every_ray_container(raycluster):
+    spec = raycluster["spec"]
+    containers = [*spec["headGroupSpec"]["template"]["spec"]["containers"]]
+    for group in spec["workerGroupSpecs"]:
+        containers += group["template"]["spec"]["containers"]
+    for container in containers:
+        env = {e["name"]: e for e in container["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token", container["name"]
+        secret = env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert secret == {"name": "hedgerow-ray-auth", "key": "auth_token"}, container["name"]
+        assert "value" not in env["RAY_AUTH_TOKEN"], "a token written into the manifest"
+
+
+def test_raycluster_head_service_has_no_public_address(raycluster):
+    assert raycluster["spec"]["headGroupSpec"]["serviceType"] == "ClusterIP"
+
+
+def test_no_file_in_infra_or_the_product_turns_ray_authentication_off():
+    repo = INFRA.parent
+    files = [*INFRA.rglob("*.*"), *(repo / "orchestrator").rglob("*.py"), *(repo / "bench").glob("*.py"),
+             *(repo / "tests").rglob("*.py"), repo / "Makefile", repo / ".ci" / "run"]  # fmt: skip
+    turned_off = re.compile(r"RAY_AUTH_MODE['\"]?\s*(=|:|,)\s*['\"]?disabled")  # =disabled, : disabled, ", "disabled"
+    files = [p for p in files if p.is_file() and p != Path(__file__)]
+    offenders = [str(p) for p in files if turned_off.search(p.read_text(errors="ignore"))]
+    assert not offenders, offenders
+    assert turned_off.search('os.environ.setdefault("RAY_AUTH_MODE", "disabled")')  # what this used to find
