@@ -25,7 +25,9 @@ from orchestrator.config import SearchSettings
 from orchestrator.cost.catalog import Catalog
 from orchestrator.cost.model import CandidateMetrics, CostResult, price_candidate
 from orchestrator.cost.traffic import Traffic
+from orchestrator.errors import UnsafeFile
 from orchestrator.measure import Metrics, ReferenceThroughput, measure, reference_throughput
+from orchestrator.safe_files import read_json
 from orchestrator.search.space import recipe_from_config
 from orchestrator.tasks.base import Task, model_device
 
@@ -69,13 +71,13 @@ def _write_record(path: Path, record: dict) -> None:
 
 
 def load_record(records_dir: str, key: str) -> dict | None:
-    """A recipe's finished record, or None."""
+    """A recipe's finished record, or None (then the recipe runs again): absent, damaged, linked or foreign."""
     path = record_path(records_dir, key)
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        record = read_json(path)  # a resumed run folder may come from elsewhere: no symlinks, capped, an object
+    except (OSError, UnsafeFile):
         return None
     return record if record.get("version") == RECORD_VERSION else None
 
