@@ -182,3 +182,12 @@ def _finish_two_four(model: nn.Module, recipe: Recipe, steps: list[StepRecord]) 
     pruned = next(s for s in steps if s.stage == "prune").details["pruned_layers"]
     converted = to_semi_structured(model, pruned)
     return f"2:4 sparse kernels on {len(converted)} Linear layers: {', '.join(converted)}"
+
+
+INDEX_SUFFIX = "_index"  # numeric choices are sampled by position: `bits_index` for `bits`
+
+
+def knob_of_param(param: str) -> str:
+    """The knob an Optuna parameter samples (`bits_index` → `bits`); the search writes it, the report reads it."""
+    stem = param.removesuffix(INDEX_SUFFIX)
+    return stem if stem != param and stem in Recipe.model_fields else param

@@ -43,7 +43,7 @@ def param_importances(db: Path, study_name: str, min_trials: int = MIN_TRIALS) -
 
 
 def _importances(optuna, db: Path, study_name: str, min_trials: int) -> Importance:  # noqa: ANN001
-    from orchestrator.search.space import knob_of_param  # `bits_index` is reported as `bits`
+    from orchestrator.compress.recipe import knob_of_param  # `bits_index` is reported as `bits`
     with tempfile.TemporaryDirectory(prefix="hedgerow-report-") as tmp:
         copy = Path(tmp) / "optuna.db"
         shutil.copyfile(db, copy)

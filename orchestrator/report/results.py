@@ -45,7 +45,7 @@ def trial_id_from_path(path: str | Path) -> str | None:
 
 def rows_from_results(results: Any) -> list[dict[str, Any]]:
     """One dict per Tune trial: its final (or last) reported metrics, config and status."""
-    from orchestrator.search.trial import describe_error
+    from orchestrator.errors import describe_error
 
     rows = []
     for result in results:

@@ -23,13 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.compress.recipe import Recipe
+from orchestrator.compress.recipe import INDEX_SUFFIX, Recipe, knob_of_param  # noqa: F401  (knob_of_param: re-exported)
 from orchestrator.config import Choices, Knob, Range
 
 BASELINE: dict[str, Any] = {"prune_method": "none", "prune_ratio": 0.0, "bits": 32, "kd_steps": 0, "qat": False}
 INTEGER_KNOBS = {name for name, f in Recipe.model_fields.items() if f.annotation is int}
 KD_KNOBS = ("kd_temperature", "kd_alpha", "kd_learning_rate", "kd_batch_size")
-INDEX_SUFFIX = "_index"
 
 
 def choice_param(name: str, knob: Choices) -> tuple[str, list[Any], list[Any]]:
@@ -43,12 +42,6 @@ def choice_param(name: str, knob: Choices) -> tuple[str, list[Any], list[Any]]:
         values = sorted(set(choices))
         return name + INDEX_SUFFIX, list(range(len(values))), values
     return name, choices, choices
-
-
-def knob_of_param(param: str) -> str:
-    """The knob an Optuna parameter samples (`bits_index` → `bits`)."""
-    stem = param.removesuffix(INDEX_SUFFIX)
-    return stem if stem != param and stem in Recipe.model_fields else param
 
 
 class DefineByRun:

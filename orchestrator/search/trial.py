@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,6 @@ from orchestrator.tasks.base import Task, model_device
 
 NO_PRICE_USD = 1e9  # objective value for a candidate no instance can price at all
 RECORD_VERSION = 1
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -264,14 +261,3 @@ def _node_id() -> str:
         return "local"
 
 
-def describe_error(exc: BaseException, limit: int = 400) -> str:
-    """One line for trials.csv: the original exception's type and message (Ray's wrapper unwrapped)."""
-    cause = getattr(exc, "cause", None)  # RayTaskError carries the exception the trial raised
-    if isinstance(cause, BaseException):
-        exc = cause
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    message = " ".join(_ANSI.sub("", str(exc)).split())
-    if len(message) > limit:
-        message = message[: limit - 1] + "…"
-    return f"{type(exc).__name__}: {message}{where}"
