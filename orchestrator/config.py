@@ -74,6 +74,15 @@ class Deployment(_Strict):
     region: str = "us-east-1"
     instance_filter: list[str] | None = None
     measured_instance_type: str | None = Field(None, description="the catalog instance this search runs on, if any")
+    smt_yield: float = Field(
+        1.0,
+        ge=1.0,
+        le=2.0,
+        description=(
+            "a CPU core's throughput with all its hyperthreads busy, relative to one thread: 1.0 (hyperthreads add "
+            "nothing, the conservative default) to 2.0 (each vCPU counts as a core, the old vCPU scaling)"
+        ),
+    )
 
 
 class Resources(_Strict):

@@ -6,10 +6,15 @@ The rules, in the order they are tried (each result's `method` states which one 
    Hedgerow serves torch models on CUDA or CPU only.
 2. Across device classes (measured on CPU, instance has a GPU, or the reverse) -> no figure;
    the search must run on that kind of worker. Nothing is invented.
-3. CPU instance, CPU measurement -> throughput x vCPUs / threads measured. Measured (not
-   projected) only when `measured_instance_type` is this instance type; a different
-   cpu_arch is "cross-architecture, vCPU scaling only". Batch latency is kept as measured
-   (equal per-core speed assumed; more vCPUs serve more batches at once).
+3. CPU instance, CPU measurement -> per-core throughput x physical cores x SMT yield.
+   The per-core figure is the measured throughput / threads measured (each measured
+   thread had a core of its own). A hyperthread is not a core: an instance with
+   `threads_per_core` > 1 (x86 here) gets `smt_yield` per core, the throughput of a core
+   with all its hyperthreads busy relative to one thread (1.0: hyperthreads add nothing,
+   the conservative default; 2.0: the old vCPU scaling); one with a thread per core
+   (Graviton) gets 1. Measured (not projected) only when `measured_instance_type` is this
+   instance type; a different cpu_arch is "cross-architecture". Batch latency is kept as
+   measured (equal per-core speed assumed; more cores serve more batches at once).
 4. GPU instance whose accelerator is the measured GPU -> measured, per-GPU throughput x
    accelerator_count (one model copy per GPU), batch latency as measured.
 5. Other GPU -> per-GPU throughput x ratio of the dominant bound. Compute-bound when
@@ -83,6 +88,7 @@ def project(
     inst: InstanceType,
     accelerators: dict[str, AcceleratorSpec],
     serving_batch_size: int,
+    smt_yield: float = 1.0,
 ) -> Projection:
     """Apply the projection rules (module docstring) to one instance."""
     spec = accelerators.get(inst.accelerator) if inst.accelerator else None
@@ -108,26 +114,47 @@ def project(
         )
         return Projection(None, None, False, f"none: needs {'/'.join(metrics.cpu_archs)}", why)
     if spec is None:
-        return _project_cpu(metrics, inst)
+        return _project_cpu(metrics, inst, smt_yield)
     return _project_gpu(metrics, inst, spec, accelerators, serving_batch_size)
 
 
-def _project_cpu(metrics: "CandidateMetrics", inst: InstanceType) -> Projection:
-    """Rule 3: vCPU scaling from the threads measured."""
+def cores_capacity(inst: InstanceType, smt_yield: float) -> float:
+    """How many single-thread copies of the model one instance sustains: physical cores x the SMT yield."""
+    return inst.physical_cores * (smt_yield if inst.threads_per_core > 1 else 1.0)
+
+
+def _project_cpu(metrics: "CandidateMetrics", inst: InstanceType, smt_yield: float) -> Projection:
+    """Rule 3: per-core throughput x physical cores x the SMT yield."""
     threads = metrics.cpu_threads or 1
-    throughput_sps = metrics.throughput_sps * inst.vcpus / threads
-    arithmetic = f"{num(metrics.throughput_sps)} sps × {inst.vcpus} vCPUs / {threads} threads"
-    if metrics.measured_instance_type == inst.instance_type:
+    on_this_type = metrics.measured_instance_type == inst.instance_type
+    if on_this_type and threads > inst.physical_cores:
+        # Measured here with hyperthreads busy: the reading already holds what they add.
+        throughput_sps = metrics.throughput_sps * inst.vcpus / threads
+        arithmetic = (
+            f"{num(metrics.throughput_sps)} sps with {threads} threads on {inst.physical_cores} cores "
+            f"(hyperthreads busy) × {inst.vcpus} vCPUs / {threads} threads = {num(throughput_sps)} sps"
+        )
+        return Projection(throughput_sps, metrics.batch_latency_p95_ms, False, f"measured on this instance type: {arithmetic}")
+    per_core_sps = metrics.throughput_sps / threads
+    throughput_sps = per_core_sps * cores_capacity(inst, smt_yield)
+    cores = f"{inst.physical_cores} core{'s' if inst.physical_cores != 1 else ''}"
+    if inst.threads_per_core > 1:
+        scaling = f"{cores} × smt_yield {num(smt_yield)} ({inst.threads_per_core} threads per core, {inst.vcpus} vCPUs)"
+    else:
+        scaling = f"{cores} (1 thread per core)"
+    per_core = f"{num(metrics.throughput_sps)} sps / {threads} thread{'s' if threads != 1 else ''}"
+    arithmetic = f"{per_core} = {num(per_core_sps)} sps per core × {scaling} = {num(throughput_sps)} sps"
+    if on_this_type:
         method = f"measured on this instance type: {arithmetic}"
         projected = False
     elif metrics.cpu_arch != inst.cpu_arch:
         method = (
             f"cross-architecture (measured on {metrics.cpu_arch}, instance is {inst.cpu_arch}), "
-            f"vCPU scaling only: {arithmetic}"
+            f"per-core scaling only: {arithmetic}"
         )
         projected = True
     else:
-        method = f"vCPU scaling from {metrics.device_name}: {arithmetic}"
+        method = f"per-core scaling from {metrics.device_name}: {arithmetic}"
         projected = True
     return Projection(throughput_sps, metrics.batch_latency_p95_ms, projected, method)
 

@@ -56,6 +56,8 @@ class InstanceType(BaseModel):
     accelerator_count: int = Field(default=0, ge=0)
     accelerator_memory_gib: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     vcpus: int = Field(gt=0)
+    physical_cores: int = Field(gt=0, description="DescribeInstanceTypes VCpuInfo.DefaultCores")
+    threads_per_core: int = Field(ge=1, le=8, description="VCpuInfo.DefaultThreadsPerCore: 2 on x86 (SMT), 1 on Graviton")
     memory_gib: float = Field(gt=0, allow_inf_nan=False)
     on_demand_usd_per_hour: float = Field(gt=0, allow_inf_nan=False)
     spot_usd_per_hour: float | None = Field(default=None, gt=0, allow_inf_nan=False)
@@ -71,6 +73,11 @@ class InstanceType(BaseModel):
             raise ValueError("accelerator_memory_gib must be above 0 when accelerator is set")
         if self.accelerator is None and (self.accelerator_count or self.accelerator_memory_gib):
             raise ValueError("accelerator is empty but accelerator_count/accelerator_memory_gib are not 0")
+        if self.physical_cores * self.threads_per_core != self.vcpus:
+            raise ValueError(
+                f"fields 'physical_cores' × 'threads_per_core' ({self.physical_cores} × {self.threads_per_core} = "
+                f"{self.physical_cores * self.threads_per_core}) must equal 'vcpus' ({self.vcpus})"
+            )
         return self
 
 

@@ -31,6 +31,7 @@ from orchestrator.cost.traffic import HOURS_PER_DAY, Traffic
 from orchestrator.errors import InputError
 
 DEFAULT_MEMORY_HEADROOM = 0.2
+DEFAULT_SMT_YIELD = 1.0  # a second hyperthread adds nothing to dense inference until measured otherwise (README)
 _ARCH_ALIASES = {"aarch64": "arm64", "arm64": "arm64", "amd64": "x86_64", "x86_64": "x86_64", "x64": "x86_64"}
 
 
@@ -155,10 +156,10 @@ def _sizing(traffic: Traffic, throughput_sps: float, price: float) -> tuple[int,
 
 
 def _price_instance(
-    metrics: CandidateMetrics, traffic: Traffic, catalog: Catalog, inst: InstanceType, headroom: float
+    metrics: CandidateMetrics, traffic: Traffic, catalog: Catalog, inst: InstanceType, headroom: float, smt_yield: float
 ) -> InstanceCost:
     """Throughput, replicas, monthly $ and feasibility of one instance type."""
-    proj = project(metrics, inst, catalog.accelerators, traffic.serving_batch_size)
+    proj = project(metrics, inst, catalog.accelerators, traffic.serving_batch_size, smt_yield)
     common = dict(
         instance_type=inst.instance_type,
         accelerator=inst.accelerator,
@@ -222,12 +223,19 @@ def price_candidate(
     traffic: Traffic,
     catalog: Catalog,
     memory_headroom: float = DEFAULT_MEMORY_HEADROOM,
+    smt_yield: float = DEFAULT_SMT_YIELD,
 ) -> CostResult:
-    """Price a candidate on every catalog instance, pick the cheapest feasible; never raises for infeasibility."""
+    """Price a candidate on every catalog instance, pick the cheapest feasible; never raises for infeasibility.
+
+    smt_yield: a CPU core's throughput with all its hyperthreads busy, relative to one thread (1 to 2).
+    """
     if not 0 <= memory_headroom < 1:
         raise InputError(f"memory_headroom: expected a fraction in [0, 1), got {memory_headroom!r}")
+    if not 1 <= smt_yield <= 2:
+        raise InputError(f"deployment.smt_yield: expected a number from 1.0 to 2.0, got {smt_yield!r}")
     costs = sorted(
-        (_price_instance(metrics, traffic, catalog, inst, memory_headroom) for inst in catalog.instances), key=_rank
+        (_price_instance(metrics, traffic, catalog, inst, memory_headroom, smt_yield) for inst in catalog.instances),
+        key=_rank,
     )
     feasible = [c for c in costs if c.feasible]
     base = dict(per_instance=costs, region=catalog.region, catalog_as_of=catalog.as_of)

@@ -184,6 +184,8 @@ def _shape(item: dict, region: str, known: dict[str, AcceleratorSpec]) -> dict |
         "accelerator_count": str(count),
         "accelerator_memory_gib": num(gib),
         "vcpus": str(item["VCpuInfo"]["DefaultVCpus"]),
+        "physical_cores": str(item["VCpuInfo"]["DefaultCores"]),
+        "threads_per_core": str(item["VCpuInfo"]["DefaultThreadsPerCore"]),
         "memory_gib": num(item["MemoryInfo"]["SizeInMiB"] / 1024),
         "cpu_arch": cpu_arch,
     }

@@ -208,8 +208,9 @@ def write_export(
         target_utilization=traffic.target_utilization,
         latency_slo_p95_ms=traffic.latency_slo_p95_ms,
         endpoint_url=redact(endpoint_url) if endpoint_url else None,  # never a user:password@ in a shipped file
+        smt_yield=run.config.deployment.smt_yield,
     )
-    serve_lines = explain(deployment, instance, threads, serve)
+    serve_lines = explain(deployment, instance, threads, serve, run.config.deployment.smt_yield)
     (root / SERVE_CONFIG_NAME).write_text(dump_serve_config(serve, serve_lines))
 
     manifest = Manifest(

@@ -2,9 +2,10 @@
 
 The cost model counts instances: `replicas` instances of `instance_type`, each
 sustaining the measured throughput scaled to the whole instance (CPU: the
-measured threads' throughput × vCPUs / threads; GPU: one model copy per GPU).
-Serve counts model copies, so one instance becomes vCPUs / threads Serve
-replicas of `threads` CPUs each (CPU), or one replica per GPU (GPU). An hourly
+per-core throughput × physical cores × the SMT yield; GPU: one model copy per GPU).
+Serve counts model copies, so one CPU instance becomes floor(cores × yield / threads)
+Serve replicas (at least one), which share the instance's vCPUs between them, or
+one replica per GPU (GPU). An hourly
 traffic profile becomes an autoscaling range from its quietest to its busiest
 hour; otherwise the replica count is fixed.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.cost._projection import cores_capacity, num
 from orchestrator.cost.catalog import InstanceType
 from orchestrator.deploy.manifest import Deployment
 
@@ -24,13 +26,14 @@ DEPLOYMENT_NAME = "HedgerowModel"
 IMPORT_PATH = "orchestrator.deploy.serve:app"
 
 
-def replica_shape(instance: InstanceType | None, threads: int) -> tuple[int, dict[str, float]]:
-    """(Serve replicas per instance, ray_actor_options of one replica)."""
+def replica_shape(instance: InstanceType | None, threads: int, smt_yield: float = 1.0) -> tuple[int, dict[str, float]]:
+    """(Serve replicas per instance, ray_actor_options of one replica), by the cost model's per-core rule."""
     if instance is None:
         return 1, {"num_cpus": threads, "num_gpus": 0}
     if instance.accelerator:
         return instance.accelerator_count, {"num_cpus": 1, "num_gpus": 1}
-    return max(1, instance.vcpus // threads), {"num_cpus": threads, "num_gpus": 0}
+    per_instance = max(1, math.floor(cores_capacity(instance, smt_yield) / threads))
+    return per_instance, {"num_cpus": max(threads, instance.vcpus // per_instance), "num_gpus": 0}
 
 
 def target_ongoing_requests(
@@ -54,9 +57,10 @@ def build_serve_config(
     target_utilization: float,
     latency_slo_p95_ms: float,
     endpoint_url: str | None = None,
+    smt_yield: float = 1.0,
 ) -> dict[str, Any]:
     """The config as a dict; `dump_serve_config` writes it with the derivation as comments."""
-    per_instance, actor_options = replica_shape(instance, threads)
+    per_instance, actor_options = replica_shape(instance, threads, smt_yield)
     wait_s = round(min(0.05, latency_slo_p95_ms / 1000 * 0.1), 4)
     target = target_ongoing_requests(throughput_sps, target_utilization, batch_latency_p95_ms, wait_s)
     spec: dict[str, Any] = {
@@ -93,10 +97,12 @@ def build_serve_config(
     }
 
 
-def explain(deployment: Deployment, instance: InstanceType | None, threads: int, config: dict[str, Any]) -> list[str]:
+def explain(
+    deployment: Deployment, instance: InstanceType | None, threads: int, config: dict[str, Any], smt_yield: float = 1.0
+) -> list[str]:
     """The arithmetic behind the replica numbers, one line each (the YAML's comments, the README's list)."""
     spec = config["applications"][0]["deployments"][0]
-    per_instance, _ = replica_shape(instance, threads)
+    per_instance, options = replica_shape(instance, threads, smt_yield)
     lines = []
     if instance is None:
         lines.append("no feasible instance type was priced: one replica, sized by hand")
@@ -105,9 +111,16 @@ def explain(deployment: Deployment, instance: InstanceType | None, threads: int,
             f"{instance.instance_type} has {instance.accelerator_count} × {instance.accelerator}: one model copy per GPU"
         )
     else:
+        capacity = cores_capacity(instance, smt_yield)
+        yield_text = (
+            f" × smt_yield {num(smt_yield)} ({instance.threads_per_core} threads per core)"
+            if instance.threads_per_core > 1
+            else " (1 thread per core)"
+        )
         lines.append(
-            f"{instance.instance_type} has {instance.vcpus} vCPUs; the trial measured with {threads} thread(s): "
-            f"{per_instance} Serve replicas of {threads} CPU(s) per instance"
+            f"{instance.instance_type} has {instance.physical_cores} physical core(s){yield_text} = {num(capacity)} "
+            f"single-thread capacity; the trial measured with {threads} thread(s): floor({num(capacity)} / {threads}) "
+            f"= {per_instance} Serve replica(s) per instance, {num(options['num_cpus'])} of its {instance.vcpus} vCPUs each"
         )
     if "autoscaling_config" in spec:
         auto = spec["autoscaling_config"]

@@ -242,6 +242,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
             records_dir=str(paths.records),
             measured_instance_type=config.deployment.measured_instance_type,
             teacher_fingerprint=fingerprint,
+            smt_yield=config.deployment.smt_yield,
         )
         resources = {"cpu": settings.resources_per_trial.cpu, "gpu": settings.resources_per_trial.gpu}
         trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)

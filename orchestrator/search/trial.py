@@ -46,6 +46,7 @@ class TrialContext:
     records_dir: str
     measured_instance_type: str | None = None
     teacher_fingerprint: str | None = None  # computed once by the driver; keys the machine's teacher reference
+    smt_yield: float = 1.0  # deployment.smt_yield: what a core's hyperthreads add (1.0: nothing)
 
 
 def resolve_device(settings: SearchSettings) -> torch.device:
@@ -106,6 +107,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         candidate_metrics(measured, recipe.bits, context.measured_instance_type, kernel_archs(compressed.record)),
         context.traffic,
         context.catalog,
+        smt_yield=context.smt_yield,
     )
     metrics = measured.metrics
     row = final_row(config, recipe, quality, measured, cost, compressed.record, context)
@@ -226,6 +228,7 @@ def final_row(config, recipe, quality, measured: Measured, cost: CostResult, rec
         "peak_mem_bytes": metrics.peak_mem_bytes,
         "throughput_sps": measured.throughput_sps,
         "raw_throughput_sps": metrics.throughput_sps,
+        "per_core_sps": measured.throughput_sps / metrics.device.threads if metrics.device.kind == "cpu" else None,
         "throughput_ratio_to_teacher": metrics.throughput_ratio_to_reference,
         "teacher_reference_sps": measured.reference.throughput_sps if measured.reference else None,
         "batch_latency_p95_ms": metrics.batch_latency_p95_ms,

@@ -22,6 +22,8 @@ def instance_row(instance_type: str, usd_per_hour: float, **overrides: object) -
         "accelerator_count": 0,
         "accelerator_memory_gib": 0,
         "vcpus": 4,
+        "physical_cores": 2,
+        "threads_per_core": 2,
         "memory_gib": 8,
         "on_demand_usd_per_hour": usd_per_hour,
         "spot_usd_per_hour": "",

@@ -175,3 +175,28 @@ def test_accelerator_table_rejects_a_negative_bandwidth(tmp_path):
     )
     with pytest.raises(InputError, match=r"acc.csv, row 1 \(line 2\) accelerator 'T4': field 'memory_bandwidth_gbps'"):
         read_accelerators(path)
+
+
+def test_a_row_whose_cores_times_threads_is_not_its_vcpus_exits_2_naming_the_fields(write_catalog, capsys):
+    from orchestrator.cli import main
+
+    path = write_catalog([instance_row("c7i.xlarge", 0.1785, physical_cores=4, threads_per_core=2)])
+    assert main(["prices", "show", "--catalog", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "instance_type 'c7i.xlarge'" in err
+    assert "'physical_cores' × 'threads_per_core' (4 × 2 = 8) must equal 'vcpus' (4)" in err
+
+
+def test_the_bundled_catalog_has_two_threads_per_core_on_x86_and_one_on_graviton():
+    catalog = load_catalog()
+    for inst in catalog.instances:
+        assert inst.physical_cores * inst.threads_per_core == inst.vcpus
+        assert inst.threads_per_core == (1 if inst.cpu_arch == "arm64" else 2), inst.instance_type
+
+
+def test_prices_show_prints_cores_and_threads_per_core(capsys):
+    from orchestrator.cli import main
+
+    assert main(["prices", "show", "--instance-types", "c7i.large,c7g.xlarge"]) == 0
+    out = capsys.readouterr().out
+    assert "physical_cores" in out and "threads_per_core" in out

@@ -129,15 +129,50 @@ def test_memory_headroom_out_of_range_is_an_input_error(t4_and_a10g):
 def test_cpu_projection_is_flagged_with_its_method():
     result = price_candidate(cpu_metrics(), Traffic(peak_rps=10_000, latency_slo_p95_ms=50), load_catalog())
     costs = by_name(result)
-    assert costs["c7i.xlarge"].projected is False
-    big = costs["c7i.4xlarge"]
-    assert big.projected is True and big.throughput_sps == 10_000
-    assert "vCPU scaling" in big.projection_method and "2500 sps × 16 vCPUs / 4 threads" in big.projection_method
-    arm = costs["c7g.xlarge"]
-    assert arm.projected is True
-    assert "cross-architecture (measured on x86_64, instance is arm64), vCPU scaling only" in arm.projection_method
+    assert costs["c7i.xlarge"].projected is False  # measured there with all 4 threads: its reading stands
+    assert "with 4 threads on 2 cores (hyperthreads busy)" in costs["c7i.xlarge"].projection_method
+    big = costs["c7i.4xlarge"]  # 2500 / 4 = 625 sps per core × 8 cores × yield 1
+    assert big.projected is True and big.throughput_sps == 5_000
+    assert "per-core scaling" in big.projection_method
+    assert (
+        "2500 sps / 4 threads = 625 sps per core × 8 cores × smt_yield 1 (2 threads per core, 16 vCPUs) = 5000 sps"
+        in big.projection_method
+    )
+    arm = costs["c7g.xlarge"]  # 625 × 4 cores, no SMT
+    assert arm.projected is True and arm.throughput_sps == 2_500
+    assert "cross-architecture (measured on x86_64, instance is arm64), per-core scaling only" in arm.projection_method
+    assert "625 sps per core × 4 cores (1 thread per core) = 2500 sps" in arm.projection_method
     # the cheapest feasible is the Graviton, and the result says its figure is projected
     assert result.instance_type == "c7g.xlarge" and result.projected is True and result.monthly_usd == 740.95
+
+
+@pytest.mark.parametrize(("smt_yield", "replicas"), [(1.0, 16), (1.3, 13), (2.0, 8)])
+def test_hyperthreads_count_only_by_the_smt_yield(write_catalog, smt_yield, replicas):
+    """1 thread measured at 1,000 sps; c7i.large has 1 core × 2 threads: capacity 1,000 × yield."""
+    catalog = load_catalog(write_catalog([instance_row("c7i.large", 0.08925, vcpus=2, physical_cores=1)]))
+    metrics = cpu_metrics(throughput_sps=1000, cpu_threads=1, measured_instance_type=None)
+    traffic = Traffic(peak_rps=9_600, latency_slo_p95_ms=50)  # 9600 / (1000 × yield × 0.6)
+    cost = price_candidate(metrics, traffic, catalog, smt_yield=smt_yield).per_instance[0]
+    assert cost.throughput_sps == pytest.approx(1000 * smt_yield) and cost.replicas == replicas
+    assert f"× 1 core × smt_yield {smt_yield:g} (2 threads per core, 2 vCPUs)" in cost.projection_method
+
+
+def test_graviton_and_x86_are_compared_per_physical_core(write_catalog):
+    catalog = load_catalog(
+        write_catalog([
+            instance_row("c7i.xlarge", 0.1785),  # 2 cores × 2 threads
+            instance_row("c7g.xlarge", 0.145, physical_cores=4, threads_per_core=1, cpu_arch="arm64"),
+        ])
+    )  # fmt: skip
+    metrics = cpu_metrics(throughput_sps=1000, cpu_threads=1, measured_instance_type=None)
+    costs = by_name(price_candidate(metrics, Traffic(peak_rps=1000, latency_slo_p95_ms=50), catalog))
+    assert costs["c7i.xlarge"].throughput_sps == 2000 and costs["c7g.xlarge"].throughput_sps == 4000
+
+
+@pytest.mark.parametrize("smt_yield", [0.9, 2.5])
+def test_an_smt_yield_outside_1_to_2_is_refused(c7i_xlarge, smt_yield):
+    with pytest.raises(InputError, match="deployment.smt_yield"):
+        price_candidate(cpu_metrics(), Traffic(peak_rps=1, latency_slo_p95_ms=50), c7i_xlarge, smt_yield=smt_yield)
 
 
 def test_gpu_measured_on_the_same_accelerator_multiplies_by_count(write_catalog):
@@ -207,13 +242,13 @@ def test_ties_go_to_fewer_replicas_then_the_name(write_catalog):
     catalog = load_catalog(
         write_catalog(
             [
-                instance_row("c7i.large", 0.08925, vcpus=2),  # 14 replicas x 0.08925 = 7 x 0.1785
+                instance_row("c7i.large", 0.08925, vcpus=2, physical_cores=1),  # 14 replicas x 0.08925 = 7 x 0.1785
                 instance_row("m7i.xlarge", 0.1785),
                 instance_row("c7i.xlarge", 0.1785),
             ]
         )
     )
-    metrics = cpu_metrics(measured_instance_type=None)
+    metrics = cpu_metrics(measured_instance_type=None, cpu_threads=2)  # 1,250 sps per core
     result = price_candidate(metrics, Traffic(peak_rps=10_000, latency_slo_p95_ms=50), catalog)
     assert [c.instance_type for c in result.per_instance] == ["c7i.xlarge", "m7i.xlarge", "c7i.large"]
     assert {c.monthly_usd for c in result.per_instance} == {912.14}

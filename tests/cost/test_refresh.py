@@ -121,7 +121,8 @@ def test_refresh_writes_the_bundled_csv_shape_from_stubbed_responses(clients, tm
     assert {r["source"] for r in rows} == {"aws-pricing-api"} and {r["as_of"] for r in rows} == {"2026-11-01"}
     # Every figure but provenance agrees with the bundled snapshot (p5's Capacity Block price is ignored).
     bundled = {r["instance_type"]: r for r in bundled_rows}
-    numeric = ["accelerator_count", "accelerator_memory_gib", "vcpus", "memory_gib", "on_demand_usd_per_hour"]
+    numeric = ["accelerator_count", "accelerator_memory_gib", "vcpus", "physical_cores", "threads_per_core", "memory_gib",
+               "on_demand_usd_per_hour"]  # cores and threads per core: VCpuInfo.DefaultCores, DefaultThreadsPerCore
     for row in rows:
         expected = bundled[row["instance_type"]]
         for column in ("instance_type", "region", "accelerator", "spot_usd_per_hour", "cpu_arch"):

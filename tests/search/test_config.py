@@ -29,6 +29,8 @@ def _with(path: list[str], value) -> dict:
 
 
 BAD_CONFIGS = {
+    "smt yield below 1": (_with(["deployment", "smt_yield"], 0.5), "deployment.smt_yield", "greater than or equal to 1"),
+    "smt yield above 2": (_with(["deployment", "smt_yield"], 2.5), "deployment.smt_yield", "less than or equal to 2"),
     "unknown knob": (_with(["space", "prune_ration"], 0.5), "space.prune_ration", "did you mean 'prune_ratio'"),
     "ratio above 0.95": (_with(["space", "prune_ratio"], {"low": 0.2, "high": 0.97}), "space.prune_ratio", "0.95"),
     "empty choices": (_with(["space", "bits"], {"choices": []}), "space.bits", "at least 1"),
