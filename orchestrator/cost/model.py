@@ -100,6 +100,7 @@ class CostResult(BaseModel):
     projected: bool
     reason: str
     per_instance: list[InstanceCost]
+    throughput_sps: float | None = Field(None, description="what one instance of instance_type sustains (measured or projected)")
     region: str
     catalog_as_of: date
 
@@ -268,6 +269,7 @@ def price_candidate(
         monthly_usd=best.monthly_usd,
         projected=best.projected,
         reason=reason,
+        throughput_sps=best.throughput_sps,
         **base,
     )
 

@@ -61,6 +61,11 @@ def verdict(run: RunData) -> str:
     rec, base = run.recommended, run.baseline
     if not rec:
         return "No recommendation: " + str(run.summary.get("recommendation_note") or "no candidate qualified") + "."
+    if run.summary.get("keep_baseline"):
+        return (
+            f"Keep the uncompressed model on {f.integer(rec['replicas'])} × {rec['instance_type']} for "
+            f"{f.usd(rec['monthly_usd'])}/month: {_after_colon(run.summary.get('recommendation_note'))}."
+        )
     text = (
         f"Serve trial {rec['trial_id']} ({f.knobs_text(rec['knobs'])}) on {f.integer(rec['replicas'])} × "
         f"{rec['instance_type']} for {f.usd(rec['monthly_usd'])}/month"
@@ -91,7 +96,9 @@ def headline(run: RunData) -> Items:
                     + (" (throughput projected from the measured device)" if rec.get("projected") else " (throughput measured)")),
         ("monthly $", f"{f.usd(rec['monthly_usd'])}/month"),
     ]  # fmt: skip
-    if rec.get("savings_usd") is not None:
+    if run.summary.get("keep_baseline"):
+        items.append(("savings", "none: " + _after_colon(run.summary.get("recommendation_note"))))
+    elif rec.get("savings_usd") is not None:
         spend = 1 - rec["savings_ratio"] if f.finite(rec.get("savings_ratio")) else None
         items.append(("savings", f"{f.usd(rec['savings_usd'])}/month saved: {f.percent(rec['savings_ratio'])} less than the "
                                  f"baseline's {f.usd(base.get('monthly_usd'))}/month on {f.integer(base.get('replicas'))} × "
@@ -102,11 +109,20 @@ def headline(run: RunData) -> Items:
         r, b = rec.get(key), base.get(key)
         ratio = r / b if f.finite(r) and f.finite(b) and b else None
         items.append((label, f"{show(r)} against the baseline's {show(b)} ({f.ratio(ratio)})"))
+    floor = run.summary.get("replica_floor")
+    if floor and floor.get("text"):
+        items.append(("replica floor", str(floor["text"])))
     payback = run.summary.get("search_cost", {}).get("payback_days")
     if payback is not None:
         items.append(("payback", f"the search cost {_usd_small(run.summary['search_cost'].get('usd'))}, paid back by "
                                  f"{_days(payback)} of savings"))  # fmt: skip
     return items
+
+
+def _after_colon(note: Any) -> str:
+    """A recommendation note without its leading 'keep …:' clause (the sentence around it says that part)."""
+    text = str(note or "")
+    return text.split(": ", 1)[1] if ": " in text else text
 
 
 def _no_savings(run: RunData) -> str:
@@ -124,8 +140,13 @@ def _no_savings(run: RunData) -> str:
 
 
 def _days(days: float) -> str:
-    text = f"{days:.4g} days"
-    return text + (f" (about {days * 24:.2g} hours)" if days < 1 else "")
+    """A payback period in the largest unit that is at least one: days, hours, minutes or seconds."""
+    for unit, per_day in (("day", 1), ("hour", 24), ("minute", 24 * 60)):
+        amount = days * per_day
+        if amount >= 1:
+            return f"{amount:.3g} {unit}{'' if f'{amount:.3g}' == '1' else 's'}"
+    seconds = days * 24 * 3600
+    return f"{seconds:.2g} seconds"
 
 
 def _usd_small(value: Any) -> str:
@@ -180,7 +201,7 @@ def inputs(run: RunData) -> Items:
                    f"at least {traffic.get('min_replicas')} replicas"),
         ("hours per month", f"{f.number(traffic.get('hours_per_month'), 10)} ({f.number(traffic.get('days_per_month'), 6)} days)"),
         ("quality", f"{run.metric} on the validation split; bound: at most {run.max_drop:g} below the baseline"),
-        ("catalog", f"{given.get('catalog_file')} as of {given.get('catalog_as_of')}, region {given.get('region')}"),
+        ("catalog", f"{given.get('catalog_file')} (as of {given.get('catalog_as_of')}), region {given.get('region')}"),
         ("instance types", ", ".join(given.get("instance_types") or []) + f" (filter {deployment.get('instance_filter')})"),
         ("memory headroom", f"{f.number(given.get('memory_headroom'), 6)} of device memory kept free"),
         ("measured device", device),

@@ -19,7 +19,8 @@ EXTRA_COLUMNS = [
     "quality_n", "prune_importance", "prune_scope", "int4_group_size", "kd_learning_rate", "kd_batch_size", "qat",
     "nonzero_params", "sparse_size_bytes", "raw_throughput_sps", "per_core_sps", "throughput_ratio_to_teacher",
     "teacher_reference_sps", "batch_latency_p95_ms", "flops_per_sample", "device_kind",
-    "device_capability", "threads", "accelerated", "fallbacks", "projected", "cost_reason", "trial_seconds",
+    "device_capability", "threads", "accelerated", "fallbacks", "instance_throughput_sps", "projected", "cost_reason",
+    "trial_seconds",
     "recipe_key", "node_id", "host",
 ]  # fmt: skip
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS

@@ -44,6 +44,31 @@ def within_bound(frame: pd.DataFrame, max_drop: float) -> pd.Series:
     )
 
 
+def fleet_capacity_sps(frame: pd.DataFrame) -> pd.Series:
+    """What each candidate's priced fleet sustains: replicas × one instance's throughput (the headroom over traffic)."""
+    per_instance = frame.get("instance_throughput_sps")
+    if per_instance is None:
+        return pd.Series(float("nan"), index=frame.index)
+    return frame["replicas"].astype(float) * per_instance.astype(float)
+
+
+def rank_candidates(candidates: pd.DataFrame) -> pd.DataFrame:
+    """Cheapest first; ties on $ go to quality (smaller drop), then throughput headroom, then size, then trial id."""
+    ranked = candidates.assign(_fleet_sps=fleet_capacity_sps(candidates).fillna(candidates["throughput_sps"]))
+    ranked = ranked.sort_values(
+        ["monthly_usd", "accuracy_drop", "_fleet_sps", "size_bytes", "trial_id"],
+        ascending=[True, True, False, True, True],
+        kind="mergesort",
+    )
+    return ranked.drop(columns="_fleet_sps")
+
+
+def baseline_row(frame: pd.DataFrame) -> pd.Series | None:
+    """The uncompressed baseline trial, where it finished."""
+    rows = frame[frame["baseline"].fillna(False).astype(bool) & (frame["status"] == "finished")]
+    return rows.iloc[0] if len(rows) else None
+
+
 def recommend(
     frame: pd.DataFrame,
     max_drop: float,
@@ -52,17 +77,21 @@ def recommend(
 ) -> tuple[pd.Series | None, list[dict[str, Any]]]:
     """Walk candidates from cheapest; the first whose held-out test drop also holds is recommended.
 
-    `test_quality(row)` evaluates a candidate on the test split (memoized by the
-    caller). Returns the chosen row (or None) and the candidates passed over.
+    Where that candidate costs no less than the priced, feasible baseline, compression saves
+    nothing at this traffic and the baseline itself is recommended. `test_quality(row)`
+    evaluates a candidate on the test split (memoized by the caller). Returns the chosen row
+    (or None) and the candidates passed over.
     """
-    candidates = frame[within_bound(frame, max_drop)].sort_values(
-        ["monthly_usd", "quality", "throughput_sps", "trial_id"], ascending=[True, False, False, True]
-    )
+    candidates = rank_candidates(frame[within_bound(frame, max_drop)])
+    base = baseline_row(frame)
     passed_over = []
     for _, row in candidates.iterrows():
         test = test_quality(row)
         test_drop = baseline_test - test["value"]
         if test_drop <= max_drop + 1e-12:
+            if compression_saves_nothing(row, base):
+                test_quality(base)  # the summary reports the baseline's held-out figures
+                return base, passed_over
             return row, passed_over
         passed_over.append(
             {
@@ -97,6 +126,51 @@ def search_cost(frame: pd.DataFrame, cpus_per_trial: float, gpus_per_trial: floa
     }
 
 
+def compression_saves_nothing(row: pd.Series, base: pd.Series | None) -> bool:
+    """True when a compressed candidate costs no less than the feasible, priced uncompressed baseline."""
+    if base is None or bool(row.get("baseline")) or not bool(base.get("feasible")):
+        return False
+    base_usd, row_usd = _clean(base.get("monthly_usd")), _clean(row.get("monthly_usd"))
+    return base_usd is not None and row_usd is not None and row_usd >= base_usd
+
+
+def floor_note(frame: pd.DataFrame, max_drop: float, traffic: dict[str, Any]) -> dict[str, Any] | None:
+    """Where every feasible candidate within the bound sits at min_replicas: say so, and at what traffic that ends.
+
+    The baseline's fleet at the floor sustains min_replicas × one instance's throughput × the
+    target utilization; above that peak traffic the baseline needs more instances, and
+    compression starts to pay.
+    """
+    floor = traffic.get("min_replicas")
+    candidates = frame[within_bound(frame, max_drop)]
+    base = baseline_row(frame)
+    if not floor or candidates.empty or not (candidates["replicas"].astype(float) == floor).all():
+        return None
+    note: dict[str, Any] = {"min_replicas": int(floor), "n_candidates": int(len(candidates))}
+    per_instance = _clean(base.get("instance_throughput_sps")) if base is not None else None
+    if base is not None and per_instance and bool(base.get("feasible")):
+        util = float(traffic.get("target_utilization", 1.0))
+        covers = floor * per_instance * util
+        note.update(
+            baseline_instance_type=base["instance_type"],
+            baseline_instance_throughput_sps=per_instance,
+            target_utilization=util,
+            pays_above_rps=round(covers, 1),
+            text=(
+                f"every feasible candidate within the bound sits at min_replicas {floor}, so the floor, not the model, "
+                f"sets the bill; the baseline's {floor} × {base['instance_type']} sustain {floor} × "
+                f"{per_instance:,.0f} sps × {util:g} = {covers:,.0f} requests/s, so compression starts to pay only "
+                f"above about {covers:,.0f} requests/s at peak"
+            ),
+        )
+    else:
+        note["text"] = (
+            f"every feasible candidate within the bound sits at min_replicas {floor}, so the floor, not the model, "
+            "sets the bill at this traffic"
+        )
+    return note
+
+
 def _candidate(row: pd.Series) -> dict[str, Any]:
     return {
         "trial_id": row["trial_id"],
@@ -109,6 +183,7 @@ def _candidate(row: pd.Series) -> dict[str, Any]:
         "throughput_sps": _clean(row["throughput_sps"]),
         "latency_p95_ms": _clean(row["latency_p95_ms"]),
         "instance_type": _clean(row["instance_type"]),
+        "instance_throughput_sps": _clean(row.get("instance_throughput_sps")),
         "replicas": _int(row["replicas"]),
         "monthly_usd": _clean(row["monthly_usd"]),
         "projected": _clean(row["projected"]),
@@ -130,11 +205,10 @@ def build_summary(
     inputs: dict[str, Any],
 ) -> dict[str, Any]:
     """summary.json's content (DESIGN.md contract keys plus what the report needs)."""
-    base_rows = frame[frame["baseline"].fillna(False).astype(bool) & (frame["status"] == "finished")]
-    baseline_row = base_rows.iloc[0] if len(base_rows) else None
+    base_row = baseline_row(frame)
     baseline = None
-    if baseline_row is not None:
-        baseline = {**_candidate(baseline_row), "test": test_results.get(baseline_row["trial_id"])}
+    if base_row is not None:
+        baseline = {**_candidate(base_row), "test": test_results.get(base_row["trial_id"])}
     rec = None
     if recommended is not None:
         rec = _candidate(recommended)
@@ -156,6 +230,11 @@ def build_summary(
         if cost["usd"] and (rec["savings_usd"] or 0) > 0:
             cost["payback_days"] = round(cost["usd"] / (rec["savings_usd"] / inputs["traffic"]["days_per_month"]), 4)
     pareto_rows = frame[frame["pareto"].astype(bool)].sort_values(["monthly_usd", "trial_id"])  # the report's order
+    kept_baseline = rec is not None and base_row is not None and rec["trial_id"] == base_row["trial_id"]
+    floor = floor_note(frame, max_drop, inputs.get("traffic", {}))
+    note = _note(rec, passed_over, kept_baseline, _cheapest_compressed(frame, max_drop, base_row))
+    if floor is not None:
+        note += "; " + floor["text"]
     return {
         "run_id": run_id,
         "task": task,
@@ -167,16 +246,33 @@ def build_summary(
         "n_stopped": int((frame["status"] == "stopped").sum()),
         "baseline": baseline,
         "recommended": rec,
-        "recommendation_note": _note(rec, passed_over),
+        "recommendation_note": note,
+        "keep_baseline": kept_baseline,
+        "replica_floor": floor,
         "pareto": [_candidate(r) for _, r in pareto_rows.iterrows()],
         "search_cost": cost,
         "inputs": inputs,
     }
 
 
-def _note(rec: dict | None, passed_over: list[dict]) -> str:
+def _cheapest_compressed(frame: pd.DataFrame, max_drop: float, base: pd.Series | None) -> pd.Series | None:
+    candidates = rank_candidates(frame[within_bound(frame, max_drop)])
+    if base is not None:
+        candidates = candidates[candidates["trial_id"] != base["trial_id"]]
+    return candidates.iloc[0] if len(candidates) else None
+
+
+def _note(rec: dict | None, passed_over: list[dict], kept_baseline: bool, cheapest: pd.Series | None) -> str:
     if rec is None:
         return "no candidate is cost-feasible and within the quality bound on both validation and test"
+    if kept_baseline:
+        note = f"keep the uncompressed model (trial {rec['trial_id']}, ${rec['monthly_usd']:,.2f}/month): compression saves nothing at this traffic"
+        if cheapest is not None:
+            note += (
+                f", the cheapest compressed candidate within the bound (trial {cheapest['trial_id']}) costs "
+                f"${float(cheapest['monthly_usd']):,.2f}/month, no less"
+            )
+        return note
     note = f"trial {rec['trial_id']}: the cheapest feasible candidate within the quality bound on validation and test"
     if passed_over:
         note += "; cheaper candidates passed over: " + "; ".join(f"{p['trial_id']} ({p['reason']})" for p in passed_over)

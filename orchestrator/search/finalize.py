@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from orchestrator.cost.catalog import BUNDLED, BUNDLED_INSTANCES
 from orchestrator.cost.model import DEFAULT_MEMORY_HEADROOM
 from orchestrator.report.pareto import mark_pareto
 from orchestrator.report.results import rows_from_results, trials_frame
@@ -87,7 +88,7 @@ def _inputs(prepared: Any) -> dict[str, Any]:
     return {
         "traffic": traffic,
         "objective": config.objective.model_dump(mode="json"),
-        "catalog_file": str(catalog.path),
+        "catalog_file": BUNDLED if catalog.path == BUNDLED_INSTANCES else str(catalog.path),  # not this machine's path
         "catalog_as_of": str(catalog.as_of),
         "region": catalog.region,
         "instance_types": [i.instance_type for i in catalog.instances],

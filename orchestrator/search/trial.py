@@ -242,6 +242,7 @@ def final_row(config, recipe, quality, measured: Measured, cost: CostResult, rec
         "accelerated": record.accelerated,
         "fallbacks": " | ".join(record.fallbacks),
         "instance_type": cost.instance_type,
+        "instance_throughput_sps": cost.throughput_sps,
         "replicas": cost.replicas,
         "monthly_usd": cost.monthly_usd,
         "projected": cost.projected,

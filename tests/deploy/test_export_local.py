@@ -134,7 +134,7 @@ def test_serve_config_is_in_serve_deploy_format_and_autoscales_on_the_hourly_pro
     auto = deployment["autoscaling_config"]
     assert auto["max_replicas"] > auto["min_replicas"] >= 1
     assert auto["max_replicas"] // max(hourly) == auto["min_replicas"] // min(hourly)  # same copies per instance
-    assert deployment["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 0}
+    assert deployment["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 0}  # a core per replica (smt_yield 1): both its vCPUs
     assert "num_replicas" not in deployment
 
 

@@ -50,6 +50,7 @@ def _row(trial_id, knobs, quality, sps, p95, base_quality, traffic, catalog):
         "quality_n": 359, "params": 900_000, "size_bytes": metrics.size_bytes, "peak_mem_bytes": metrics.peak_mem_bytes,
         "throughput_sps": sps, "batch_latency_p95_ms": p95, "latency_p50_ms": 1.0, "latency_p95_ms": 2.0,
         "device": "Test CPU", "device_kind": "cpu", "threads": 1, "instance_type": cost.instance_type,
+        "instance_throughput_sps": cost.throughput_sps,
         "replicas": cost.replicas, "monthly_usd": cost.monthly_usd, "projected": cost.projected, "feasible": cost.feasible,
         "cost_reason": cost.reason, "trial_seconds": 10.0, "fallbacks": "int4 fell back" if trial_id == "t5" else "",
     }  # fmt: skip
@@ -92,7 +93,7 @@ def make_run(folder: Path, name: str = "digits-fake-run", baseline_fast: bool = 
     frame["test_accuracy"] = frame["trial_id"].map(lambda t: tests[t]["value"] if t in tests else None)
     chosen, passed = recommend(frame, 0.01, tests["t0base"]["value"], lambda row: tests[row["trial_id"]])
     inputs = {"traffic": {**traffic.model_dump(mode="json"), "days_per_month": traffic.days_per_month},
-              "objective": {"metric": "accuracy", "max_quality_drop": 0.01}, "catalog_file": str(catalog.path),
+              "objective": {"metric": "accuracy", "max_quality_drop": 0.01}, "catalog_file": "bundled",
               "catalog_as_of": str(catalog.as_of), "region": catalog.region,
               "instance_types": [i.instance_type for i in catalog.instances], "memory_headroom": 0.2}  # fmt: skip
     summary = build_summary(

@@ -55,3 +55,69 @@ def test_savings_and_payback_are_recomputable():
     assert summary["recommended"]["savings_ratio"] == 0.75
     assert summary["search_cost"]["payback_days"] == pytest.approx(0.5 / (750.0 / (730 / 24)), abs=1e-4)
     assert summary["n_trials"] == 2 and [p["trial_id"] for p in summary["pareto"]] == ["a", "base"]
+
+
+# ---- recommendations a person would agree with -----------------------------------------------------------
+
+
+def _summary(frame, rec, tests, traffic=None):
+    inputs = {"traffic": {"days_per_month": 730 / 24, **(traffic or {})}}
+    return build_summary(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
+                         passed_over=[], test_results=tests, cost=dict(COST), inputs=inputs)  # fmt: skip
+
+
+def _tests(frame):
+    return {t: {"value": 0.99, "ci95_low": 0.98, "ci95_high": 1.0, "n_examples": 360} for t in frame["trial_id"]}
+
+
+@pytest.mark.parametrize("compressed_usd", [130.31, 200.0])
+def test_a_compressed_candidate_that_costs_no_less_than_the_baseline_keeps_the_baseline(compressed_usd):
+    frame = _frame([_row("base", 0.99, 130.31, baseline=True), _row("a", 0.985, compressed_usd)])
+    tests = _tests(frame)
+    rec, _ = recommend(frame, 0.01, baseline_test=0.99, test_quality=lambda r: tests[r["trial_id"]])
+    assert rec["trial_id"] == "base"
+    summary = _summary(frame, rec, tests)
+    assert summary["keep_baseline"] is True and summary["recommended"]["savings_usd"] == 0.0
+    assert "keep the uncompressed model" in summary["recommendation_note"]
+    assert "compression saves nothing at this traffic" in summary["recommendation_note"]
+
+
+def test_a_cheaper_compressed_candidate_is_still_recommended():
+    frame = _frame([_row("base", 0.99, 130.31, baseline=True), _row("a", 0.985, 65.16)])
+    tests = _tests(frame)
+    rec, _ = recommend(frame, 0.01, baseline_test=0.99, test_quality=lambda r: tests[r["trial_id"]])
+    assert rec["trial_id"] == "a" and _summary(frame, rec, tests)["keep_baseline"] is False
+
+
+def test_ties_on_dollars_go_to_quality_then_headroom_then_size_then_trial_id():
+    def row(tid, quality, fleet_sps, size):
+        return {**_row(tid, quality, 65.16), "replicas": 1, "instance_throughput_sps": fleet_sps, "size_bytes": size}
+
+    base = _row("base", 0.99, 1000.0, baseline=True)
+    cases = [
+        ([row("z", 0.988, 100.0, 10), row("a", 0.985, 900.0, 1)], "z"),  # better quality wins over everything after it
+        ([row("z", 0.985, 900.0, 10), row("a", 0.985, 100.0, 1)], "z"),  # then more throughput headroom
+        ([row("z", 0.985, 100.0, 1), row("a", 0.985, 100.0, 10)], "z"),  # then the smaller model
+        ([row("z", 0.985, 100.0, 1), row("a", 0.985, 100.0, 1)], "a"),  # and only then the trial id
+    ]
+    for rows, expected in cases:
+        frame = _frame([base, *rows])
+        tests = _tests(frame)
+        rec, _ = recommend(frame, 0.01, baseline_test=0.99, test_quality=lambda r: tests[r["trial_id"]])
+        assert rec["trial_id"] == expected, rows
+
+
+def test_every_candidate_at_the_replica_floor_says_so_and_when_compression_starts_to_pay():
+    def row(tid, quality, usd, baseline=False):
+        return {**_row(tid, quality, usd, baseline=baseline), "replicas": 2, "instance_type": "c7i.large",
+                "instance_throughput_sps": 3000.0 if baseline else 12_000.0}  # fmt: skip
+
+    frame = _frame([row("base", 0.99, 130.31, baseline=True), row("a", 0.985, 130.31)])
+    tests = _tests(frame)
+    rec, _ = recommend(frame, 0.01, baseline_test=0.99, test_quality=lambda r: tests[r["trial_id"]])
+    assert rec["trial_id"] == "base"  # the baseline is already at the floor: it is what to serve
+    summary = _summary(frame, rec, tests, traffic={"min_replicas": 2, "target_utilization": 0.6})
+    floor = summary["replica_floor"]
+    assert floor["pays_above_rps"] == 2 * 3000.0 * 0.6  # 3,600 requests/s: above it the baseline needs a third instance
+    assert "sits at min_replicas 2" in summary["recommendation_note"]
+    assert "compression starts to pay only above about 3,600 requests/s" in summary["recommendation_note"]

@@ -194,7 +194,7 @@ def test_hand_made_run_reports_savings_payback_and_failures(tmp_path):
     paths = build_report(root)
     summary = json.loads((root / "summary.json").read_text())
     rec = summary["recommended"]
-    assert rec["trial_id"] == "t1" and rec["savings_usd"] > 0 and isinstance(rec["replicas"], int)
+    assert rec["trial_id"] == "t3" and rec["savings_usd"] > 0 and isinstance(rec["replicas"], int)
     md = paths["markdown"].read_text()
     assert f"{fmt.usd(rec['savings_usd'])}/month saved: {fmt.percent(rec['savings_ratio'])} less" in md
     assert "paid back by" in md and "Test CPU" in md
@@ -227,7 +227,7 @@ def test_inputs_state_how_throughput_was_priced(tmp_path):
 
 def test_explanation_table_lists_every_catalog_instance(tmp_path):
     run = load_run(make_run(tmp_path))
-    record = run.record("t1")
+    record = run.record("t3")
     t = tables.explanation_table(record)
     assert len(t.rows) == len(record["cost"]["per_instance"]) and sum(t.highlight) == 1
     chosen = t.rows[t.highlight.index(True)]
@@ -239,8 +239,8 @@ def test_explanation_table_lists_every_catalog_instance(tmp_path):
 def test_heldout_table_has_both_candidates_with_intervals(tmp_path):
     run = load_run(make_run(tmp_path))
     rows = tables.heldout_table(run.trials, run.summary).rows
-    assert rows[0][0] == "recommended (t1)" and rows[1][0] == "baseline (t0base)"
-    assert rows[0][2] == "[0.9750, 0.9900]" and rows[0][5] == "[0.9730, 0.9890]" and rows[0][7] == "0.0050"
+    assert rows[0][0] == "recommended (t3)" and rows[1][0] == "baseline (t0base)"
+    assert rows[0][2] == "[0.9740, 0.9890]" and rows[0][5] == "[0.9720, 0.9880]" and rows[0][7] == "0.0060"
     assert rows[1][2] == "[0.9800, 0.9950]" and rows[1][4] == "0.9890"
 
 
@@ -270,3 +270,17 @@ def test_a_run_where_every_trial_failed_still_reports(tmp_path):
     page = paths["html"].read_text()
     assert "No recommendation: every trial failed." in page and page.count("RuntimeError: out of memory") == len(trials)
     assert pd.read_csv(paths["pareto_csv"]).empty
+
+
+@pytest.mark.parametrize(
+    ("days", "shown"),
+    [(2.5, "2.5 days"), (1.0, "1 day"), (0.25, "6 hours"), (5 / (24 * 60), "5 minutes"), (20 / 86400, "20 seconds")],
+)
+def test_payback_is_shown_in_the_largest_unit_that_is_at_least_one(days, shown):
+    assert content._days(days) == shown
+
+
+def test_the_bundled_catalog_is_named_as_such_not_by_a_path_on_the_searching_machine(tmp_path):
+    run = load_run(make_run(tmp_path))
+    assert dict(content.inputs(run))["catalog"].startswith("bundled (as of 2025-07-01), region us-east-1")
+
