@@ -1,9 +1,14 @@
-"""A one-line progress report per finished trial: done of total, failures, best monthly $ so far."""
+"""Search progress: one bar that updates in place on a terminal, one line per finished trial elsewhere.
+
+Both show trials done of total, failures and the best monthly $ within the bound; the
+bar (tqdm) adds elapsed and remaining time. Piped or in CI nothing is rewritten, so
+logs keep today's one line per trial.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from ray.tune import Callback
 
@@ -11,11 +16,17 @@ from ray.tune import Callback
 class ProgressLine(Callback):
     """Prints `[hedgerow] 5/16 trials · 1 failed · best $412.34/month (trial a1b2) within the bound`."""
 
-    def __init__(self, total: int, max_quality_drop: float) -> None:
+    def __init__(
+        self, total: int, max_quality_drop: float, stream: TextIO | None = None, interactive: bool | None = None
+    ) -> None:
         self.total = total
         self.max_quality_drop = max_quality_drop
+        self.stream = stream or sys.stderr
         self.done = self.failed = 0
         self.best: tuple[float, str] | None = None
+        if interactive is None:
+            interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.bar = _bar(total, self.stream) if interactive else None
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
@@ -24,13 +35,37 @@ class ProgressLine(Callback):
             monthly = float(result["monthly_usd"])
             if self.best is None or monthly < self.best[0]:
                 self.best = (monthly, trial.trial_id)
-        self._print()
+        self._show()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
         self.failed += 1
-        self._print()
+        self._show()
 
-    def _print(self) -> None:
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def _status(self) -> str:
         best = f"best ${self.best[0]:,.2f}/month (trial {self.best[1]}) within the bound" if self.best else "none within the bound yet"
-        print(f"[hedgerow] {self.done}/{self.total} trials · {self.failed} failed · {best}", file=sys.stderr, flush=True)
+        return f"{self.failed} failed · {best}"
+
+    def _show(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(self._status(), refresh=False)
+            self.bar.update(self.done - self.bar.n)
+            return
+        print(f"[hedgerow] {self.done}/{self.total} trials · {self._status()}", file=self.stream, flush=True)
+
+
+def _bar(total: int, stream: TextIO) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        file=stream,
+        desc="[hedgerow] trials",
+        unit="trial",
+        dynamic_ncols=True,
+        bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {postfix} [{elapsed} elapsed, {remaining} left]",
+    )
