@@ -234,12 +234,26 @@ def price_candidate(
         raise InputError(f"memory_headroom: expected a fraction in [0, 1), got {memory_headroom!r}")
     if not 1 <= smt_yield <= 2:
         raise InputError(f"deployment.smt_yield: expected a number from 1.0 to 2.0, got {smt_yield!r}")
-    costs = sorted(
-        (_price_instance(metrics, traffic, catalog, inst, memory_headroom, smt_yield) for inst in catalog.instances),
-        key=_rank,
-    )
+    costs = [_price_instance(metrics, traffic, catalog, inst, memory_headroom, smt_yield) for inst in catalog.instances]
+    return choose(costs, catalog.region, catalog.as_of)
+
+
+def with_measured(result: CostResult, measured: list[InstanceCost]) -> CostResult:
+    """The same candidate priced again where some instance types were measured on the type itself.
+
+    Each measured entry replaces the projected one of its instance type; the cheapest
+    feasible instance is then picked again from all of them.
+    """
+    replaced = {cost.instance_type: cost for cost in measured}
+    costs = [replaced.pop(c.instance_type, c) for c in result.per_instance] + list(replaced.values())
+    return choose(costs, result.region, result.catalog_as_of)
+
+
+def choose(costs: list[InstanceCost], region: str, catalog_as_of: date) -> CostResult:
+    """The cheapest feasible of a candidate's per-instance costs, with every reason kept."""
+    costs = sorted(costs, key=_rank)
     feasible = [c for c in costs if c.feasible]
-    base = dict(per_instance=costs, region=catalog.region, catalog_as_of=catalog.as_of)
+    base = dict(per_instance=costs, region=region, catalog_as_of=catalog_as_of)
     if not feasible:
         details = " | ".join(f"{c.instance_type}: {c.reason}" for c in costs) or "the catalog is empty"
         return CostResult(

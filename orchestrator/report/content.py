@@ -28,6 +28,7 @@ class Report:
     pareto_csv: pd.DataFrame
     explanation: tables.Table | None
     explanation_note: str
+    measured_on_types: tables.Table | None
     threshold: tables.Table
     heldout: tables.Table
     heldout_note: str
@@ -43,6 +44,18 @@ class Report:
     files: Items
     counts: str
     figures: dict[str, str | None] = field(default_factory=dict)
+
+
+MEASURED_NOTE = (
+    "The baseline and each Pareto candidate within the bound, rebuilt and measured again on one node of each instance "
+    "type the cluster declared (hedgerow.io/instance-type), interleaved against the teacher there; the cost model uses "
+    "the measured figure for that type. Projection error = projected / measured − 1."
+)
+NOT_MEASURED = (
+    "No node of this search's Ray cluster declared an instance type (node label hedgerow.io/instance-type), so every "
+    "CPU figure above is projected from the measured device by the rule shown. A type that was never measured can "
+    "still be deployed to; it stays labelled projected."
+)
 
 
 def reference_usd(run: RunData) -> dict[str, float]:
@@ -305,6 +318,7 @@ def build(run: RunData) -> Report:
             f"From trials/{record['row'].get('recipe_key', '')}.json; ★ marks the chosen instance." if record
             else "No stored record for the recommended trial: no per-instance explanation."
         ),
+        measured_on_types=tables.node_measurements_table(run.summary),
         threshold=tables.threshold_table(trials, run.max_drop),
         heldout=tables.heldout_table(trials, run.summary),
         heldout_note=str(run.summary.get("recommendation_note") or ""),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
-from orchestrator.report.content import Items, Report
+from orchestrator.report.content import MEASURED_NOTE, NOT_MEASURED, Items, Report
+
 from orchestrator.report.plots import data_uri
 from orchestrator.report.tables import Table
 
@@ -106,7 +107,9 @@ def render(report: Report) -> str:
                  _p("★ recommended: the cheapest within the quality bound on validation and on the held-out test split. "
                     "Also in pareto.csv.")),
         _section("cost", "Why this instance: the cost model for the recommended candidate",
-                 _p(r.explanation_note), table(r.explanation, "no record") if r.explanation else ""),
+                 _p(r.explanation_note), table(r.explanation, "no record") if r.explanation else "",
+                 "<h3>Measured on the cluster's instance types</h3>",
+                 (table(r.measured_on_types) + _p(MEASURED_NOTE)) if r.measured_on_types else _p(NOT_MEASURED)),
         _section("threshold", "Pruning threshold: where quality gives way",
                  figure(fig.get("threshold"), "quality against prune ratio", "Filled: with distillation; hollow: "
                         "without. Other knobs (bits, distillation settings) vary between points.", "no pruned trial finished"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.report.content import Items, Report
+from orchestrator.report.content import MEASURED_NOTE, NOT_MEASURED, Items, Report
 from orchestrator.report.tables import Table
 
 
@@ -61,6 +61,8 @@ def render(report: Report) -> str:
         "## Why this instance: the cost model for the recommended candidate\n",
         f"{inline(r.explanation_note)}\n",
         table(r.explanation, "no record") if r.explanation else "",
+        "### Measured on the cluster's instance types\n",
+        (table(r.measured_on_types) + f"\n{inline(MEASURED_NOTE)}\n") if r.measured_on_types else f"{inline(NOT_MEASURED)}\n",
         "## Pruning threshold: where quality gives way\n",
         "Other knobs (bits, distillation settings) vary between trials.\n",
         table(r.threshold, "no pruned trial finished"),

@@ -172,6 +172,24 @@ def heldout_table(trials: pd.DataFrame, summary: dict[str, Any]) -> Table:
     return Table(cols, rows, marks)
 
 
+def node_measurements_table(summary: dict[str, Any]) -> Table | None:
+    """Candidates measured again on the cluster's instance types: the projection beside the measurement, and its error."""
+    rows = summary.get("node_measurements") or []
+    if not rows:
+        return None
+    out = []
+    for r in rows:
+        error = r.get("projection_error")
+        out.append([
+            str(r["trial_id"]), str(r["instance_type"]), f.sps(r.get("projected_throughput_sps")),
+            f.sps(r.get("measured_throughput_sps")), f.DASH if f.missing(error) else f"{error:+.1%}",
+            f.usd(r.get("projected_monthly_usd")), f.usd(r.get("measured_monthly_usd")), str(r.get("measured_reason") or ""),
+        ])  # fmt: skip
+    columns = ["trial", "instance", "projected throughput", "measured there", "projection error",
+               "projected $/month", "measured $/month", "how it was measured, or why not"]  # fmt: skip
+    return Table(columns, out)
+
+
 def failures_table(trials: pd.DataFrame) -> Table:
     """Trials that did not finish (failed, or stopped early by the scheduler), with their reasons."""
     bad = trials[trials["status"] != "finished"].sort_values("trial_id")

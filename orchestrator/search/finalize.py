@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str) -> dict:
     frame = trials_frame(rows_from_results(results))
     frame["pareto"] = mark_pareto(frame)
     fail_stale_trials(settings.optuna_storage or paths.optuna_url, study_name)
+    node_rows = measure_on_node_types(paths, prepared, frame)  # prices the types the cluster has as measured
 
     remote = ray.remote(num_cpus=settings.resources_per_trial.cpu, num_gpus=settings.resources_per_trial.gpu)(test_quality)
     task_ref = ray.put(prepared.task)
@@ -74,11 +76,67 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str) -> dict:
         cost=search_cost(frame, settings.resources_per_trial.cpu, settings.resources_per_trial.gpu, prepared.catalog),
         inputs=_inputs(prepared),
     )
+    summary["node_measurements"] = node_rows
     _atomic_csv(frame, paths.trials_csv)
     write_json(paths.summary_json, summary)
     if summary["n_finished"] == 0:
         raise SearchFailed(f"every trial failed ({summary['n_failed']}); reasons are in {paths.trials_csv}")
     return summary
+
+
+def measure_on_node_types(paths: Any, prepared: Any, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Measure the baseline and each Pareto candidate within the bound on every labelled instance type; reprice them.
+
+    Changes `frame` in place (instance, replicas, $ and the Pareto mark of each remeasured
+    candidate), rewrites those trials' records with the measured per-instance costs, and
+    returns one row per (candidate, instance type): projected and measured side by side.
+    """
+    from orchestrator.cost.model import CostResult, with_measured
+    from orchestrator.search.node_types import labelled_nodes, price_measured, remeasure
+    from orchestrator.search.trial import write_record, load_record, record_path
+
+    nodes = labelled_nodes(prepared.catalog)
+    if not nodes:
+        return []
+    config = prepared.config
+    finished = frame["status"] == "finished"
+    within = frame["accuracy_drop"].astype(float) <= config.objective.max_quality_drop + 1e-12
+    chosen = frame[finished & (frame["baseline"].fillna(False).astype(bool) | (frame["pareto"] & within))]
+    records = {str(r["trial_id"]): load_record(str(paths.records), str(r["recipe_key"])) for _, r in chosen.iterrows()}
+    chosen = chosen[[records[str(t)] is not None for t in chosen["trial_id"]]]
+    recipes = {str(r["trial_id"]): records[str(r["trial_id"])]["recipe"] for _, r in chosen.iterrows()}
+    print(f"[hedgerow] measuring {len(chosen)} candidate(s) again on {', '.join(sorted(nodes))} (node label "
+          f"hedgerow.io/instance-type)", file=sys.stderr, flush=True)  # fmt: skip
+    measurements = remeasure(chosen, recipes, prepared, _teacher_fingerprint(paths), nodes)
+    rows: list[dict[str, Any]] = []
+    for trial_id in [str(t) for t in chosen["trial_id"]]:
+        record = records[trial_id]
+        projected = CostResult.model_validate(record["cost"])
+        measured, mine = [], [m for m in measurements if m["trial_id"] == trial_id]
+        for measurement in mine:
+            cost, row = price_measured(measurement, projected, prepared)
+            rows.append(row)
+            if cost is not None:
+                measured.append(cost)
+        repriced = with_measured(projected, measured)
+        index = frame.index[frame["trial_id"].astype(str) == trial_id][0]
+        for column, value in (("instance_type", repriced.instance_type), ("replicas", repriced.replicas),
+                              ("monthly_usd", repriced.monthly_usd), ("projected", repriced.projected),
+                              ("feasible", repriced.feasible), ("cost_reason", repriced.reason),
+                              ("instance_throughput_sps", repriced.throughput_sps)):  # fmt: skip
+            frame.loc[index, column] = value
+        record["cost"] = repriced.model_dump(mode="json")
+        record["node_measurements"] = [r for r in rows if r["trial_id"] == trial_id]
+        write_record(record_path(str(paths.records), str(frame.loc[index, "recipe_key"])), record)
+    frame["pareto"] = mark_pareto(frame)
+    pd.DataFrame(rows).to_csv(paths.root / "node_measurements.csv", index=False)
+    return rows
+
+
+def _teacher_fingerprint(paths: Any) -> str | None:
+    from orchestrator.safe_files import read_json
+
+    return read_json(paths.run_json).get("teacher_fingerprint")
 
 
 def _inputs(prepared: Any) -> dict[str, Any]:

@@ -21,12 +21,20 @@ class ProgressLine(Callback):
     ) -> None:
         self.total = total
         self.max_quality_drop = max_quality_drop
-        self.stream = stream or sys.stderr
+        self._stream = stream
         self.done = self.failed = 0
         self.best: tuple[float, str] | None = None
         if interactive is None:
             interactive = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.bar = _bar(total, self.stream) if interactive else None
+        self.interactive = interactive
+        self.bar: Any = None  # made on first use: Ray Tune pickles its callbacks, and a stream does not pickle
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stderr
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_stream": None, "bar": None}
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
@@ -51,6 +59,8 @@ class ProgressLine(Callback):
         return f"{self.failed} failed · {best}"
 
     def _show(self) -> None:
+        if self.interactive and self.bar is None:
+            self.bar = _bar(self.total, self.stream)
         if self.bar is not None:
             self.bar.set_postfix_str(self._status(), refresh=False)
             self.bar.update(self.done - self.bar.n)

@@ -61,7 +61,8 @@ def record_path(records_dir: str, key: str) -> Path:
     return Path(records_dir) / f"{key}.json"
 
 
-def _write_record(path: Path, record: dict) -> None:
+def write_record(path: Path, record: dict) -> None:
+    """Write a trial record through a temporary file and a rename: readers never see half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=1, default=str))
@@ -112,7 +113,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     metrics = measured.metrics
     row = final_row(config, recipe, quality, measured, cost, compressed.record, context)
     row["trial_seconds"] = round(time.perf_counter() - started, 3)
-    _write_record(
+    write_record(
         record_path(context.records_dir, recipe.key()),
         {
             "version": RECORD_VERSION,
