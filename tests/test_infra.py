@@ -159,3 +159,15 @@ def test_no_file_in_infra_or_the_product_turns_ray_authentication_off():
     offenders = [str(p) for p in files if turned_off.search(p.read_text(errors="ignore"))]
     assert not offenders, offenders
     assert turned_off.search('os.environ.setdefault("RAY_AUTH_MODE", "disabled")')  # what this used to find
+
+
+def test_every_launcher_node_labels_itself_with_its_instance_type_from_imdsv2(launcher):
+    for command in (c for c in launcher["head_start_ray_commands"] + launcher["worker_start_ray_commands"] if "ray start" in c):
+        assert '--labels="hedgerow.io/instance-type=$INSTANCE_TYPE"' in command, command
+        assert "latest/api/token" in command and "X-aws-ec2-metadata-token:$IMDS_TOKEN" in command, "IMDSv2 needs a session token"
+
+
+def test_the_kuberay_gpu_group_label_matches_its_node_selector(raycluster):
+    for group in raycluster["spec"]["workerGroupSpecs"]:
+        selector = group["template"]["spec"]["nodeSelector"]["node.kubernetes.io/instance-type"]
+        assert group["rayStartParams"]["labels"] == f"hedgerow.io/instance-type={selector}"

@@ -95,7 +95,7 @@ def measure_on_node_types(paths: Any, prepared: Any, frame: pd.DataFrame) -> lis
     from orchestrator.search.node_types import labelled_nodes, price_measured, remeasure
     from orchestrator.search.trial import write_record, load_record, record_path
 
-    nodes = labelled_nodes(prepared.catalog)
+    nodes = labelled_nodes(prepared.catalog, cpus_needed=prepared.config.search.resources_per_trial.cpu)
     if not nodes:
         return []
     config = prepared.config

@@ -28,23 +28,31 @@ def _warn(message: str) -> None:
     print(f"[hedgerow] {message}", file=sys.stderr, flush=True)
 
 
-def labelled_nodes(catalog: Catalog, warn: Callable[[str], None] = _warn) -> dict[str, str]:
-    """{instance type: node id} of one alive node per labelled type; a type the catalog lacks is warned about and left out."""
+def labelled_nodes(catalog: Catalog, cpus_needed: float = 1.0, warn: Callable[[str], None] = _warn) -> dict[str, str]:
+    """{instance type: node id} of one alive node per labelled CPU type that can run a measurement.
+
+    A type the catalog lacks, a GPU type (its trials already ran and were measured there) and a
+    node without the CPUs a measurement asks for are each warned about and left out.
+    """
     import ray
 
-    known = {inst.instance_type for inst in catalog.instances if inst.accelerator is None}
+    cpu_types = {inst.instance_type for inst in catalog.instances if inst.accelerator is None}
+    gpu_types = {inst.instance_type for inst in catalog.instances if inst.accelerator is not None}
     found: dict[str, str] = {}
     for node in sorted(ray.nodes(), key=lambda n: n["NodeID"]):
         label = (node.get("Labels") or {}).get(INSTANCE_TYPE_LABEL)
-        if not node.get("Alive") or not label:
+        if not node.get("Alive") or not label or label in found:
             continue
-        if label not in known:
-            warn(
-                f"node {node['NodeID'][:12]} says it is {label!r} ({INSTANCE_TYPE_LABEL}), which is not a CPU instance "
-                f"type of the catalog ({catalog.region}); it is not measured on, and the search goes on"
-            )
+        where = f"node {node['NodeID'][:12]} says it is {label!r} ({INSTANCE_TYPE_LABEL})"
+        if label in gpu_types:
+            continue  # GPU instances are priced from the trials that ran on their GPU
+        if label not in cpu_types:
+            warn(f"{where}, which the catalog ({catalog.region}) does not have; it is not measured on, and the search goes on")
             continue
-        found.setdefault(label, node["NodeID"])
+        if float((node.get("Resources") or {}).get("CPU", 0)) < cpus_needed:
+            warn(f"{where} but offers no {cpus_needed:g} CPU(s) for a measurement; {label} stays projected")
+            continue
+        found[label] = node["NodeID"]
     return found
 
 

@@ -25,6 +25,7 @@ def labelled_cluster():
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "labels": {INSTANCE_TYPE_LABEL: "c7i.large"}})
     cluster.add_node(num_cpus=1, labels={INSTANCE_TYPE_LABEL: "c7g.xlarge"})
     cluster.add_node(num_cpus=0, labels={INSTANCE_TYPE_LABEL: "x9.huge"})  # not in the catalog: warned about, skipped
+    cluster.add_node(num_cpus=0, labels={INSTANCE_TYPE_LABEL: "c7i.xlarge"})  # no CPU for a measurement: skipped, no hang
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
     yield cluster
@@ -87,11 +88,13 @@ def test_the_report_shows_measured_and_projected_side_by_side_with_the_error(mea
     assert "%" in section
 
 
-def test_a_node_naming_an_unknown_type_is_warned_about_and_the_search_goes_on(labelled_cluster):
+def test_a_node_naming_an_unknown_type_or_without_cpus_is_warned_about_and_the_search_goes_on(labelled_cluster):
     from orchestrator.cost.catalog import load_catalog
     from orchestrator.search.node_types import labelled_nodes
 
     warnings: list[str] = []
     nodes = labelled_nodes(load_catalog(), warn=warnings.append)
     assert set(nodes) == set(TYPES)
-    assert len(warnings) == 1 and "'x9.huge'" in warnings[0] and "the search goes on" in warnings[0]
+    unknown = [w for w in warnings if "'x9.huge'" in w]
+    assert len(unknown) == 1 and "the search goes on" in unknown[0]
+    assert any("'c7i.xlarge'" in w and "offers no 1 CPU(s)" in w for w in warnings)
