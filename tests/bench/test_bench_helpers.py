@@ -213,3 +213,17 @@ def test_tuner_seed_runs_resume_across_shards_and_judge_the_target_on_the_tuners
     se.TUNER_SEEDS_RUNS.write_text("".join(json.dumps(r) + "\n" for r in runs))
     with pytest.raises(SystemExit, match="another digits_table.csv"):
         se.evaluate_tuner_seeds(samplers, seeds, budget=12)
+
+
+def test_capacity_prices_the_same_run_under_both_yields_and_the_old_scaling_is_never_dearer(tmp_path):
+    import capacity
+
+    from tests.report._fake import make_run
+
+    run = make_run(tmp_path)
+    priced = capacity.price_under_yields(run)
+    conservative, old = (priced[label] for label in capacity.YIELDS)
+    assert conservative["smt_yield"] == 1.0 and old["smt_yield"] == 2.0
+    for who in ("demo_recommendation", "baseline"):
+        assert old[who]["monthly_usd"] <= conservative[who]["monthly_usd"], who
+    assert conservative["baseline"]["trial_id"] == "t0base"
