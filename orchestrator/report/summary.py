@@ -228,7 +228,7 @@ def build_summary(
             rec.update(size_ratio=round(rec["size_bytes"] / size_base, 4), throughput_ratio=round(rec["throughput_sps"] / thr_base, 3))
         rec["passed_over"] = passed_over
         if cost["usd"] and (rec["savings_usd"] or 0) > 0:
-            cost["payback_days"] = round(cost["usd"] / (rec["savings_usd"] / inputs["traffic"]["days_per_month"]), 4)
+            cost["payback_days"] = float(f"{cost['usd'] / (rec['savings_usd'] / inputs['traffic']['days_per_month']):.4g}")  # 4 significant digits, however small
     pareto_rows = frame[frame["pareto"].astype(bool)].sort_values(["monthly_usd", "trial_id"])  # the report's order
     kept_baseline = rec is not None and base_row is not None and rec["trial_id"] == base_row["trial_id"]
     floor = floor_note(frame, max_drop, inputs.get("traffic", {}))
