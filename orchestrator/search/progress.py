@@ -62,10 +62,15 @@ class ProgressLine(Callback):
         if self.interactive and self.bar is None:
             self.bar = _bar(self.total, self.stream)
         if self.bar is not None:
-            self.bar.set_postfix_str(self._status(), refresh=False)
+            status = self._status().replace("{", "{{").replace("}", "}}")
+            self.bar.bar_format = BAR_FORMAT.format(status=status)
             self.bar.update(self.done - self.bar.n)
+            self.bar.refresh()  # trials finish seconds apart: show each one, whatever tqdm's rate limit
             return
         print(f"[hedgerow] {self.done}/{self.total} trials · {self._status()}", file=self.stream, flush=True)
+
+
+BAR_FORMAT = "{{desc}} {{n_fmt}}/{{total_fmt}} |{{bar}}| {status} [{{elapsed}} elapsed, {{remaining}} left]"
 
 
 def _bar(total: int, stream: TextIO) -> Any:
@@ -77,5 +82,5 @@ def _bar(total: int, stream: TextIO) -> Any:
         desc="[hedgerow] trials",
         unit="trial",
         dynamic_ncols=True,
-        bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {postfix} [{elapsed} elapsed, {remaining} left]",
+        bar_format=BAR_FORMAT.format(status="none within the bound yet"),
     )

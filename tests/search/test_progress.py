@@ -42,7 +42,7 @@ def test_a_terminal_gets_one_bar_updated_in_place_with_time_left():
     text = stream.getvalue()
     assert "\r" in text and text.count("\n") <= 1, "the bar must be rewritten, not printed line by line"
     final = text.split("\r")[-1]
-    assert "2/4" in final and "best $130.31/month (trial b)" in final and "elapsed" in final and "left" in final
+    assert "2/4" in final and "| 0 failed · best $130.31/month (trial b)" in final and "elapsed" in final and "left" in final
 
 
 def test_the_callback_pickles_as_ray_tune_needs_even_with_a_bar_running():
