@@ -16,7 +16,7 @@ from orchestrator.compress.quantize import fake_quantize
 
 
 class DistillConfig(TechniqueConfig):
-    """KD settings: loss = alpha·T²·KL(teacher_T ‖ student_T) + (1 − alpha)·CE(student, labels)."""
+    """KD settings; the loss is the task's (`Task.distill_loss`): KL + CE for class ids, MSE for float targets."""
 
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0.0, le=1.0)
@@ -44,6 +44,14 @@ def kd_loss(
     )
     hard = F.cross_entropy(student_logits, targets)
     return alpha * temperature**2 * soft + (1.0 - alpha) * hard
+
+
+def regression_kd_loss(
+    student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """For float targets: alpha·MSE(student, teacher) + (1 − alpha)·MSE(student, targets)."""
+    target = targets.reshape(student_out.shape).to(student_out.dtype)
+    return alpha * F.mse_loss(student_out, teacher_out) + (1.0 - alpha) * F.mse_loss(student_out, target)
 
 
 class FakeQuantWeight(nn.Module):
@@ -83,7 +91,7 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
         x, y = x.to(device), y.to(device)
         with torch.no_grad():
             teacher_logits = teacher(x)
-        loss = kd_loss(student(x), teacher_logits, y, config.temperature, config.alpha)
+        loss = ctx.task.distill_loss(student(x), teacher_logits, y, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

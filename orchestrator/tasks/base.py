@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Iterator, Literal, TypedDict
+from typing import Any, Iterator, Literal, TypedDict
 
 import torch
 from torch import nn
+
+from orchestrator.tasks.metrics import METRICS, bootstrap_interval
 
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
@@ -49,10 +51,13 @@ class Task(abc.ABC):
 
     Call order: `teacher()` first (built or loaded once, then cached by the task);
     afterwards any of `data`, `train_batches`, `calibration_batches`,
-    `example_batch` and `evaluate`, in any order. Implementations supply the two
-    abstract methods; a classification task gets accuracy with Wilson's interval
-    from `evaluate` for free. The `val` split is what a search optimizes; `test`
-    is held out to confirm the final choice, and the two never overlap.
+    `example_batch`, `evaluate` and `distill_loss`, in any order. Implementations
+    supply the two abstract methods. `metric` names the quality metric (accuracy,
+    r2, mse, mae, or the task's own by overriding `score`): accuracy gets Wilson's
+    interval, any other metric a seeded bootstrap. `distill_loss` picks by the
+    targets: class ids get KL + CE, float targets MSE to the teacher and to the
+    targets; a task may override it. The `val` split is what a search optimizes;
+    `test` is held out to confirm the final choice, and the two never overlap.
     """
 
     name: str = "task"
@@ -98,22 +103,50 @@ class Task(abc.ABC):
         outputs = [model(inputs[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(inputs), batch_size)]
         return torch.cat(outputs)
 
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """The task's metric on a split's outputs; override it for a metric of your own."""
+        if self.metric not in METRICS:
+            raise ValueError(
+                f"metric {self.metric!r}: not a built-in metric ({', '.join(METRICS)}); override Task.score to provide it"
+            )
+        return METRICS[self.metric][0](outputs, targets)
+
     def evaluate(self, model: nn.Module, split: Split) -> Quality:
-        """Top-1 accuracy on a split with its Wilson 95% interval."""
+        """The task's metric on a split with a 95% interval: Wilson's for accuracy, a seeded bootstrap otherwise."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         was_training = model.training
         model.eval()
         inputs, targets = self.data(split)
-        correct = int((self.predict(model, inputs).argmax(dim=1) == targets).sum())
+        outputs = self.predict(model, inputs)
         model.train(was_training)
-        low, high = wilson_interval(correct, len(targets))
+        if self.metric == "accuracy":
+            correct = int((outputs.argmax(dim=1) == targets).sum())
+            value = correct / len(targets)
+            low, high = wilson_interval(correct, len(targets))
+        else:
+            value = self.score(outputs, targets)
+            low, high = bootstrap_interval(self.score, outputs, targets)
         return Quality(
             metric=self.metric,
-            value=correct / len(targets),
+            value=value,
             higher_is_better=self.higher_is_better,
             split=split,
             n_examples=len(targets),
             ci95_low=low,
             ci95_high=high,
         )
+
+    def distill_loss(
+        self, student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, settings: Any
+    ) -> torch.Tensor:
+        """The distillation loss for one batch; `settings` carries temperature and alpha (DistillConfig).
+
+        Class ids (integer targets): alpha·T²·KL(teacher_T ‖ student_T) + (1 − alpha)·CE, Hinton et al.
+        Float targets (regression, embeddings): alpha·MSE(student, teacher) + (1 − alpha)·MSE(student, targets).
+        """
+        from orchestrator.compress.distill import kd_loss, regression_kd_loss
+
+        if targets.dtype.is_floating_point:
+            return regression_kd_loss(student_out, teacher_out, targets, settings.alpha)
+        return kd_loss(student_out, teacher_out, targets, settings.temperature, settings.alpha)

@@ -141,3 +141,30 @@ def test_bad_distill_settings_name_the_field(field, value):
 
     with pytest.raises(pydantic.ValidationError, match=field):
         DistillConfig(**{field: value})
+
+
+# ---- the task owns its loss: class ids get KL + CE, float targets MSE -----------------------------------
+
+
+def test_the_regression_default_loss_equals_a_hand_computation():
+    from orchestrator.compress import DistillConfig
+    from tests.tasks.regression_task import RegressionTask
+
+    student = torch.tensor([[1.0], [2.0], [0.5]])
+    teacher = torch.tensor([[1.5], [1.0], [0.5]])
+    targets = torch.tensor([[2.0], [2.0], [1.0]])
+    # MSE to the teacher: (0.25 + 1 + 0) / 3; MSE to the targets: (1 + 0 + 0.25) / 3
+    expected = 0.7 * (1.25 / 3) + 0.3 * (1.25 / 3)
+    loss = RegressionTask(n_examples=60).distill_loss(student, teacher, targets, DistillConfig(alpha=0.7))
+    assert loss.item() == pytest.approx(expected)
+    only_teacher = RegressionTask(n_examples=60).distill_loss(student, teacher, targets, DistillConfig(alpha=1.0))
+    assert only_teacher.item() == pytest.approx(1.25 / 3)
+
+
+def test_class_ids_still_get_hintons_loss(digits_task):
+    from orchestrator.compress import DistillConfig
+
+    settings = DistillConfig(temperature=3.0, alpha=0.4)
+    assert torch.equal(
+        digits_task.distill_loss(STUDENT, TEACHER, TARGETS, settings), kd_loss(STUDENT, TEACHER, TARGETS, 3.0, 0.4)
+    )
