@@ -13,6 +13,7 @@ from torch.nn.utils import parametrize
 from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
 from orchestrator.compress.prune import prunable_weights
 from orchestrator.compress.quantize import fake_quantize
+from orchestrator.tasks.batches import run, to_device
 
 
 class DistillConfig(TechniqueConfig):
@@ -88,10 +89,10 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
     student.train()
     for step in range(1, config.steps + 1):
         x, y = next(batches)
-        x, y = x.to(device), y.to(device)
+        x, y = to_device(x, device), y.to(device)
         with torch.no_grad():
-            teacher_logits = teacher(x)
-        loss = ctx.task.distill_loss(student(x), teacher_logits, y, config)
+            teacher_logits = run(teacher, x)
+        loss = ctx.task.distill_loss(run(student, x), teacher_logits, y, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -118,6 +118,8 @@ def _int8_static_fx(model: nn.Module, config: Int8Config, ctx: Context) -> nn.Mo
 
     torch.backends.quantized.engine = "x86"
     calibration = ctx.task.calibration_batches(config.calibration_batches, config.calibration_batch_size)
+    if not isinstance(calibration[0], torch.Tensor):
+        raise ValueError("static FX int8 traces one positional input; this model takes named inputs")
     with warnings.catch_warnings():
         # torch.ao warns that FX quantization is deprecated in favour of torchao PT2E; it still runs here.
         warnings.simplefilter("ignore", DeprecationWarning)

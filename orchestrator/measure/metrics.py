@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from orchestrator.tasks.base import model_device
+from orchestrator.tasks.batches import Inputs, batch_size, nbytes, run, take, tensors, to_device
 
 
 class DeviceInfo(BaseModel):
@@ -197,35 +198,35 @@ def _storage_bytes(tensor: torch.Tensor) -> int:
 
 
 @torch.inference_mode()
-def peak_memory_bytes(model: nn.Module, batch: torch.Tensor) -> int:
+def peak_memory_bytes(model: nn.Module, batch: Inputs) -> int:
     """Weights plus peak live activations of one forward pass at this batch (see module docstring)."""
     device = model_device(model)
-    batch = batch.to(device)
+    batch = to_device(batch, device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device) - weights_bytes(model) - batch.numel() * batch.element_size()
-        model(batch)
+        base = torch.cuda.memory_allocated(device) - weights_bytes(model) - nbytes(batch)
+        run(model, batch)
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device) - max(base, 0))
-    tracker = _LiveBytes(preexisting=(batch, *model.parameters(), *model.buffers()))
+    tracker = _LiveBytes(preexisting=(*tensors(batch), *model.parameters(), *model.buffers()))
     with tracker:
-        model(batch)
-    return weights_bytes(model) + batch.numel() * batch.element_size() + tracker.peak
+        run(model, batch)
+    return weights_bytes(model) + nbytes(batch) + tracker.peak
 
 
-def flops_per_sample(model: nn.Module, batch: torch.Tensor) -> float | None:
+def flops_per_sample(model: nn.Module, batch: Inputs) -> float | None:
     """FLOPs of one sample from torch's FlopCounterMode (None where it can't count, e.g. int8 ops)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     try:
         counter = FlopCounterMode(display=False)
         with counter, torch.inference_mode():
-            model(batch.to(model_device(model)))
+            run(model, to_device(batch, model_device(model)))
         total = counter.get_total_flops()
     except Exception:  # quantized and custom ops have no flop formula
         return None
-    return total / len(batch) if total else None
+    return total / batch_size(batch) if total else None
 
 
 def _timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -239,16 +240,16 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
 
 
 @torch.inference_mode()
-def time_batches(model: nn.Module, batch: torch.Tensor, repeats: int, warmup: int = 3, min_seconds: float = 0.0) -> list[float]:
+def time_batches(model: nn.Module, batch: Inputs, repeats: int, warmup: int = 3, min_seconds: float = 0.0) -> list[float]:
     """Seconds per forward pass over `repeats` timed runs after `warmup` untimed ones."""
     device = model_device(model)
-    batch = batch.to(device)
+    batch = to_device(batch, device)
     for _ in range(warmup):
-        model(batch)
+        run(model, batch)
     times: list[float] = []
     started = time.perf_counter()
     while len(times) < repeats or time.perf_counter() - started < min_seconds:
-        times.append(_timed(lambda: model(batch), device))
+        times.append(_timed(lambda: run(model, batch), device))
     return times
 
 
@@ -262,7 +263,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure(
     model: nn.Module,
-    example_batch: torch.Tensor,
+    example_batch: Inputs,
     threads: int | None = None,
     batch_repeats: int = 20,
     latency_repeats: int = 100,
@@ -289,8 +290,8 @@ def measure(
         batch_times = time_batches(model, example_batch, batch_repeats)
     else:
         batch_times, ratio_rounds = _interleaved_batch_times(model, reference.eval(), example_batch, batch_repeats, rounds)
-    single_times = time_batches(model, example_batch[:1], latency_repeats, warmup=10)
-    n = len(example_batch)
+    single_times = time_batches(model, take(example_batch, slice(0, 1)), latency_repeats, warmup=10)
+    n = batch_size(example_batch)
     runs_sps = [n / t for t in batch_times]
     return Metrics(
         params=params,
@@ -304,7 +305,7 @@ def measure(
         latency_p50_ms=percentile(single_times, 50) * 1e3,
         latency_p95_ms=percentile(single_times, 95) * 1e3,
         serving_batch_size=n,
-        flops_per_sample=flops_per_sample(model, example_batch[:8]),
+        flops_per_sample=flops_per_sample(model, take(example_batch, slice(0, 8))),
         device=device_info(device),
         throughput_ratio_to_reference=statistics.median(ratio_rounds) if ratio_rounds else None,
         throughput_ratio_rounds=[round(r, 4) for r in ratio_rounds],
@@ -312,7 +313,7 @@ def measure(
 
 
 def _interleaved_batch_times(
-    model: nn.Module, reference: nn.Module, batch: torch.Tensor, batch_repeats: int, rounds: int
+    model: nn.Module, reference: nn.Module, batch: Inputs, batch_repeats: int, rounds: int
 ) -> tuple[list[float], list[float]]:
     """The model's batch times over `rounds` rounds alternating with the reference's, and each round's ratio."""
     per_round = max(1, -(-batch_repeats // rounds))
@@ -328,7 +329,7 @@ def _interleaved_batch_times(
     return times, ratios
 
 
-def interleaved_throughput(models: dict[str, nn.Module], batch: torch.Tensor, rounds: int = 7, repeats: int = 10) -> dict[str, list[float]]:
+def interleaved_throughput(models: dict[str, nn.Module], batch: Inputs, rounds: int = 7, repeats: int = 10) -> dict[str, list[float]]:
     """Throughput (samples/s, median of `repeats`) of each model, measured round-robin over `rounds`.
 
     Interleaving exposes every model to the same background noise, so per-round
@@ -340,7 +341,7 @@ def interleaved_throughput(models: dict[str, nn.Module], batch: torch.Tensor, ro
     for _ in range(rounds):
         for name, model in models.items():
             times = time_batches(model, batch, repeats, warmup=1)
-            results[name].append(len(batch) / statistics.median(times))
+            results[name].append(batch_size(batch) / statistics.median(times))
     return results
 
 

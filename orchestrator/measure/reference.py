@@ -27,6 +27,7 @@ from torch import nn
 from orchestrator.measure.metrics import DeviceInfo, device_info, time_batches
 from orchestrator.tasks._cache import cache_dir, settings_key
 from orchestrator.tasks.base import model_device
+from orchestrator.tasks.batches import Inputs, batch_size, describe
 from orchestrator.tasks.checkpoint import tensor_fingerprint
 
 REFERENCE_VERSION = 1
@@ -42,7 +43,7 @@ class ReferenceThroughput(BaseModel):
     repeats_per_round: int
     host: str
     device: DeviceInfo
-    batch_shape: list[int]
+    batch_shape: list[int] | dict[str, list[int]]
     teacher_fingerprint: str
     torch_version: str
     measured_at: str
@@ -50,7 +51,7 @@ class ReferenceThroughput(BaseModel):
 
 
 def reference_path(
-    teacher: nn.Module, batch: torch.Tensor, threads: int, root: Path | None = None, teacher_fingerprint: str | None = None
+    teacher: nn.Module, batch: Inputs, threads: int, root: Path | None = None, teacher_fingerprint: str | None = None
 ) -> tuple[Path, dict]:
     """Where this machine's reference for this teacher, batch and thread count lives, and the identity it is keyed by.
 
@@ -60,8 +61,8 @@ def reference_path(
         "host": socket.gethostname(),
         "device": device_info(model_device(teacher)).model_dump(exclude={"threads"}),
         "threads": threads,
-        "batch_shape": list(batch.shape),
-        "batch_dtype": str(batch.dtype),
+        "batch_shape": describe(batch),  # a list for one tensor (as before), {name: shape} for named inputs
+        "batch_dtype": str(batch.dtype) if isinstance(batch, torch.Tensor) else {k: str(v.dtype) for k, v in sorted(batch.items())},
         "teacher_fingerprint": teacher_fingerprint or tensor_fingerprint(teacher),
         "torch_version": torch.__version__,
     }
@@ -70,7 +71,7 @@ def reference_path(
 
 def reference_throughput(
     teacher: nn.Module,
-    batch: torch.Tensor,
+    batch: Inputs,
     threads: int,
     rounds: int = 9,
     repeats: int = 10,
@@ -96,10 +97,10 @@ def reference_throughput(
         return reference
 
 
-def _measure(teacher: nn.Module, batch: torch.Tensor, threads: int, rounds: int, repeats: int, identity: dict, path: Path) -> ReferenceThroughput:
+def _measure(teacher: nn.Module, batch: Inputs, threads: int, rounds: int, repeats: int, identity: dict, path: Path) -> ReferenceThroughput:
     teacher.eval()
     time_batches(teacher, batch, repeats=1, warmup=5)
-    rounds_sps = [len(batch) / statistics.median(time_batches(teacher, batch, repeats, warmup=1)) for _ in range(rounds)]
+    rounds_sps = [batch_size(batch) / statistics.median(time_batches(teacher, batch, repeats, warmup=1)) for _ in range(rounds)]
     return ReferenceThroughput(
         throughput_sps=statistics.median(rounds_sps),
         rounds_sps=[round(r, 1) for r in rounds_sps],

@@ -9,6 +9,7 @@ from typing import Any, Iterator, Literal, TypedDict
 import torch
 from torch import nn
 
+from orchestrator.tasks.batches import Inputs, batch_size as n_examples, repeat_to, run, take, to_device
 from orchestrator.tasks.metrics import METRICS, bootstrap_interval
 
 Split = Literal["train", "val", "test"]
@@ -69,38 +70,42 @@ class Task(abc.ABC):
         """The trained, uncompressed model in eval mode, on the CPU."""
 
     @abc.abstractmethod
-    def data(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and targets of one split, as CPU tensors."""
+    def data(self, split: Split) -> tuple[Inputs, torch.Tensor]:
+        """Inputs (a tensor, or a mapping of named tensors) and targets of one split, as CPU tensors."""
 
-    def example_batch(self, batch_size: int) -> torch.Tensor:
+    def example_batch(self, batch_size: int) -> Inputs:
         """A serving batch of `batch_size` inputs (validation inputs, repeated as needed)."""
         inputs, _ = self.data("val")
-        reps = math.ceil(batch_size / len(inputs))
-        return inputs.repeat(reps, *([1] * (inputs.dim() - 1)))[:batch_size].contiguous()
+        return repeat_to(inputs, batch_size)
 
-    def train_batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[Inputs, torch.Tensor]]:
         """Endless shuffled training batches, reproducible from the seed."""
         inputs, targets = self.data("train")
-        if not 1 <= batch_size <= len(inputs):
+        n = n_examples(inputs)
+        if not 1 <= batch_size <= n:
             # Without this check a batch larger than the training split never yields and loops forever.
-            raise ValueError(f"batch_size must be between 1 and the {len(inputs)} training examples, got {batch_size}")
+            raise ValueError(f"batch_size must be between 1 and the {n} training examples, got {batch_size}")
         generator = torch.Generator().manual_seed(seed)
         while True:
-            order = torch.randperm(len(inputs), generator=generator)
+            order = torch.randperm(n, generator=generator)
             for start in range(0, len(order) - batch_size + 1, batch_size):
                 idx = order[start : start + batch_size]
-                yield inputs[idx], targets[idx]
+                yield take(inputs, idx), targets[idx]
 
-    def calibration_batches(self, n_batches: int = 8, batch_size: int = 64) -> list[torch.Tensor]:
+    def calibration_batches(self, n_batches: int = 8, batch_size: int = 64) -> list[Inputs]:
         """Training inputs for post-training quantization's calibration."""
         batches = self.train_batches(batch_size, seed=1234)
         return [next(batches)[0] for _ in range(n_batches)]
 
     @torch.inference_mode()
-    def predict(self, model: nn.Module, inputs: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    def predict(self, model: nn.Module, inputs: Inputs, batch_size: int = 512) -> torch.Tensor:
         """Model outputs for `inputs`, batched, on the model's device, returned on the CPU."""
         device = model_device(model)
-        outputs = [model(inputs[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(inputs), batch_size)]
+        n = n_examples(inputs)
+        outputs = [
+            run(model, to_device(take(inputs, slice(i, i + batch_size)), device)).float().cpu()
+            for i in range(0, n, batch_size)
+        ]
         return torch.cat(outputs)
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:

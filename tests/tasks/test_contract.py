@@ -7,11 +7,13 @@ import torch
 from torch import nn
 
 from orchestrator.tasks import Quality, Task, load_task
+from orchestrator.tasks.batches import batch_size, run, tensors
 
 IMPLEMENTATIONS = {
     "digits": ("digits", {}),
     "user-import-path": ("tests.tasks.user_task:make_task", {"n_features": 12, "n_classes": 3, "per_class": 50}),
     "regression-float-targets": ("tests.tasks.regression_task:make_task", {}),
+    "named-inputs": ("tests.tasks.named_inputs_task:make_task", {}),
 }
 
 
@@ -23,8 +25,15 @@ def task(request) -> Task:
     return load_task(spec, kwargs)
 
 
-def rows(tensor: torch.Tensor) -> set[bytes]:
-    return {row.numpy().tobytes() for row in tensor.reshape(len(tensor), -1)}
+def rows(inputs) -> set[bytes]:
+    """Each example's bytes across all its tensors (one tensor, or named ones)."""
+    flat = torch.cat([t.reshape(len(t), -1).float() for t in tensors(inputs)], dim=1)
+    return {row.numpy().tobytes() for row in flat}
+
+
+def shapes(inputs) -> list[tuple[int, ...]]:
+    """Each tensor's shape without the batch dimension."""
+    return [tuple(t.shape[1:]) for t in tensors(inputs)]
 
 
 def test_teacher_is_an_eval_mode_module_on_cpu_and_is_stable(task):
@@ -37,12 +46,12 @@ def test_teacher_is_an_eval_mode_module_on_cpu_and_is_stable(task):
 def test_splits_are_disjoint_and_aligned(task):
     splits = {s: task.data(s) for s in ("train", "val", "test")}
     for inputs, targets in splits.values():
-        assert len(inputs) == len(targets) > 0
-        assert inputs.device.type == targets.device.type == "cpu"
+        assert batch_size(inputs) == len(targets) > 0
+        assert {t.device.type for t in tensors(inputs)} == {targets.device.type} == {"cpu"}
     val, test, train = rows(splits["val"][0]), rows(splits["test"][0]), rows(splits["train"][0])
     assert not val & test, "val and test overlap"
     assert not (val | test) & train, "an evaluation example is also a training example"
-    assert splits["val"][0].shape[1:] == splits["test"][0].shape[1:] == splits["train"][0].shape[1:]
+    assert shapes(splits["val"][0]) == shapes(splits["test"][0]) == shapes(splits["train"][0])
 
 
 @pytest.mark.parametrize("split", ["val", "test"])
@@ -61,11 +70,11 @@ def test_evaluate_returns_quality_with_an_interval_bracketing_the_value(task, sp
 
 def test_evaluate_judges_a_bad_model_as_bad(task):
     inputs, _ = task.data("val")
-    n_outputs = task.teacher()(inputs[:1]).shape[1]
+    n_outputs = run(task.teacher(), inputs).shape[1]
 
     class Constant(nn.Module):
-        def forward(self, x):
-            return torch.zeros(len(x), n_outputs)
+        def forward(self, x=None, **named):
+            return torch.zeros(batch_size(x if x is not None else named), n_outputs)
 
     quality = task.evaluate(Constant(), "val")
     assert quality["value"] < 0.6 and quality["ci95_low"] <= quality["value"] <= quality["ci95_high"]
@@ -74,8 +83,8 @@ def test_evaluate_judges_a_bad_model_as_bad(task):
 @pytest.mark.parametrize("batch_size", [1, 7, 1000])
 def test_example_batch_has_the_input_shape(task, batch_size):
     batch = task.example_batch(batch_size)
-    assert batch.shape == (batch_size, *task.data("val")[0].shape[1:])
-    assert task.teacher()(batch).shape[0] == batch_size
+    assert [(len(t), *t.shape[1:]) for t in tensors(batch)] == [(batch_size, *s) for s in shapes(task.data("val")[0])]
+    assert run(task.teacher(), batch).shape[0] == batch_size
 
 
 def test_train_batches_are_reproducible_by_seed(task):
@@ -85,13 +94,13 @@ def test_train_batches_are_reproducible_by_seed(task):
 
     first, again, other = take(0), take(0), take(1)
     for (x1, y1), (x2, y2) in zip(first, again):
-        assert torch.equal(x1, x2) and torch.equal(y1, y2)
-    assert any(not torch.equal(a[0], b[0]) for a, b in zip(first, other))
-    assert all(x.shape[0] == y.shape[0] == 16 for x, y in first)
-    assert rows(torch.cat([x for x, _ in first])) <= rows(task.data("train")[0])
+        assert rows(x1) == rows(x2) and torch.equal(y1, y2)
+    assert any(rows(a[0]) != rows(b[0]) for a, b in zip(first, other))
+    assert all(batch_size(x) == len(y) == 16 for x, y in first)
+    assert set().union(*(rows(x) for x, _ in first)) <= rows(task.data("train")[0])
 
 
 def test_calibration_batches_come_from_training_data(task):
     batches = task.calibration_batches(n_batches=2, batch_size=8)
-    assert len(batches) == 2 and all(b.shape[0] == 8 for b in batches)
-    assert rows(torch.cat(batches)) <= rows(task.data("train")[0])
+    assert len(batches) == 2 and all(batch_size(b) == 8 for b in batches)
+    assert set().union(*(rows(b) for b in batches)) <= rows(task.data("train")[0])
