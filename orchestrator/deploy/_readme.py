@@ -57,7 +57,7 @@ def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
         "from orchestrator.deploy import load",
         "",
         f'model = load("{location}")  # checks every file against manifest.json first',
-        f"outputs = model.predict(batch)  # batch shaped (N, {', '.join(map(str, manifest.architecture.input_shape))})",
+        f"outputs = model.predict(batch)  # batch {_input_text(manifest)}",
         "```",
         "",
         '`load(..., runtime="torch" | "torch_export" | "onnx")` picks another program; s3:// paths take',
@@ -84,3 +84,10 @@ def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
     if manifest.notes:
         lines += ["## Notes", "", *[f"- {note}" for note in manifest.notes], ""]
     return "\n".join(lines)
+
+
+def _input_text(manifest: Manifest) -> str:
+    arch = manifest.architecture
+    if arch.named_inputs:
+        return "{" + ", ".join(f"{n!r}: (N, {', '.join(map(str, s.shape))}) {s.dtype}" for n, s in arch.named_inputs.items()) + "}"
+    return f"shaped (N, {', '.join(map(str, arch.input_shape))})"

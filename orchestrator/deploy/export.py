@@ -55,6 +55,7 @@ from orchestrator.deploy.serve_config import SERVE_CONFIG_NAME, build_serve_conf
 from orchestrator.deploy.weights import architecture, load_module, save_weights
 from orchestrator.errors import InputError
 from orchestrator.tasks.base import Task
+from orchestrator.tasks.batches import run as run_model
 from orchestrator.tasks.registry import load_task
 
 log = logging.getLogger(__name__)
@@ -175,14 +176,14 @@ def write_export(
     model = rebuilt.model.cpu().eval()
     inputs, _ = task.data("val")
     with torch.inference_mode():
-        reference = model(inputs).float()  # one batch, as the loader's predict runs it
-    arch = architecture(task, rebuilt.steps, list(inputs.shape[1:]), rebuilt.teacher_fingerprint)
+        reference = run_model(model, inputs).float()  # one batch, as the loader's predict runs it
+    arch = architecture(task, rebuilt.steps, inputs, rebuilt.teacher_fingerprint)
 
     progress("writing weights (safetensors) and checking they reload exactly")
     save_weights(model, root / WEIGHTS_NAME, arch.weights_format)
     reloaded_module = load_module(task, arch, root / WEIGHTS_NAME)
     with torch.inference_mode():
-        reloaded = reloaded_module(inputs).float()
+        reloaded = run_model(reloaded_module, inputs).float()
     if not torch.equal(reloaded, reference):
         raise ExportError(
             f"{WEIGHTS_NAME}: the reloaded weights do not reproduce the model (max difference {(reloaded - reference).abs().max():.3g})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import torch
 from torch import nn
@@ -14,6 +14,7 @@ from orchestrator.deploy._errors import UnsafeExport
 from orchestrator.deploy.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_files
 from orchestrator.errors import InputError
 from orchestrator.safe_files import check_relative_path, join_inside
+from orchestrator.tasks.batches import run, to_device
 
 Runtime = Literal["auto", "torch", "torch_export", "onnx"]
 RUNTIMES = ("auto", "torch", "torch_export", "onnx")
@@ -35,9 +36,24 @@ class LoadedModel:
         return tuple(self.manifest.architecture.input_shape)
 
     @torch.inference_mode()
-    def predict(self, batch: torch.Tensor) -> torch.Tensor:
-        """Outputs for a batch shaped (N, *input_shape)."""
-        batch = torch.as_tensor(batch, dtype=getattr(torch, self.manifest.architecture.input_dtype))
+    def predict(self, batch: Any) -> torch.Tensor:
+        """Outputs for a batch shaped (N, *input_shape), or for {name: (N, *shape)} where the model takes named inputs."""
+        arch = self.manifest.architecture
+        if arch.named_inputs:
+            if not isinstance(batch, Mapping) or set(batch) != set(arch.named_inputs):
+                got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+                raise ValueError(f"expected named inputs {sorted(arch.named_inputs)}, got {got}")
+            named = {}
+            for name, spec in arch.named_inputs.items():
+                value = torch.as_tensor(batch[name], dtype=getattr(torch, spec.dtype))
+                if list(value.shape[1:]) != spec.shape:
+                    raise ValueError(f"input {name!r}: expected (N, {', '.join(map(str, spec.shape))}), got {tuple(value.shape)}")
+                named[name] = value
+            sizes = {len(v) for v in named.values()}
+            if len(sizes) != 1:
+                raise ValueError(f"the named inputs disagree on the batch size: {sorted(sizes)}")
+            return run(self.module, to_device(named, self.device)).float().cpu()
+        batch = torch.as_tensor(batch, dtype=getattr(torch, arch.input_dtype))
         if tuple(batch.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"expected a batch shaped (N, {', '.join(map(str, self.input_shape))}), got {tuple(batch.shape)}"

@@ -86,6 +86,13 @@ class TaskRef(_Model):
     args: dict[str, Any] = {}
 
 
+class InputSpec(_Model):
+    """One named input: an example's shape (batch dimension left out) and its dtype."""
+
+    shape: list[int]
+    dtype: str = "float32"
+
+
 class Architecture(_Model):
     """How the loader rebuilds the module the weights belong to, from the task's architecture."""
 
@@ -96,8 +103,11 @@ class Architecture(_Model):
     )
     quantize_technique: str | None = None
     weights_format: Literal["float", "bf16", "fp16", "int8_fx_static", "int8_dynamic"]
-    input_shape: list[int] = Field(description="one example's shape (the batch dimension left out)")
+    input_shape: list[int] = Field(description="one example's shape (the batch dimension left out); [] for named inputs")
     input_dtype: str = "float32"
+    named_inputs: dict[str, "InputSpec"] | None = Field(
+        None, description="for a model fed named tensors (input_ids, attention_mask, ...): each one's shape and dtype"
+    )
     teacher_fingerprint: str = Field(description="SHA-256 of the teacher's tensors the candidate was rebuilt from")
 
 

@@ -12,6 +12,7 @@ import io
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 
 from orchestrator.deploy.manifest import Program
 from orchestrator.tasks.base import Task
+from orchestrator.tasks.batches import Inputs, run, take
 
 log = logging.getLogger(__name__)
 PT2_NAME = "model.pt2"
@@ -30,8 +32,13 @@ HALF_ONNX_REASON = (
 )
 
 
-def _batch_dim(example: torch.Tensor) -> tuple[dict[int, torch.export.Dim], ...]:
-    return ({0: torch.export.Dim("batch", min=1, max=1 << 16)},)
+def _export_args(inputs: Inputs) -> tuple[tuple, dict, Any]:
+    """(args, kwargs, dynamic_shapes) for exporting with a dynamic batch: positional for a tensor, keywords for names."""
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    example = take(inputs, slice(0, 2))
+    if isinstance(example, torch.Tensor):
+        return (example,), {}, ({0: batch},)
+    return (), dict(example), {name: {0: batch} for name in example}
 
 
 @contextlib.contextmanager
@@ -51,16 +58,17 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max()) if a.shape == b.shape else float("inf")
 
 
-def torch_export_program(model: nn.Module, inputs: torch.Tensor, reference: torch.Tensor, out_dir: Path) -> Program:
+def torch_export_program(model: nn.Module, inputs: Inputs, reference: torch.Tensor, out_dir: Path) -> Program:
     """model.pt2 with a dynamic batch dimension, loaded back and checked against the model's outputs."""
     path = out_dir / PT2_NAME
     try:
         with _quiet():
-            program = torch.export.export(model, (inputs[:2],), dynamic_shapes=_batch_dim(inputs))
+            args, kwargs, dynamic = _export_args(inputs)
+            program = torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=dynamic)
             torch.export.save(program, str(path))
             loaded = torch.export.load(str(path)).module()
             with torch.inference_mode():
-                outputs = loaded(inputs)
+                outputs = run(loaded, inputs)
     except Exception as exc:  # noqa: BLE001  (any exporter failure means "no program", with its reason)
         path.unlink(missing_ok=True)
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -93,14 +101,15 @@ def int8_fx_pt2_reason() -> Program:
 
 
 def onnx_program(
-    model: nn.Module, inputs: torch.Tensor, out_dir: Path, name: str = ONNX_NAME
+    model: nn.Module, inputs: Inputs, out_dir: Path, name: str = ONNX_NAME
 ) -> tuple[Path | None, str]:
     """Export a float model with torch.onnx (dynamo); returns (path or None, reason)."""
     path = out_dir / name
     try:
         with _quiet():
+            args, kwargs, dynamic = _export_args(inputs)
             exported = torch.onnx.export(
-                model.float().eval(), (inputs[:2],), dynamic_shapes=_batch_dim(inputs), dynamo=True, verbose=False
+                model.float().eval(), args, kwargs=kwargs, dynamic_shapes=dynamic, dynamo=True, verbose=False
             )
             exported.save(str(path))
     except Exception as exc:  # noqa: BLE001
@@ -120,15 +129,29 @@ class OnnxModule(nn.Module):
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_name = self.input_names[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        array = x.detach().cpu().float().contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+    def forward(self, x: torch.Tensor | None = None, **named: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, feeds(self.input_names, x if x is not None else named))[0])
+
+
+def feeds(input_names: list[str], batch: Inputs) -> dict[str, np.ndarray]:
+    """ONNX Runtime's input dict for a batch: one tensor for a one-input graph, else the named tensors it asks for."""
+    def array(t: torch.Tensor) -> np.ndarray:
+        t = t.detach().cpu().contiguous()
+        return (t.float() if t.is_floating_point() else t).numpy()
+
+    if isinstance(batch, torch.Tensor):
+        return {input_names[0]: array(batch)}
+    missing = [n for n in input_names if n not in batch]
+    if missing:
+        raise ValueError(f"the ONNX program expects inputs {input_names}; missing {missing}")
+    return {name: array(batch[name]) for name in input_names}
 
 
 def onnx_fp32_program(
-    model: nn.Module, task: Task, inputs: torch.Tensor, reference: torch.Tensor, out_dir: Path
+    model: nn.Module, task: Task, inputs: Inputs, reference: torch.Tensor, out_dir: Path
 ) -> Program:
     """model.onnx for a float32 candidate, checked against its outputs under ONNX Runtime."""
     path, reason = onnx_program(model, inputs, out_dir)
@@ -136,7 +159,7 @@ def onnx_fp32_program(
         return Program(format="onnx", written=False, reason=reason)
     module = OnnxModule(path)
     with torch.inference_mode():
-        outputs = module(inputs)
+        outputs = run(module, inputs)
     diff = _max_diff(outputs, reference)
     return Program(
         format="onnx",
@@ -149,7 +172,7 @@ def onnx_fp32_program(
 
 
 def onnx_int8_program(
-    float_model: nn.Module, task: Task, inputs: torch.Tensor, out_dir: Path, calibration: list[torch.Tensor]
+    float_model: nn.Module, task: Task, inputs: Inputs, out_dir: Path, calibration: list[Inputs]
 ) -> Program:
     """model.int8.onnx: the float model before quantization, quantized by ONNX Runtime (static QDQ, per channel)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -162,7 +185,7 @@ def onnx_int8_program(
     try:
         import onnx
 
-        input_name = onnx.load(str(float_path), load_external_data=False).graph.input[0].name
+        input_names = [i.name for i in onnx.load(str(float_path), load_external_data=False).graph.input]
 
         class _Reader(CalibrationDataReader):
             def __init__(self) -> None:
@@ -170,7 +193,7 @@ def onnx_int8_program(
 
             def get_next(self) -> dict[str, np.ndarray] | None:
                 batch = next(self._batches, None)
-                return None if batch is None else {input_name: batch.numpy().astype(np.float32)}
+                return None if batch is None else feeds(input_names, batch)
 
         with _quiet():
             quantize_static(

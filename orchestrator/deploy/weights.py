@@ -27,8 +27,9 @@ from torch import nn
 from orchestrator.compress import CastInput, StepRecord
 from orchestrator.compress.prune import layer_widths
 from orchestrator.deploy._errors import ExportError, VerificationError
-from orchestrator.deploy.manifest import Architecture
+from orchestrator.deploy.manifest import Architecture, InputSpec
 from orchestrator.tasks.base import Task
+from orchestrator.tasks.batches import Inputs
 
 LAYOUT_KEY = "hedgerow.layout"
 FORMAT_KEY = "hedgerow.weights_format"
@@ -63,8 +64,8 @@ def weights_format(steps: list[StepRecord]) -> str:
     )
 
 
-def architecture(task: Task, steps: list[StepRecord], input_shape: list[int], teacher_fingerprint: str) -> Architecture:
-    """What the loader needs to rebuild the module: pruned widths and history, quantization, input shape."""
+def architecture(task: Task, steps: list[StepRecord], inputs: Inputs, teacher_fingerprint: str) -> Architecture:
+    """What the loader needs to rebuild the module: pruned widths and history, quantization, input shapes."""
     prune = next((s for s in steps if s.stage == "prune"), None)
     quantize = next((s for s in steps if s.stage == "quantize"), None)
     history = prune.details.get("pruning_history") if prune is not None and prune.technique == "structured" else None
@@ -74,9 +75,24 @@ def architecture(task: Task, steps: list[StepRecord], input_shape: list[int], te
         pruning_history=history or None,
         quantize_technique=quantize.technique if quantize else None,
         weights_format=weights_format(steps),  # type: ignore[arg-type]
-        input_shape=list(input_shape),
         teacher_fingerprint=teacher_fingerprint,
+        **input_fields(inputs),
     )
+
+
+def input_fields(inputs: Inputs) -> dict[str, Any]:
+    """The manifest's input description: one shape and dtype, or a spec per named tensor."""
+    if isinstance(inputs, torch.Tensor):
+        return {"input_shape": list(inputs.shape[1:]), "input_dtype": str(inputs.dtype).removeprefix("torch.")}
+    specs = {k: InputSpec(shape=list(v.shape[1:]), dtype=str(v.dtype).removeprefix("torch.")) for k, v in sorted(inputs.items())}
+    return {"input_shape": [], "named_inputs": specs}
+
+
+def example_inputs(arch: Architecture, n: int = 2) -> Inputs:
+    """Zeros shaped as the exported model's inputs, `n` examples."""
+    if arch.named_inputs:
+        return {k: torch.zeros(n, *s.shape, dtype=getattr(torch, s.dtype)) for k, s in arch.named_inputs.items()}
+    return torch.zeros(n, *arch.input_shape, dtype=getattr(torch, arch.input_dtype))
 
 
 # ---- state_dict <-> plain tensors + layout ------------------------------------------------------------
@@ -217,7 +233,7 @@ def _build_module(task: Task, arch: Architecture) -> nn.Module:
     import torch_pruning as tp
 
     model = base_architecture(task)
-    example = torch.zeros(2, *arch.input_shape, dtype=getattr(torch, arch.input_dtype))
+    example = example_inputs(arch)
     if arch.pruning_history:
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
         graph.load_pruning_history(arch.pruning_history)
