@@ -162,6 +162,13 @@ def _days(days: float) -> str:
     return f"{seconds:.2g} seconds"
 
 
+def _batch_of(shape: Any) -> Any:
+    """The batch size in a stored batch shape: [N, ...] for one tensor, {name: [N, ...]} for named inputs."""
+    if isinstance(shape, dict):
+        return next(iter(shape.values()))[0] if shape else f.DASH
+    return shape[0]
+
+
 def _usd_small(value: Any) -> str:
     return f.DASH if f.missing(value) else (f"${float(value):,.4f}" if float(value) < 1 else f.usd(value))
 
@@ -244,7 +251,7 @@ def _throughput_method(run: RunData) -> str:
             return (
                 f"each candidate's ratio to the teacher (median over {len(how.get('ratio_rounds') or [])} interleaved rounds) "
                 f"× this machine's teacher reference of {f.number(ref['throughput_sps'], 6)} samples/s "
-                f"(batch {ref['batch_shape'][0]}, {ref['device']['threads']} thread(s), measured {ref['measured_at']} "
+                f"(batch {_batch_of(ref['batch_shape'])}, {ref['device']['threads']} thread(s), measured {ref['measured_at']} "
                 f"on host {ref['host']}, kept in {ref['path']})"
             )
         if how:
