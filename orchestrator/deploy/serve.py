@@ -1,4 +1,4 @@
-"""Serve an export with Ray Serve: POST {"inputs": [example, ...]} → {"outputs": [[...], ...]}.
+"""Serve an export with Ray Serve: POST {"inputs": [example, ...]} (or {"inputs": {name: [...]}}) → {"outputs": ...}.
 
 `serve_config.yaml` names `orchestrator.deploy.serve:app` with the export's
 location as `model_path`; each replica loads the export with
@@ -16,6 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.deploy.serve_config import DEPLOYMENT_NAME
+from orchestrator.tasks.batches import batch_size
 
 MAX_EXAMPLES_PER_REQUEST = 4096
 
@@ -55,6 +56,34 @@ def parse_inputs(body: Any, input_shape: Sequence[int]) -> torch.Tensor:
     return tensor
 
 
+def parse_named_inputs(body: Any, specs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """One request's named inputs ({"inputs": {name: example or list of examples}}), shaped and typed as the export's."""
+    names = sorted(specs)
+    expected = f'a JSON object {{"inputs": {{{", ".join(repr(n) + ": [...]" for n in names)}}}}} (one example per name, or a list)'
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), dict) or sorted(body["inputs"]) != names:
+        raise ValueError(f"expected {expected}")
+    out: dict[str, torch.Tensor] = {}
+    for name in names:
+        spec = specs[name]
+        try:
+            tensor = torch.tensor(body["inputs"][name], dtype=getattr(torch, spec.dtype))
+        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            raise ValueError(f"inputs.{name}: not a rectangular array of numbers ({exc}); expected {expected}") from None
+        if list(tensor.shape) == list(spec.shape):
+            tensor = tensor.unsqueeze(0)
+        if list(tensor.shape[1:]) != list(spec.shape) or len(tensor) == 0:
+            raise ValueError(f"inputs.{name}: got shape {list(tensor.shape)}; expected (n, {', '.join(map(str, spec.shape))})")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"inputs.{name}: NaN or infinite values are not accepted")
+        out[name] = tensor
+    sizes = {len(t) for t in out.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"inputs: the names disagree on the number of examples: {sorted(sizes)}")
+    if sizes.pop() > MAX_EXAMPLES_PER_REQUEST:
+        raise ValueError(f"inputs: more than {MAX_EXAMPLES_PER_REQUEST} examples in one request")
+    return out
+
+
 class Predictor:
     """The serving logic without Ray: a loaded export, and a batch of requests → one response each."""
 
@@ -68,21 +97,28 @@ class Predictor:
 
     def predict_requests(self, bodies: Sequence[Any]) -> list[dict[str, Any]]:
         """Run every valid request in one batch; an invalid one gets {"error": ...} and the others still run."""
-        parsed: list[torch.Tensor | str] = []
+        named = self.model.manifest.architecture.named_inputs
+        parsed: list[Any] = []
         for body in bodies:
             try:
-                parsed.append(parse_inputs(body, self.model.input_shape))
+                parsed.append(parse_named_inputs(body, named) if named else parse_inputs(body, self.model.input_shape))
             except ValueError as exc:
                 parsed.append(str(exc))
-        tensors = [p for p in parsed if isinstance(p, torch.Tensor)]
-        outputs = self.model.predict(torch.cat(tensors)) if tensors else torch.empty(0)
+        valid = [p for p in parsed if not isinstance(p, str)]
+        if not valid:
+            outputs = torch.empty(0)
+        elif named:
+            outputs = self.model.predict({name: torch.cat([p[name] for p in valid]) for name in named})
+        else:
+            outputs = self.model.predict(torch.cat(valid))
         responses, start = [], 0
         for item in parsed:
             if isinstance(item, str):
                 responses.append({"error": item})
                 continue
-            chunk = outputs[start : start + len(item)]
-            start += len(item)
+            n = batch_size(item)
+            chunk = outputs[start : start + n]
+            start += n
             responses.append(
                 {"outputs": chunk.tolist(), "argmax": chunk.argmax(dim=1).tolist() if chunk.dim() == 2 else None}
             )
@@ -91,13 +127,16 @@ class Predictor:
     def info(self) -> dict[str, Any]:
         """What a GET returns: which export, runtime and input shape this replica serves."""
         m = self.model.manifest
-        return {
+        info = {
             "run_id": m.run_id,
             "trial_id": m.trial_id,
             "runtime": self.model.runtime,
             "device": str(self.model.device),
             "input_shape": list(self.model.input_shape),
         }
+        if m.architecture.named_inputs:
+            info["named_inputs"] = {n: s.model_dump() for n, s in m.architecture.named_inputs.items()}
+        return info
 
 
 def app(args: dict[str, Any]) -> Any:

@@ -61,3 +61,21 @@ def test_predict_names_what_is_missing(exported):
         model.predict({"features": torch.zeros(2, 12)})
     with pytest.raises(ValueError, match="input 'mask': expected \\(N, 12\\)"):
         model.predict({"features": torch.zeros(2, 12), "mask": torch.zeros(2, 5)})
+
+
+def test_the_serve_logic_takes_named_inputs_and_answers_each_request(exported):
+    from orchestrator.deploy.serve import Predictor, ServeArgs
+
+    task, results = exported
+    location = results["fp32named"].location
+    predictor = Predictor(ServeArgs(model_path=location, device="cpu"))
+    inputs, _ = task.data("val")
+    one = {name: value[0].tolist() for name, value in inputs.items()}  # a single example per name
+    many = {name: value[1:4].tolist() for name, value in inputs.items()}
+    bad = {"features": inputs["features"][:2].tolist()}  # the mask is missing
+    answers = predictor.predict_requests([{"inputs": one}, {"inputs": bad}, {"inputs": many}])
+    expected = load(location).predict({name: value[:4] for name, value in inputs.items()})
+    assert torch.allclose(torch.tensor(answers[0]["outputs"]), expected[:1])
+    assert "expected a JSON object" in answers[1]["error"] and "'mask'" in answers[1]["error"]
+    assert torch.allclose(torch.tensor(answers[2]["outputs"]), expected[1:4])
+    assert sorted(predictor.info()["named_inputs"]) == ["features", "mask"]
