@@ -110,6 +110,13 @@ def read_json(path: Path, what: str | None = None, expect: type = dict, max_byte
     return parse_json(read_text(path, max_bytes, what), what, expect)
 
 
+def read_json_if_present(path: Path, what: str | None = None) -> dict:
+    """A JSON object file that may be absent ({} then), read as `read_json` reads: a link or damage is UnsafeFile."""
+    if not path.exists() and not path.is_symlink():
+        return {}
+    return read_json(path, what)
+
+
 def check_yaml_nodes(data: Any, what: str, limit: int = MAX_YAML_NODES) -> None:
     """Refuse YAML whose aliases expand past `limit` nodes (a "billion laughs" bomb) before anything walks it."""
     count = 0

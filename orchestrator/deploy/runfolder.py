@@ -15,7 +15,8 @@ from orchestrator.compress.recipe import Recipe
 from orchestrator.config import SearchConfig, load_config
 from orchestrator.cost.catalog import did_you_mean
 from orchestrator.errors import InputError, UnsafeFile
-from orchestrator.safe_files import MAX_TABLE_BYTES, check_regular_file, join_inside, read_json
+from orchestrator.report.rundata import load_trials
+from orchestrator.safe_files import join_inside, read_json, read_json_if_present
 
 RUN_FILES = ("config.yaml", "summary.json", "trials.csv")
 _RECIPE_KEY = re.compile(r"^[0-9a-f]{16}$")
@@ -56,10 +57,7 @@ class RunFolder:
     @property
     def meta(self) -> dict[str, Any]:
         """run.json: run id, study, and the fingerprint of the teacher the search used (older runs: {})."""
-        path = self.root / "run.json"
-        if not path.exists() and not path.is_symlink():
-            return {}
-        return read_json(path)
+        return read_json_if_present(self.root / "run.json")
 
     def trial(self, trial_id: str | None = None) -> Trial:
         """The named trial, or the recommended one; unknown or unfinished trials are InputErrors."""
@@ -128,21 +126,8 @@ def open_run(path: str | Path) -> RunFolder:
             hint += f" (it holds {len(runs)} run folders: {', '.join(runs)})"
         raise InputError(f"RUN_DIR: {root} is not a Hedgerow run folder (missing {', '.join(missing)}){hint}")
     summary = read_json(root / "summary.json")
-    trials = read_trials_csv(root / "trials.csv")
+    trials = load_trials(root / "trials.csv")
     return RunFolder(root=root, config=load_config(root / "config.yaml", allow_symlink=False), summary=summary, trials=trials)
-
-
-def read_trials_csv(path: Path) -> pd.DataFrame:
-    """trials.csv as a frame (ids as strings); a damaged, oversized or foreign table is UnsafeFile."""
-    check_regular_file(path, MAX_TABLE_BYTES)
-    try:
-        frame = pd.read_csv(path, dtype={"trial_id": str, "recipe_key": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise UnsafeFile(f"{path}: not a readable trials table ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-    missing = [c for c in ("trial_id", "status") if c not in frame.columns]
-    if missing:
-        raise UnsafeFile(f"{path}: not a Hedgerow trials table (no column {', '.join(missing)})")
-    return frame
 
 
 def _clean_row(row: pd.Series) -> dict[str, Any]:

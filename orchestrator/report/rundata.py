@@ -14,7 +14,15 @@ import pandas as pd
 
 from orchestrator.config import read_yaml
 from orchestrator.errors import InputError, UnsafeFile
-from orchestrator.safe_files import MAX_JSON_BYTES, MAX_TABLE_BYTES, check_regular_file, parse_json, read_json, read_text
+from orchestrator.safe_files import (
+    MAX_JSON_BYTES,
+    MAX_TABLE_BYTES,
+    check_regular_file,
+    parse_json,
+    read_json,
+    read_json_if_present,
+    read_text,
+)
 
 BOOL_COLUMNS = ("baseline", "feasible", "pareto", "qat", "projected", "accelerated")
 REQUIRED = ("summary.json", "trials.csv", "config.yaml")
@@ -67,9 +75,18 @@ class RunData:
 
 
 def load_trials(path: Path) -> pd.DataFrame:
-    """trials.csv with ids as strings and flag columns as plain bools (blank → False)."""
+    """trials.csv with ids as strings and flag columns as plain bools (blank → False).
+
+    A damaged, oversized, linked or foreign table is UnsafeFile (exit 2), for the report and for export alike.
+    """
     check_regular_file(path, MAX_TABLE_BYTES)
-    frame = pd.read_csv(path, dtype={"trial_id": str, "recipe_key": str})
+    try:
+        frame = pd.read_csv(path, dtype={"trial_id": str, "recipe_key": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise UnsafeFile(f"{path}: not a readable trials table ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    missing = [c for c in ("trial_id", "status") if c not in frame.columns]
+    if missing:
+        raise UnsafeFile(f"{path}: not a Hedgerow trials table (no column {', '.join(missing)})")
     for column in BOOL_COLUMNS:
         if column in frame:
             frame[column] = frame[column].map(_flag).astype(bool)
@@ -103,16 +120,12 @@ def load_run(run_dir: str | Path) -> RunData:
         )
     summary = read_json(root / "summary.json")
     config = read_yaml(root / "config.yaml", allow_symlink=False) or {}
-    try:
-        trials = load_trials(root / "trials.csv")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise UnsafeFile(f"{root / 'trials.csv'}: a damaged results file ({type(exc).__name__}: {str(exc)[:200]})") from None
+    trials = load_trials(root / "trials.csv")
     if not isinstance(config, dict):
         raise UnsafeFile(f"{root / 'config.yaml'}: expected a mapping, got {type(config).__name__}")
-    if "run_id" not in summary or "trial_id" not in trials:
-        raise InputError(f"RUN_DIR: {root}: summary.json or trials.csv is not a Hedgerow results file")
-    run_json = root / "run.json"
-    run = read_json(run_json) if run_json.exists() or run_json.is_symlink() else {}
+    if "run_id" not in summary:
+        raise InputError(f"RUN_DIR: {root}: summary.json is not a Hedgerow results file (no run_id)")
+    run = read_json_if_present(root / "run.json")
     return RunData(root=root, summary=summary, trials=trials, config=config, run=run, records=_records(root / "trials"))
 
 
