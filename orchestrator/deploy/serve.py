@@ -35,25 +35,29 @@ class ServeArgs(BaseModel):
     batch_wait_timeout_s: float = Field(0.01, ge=0)
 
 
+def _examples(value: Any, shape: Sequence[int], dtype: torch.dtype, field: str, expected: str) -> torch.Tensor:
+    """One example, or a list of them, as a tensor shaped (n, *shape); ValueError names the field and what is expected."""
+    try:
+        tensor = torch.tensor(value, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise ValueError(f"{field}: not a rectangular array of numbers ({exc}); expected {expected}") from None
+    if list(tensor.shape) == list(shape):
+        tensor = tensor.unsqueeze(0)
+    if list(tensor.shape[1:]) != list(shape) or len(tensor) == 0:
+        raise ValueError(f"{field}: got shape {list(tensor.shape)}; expected {expected}")
+    if len(tensor) > MAX_EXAMPLES_PER_REQUEST:
+        raise ValueError(f"{field}: {len(tensor)} examples in one request; at most {MAX_EXAMPLES_PER_REQUEST}")
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        raise ValueError(f"{field}: NaN or infinite values are not accepted")
+    return tensor
+
+
 def parse_inputs(body: Any, input_shape: Sequence[int]) -> torch.Tensor:
     """One request's examples as a float32 tensor shaped (n, *input_shape); ValueError says what is expected."""
     expected = f'a JSON object {{"inputs": [...]}} holding one example shaped {list(input_shape)} or a list of them'
     if not isinstance(body, dict) or "inputs" not in body:
         raise ValueError(f"expected {expected}")
-    try:
-        tensor = torch.tensor(body["inputs"], dtype=torch.float32)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"inputs: not a rectangular array of numbers ({exc}); expected {expected}") from None
-    shape = tuple(input_shape)
-    if tuple(tensor.shape) == shape:
-        tensor = tensor.unsqueeze(0)
-    if tuple(tensor.shape[1:]) != shape or len(tensor) == 0:
-        raise ValueError(f"inputs: got shape {list(tensor.shape)}; expected {expected}")
-    if len(tensor) > MAX_EXAMPLES_PER_REQUEST:
-        raise ValueError(f"inputs: {len(tensor)} examples in one request; at most {MAX_EXAMPLES_PER_REQUEST}")
-    if not torch.isfinite(tensor).all():
-        raise ValueError("inputs: NaN or infinite values are not accepted")
-    return tensor
+    return _examples(body["inputs"], input_shape, torch.float32, "inputs", expected)
 
 
 def parse_named_inputs(body: Any, specs: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -62,25 +66,13 @@ def parse_named_inputs(body: Any, specs: dict[str, Any]) -> dict[str, torch.Tens
     expected = f'a JSON object {{"inputs": {{{", ".join(repr(n) + ": [...]" for n in names)}}}}} (one example per name, or a list)'
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), dict) or sorted(body["inputs"]) != names:
         raise ValueError(f"expected {expected}")
-    out: dict[str, torch.Tensor] = {}
-    for name in names:
-        spec = specs[name]
-        try:
-            tensor = torch.tensor(body["inputs"][name], dtype=getattr(torch, spec.dtype))
-        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
-            raise ValueError(f"inputs.{name}: not a rectangular array of numbers ({exc}); expected {expected}") from None
-        if list(tensor.shape) == list(spec.shape):
-            tensor = tensor.unsqueeze(0)
-        if list(tensor.shape[1:]) != list(spec.shape) or len(tensor) == 0:
-            raise ValueError(f"inputs.{name}: got shape {list(tensor.shape)}; expected (n, {', '.join(map(str, spec.shape))})")
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise ValueError(f"inputs.{name}: NaN or infinite values are not accepted")
-        out[name] = tensor
+    out = {
+        name: _examples(body["inputs"][name], specs[name].shape, getattr(torch, specs[name].dtype), f"inputs.{name}", expected)
+        for name in names
+    }
     sizes = {len(t) for t in out.values()}
     if len(sizes) != 1:
         raise ValueError(f"inputs: the names disagree on the number of examples: {sorted(sizes)}")
-    if sizes.pop() > MAX_EXAMPLES_PER_REQUEST:
-        raise ValueError(f"inputs: more than {MAX_EXAMPLES_PER_REQUEST} examples in one request")
     return out
 
 
