@@ -122,10 +122,11 @@ def measure(recipe_json: dict, rounds: int, seconds: float) -> dict[str, Any]:
 
 def _metrics(row: dict, record: dict, measured_instance_type: str | None) -> Any:
     """The cost model's input for one stored trial, from its trials.csv row and record."""
+    from orchestrator.compress import StepRecord
     from orchestrator.cost.model import CandidateMetrics
+    from orchestrator.search.trial import kernel_archs
 
-    steps = record.get("compression", {}).get("steps", [])
-    x86_only = any(s.get("stage") == "quantize" and (s.get("details") or {}).get("backend") in ("x86", "fbgemm") for s in steps)
+    steps = [StepRecord.model_validate(s) for s in record.get("compression", {}).get("steps", [])]
     device = record["metrics"]["device"]
     flops = row.get("flops_per_sample")
     return CandidateMetrics(
@@ -133,7 +134,7 @@ def _metrics(row: dict, record: dict, measured_instance_type: str | None) -> Any
         peak_mem_bytes=int(row["peak_mem_bytes"]), size_bytes=int(row["size_bytes"]), device_kind=device["kind"],
         device_name=device["name"], cpu_threads=int(row["threads"]), cpu_arch=device["arch"], bits=int(row["bits"]),
         flops_per_sample=None if flops is None or flops != flops else float(flops), measured_instance_type=measured_instance_type,
-        cpu_archs=["x86_64"] if x86_only else None,
+        cpu_archs=kernel_archs(steps),
     )  # fmt: skip
 
 

@@ -78,7 +78,7 @@ def worker(threads: int | None, kd_steps: int, reference_root: str | None) -> No
         measured = measure_candidate(compressed, teacher, batch, settings, threads, Path(reference_root) if reference_root else None)
         m = measured.metrics
         cost = price_candidate(
-            candidate_metrics(measured, recipe.bits, config.deployment.measured_instance_type, kernel_archs(compressed.record)),
+            candidate_metrics(measured, recipe.bits, config.deployment.measured_instance_type, kernel_archs(compressed.record.steps)),
             traffic,
             prepared.catalog,
         )

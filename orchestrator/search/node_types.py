@@ -74,7 +74,7 @@ def _measure_here(task: Any, recipe_json: dict, settings_json: dict, serving_bat
         compressed = apply_recipe(task, recipe, device=torch.device("cpu"), teacher=teacher)
         batch = task.example_batch(serving_batch)
         measured = measure_candidate(compressed, teacher, batch, settings, threads, teacher_fingerprint=teacher_fingerprint)
-    metrics = candidate_metrics(measured, recipe.bits, instance_type, kernel_archs(compressed.record))
+    metrics = candidate_metrics(measured, recipe.bits, instance_type, kernel_archs(compressed.record.steps))
     return {"metrics": metrics.model_dump(mode="json"), "node_id": ray.get_runtime_context().get_node_id(),
             "host": measured.metrics.device.name}  # fmt: skip
 

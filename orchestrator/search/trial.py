@@ -14,10 +14,11 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
+from orchestrator.compress import StepRecord
 from orchestrator.compress.recipe import apply_recipe
 from orchestrator.config import SearchSettings
 from orchestrator.cost.catalog import Catalog
@@ -105,7 +106,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     batch = task.example_batch(context.traffic.serving_batch_size)
     measured = measure_candidate(compressed, teacher, batch, context.settings, threads, teacher_fingerprint=context.teacher_fingerprint)
     cost = price_candidate(
-        candidate_metrics(measured, recipe.bits, context.measured_instance_type, kernel_archs(compressed.record)),
+        candidate_metrics(measured, recipe.bits, context.measured_instance_type, kernel_archs(compressed.record.steps)),
         context.traffic,
         context.catalog,
         smt_yield=context.smt_yield,
@@ -195,9 +196,9 @@ def candidate_metrics(measured: Measured, bits: int, measured_instance_type: str
     )
 
 
-def kernel_archs(record: Any) -> list[str] | None:
+def kernel_archs(steps: Iterable[StepRecord]) -> list[str] | None:
     """CPU architectures a compressed model's kernels need: torch.ao's x86 int8 backend is x86-only."""
-    for step in record.steps:
+    for step in steps:
         if step.stage == "quantize" and step.details.get("backend") in ("x86", "fbgemm"):
             return ["x86_64"]
     return None
