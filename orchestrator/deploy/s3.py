@@ -388,12 +388,13 @@ def _fetch_manifest(client: Any, source: S3Location) -> tuple[Manifest, bytes]:
 
     uri = source.uri(MANIFEST_NAME)
     try:
-        head = client.head_object(Bucket=source.bucket, Key=source.key(MANIFEST_NAME))
-        size = int(head.get("ContentLength", 0))
+        response = client.get_object(Bucket=source.bucket, Key=source.key(MANIFEST_NAME))
+        size = int(response.get("ContentLength", 0))
         if size > MAX_MANIFEST_BYTES:
+            response["Body"].close()  # refused from its length: the body is never read
             raise UnsafeExport(f"{uri}: {size:,} bytes, more than a manifest's {MAX_MANIFEST_BYTES:,}; refused")
-        body = client.get_object(Bucket=source.bucket, Key=source.key(MANIFEST_NAME))["Body"]
-        text = body.read(MAX_MANIFEST_BYTES + 1)
+        with response["Body"] as body:
+            text = body.read(MAX_MANIFEST_BYTES + 1)
     except ClientError as exc:
         if _code(exc) in {"404", "NoSuchKey", "NotFound"}:
             raise VerificationError(f"{uri}: no manifest: not a Hedgerow export, or its upload never completed") from None
