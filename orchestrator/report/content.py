@@ -77,7 +77,7 @@ def verdict(run: RunData) -> str:
     if run.summary.get("keep_baseline"):
         return (
             f"Keep the uncompressed model on {f.integer(rec['replicas'])} × {rec['instance_type']} for "
-            f"{f.usd(rec['monthly_usd'])}/month: {_after_colon(run.summary.get('recommendation_note'))}."
+            f"{f.usd(rec['monthly_usd'])}/month: {run.summary.get('keep_baseline_reason')}."
         )
     text = (
         f"Serve trial {rec['trial_id']} ({f.knobs_text(rec['knobs'])}) on {f.integer(rec['replicas'])} × "
@@ -110,7 +110,7 @@ def headline(run: RunData) -> Items:
         ("monthly $", f"{f.usd(rec['monthly_usd'])}/month"),
     ]  # fmt: skip
     if run.summary.get("keep_baseline"):
-        items.append(("savings", "none: " + _after_colon(run.summary.get("recommendation_note"))))
+        items.append(("savings", f"none: {run.summary.get('keep_baseline_reason')}"))
     elif rec.get("savings_usd") is not None:
         spend = 1 - rec["savings_ratio"] if f.finite(rec.get("savings_ratio")) else None
         items.append(("savings", f"{f.usd(rec['savings_usd'])}/month saved: {f.percent(rec['savings_ratio'])} less than the "
@@ -130,12 +130,6 @@ def headline(run: RunData) -> Items:
         items.append(("payback", f"the search cost {_usd_small(run.summary['search_cost'].get('usd'))}, paid back by "
                                  f"{_days(payback)} of savings"))  # fmt: skip
     return items
-
-
-def _after_colon(note: Any) -> str:
-    """A recommendation note without its leading 'keep …:' clause (the sentence around it says that part)."""
-    text = str(note or "")
-    return text.split(": ", 1)[1] if ": " in text else text
 
 
 def _no_savings(run: RunData) -> str:

@@ -231,8 +231,9 @@ def build_summary(
             cost["payback_days"] = float(f"{cost['usd'] / (rec['savings_usd'] / inputs['traffic']['days_per_month']):.4g}")  # 4 significant digits, however small
     pareto_rows = frame[frame["pareto"].astype(bool)].sort_values(["monthly_usd", "trial_id"])  # the report's order
     kept_baseline = rec is not None and base_row is not None and rec["trial_id"] == base_row["trial_id"]
+    keep_reason = _keep_reason(_cheapest_compressed(frame, max_drop, base_row, passed_over)) if kept_baseline else None
     floor = floor_note(frame, max_drop, inputs.get("traffic", {}))
-    note = _note(rec, passed_over, kept_baseline, _cheapest_compressed(frame, max_drop, base_row))
+    note = _note(rec, passed_over, keep_reason)
     if floor is not None:
         note += "; " + floor["text"]
     return {
@@ -248,6 +249,7 @@ def build_summary(
         "recommended": rec,
         "recommendation_note": note,
         "keep_baseline": kept_baseline,
+        "keep_baseline_reason": keep_reason,
         "replica_floor": floor,
         "pareto": [_candidate(r) for _, r in pareto_rows.iterrows()],
         "search_cost": cost,
@@ -255,24 +257,32 @@ def build_summary(
     }
 
 
-def _cheapest_compressed(frame: pd.DataFrame, max_drop: float, base: pd.Series | None) -> pd.Series | None:
+def _cheapest_compressed(
+    frame: pd.DataFrame, max_drop: float, base: pd.Series | None, passed_over: list[dict]
+) -> pd.Series | None:
+    """The compressed candidate `recommend` weighed against the baseline: the cheapest within the bound on val and test."""
+    skipped = {p["trial_id"] for p in passed_over} | ({base["trial_id"]} if base is not None else set())
     candidates = rank_candidates(frame[within_bound(frame, max_drop)])
-    if base is not None:
-        candidates = candidates[candidates["trial_id"] != base["trial_id"]]
+    candidates = candidates[~candidates["trial_id"].isin(skipped)]
     return candidates.iloc[0] if len(candidates) else None
 
 
-def _note(rec: dict | None, passed_over: list[dict], kept_baseline: bool, cheapest: pd.Series | None) -> str:
+def _keep_reason(cheapest: pd.Series | None) -> str:
+    """Why the uncompressed baseline is recommended, as the report's sentences quote it."""
+    reason = "compression saves nothing at this traffic"
+    if cheapest is not None:
+        reason += (
+            f", the cheapest compressed candidate within the bound (trial {cheapest['trial_id']}) costs "
+            f"${float(cheapest['monthly_usd']):,.2f}/month, no less"
+        )
+    return reason
+
+
+def _note(rec: dict | None, passed_over: list[dict], keep_reason: str | None) -> str:
     if rec is None:
         return "no candidate is cost-feasible and within the quality bound on both validation and test"
-    if kept_baseline:
-        note = f"keep the uncompressed model (trial {rec['trial_id']}, ${rec['monthly_usd']:,.2f}/month): compression saves nothing at this traffic"
-        if cheapest is not None:
-            note += (
-                f", the cheapest compressed candidate within the bound (trial {cheapest['trial_id']}) costs "
-                f"${float(cheapest['monthly_usd']):,.2f}/month, no less"
-            )
-        return note
+    if keep_reason is not None:
+        return f"keep the uncompressed model (trial {rec['trial_id']}, ${rec['monthly_usd']:,.2f}/month): {keep_reason}"
     note = f"trial {rec['trial_id']}: the cheapest feasible candidate within the quality bound on validation and test"
     if passed_over:
         note += "; cheaper candidates passed over: " + "; ".join(f"{p['trial_id']} ({p['reason']})" for p in passed_over)

@@ -121,3 +121,14 @@ def test_every_candidate_at_the_replica_floor_says_so_and_when_compression_start
     assert floor["pays_above_rps"] == 2 * 3000.0 * 0.6  # 3,600 requests/s: above it the baseline needs a third instance
     assert "sits at min_replicas 2" in summary["recommendation_note"]
     assert "compression starts to pay only above about 3,600 requests/s" in summary["recommendation_note"]
+
+
+def test_the_keep_reason_names_the_candidate_weighed_not_a_cheaper_one_that_failed_the_test():
+    frame = _frame([_row("base", 0.99, 150.0, baseline=True), _row("a", 0.985, 50.0), _row("b", 0.984, 200.0)])
+    tests = {**_tests(frame), "a": {"value": 0.95, "ci95_low": 0.9, "ci95_high": 1.0, "n_examples": 360}}
+    rec, passed = recommend(frame, 0.01, baseline_test=0.99, test_quality=lambda r: tests[r["trial_id"]])
+    assert rec["trial_id"] == "base" and [p["trial_id"] for p in passed] == ["a"]
+    summary = build_summary(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
+                            passed_over=passed, test_results=tests, cost=dict(COST), inputs=INPUTS)  # fmt: skip
+    assert "(trial b) costs $200.00/month, no less" in summary["keep_baseline_reason"]
+    assert summary["recommendation_note"].endswith(summary["keep_baseline_reason"])
