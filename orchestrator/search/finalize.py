@@ -18,7 +18,7 @@ from orchestrator.search.searcher import fail_stale_trials
 from orchestrator.search.space import recipe_from_config
 
 
-def finalize(paths: Any, prepared: Any, results: Any, study_name: str) -> dict:
+def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_fingerprint: str | None = None) -> dict:
     """Write trials.csv and summary.json for a finished search; raise SearchFailed if every trial failed."""
     import ray
 
@@ -31,7 +31,7 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str) -> dict:
     frame = trials_frame(rows_from_results(results))
     frame["pareto"] = mark_pareto(frame)
     fail_stale_trials(settings.optuna_storage or paths.optuna_url, study_name)
-    node_rows = measure_on_node_types(paths, prepared, frame)  # prices the types the cluster has as measured
+    node_rows = measure_on_node_types(paths, prepared, frame, teacher_fingerprint)  # prices the cluster's types as measured
 
     remote = ray.remote(num_cpus=settings.resources_per_trial.cpu, num_gpus=settings.resources_per_trial.gpu)(test_quality)
     task_ref = ray.put(prepared.task)
@@ -84,7 +84,9 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str) -> dict:
     return summary
 
 
-def measure_on_node_types(paths: Any, prepared: Any, frame: pd.DataFrame) -> list[dict[str, Any]]:
+def measure_on_node_types(
+    paths: Any, prepared: Any, frame: pd.DataFrame, teacher_fingerprint: str | None
+) -> list[dict[str, Any]]:
     """Measure the baseline and each Pareto candidate within the bound on every labelled instance type; reprice them.
 
     Changes `frame` in place (instance, replicas, $ and the Pareto mark of each remeasured
@@ -107,17 +109,18 @@ def measure_on_node_types(paths: Any, prepared: Any, frame: pd.DataFrame) -> lis
     recipes = {str(r["trial_id"]): records[str(r["trial_id"])]["recipe"] for _, r in chosen.iterrows()}
     print(f"[hedgerow] measuring {len(chosen)} candidate(s) again on {', '.join(sorted(nodes))} (node label "
           f"hedgerow.io/instance-type)", file=sys.stderr, flush=True)  # fmt: skip
-    measurements = remeasure(chosen, recipes, prepared, _teacher_fingerprint(paths), nodes)
+    measurements = remeasure(chosen, recipes, prepared, teacher_fingerprint, nodes)
     rows: list[dict[str, Any]] = []
     for trial_id in [str(t) for t in chosen["trial_id"]]:
         record = records[trial_id]
         projected = CostResult.model_validate(record["cost"])
-        measured, mine = [], [m for m in measurements if m["trial_id"] == trial_id]
-        for measurement in mine:
+        measured, mine = [], []
+        for measurement in (m for m in measurements if m["trial_id"] == trial_id):
             cost, row = price_measured(measurement, projected, prepared)
-            rows.append(row)
+            mine.append(row)
             if cost is not None:
                 measured.append(cost)
+        rows += mine
         repriced = with_measured(projected, measured)
         index = frame.index[frame["trial_id"].astype(str) == trial_id][0]
         for column, value in (("instance_type", repriced.instance_type), ("replicas", repriced.replicas),
@@ -126,17 +129,11 @@ def measure_on_node_types(paths: Any, prepared: Any, frame: pd.DataFrame) -> lis
                               ("instance_throughput_sps", repriced.throughput_sps)):  # fmt: skip
             frame.loc[index, column] = value
         record["cost"] = repriced.model_dump(mode="json")
-        record["node_measurements"] = [r for r in rows if r["trial_id"] == trial_id]
+        record["node_measurements"] = mine
         write_record(record_path(str(paths.records), str(frame.loc[index, "recipe_key"])), record)
     frame["pareto"] = mark_pareto(frame)
     pd.DataFrame(rows).to_csv(paths.root / "node_measurements.csv", index=False)
     return rows
-
-
-def _teacher_fingerprint(paths: Any) -> str | None:
-    from orchestrator.safe_files import read_json
-
-    return read_json(paths.run_json).get("teacher_fingerprint")
 
 
 def _inputs(prepared: Any) -> dict[str, Any]:

@@ -255,7 +255,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
             tuner = _new_tuner(trainable, config, paths, meta)
         results = tuner.fit()
         try:
-            finalize(paths, prepared, results, meta["study_name"])
+            finalize(paths, prepared, results, meta["study_name"], teacher_fingerprint=fingerprint)
         except SearchFailed:
             meta.update(status="failed", finished=_now())
             write_json(paths.run_json, meta)
