@@ -100,7 +100,7 @@ def parse_json(text: str | bytes, what: str, expect: type = dict) -> Any:
         detail = f"{exc.msg} at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
         raise UnsafeFile(f"{what}: not valid JSON ({detail}); truncated or damaged?") from None
     if not isinstance(data, expect):
-        raise UnsafeFile(f"{what}: expected a JSON {_KIND.get(expect, expect.__name__)}, got {_kind(data)}")
+        raise UnsafeFile(f"{what}: expected a JSON {_JSON_KINDS.get(expect, expect.__name__)}, got {_kind(data)}")
     return data
 
 
@@ -135,14 +135,10 @@ def check_yaml_nodes(data: Any, what: str, limit: int = MAX_YAML_NODES) -> None:
             stack.extend(node)
 
 
-_KIND = {dict: "object", list: "array", str: "string"}
+_JSON_KINDS = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
 
 
 def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), type(value).__name__)
+    """What a parsed JSON value is, as a message says it: 'an array', 'a number', 'null'."""
+    name = _JSON_KINDS[type(value)]
+    return name if value is None else f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
