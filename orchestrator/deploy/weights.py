@@ -26,6 +26,7 @@ from torch import nn
 
 from orchestrator.compress import CastInput, StepRecord
 from orchestrator.compress.prune import layer_widths
+from orchestrator.compress.quantize import dynamic_int8
 from orchestrator.deploy._errors import ExportError, VerificationError
 from orchestrator.deploy.manifest import Architecture, InputSpec
 from orchestrator.tasks.base import Task
@@ -73,6 +74,7 @@ def architecture(task: Task, steps: list[StepRecord], inputs: Inputs, teacher_fi
         prune_technique=prune.technique if prune else None,
         layer_widths=prune.details.get("layer_widths") if prune else None,
         pruning_history=history or None,
+        encoder_structure=next((s.details["structure"] for s in reversed(steps) if "structure" in s.details), None),
         quantize_technique=quantize.technique if quantize else None,
         weights_format=weights_format(steps),  # type: ignore[arg-type]
         teacher_fingerprint=teacher_fingerprint,
@@ -237,6 +239,10 @@ def _build_module(task: Task, arch: Architecture) -> nn.Module:
     if arch.pruning_history:
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
         graph.load_pruning_history(arch.pruning_history)
+    if arch.encoder_structure:
+        from orchestrator.compress.transformer_prune import apply_structure
+
+        model = apply_structure(model, arch.encoder_structure)
     if (
         arch.layer_widths is not None
         and arch.prune_technique == "structured"
@@ -252,7 +258,7 @@ def _build_module(task: Task, arch: Architecture) -> nn.Module:
     if fmt == "int8_fx_static":
         return _fx_int8_shell(model, example[:1])
     if fmt == "int8_dynamic":
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8).eval()
+        return dynamic_int8(model).eval()
     return model
 
 
