@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,9 @@ class DistillConfig(TechniqueConfig):
 
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0.0, le=1.0)
+    loss: Literal["auto", "cosine", "mse"] = Field(
+        "auto", description="for embedding tasks: 1 − cosine or squared distance to the teacher (auto: the task's default)"
+    )
     steps: int = Field(0, ge=0)
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
@@ -86,12 +90,17 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
     batches = ctx.task.train_batches(config.batch_size, seed=config.seed)
     losses: list[float] = []
     evals: list[tuple[int, float]] = []
+    # A task whose training targets are the teacher's own (cached) outputs spares a teacher forward pass per step.
+    reuse_targets = bool(getattr(ctx.task, "distill_targets_are_teacher", False))
     student.train()
     for step in range(1, config.steps + 1):
         x, y = next(batches)
         x, y = to_device(x, device), y.to(device)
-        with torch.no_grad():
-            teacher_logits = run(teacher, x)
+        if reuse_targets:
+            teacher_logits = y
+        else:
+            with torch.no_grad():
+                teacher_logits = run(teacher, x)
         loss = ctx.task.distill_loss(run(student, x), teacher_logits, y, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

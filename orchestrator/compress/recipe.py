@@ -20,11 +20,13 @@ from orchestrator.compress.prune import (
     to_semi_structured,
 )
 from orchestrator.compress.quantize import HalfPrecisionConfig, Int4WeightOnlyConfig, Int8Config
+from orchestrator.compress.transformer_prune import FFNPruneConfig, HeadPruneConfig, LayerDropConfig
 from orchestrator.tasks.base import Task
 
 PruneMethod = Literal["none", "structured", "unstructured", "semi_structured_2_4"]
 Bits = Literal[32, 16, 8, 4]
 RECIPE_VERSION = 1
+LATER_KNOBS = ("prune_heads_ratio", "prune_ffn_ratio", "keep_layers", "kd_loss")
 
 
 class Recipe(BaseModel):
@@ -37,10 +39,14 @@ class Recipe(BaseModel):
     prune_ratio: float = Field(0.0, ge=0.0, le=MAX_PRUNE_RATIO)
     prune_importance: Literal["l1", "l2"] = "l2"
     prune_scope: Literal["global", "layer"] = "global"
+    prune_heads_ratio: float = Field(0.0, ge=0.0, le=MAX_PRUNE_RATIO, description="transformers: share of attention heads removed per layer")
+    prune_ffn_ratio: float = Field(0.0, ge=0.0, le=MAX_PRUNE_RATIO, description="transformers: share of FFN neurons removed per layer")
+    keep_layers: int | None = Field(None, ge=1, description="transformers: encoder layers kept, evenly spread (None: all)")
     bits: Bits = 32
     int4_group_size: int = Field(32, ge=8)
     kd_temperature: float = Field(4.0, gt=0)
     kd_alpha: float = Field(0.7, ge=0.0, le=1.0)
+    kd_loss: Literal["auto", "cosine", "mse"] = "auto"
     kd_steps: int = Field(0, ge=0)
     kd_learning_rate: float = Field(1e-3, gt=0)
     kd_batch_size: int = Field(64, ge=1)
@@ -67,12 +73,22 @@ class Recipe(BaseModel):
         return self
 
     def key(self) -> str:
-        """Stable hash of the knobs: the same recipe always gets the same key."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """Stable hash of the knobs: the same recipe always gets the same key.
+
+        Knobs added after version 1 count only when set, so earlier run folders keep their keys.
+        """
+        unset = {name for name in LATER_KNOBS if getattr(self, name) == Recipe.model_fields[name].default}
+        return hashlib.sha256(self.model_dump_json(exclude=unset).encode()).hexdigest()[:16]
 
     def stages(self) -> list[TechniqueConfig]:
         """The technique configs this recipe applies, in order."""
         stages: list[TechniqueConfig] = []
+        if self.keep_layers is not None:
+            stages.append(LayerDropConfig(keep_layers=self.keep_layers))
+        if self.prune_heads_ratio > 0:
+            stages.append(HeadPruneConfig(ratio=self.prune_heads_ratio))
+        if self.prune_ffn_ratio > 0:
+            stages.append(FFNPruneConfig(ratio=self.prune_ffn_ratio))
         if self.prune_method == "structured":
             stages.append(StructuredPruneConfig(ratio=self.prune_ratio, importance=self.prune_importance))
         elif self.prune_method == "unstructured":
@@ -84,6 +100,7 @@ class Recipe(BaseModel):
                 DistillConfig(
                     temperature=self.kd_temperature,
                     alpha=self.kd_alpha,
+                    loss=self.kd_loss,
                     steps=self.kd_steps,
                     learning_rate=self.kd_learning_rate,
                     batch_size=self.kd_batch_size,

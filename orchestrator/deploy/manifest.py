@@ -101,6 +101,9 @@ class Architecture(_Model):
     pruning_history: list[list[Any]] | None = Field(
         None, description="Torch-Pruning history, replayed on the task's architecture"
     )
+    encoder_structure: dict[str, list[Any]] | None = Field(
+        None, description="transformer pruning: the teacher's layers, heads and FFN neurons kept, replayed on its architecture"
+    )
     quantize_technique: str | None = None
     weights_format: Literal["float", "bf16", "fp16", "int8_fx_static", "int8_dynamic"]
     input_shape: list[int] = Field(description="one example's shape (the batch dimension left out); [] for named inputs")

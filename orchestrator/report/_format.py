@@ -123,6 +123,11 @@ def knobs_text(knobs: dict[str, Any]) -> str:
         detail = k.get("prune_importance") if method == "structured" else k.get("prune_scope")
         ratio_text = f" {float(k['prune_ratio']) * 100:.0f}%" if "prune_ratio" in k else ""
         parts.append(f"{method}{ratio_text}" + (f" ({detail})" if detail else ""))
+    if not missing(k.get("keep_layers")):
+        parts.append(f"{int(k['keep_layers'])} layers")
+    for knob, what in (("prune_heads_ratio", "heads"), ("prune_ffn_ratio", "FFN")):
+        if float(k.get(knob) or 0) > 0:
+            parts.append(f"{what} −{float(k[knob]) * 100:.0f}%")
     bits = int(k.get("bits", 32))
     parts.append({32: "fp32", 16: "bf16", 8: "int8"}.get(bits, f"int{bits}") + (f" g{k['int4_group_size']}" if bits == 4 and "int4_group_size" in k else ""))
     steps = int(k.get("kd_steps", 0) or 0)

@@ -24,11 +24,17 @@ from typing import Any
 import numpy as np
 
 from orchestrator.compress.recipe import INDEX_SUFFIX, Recipe, knob_of_param  # noqa: F401  (knob_of_param: re-exported)
-from orchestrator.config import Choices, Knob, Range
+from orchestrator.compress.transformer_prune import encoder_layers
+from orchestrator.config import Choices, Knob, Range, knob_values
+from orchestrator.errors import InputError
 
-BASELINE: dict[str, Any] = {"prune_method": "none", "prune_ratio": 0.0, "bits": 32, "kd_steps": 0, "qat": False}
-INTEGER_KNOBS = {name for name, f in Recipe.model_fields.items() if f.annotation is int}
-KD_KNOBS = ("kd_temperature", "kd_alpha", "kd_learning_rate", "kd_batch_size")
+BASELINE: dict[str, Any] = {
+    "prune_method": "none", "prune_ratio": 0.0, "bits": 32, "kd_steps": 0, "qat": False,
+    "prune_heads_ratio": 0.0, "prune_ffn_ratio": 0.0, "keep_layers": None,
+}  # fmt: skip
+INTEGER_KNOBS = {name for name, f in Recipe.model_fields.items() if f.annotation in (int, int | None)}
+KD_KNOBS = ("kd_temperature", "kd_alpha", "kd_loss", "kd_learning_rate", "kd_batch_size")
+TRANSFORMER_KNOBS = ("keep_layers", "prune_heads_ratio", "prune_ffn_ratio")  # BERT-style encoders only
 
 
 def choice_param(name: str, knob: Choices) -> tuple[str, list[Any], list[Any]]:
@@ -82,6 +88,9 @@ class DefineByRun:
                 pick("prune_importance")
             else:
                 pick("prune_scope")
+        for name in TRANSFORMER_KNOBS:
+            if name in self.space:
+                pick(name)
         bits = pick("bits")
         if bits == 4:
             pick("int4_group_size")
@@ -99,7 +108,7 @@ class DefineByRun:
 def baseline_point(space: dict[str, Knob]) -> dict[str, Any]:
     """The teacher's values of the sampled top-level knobs whose domains hold them: trial 0's enqueued params."""
     point = {}
-    for name in ("prune_method", "bits", "kd_steps"):
+    for name in ("prune_method", "bits", "kd_steps", "prune_heads_ratio", "prune_ffn_ratio"):
         knob, value = space.get(name), BASELINE[name]
         if isinstance(knob, Choices) and value in knob.choices:
             param, options, values = choice_param(name, knob)
@@ -131,3 +140,28 @@ def recipe_from_config(config: dict[str, Any], seed: int) -> Recipe:
     """The Recipe a trial's sampled config describes (unknown keys such as 'baseline' ignored)."""
     knobs = {k: v for k, v in config.items() if k in Recipe.model_fields and k != "seed"}
     return Recipe(**knobs, seed=seed)
+
+
+def check_space_fits(space: dict[str, Knob], task: Any) -> None:
+    """Transformer knobs must fit the task's encoder: no ratio that removes every head, no more layers than it has."""
+    used = [n for n in TRANSFORMER_KNOBS if n in space and any(v not in (0, 0.0, None) for v in knob_values(space[n]))]
+    if not used:
+        return
+    try:
+        layers = encoder_layers(task.teacher())
+    except ValueError as exc:
+        raise InputError(f"space.{used[0]}: task {task.name!r} cannot take this knob: {exc}") from None
+    widths = {
+        "prune_heads_ratio": ("attention heads", int(layers[0].attention.self.num_attention_heads)),
+        "prune_ffn_ratio": ("feed-forward neurons", int(layers[0].intermediate.dense.out_features)),
+    }
+    for name, (what, width) in widths.items():
+        for ratio in knob_values(space[name]) if name in space else []:
+            if round(float(ratio) * width) >= width:
+                raise InputError(
+                    f"space.{name}: {ratio} would remove all {width} {what} of each layer; "
+                    f"expected a ratio below {(width - 0.5) / width:.4g}"
+                )
+    for keep in knob_values(space["keep_layers"]) if "keep_layers" in space else []:
+        if keep is not None and not 1 <= int(keep) <= len(layers):
+            raise InputError(f"space.keep_layers: {keep} layers asked for; the encoder has {len(layers)}, so 1..{len(layers)}")
