@@ -64,6 +64,7 @@ class Task(abc.ABC):
     name: str = "task"
     metric: str = "accuracy"
     higher_is_better: bool = True
+    distill_targets_are_teacher: bool = False  # True: train targets are the teacher's outputs, so KD needn't rerun it
 
     @abc.abstractmethod
     def teacher(self) -> nn.Module:
@@ -125,13 +126,7 @@ class Task(abc.ABC):
         inputs, targets = self.data(split)
         outputs = self.predict(model, inputs)
         model.train(was_training)
-        if self.metric == "accuracy":
-            correct = int((outputs.argmax(dim=1) == targets).sum())
-            value = correct / len(targets)
-            low, high = wilson_interval(correct, len(targets))
-        else:
-            value = self.score(outputs, targets)
-            low, high = bootstrap_interval(self.score, outputs, targets)
+        value, low, high = self.quality_of(outputs, targets, split)
         return Quality(
             metric=self.metric,
             value=value,
@@ -141,6 +136,15 @@ class Task(abc.ABC):
             ci95_low=low,
             ci95_high=high,
         )
+
+    def quality_of(self, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> tuple[float, float, float]:
+        """(value, ci95_low, ci95_high) of a split's outputs; override where examples are not independent items."""
+        if self.metric == "accuracy":
+            correct = int((outputs.argmax(dim=1) == targets).sum())
+            low, high = wilson_interval(correct, len(targets))
+            return correct / len(targets), low, high
+        low, high = bootstrap_interval(self.score, outputs, targets)
+        return self.score(outputs, targets), low, high
 
     def distill_loss(
         self, student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, settings: Any

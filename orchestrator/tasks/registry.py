@@ -6,11 +6,14 @@ import difflib
 import importlib
 from typing import Any, Callable
 
+from pydantic import ValidationError
+
 from orchestrator.errors import InputError
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.digits import DigitsTask
+from orchestrator.tasks.minilm import MiniLMTask
 
-BUILTIN_TASKS: dict[str, Callable[..., Task]] = {"digits": DigitsTask}
+BUILTIN_TASKS: dict[str, Callable[..., Task]] = {"digits": DigitsTask, "minilm": MiniLMTask}
 
 
 def load_task(spec: str, kwargs: dict[str, Any] | None = None, field: str = "task.name") -> Task:
@@ -29,6 +32,14 @@ def load_task(spec: str, kwargs: dict[str, Any] | None = None, field: str = "tas
         factory = _resolve(spec, field)
     try:
         task = factory(**kwargs)
+    except InputError:
+        raise
+    except ValidationError as exc:
+        args_field = field.rsplit(".", 1)[0] + ".args"
+        problems = "; ".join(
+            f"{args_field}.{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
+        raise InputError(f"task {spec!r}: {problems}") from None
     except (TypeError, ValueError) as exc:
         raise InputError(f"{field}: task {spec!r} rejected its arguments {sorted(kwargs)}: {exc}") from exc
     if not isinstance(task, Task):

@@ -1,0 +1,211 @@
+"""A sentence-embedding task for any local Hugging Face encoder folder, judged against its own teacher.
+
+Quality is agreement with the uncompressed teacher on real text: `fidelity` (mean
+cosine between the candidate's and the teacher's embedding of each text) or
+`recall_at_10` (for each query, the share of the teacher's ten nearest passages the
+candidate also ranks in its ten nearest). The teacher scores 1.0 on both, so the
+quality drop is what compression cost. Texts are tokenized once and cached, with the
+teacher's embeddings, under a key that hashes the settings, the texts and the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from orchestrator.tasks._cache import cache_dir, settings_key
+from orchestrator.tasks.base import Split, Task, model_device
+from orchestrator.tasks.batches import Inputs, run, take, to_device
+from orchestrator.tasks.text.corpus import CorpusSplits, split_corpus
+from orchestrator.tasks.text.encoder import load_encoder, tokenize, trim_padding
+from orchestrator.tasks.text.retrieval import cosine_per_text, mean_with_interval, recall_per_query
+
+log = logging.getLogger(__name__)
+
+TEXT_METRICS = ("fidelity", "recall_at_10")
+CACHE_VERSION = 1
+
+
+class EmbeddingSettings(BaseModel):
+    """What fixes the data and the teacher's reference embeddings: model, metric, sequence length, split sizes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_path: str
+    metric: str = "recall_at_10"
+    seq_len: int = Field(128, ge=8, description="tokens per text, padded and truncated (the serving length)")
+    n_train: int = Field(2000, ge=1, description="texts for distillation and calibration")
+    n_val_passages: int = Field(1000, ge=10)
+    n_val_queries: int = Field(200, ge=2)
+    n_test_passages: int = Field(1000, ge=10)
+    n_test_queries: int = Field(200, ge=2)
+    split_seed: int = 0
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_known(cls, value: str) -> str:
+        if value not in TEXT_METRICS:
+            raise ValueError(f"this task provides {', '.join(TEXT_METRICS)}; got {value!r}")
+        return value
+
+
+class EmbeddingTask(Task):
+    """Compress a sentence encoder; quality is fidelity or recall@10 against the teacher on held-out text."""
+
+    name = "embedding"
+    higher_is_better = True
+    distill_targets_are_teacher = True  # train targets are the teacher's cached embeddings
+
+    def __init__(self, texts: Sequence[str], **settings: Any) -> None:
+        self.settings = EmbeddingSettings(**settings)
+        self.metric = self.settings.metric
+        s = self.settings
+        self.splits: CorpusSplits = split_corpus(
+            texts,
+            n_train=s.n_train,
+            n_val_passages=s.n_val_passages,
+            n_val_queries=s.n_val_queries,
+            n_test_passages=s.n_test_passages,
+            n_test_queries=s.n_test_queries,
+            seed=s.split_seed,
+        )
+        self._teacher: nn.Module | None = None
+        self.tokenizer: Any = None
+        self._data: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None
+        self._load_teacher()
+
+    @property
+    def model_folder(self) -> Path:
+        """The Hugging Face folder the teacher and tokenizer come from."""
+        return Path(self.settings.model_path).expanduser()
+
+    def _load_teacher(self) -> None:
+        self._teacher, self.tokenizer = load_encoder(self.model_folder, self.settings.seq_len)
+
+    def teacher(self) -> nn.Module:
+        """The pretrained encoder with mean pooling, in eval mode on the CPU."""
+        if self._teacher is None:
+            self._load_teacher()
+        return self._teacher
+
+    def encoder_config(self) -> Any:
+        """The Hugging Face config of the teacher's encoder (layers, heads, widths)."""
+        return self.teacher().encoder.config
+
+    def n_queries(self, split: Split) -> int:
+        """Queries at the head of a val or test split; the rest are its passages."""
+        return len(self.splits.val_queries if split == "val" else self.splits.test_queries)
+
+    def data(self, split: Split) -> tuple[Inputs, torch.Tensor]:
+        """Token ids and masks (N, seq_len) and the teacher's embeddings; val and test are queries, then passages."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be one of ('train', 'val', 'test'), got {split!r}")
+        if self._data is None:
+            self._data = self._load_or_build()
+        return self._data[split]
+
+    def texts(self, split: Split) -> tuple[str, ...]:
+        """The raw texts of a split, in the order of `data(split)`."""
+        s = self.splits
+        return {"train": s.train, "val": s.val_queries + s.val_passages, "test": s.test_queries + s.test_passages}[split]
+
+    def cache_path(self) -> Path:
+        """Cache file of the tokenized splits and teacher embeddings; its name hashes all that fixes them."""
+        digest = hashlib.sha256()
+        for split in ("train", "val", "test"):
+            for text in self.texts(split):
+                digest.update(text.encode() + b"\0")
+        key = settings_key(
+            {
+                **self.settings.model_dump(exclude={"model_path", "metric"}),
+                "texts": digest.hexdigest(),
+                "model": _folder_digest(self.model_folder),
+                "cache_version": CACHE_VERSION,
+            }
+        )
+        return cache_dir() / "text" / f"{self.name}-{key}.safetensors"
+
+    def _load_or_build(self) -> dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        from safetensors.torch import load_file, save_file
+
+        path = self.cache_path()
+        if path.is_file():
+            try:
+                flat = load_file(path)
+                return {
+                    split: ({n: flat[f"{split}.{n}"] for n in ("input_ids", "attention_mask")}, flat[f"{split}.teacher"])
+                    for split in ("train", "val", "test")
+                }
+            except Exception as exc:  # a damaged cache is rebuilt, never trusted
+                log.warning("rebuilding the text cache %s: %s", path, exc)
+        built = {}
+        for split in ("train", "val", "test"):
+            inputs = tokenize(self.tokenizer, self.texts(split), self.settings.seq_len)
+            built[split] = (inputs, self.predict(self.teacher(), inputs))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        flat = {f"{split}.{n}": t.contiguous() for split, (inputs, _) in built.items() for n, t in inputs.items()}
+        flat.update({f"{split}.teacher": emb.contiguous() for split, (_, emb) in built.items()})
+        tmp = path.with_suffix(".tmp")
+        save_file(flat, str(tmp))
+        tmp.replace(path)
+        return built
+
+    @torch.inference_mode()
+    def predict(self, model: nn.Module, inputs: Inputs, batch_size: int = 64) -> torch.Tensor:
+        """Embeddings, batched by similar length with unused padding dropped: the same outputs, less work."""
+        device = model_device(model)
+        lengths = inputs["attention_mask"].sum(dim=1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        out = torch.empty(0)
+        chunks = []
+        for i in range(0, len(order), batch_size):
+            batch = trim_padding(take(inputs, order[i : i + batch_size]))
+            chunks.append(run(model, to_device(batch, device)).float().cpu())
+        out = torch.cat(chunks)
+        result = torch.empty_like(out)
+        result[order] = out
+        return result
+
+    def train_batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[Inputs, torch.Tensor]]:
+        """Shuffled training batches with unused padding dropped (distillation's cost follows real lengths)."""
+        for inputs, targets in super().train_batches(batch_size, seed):
+            yield trim_padding(inputs), targets
+
+    def quality_of(self, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> tuple[float, float, float]:
+        """Fidelity (per text) or recall@10 (per query) against the teacher, with a bootstrap over items."""
+        if self.metric == "fidelity":
+            return mean_with_interval(cosine_per_text(outputs, targets))
+        n = self.n_queries(split)
+        per_query = recall_per_query(outputs[:n], outputs[n:], targets[:n], targets[n:], k=10)
+        return mean_with_interval(per_query)
+
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """Fidelity of any set of embeddings to the teacher's (recall needs a split: see `quality_of`)."""
+        return float(cosine_per_text(outputs, targets).mean())
+
+    def distill_loss(
+        self, student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, settings: Any
+    ) -> torch.Tensor:
+        """Pull the student's embeddings onto the teacher's: 1 − cosine (default) or squared distance (`mse`)."""
+        kind = getattr(settings, "loss", "auto")
+        if kind == "mse":
+            return F.mse_loss(student_out, teacher_out, reduction="sum") / len(student_out)
+        return (1.0 - F.cosine_similarity(student_out, teacher_out, dim=-1)).mean()
+
+
+def _folder_digest(folder: Path) -> str:
+    """A hash of a model folder's config, tokenizer and weights files (names, sizes and contents)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,102 @@
+"""A Hugging Face encoder folder as a sentence embedder: mean pooling over the mask, then L2 normalisation.
+
+This is sentence-transformers' recipe for all-MiniLM-L6-v2 and its kind, written as one
+plain `nn.Module` whose forward takes `input_ids` and `attention_mask`, so pruning,
+quantization, torch.export and ONNX all see the whole model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from orchestrator.errors import InputError
+
+INSTALL_HINT = "pip install 'hedgerow[transformers]'"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+class MissingExtra(InputError):
+    """An optional dependency is not installed; the message gives the pip command."""
+
+
+def require_transformers() -> Any:
+    """The `transformers` module, or a MissingExtra naming the extra to install."""
+    if importlib.util.find_spec("transformers") is None:
+        raise MissingExtra(f"text tasks need the 'transformers' extra, which is not installed: run {INSTALL_HINT}")
+    import transformers
+
+    return transformers
+
+
+class SentenceEncoder(nn.Module):
+    """Token embeddings from a Hugging Face encoder, mean-pooled over real tokens and L2-normalised."""
+
+    def __init__(self, encoder: nn.Module, normalize: bool = True) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.normalize = normalize
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return F.normalize(pooled, p=2.0, dim=-1) if self.normalize else pooled
+
+
+def check_model_folder(folder: Path, field: str) -> None:
+    """A model folder must hold a config, weights and a tokenizer; say which is missing."""
+    if not folder.is_dir():
+        raise InputError(f"{field}: {folder} is not a folder holding a Hugging Face model (config.json, weights, tokenizer)")
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{field}: {folder} has no config.json; expected a folder written by save_pretrained()")
+    if not any((folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")) and not any(
+        folder.glob("model-*.safetensors")
+    ):
+        raise InputError(f"{field}: {folder} has no weights (model.safetensors or pytorch_model.bin)")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise InputError(
+            f"{field}: {folder} has no tokenizer (one of {', '.join(TOKENIZER_FILES)}); "
+            "save it beside the model with tokenizer.save_pretrained(folder)"
+        )
+
+
+def max_positions(config: Any) -> int | None:
+    """The longest input the model's position embeddings allow (None when it has no such limit)."""
+    value = getattr(config, "max_position_embeddings", None)
+    # RoBERTa-style models reserve two positions for the padding offset.
+    offset = 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+    return int(value) - offset if value else None
+
+
+def load_encoder(folder: str | Path, seq_len: int, field: str = "task.args.model_path") -> tuple[SentenceEncoder, Any]:
+    """The encoder (eval mode, fp32, CPU) and its tokenizer from a local folder: no network, ever."""
+    transformers = require_transformers()
+    folder = Path(folder).expanduser()
+    check_model_folder(folder, field)
+    config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    limit = max_positions(config)
+    if limit is not None and seq_len > limit:
+        raise InputError(f"task.args.seq_len: {seq_len} tokens is above the model's maximum of {limit} positions ({folder})")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = transformers.AutoModel.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
+    return SentenceEncoder(model.eval()).eval(), tokenizer
+
+
+def tokenize(tokenizer: Any, texts: list[str] | tuple[str, ...], seq_len: int) -> dict[str, torch.Tensor]:
+    """`input_ids` and `attention_mask` (int64), padded and truncated to exactly `seq_len` tokens."""
+    encoded = tokenizer(
+        list(texts), padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt"
+    )
+    return {"input_ids": encoded["input_ids"].long(), "attention_mask": encoded["attention_mask"].long()}
+
+
+def trim_padding(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the padding columns no example in the batch uses: the outputs are the same, the work smaller."""
+    used = int(inputs["attention_mask"].sum(dim=1).max())
+    return {name: tensor[:, : max(used, 1)] for name, tensor in inputs.items()}
