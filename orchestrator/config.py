@@ -20,6 +20,7 @@ from orchestrator.errors import InputError
 from orchestrator.safe_files import MAX_CONFIG_BYTES, check_yaml_nodes, read_text
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
+PATH_ARG_SUFFIXES = ("_path", "_file", "_dir")  # task arguments that name local files, resolved like the catalog
 KNOBS = tuple(name for name in Recipe.model_fields if name not in ("version", "seed"))
 
 
@@ -54,7 +55,10 @@ Knob = Union[Choices, Range, bool, int, float, str]
 
 
 class TaskSpec(_Strict):
-    """The task: a built-in name (digits) or an import path 'pkg.module:factory', with its arguments."""
+    """The task: a built-in name (digits, minilm) or an import path 'pkg.module:factory', with its arguments.
+
+    Arguments named `*_path`, `*_file` or `*_dir` are local paths, relative to the config file's folder.
+    """
 
     name: str = Field(min_length=1)
     args: dict[str, Any] = {}
@@ -231,7 +235,10 @@ def read_yaml(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES, allow_symlink
 
 
 def load_config(path: str | Path, allow_symlink: bool = True) -> SearchConfig:
-    """Read and validate a config file; relative catalog paths resolve against the file's folder.
+    """Read and validate a config file; relative paths resolve against the file's folder.
+
+    That is `deployment.catalog`, and task arguments named `*_path`, `*_file` or `*_dir`
+    (a model folder, a texts file), so a run folder's config.yaml holds absolute paths.
 
     allow_symlink=False for a run folder's config.yaml: files inside a run folder are never links.
     """
@@ -240,6 +247,10 @@ def load_config(path: str | Path, allow_symlink: bool = True) -> SearchConfig:
     catalog = config.deployment.catalog
     if catalog != "bundled" and not Path(catalog).is_absolute():
         config.deployment.catalog = str((path.parent / catalog).resolve())
+    for name, value in config.task.args.items():
+        if name.endswith(PATH_ARG_SUFFIXES) and isinstance(value, str) and value and not value.startswith("s3://"):
+            local = Path(value).expanduser()
+            config.task.args[name] = str(local if local.is_absolute() else (path.parent / local).resolve())
     return config
 
 

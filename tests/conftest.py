@@ -40,3 +40,17 @@ def teacher(digits_task):
 requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA; this machine has none"
 )
+
+
+# The CI configuration of the built-in minilm task: the real pretrained model, a few hundred real texts, short sequences.
+MINILM_CI = {
+    "seq_len": 32, "n_train": 128, "n_val_passages": 60, "n_val_queries": 16, "n_test_passages": 60, "n_test_queries": 16,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def minilm_task():
+    """The built-in minilm task at its CI size (tokenized texts and teacher embeddings cached on disk)."""
+    from orchestrator.tasks import load_task
+
+    return load_task("minilm", MINILM_CI)

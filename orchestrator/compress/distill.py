@@ -95,7 +95,7 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
     student.train()
     for step in range(1, config.steps + 1):
         x, y = next(batches)
-        x, y = to_device(x, device), y.to(device)
+        x, y = to_device(ctx.task.compact(x), device), y.to(device)
         if reuse_targets:
             teacher_logits = y
         else:

@@ -42,8 +42,13 @@ class CastInput(nn.Module):
         self.model = model
         self.dtype = dtype
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.to(self.dtype)).float()
+    def forward(self, x: torch.Tensor | None = None, **named: torch.Tensor) -> torch.Tensor:
+        if x is not None:
+            return self.model(self._cast(x)).float()
+        return self.model(**{name: self._cast(t) for name, t in named.items()}).float()
+
+    def _cast(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.dtype) if t.is_floating_point() else t  # token ids and masks stay integers
 
 
 def fake_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None) -> torch.Tensor:

@@ -35,6 +35,7 @@ from orchestrator.deploy.manifest import (
     Program,
     QualityCheck,
     TaskRef,
+    TextInput,
     file_entries,
 )
 from orchestrator.deploy.programs import int8_fx_pt2_reason, onnx_fp32_program, onnx_int8_program, torch_export_program
@@ -60,6 +61,7 @@ from orchestrator.tasks.registry import load_task
 
 log = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
 _VERSIONED = ("torch", "onnxruntime", "onnx", "safetensors", "torch-pruning", "torchao", "numpy", "boto3", "ray")
 
 
@@ -178,6 +180,9 @@ def write_export(
     with torch.inference_mode():
         reference = run_model(model, inputs).float()  # one batch, as the loader's predict runs it
     arch = architecture(task, rebuilt.steps, inputs, rebuilt.teacher_fingerprint)
+    text = task.save_preprocessor(root / TOKENIZER_DIR)
+    if text is not None:
+        arch = arch.model_copy(update={"text": TextInput(tokenizer=TOKENIZER_DIR, **text)})
 
     progress("writing weights (safetensors) and checking they reload exactly")
     save_weights(model, root / WEIGHTS_NAME, arch.weights_format)
@@ -268,9 +273,11 @@ def _programs(
                 format="onnx_int8_qdq", written=False, reason="not written: no float model before quantization"
             )
         else:
-            onnx = onnx_int8_program(rebuilt.float_model, task, inputs, root, calibration)
+            onnx = onnx_int8_program(
+                rebuilt.float_model, task, inputs, root, calibration, dynamic=fmt == "int8_dynamic"
+            )
         return [int8_fx_pt2_reason(), onnx]
-    programs = [torch_export_program(model, inputs, reference, root)]
+    programs = [torch_export_program(model, inputs, reference, root, task.sequence_inputs)]
     if fmt == "float":
         programs.append(onnx_fp32_program(model, task, inputs, reference, root))
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ class LoadedModel:
     runtime: str
     module: nn.Module
     device: torch.device
+    _tokenizer: Any = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -36,9 +37,28 @@ class LoadedModel:
         return tuple(self.manifest.architecture.input_shape)
 
     @torch.inference_mode()
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings of a list of strings, tokenized by the tokenizer shipped in the export (one row per text)."""
+        spec = self.manifest.architecture.text
+        if spec is None:
+            raise ValueError("this export takes tensors, not text: use predict()")
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("expected a list of strings")
+        if not texts:
+            return torch.empty(0)
+        if self._tokenizer is None:
+            self._tokenizer = _load_tokenizer(self.root / spec.tokenizer)
+        encoded = self._tokenizer(
+            list(texts), padding="longest", truncation=True, max_length=spec.max_length, return_tensors="pt"
+        )
+        return self.predict({name: encoded[name].long() for name in spec.input_names})
+
+    @torch.inference_mode()
     def predict(self, batch: Any) -> torch.Tensor:
         """Outputs for a batch shaped (N, *input_shape), or for {name: (N, *shape)} where the model takes named inputs."""
         arch = self.manifest.architecture
+        if arch.text is not None and isinstance(batch, (list, tuple)) and all(isinstance(t, str) for t in batch):
+            return self.embed(batch)
         if arch.named_inputs:
             if not isinstance(batch, Mapping) or set(batch) != set(arch.named_inputs):
                 got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
@@ -46,8 +66,9 @@ class LoadedModel:
             named = {}
             for name, spec in arch.named_inputs.items():
                 value = torch.as_tensor(batch[name], dtype=getattr(torch, spec.dtype))
-                if list(value.shape[1:]) != spec.shape:
-                    raise ValueError(f"input {name!r}: expected (N, {', '.join(map(str, spec.shape))}), got {tuple(value.shape)}")
+                if not spec.fits(list(value.shape[1:])):
+                    up_to = " (dimensions " + ", ".join(str(d + 1) for d in spec.variable_dims) + " may be shorter)" if spec.variable_dims else ""
+                    raise ValueError(f"input {name!r}: expected (N, {', '.join(map(str, spec.shape))}){up_to}, got {tuple(value.shape)}")
                 named[name] = value
             sizes = {len(v) for v in named.values()}
             if len(sizes) != 1:
@@ -59,6 +80,13 @@ class LoadedModel:
                 f"expected a batch shaped (N, {', '.join(map(str, self.input_shape))}), got {tuple(batch.shape)}"
             )
         return self.module(batch.to(self.device)).float().cpu()
+
+
+def _load_tokenizer(folder: Path) -> Any:
+    """The export's own tokenizer (its files were verified against the manifest); never fetched from a hub."""
+    from orchestrator.tasks.text.encoder import require_transformers
+
+    return require_transformers().AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
 def _cache_root() -> Path:
@@ -141,7 +169,7 @@ def _program_file(manifest: Manifest, formats: tuple[str, ...], runtime: str) ->
     )
 
 
-_RUNTIME_OF = {"torch_export": "torch_export", "onnx": "onnx", "onnx_int8_qdq": "onnx"}
+_RUNTIME_OF = {"torch_export": "torch_export", "onnx": "onnx", "onnx_int8_qdq": "onnx", "onnx_int8_dynamic": "onnx"}
 
 
 def _module(root: Path, manifest: Manifest, runtime: str, device: torch.device) -> nn.Module:
@@ -151,7 +179,7 @@ def _module(root: Path, manifest: Manifest, runtime: str, device: torch.device) 
     if runtime == "onnx":
         from orchestrator.deploy.programs import OnnxModule
 
-        name = _program_file(manifest, ("onnx_int8_qdq", "onnx"), runtime)
+        name = _program_file(manifest, ("onnx_int8_qdq", "onnx_int8_dynamic", "onnx"), runtime)
         check_onnx_external_data(root, name, manifest)
         return OnnxModule(root / name)
     from orchestrator.deploy.weights import load_module

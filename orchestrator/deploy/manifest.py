@@ -55,7 +55,7 @@ class FileEntry(_Model):
 class Program(_Model):
     """A runnable program of the model (or why there is none in that format)."""
 
-    format: Literal["torch_export", "onnx", "onnx_int8_qdq"]
+    format: Literal["torch_export", "onnx", "onnx_int8_qdq", "onnx_int8_dynamic"]
     file: str | None = None
     written: bool
     reason: str
@@ -91,6 +91,25 @@ class InputSpec(_Model):
 
     shape: list[int]
     dtype: str = "float32"
+    variable_dims: list[int] = Field(
+        [], description="positions in `shape` that may be shorter in a batch (a sequence length up to shape[d])"
+    )
+
+    def fits(self, shape: list[int] | tuple[int, ...]) -> bool:
+        """Whether an example shaped `shape` (batch dimension left out) is one this input accepts."""
+        if len(shape) != len(self.shape):
+            return False
+        return all(
+            1 <= got <= want if d in self.variable_dims else got == want for d, (got, want) in enumerate(zip(shape, self.shape))
+        )
+
+
+class TextInput(_Model):
+    """An export that embeds text: the tokenizer folder (files listed with checksums) and how it pads and truncates."""
+
+    tokenizer: str = Field(description="folder inside the export written by the tokenizer's save_pretrained()")
+    max_length: int = Field(ge=1, description="tokens per text at most (texts are truncated to it)")
+    input_names: list[str] = Field(description="the tokenizer outputs the model takes, e.g. input_ids, attention_mask")
 
 
 class Architecture(_Model):
@@ -112,6 +131,7 @@ class Architecture(_Model):
         None, description="for a model fed named tensors (input_ids, attention_mask, ...): each one's shape and dtype"
     )
     teacher_fingerprint: str = Field(description="SHA-256 of the teacher's tensors the candidate was rebuilt from")
+    text: TextInput | None = Field(None, description="set when the model takes text through a tokenizer shipped beside it")
 
 
 class Deployment(_Model):

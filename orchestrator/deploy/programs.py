@@ -32,13 +32,15 @@ HALF_ONNX_REASON = (
 )
 
 
-def _export_args(inputs: Inputs) -> tuple[tuple, dict, Any]:
-    """(args, kwargs, dynamic_shapes) for exporting with a dynamic batch: positional for a tensor, keywords for names."""
+def _export_args(inputs: Inputs, sequence_inputs: tuple[str, ...] = ()) -> tuple[tuple, dict, Any]:
+    """(args, kwargs, dynamic_shapes) for exporting with a dynamic batch (and sequence, for the task's sequence inputs)."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     example = take(inputs, slice(0, 2))
     if isinstance(example, torch.Tensor):
         return (example,), {}, ({0: batch},)
-    return (), dict(example), {name: {0: batch} for name in example}
+    longest = max((example[n].shape[1] for n in sequence_inputs if n in example), default=2)
+    sequence = torch.export.Dim("sequence", min=2, max=max(longest, 3))
+    return (), dict(example), {name: ({0: batch, 1: sequence} if name in sequence_inputs else {0: batch}) for name in example}
 
 
 @contextlib.contextmanager
@@ -58,12 +60,14 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max()) if a.shape == b.shape else float("inf")
 
 
-def torch_export_program(model: nn.Module, inputs: Inputs, reference: torch.Tensor, out_dir: Path) -> Program:
-    """model.pt2 with a dynamic batch dimension, loaded back and checked against the model's outputs."""
+def torch_export_program(
+    model: nn.Module, inputs: Inputs, reference: torch.Tensor, out_dir: Path, sequence_inputs: tuple[str, ...] = ()
+) -> Program:
+    """model.pt2 with a dynamic batch dimension (and sequence length), loaded back and checked against the model's outputs."""
     path = out_dir / PT2_NAME
     try:
         with _quiet():
-            args, kwargs, dynamic = _export_args(inputs)
+            args, kwargs, dynamic = _export_args(inputs, sequence_inputs)
             program = torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=dynamic)
             torch.export.save(program, str(path))
             loaded = torch.export.load(str(path)).module()
@@ -84,7 +88,7 @@ def torch_export_program(model: nn.Module, inputs: Inputs, reference: torch.Tens
         file=PT2_NAME,
         written=True,
         max_abs_diff=diff,
-        reason=f"torch.export program, dynamic batch; {exact} on the val split",
+        reason=f"torch.export program, dynamic batch{' and sequence length' if sequence_inputs else ''}; {exact} on the val split",
     )
 
 
@@ -94,20 +98,20 @@ def int8_fx_pt2_reason() -> Program:
         format="torch_export",
         written=False,
         reason=(
-            "not written: torch.export cannot flatten torch.ao FX int8 packed parameters; the weights load into "
+            "not written: torch.export cannot flatten torch.ao int8 packed parameters (FX static or dynamic); the weights load into "
             "the task's architecture instead (runtime 'torch'), and model.int8.onnx is a standalone int8 program"
         ),
     )
 
 
 def onnx_program(
-    model: nn.Module, inputs: Inputs, out_dir: Path, name: str = ONNX_NAME
+    model: nn.Module, inputs: Inputs, out_dir: Path, name: str = ONNX_NAME, sequence_inputs: tuple[str, ...] = ()
 ) -> tuple[Path | None, str]:
     """Export a float model with torch.onnx (dynamo); returns (path or None, reason)."""
     path = out_dir / name
     try:
         with _quiet():
-            args, kwargs, dynamic = _export_args(inputs)
+            args, kwargs, dynamic = _export_args(inputs, sequence_inputs)
             exported = torch.onnx.export(
                 model.float().eval(), args, kwargs=kwargs, dynamic_shapes=dynamic, dynamo=True, verbose=False
             )
@@ -115,7 +119,7 @@ def onnx_program(
     except Exception as exc:  # noqa: BLE001
         path.unlink(missing_ok=True)
         return None, f"not written: torch.onnx.export failed ({type(exc).__name__}: {str(exc).strip()[:300]})"
-    return path, "ONNX (torch.onnx dynamo exporter), dynamic batch"
+    return path, "ONNX (torch.onnx dynamo exporter), dynamic batch" + (" and sequence length" if sequence_inputs else "")
 
 
 class OnnxModule(nn.Module):
@@ -154,7 +158,7 @@ def onnx_fp32_program(
     model: nn.Module, task: Task, inputs: Inputs, reference: torch.Tensor, out_dir: Path
 ) -> Program:
     """model.onnx for a float32 candidate, checked against its outputs under ONNX Runtime."""
-    path, reason = onnx_program(model, inputs, out_dir)
+    path, reason = onnx_program(model, inputs, out_dir, sequence_inputs=task.sequence_inputs)
     if path is None:
         return Program(format="onnx", written=False, reason=reason)
     module = OnnxModule(path)
@@ -172,12 +176,16 @@ def onnx_fp32_program(
 
 
 def onnx_int8_program(
-    float_model: nn.Module, task: Task, inputs: Inputs, out_dir: Path, calibration: list[Inputs]
+    float_model: nn.Module, task: Task, inputs: Inputs, out_dir: Path, calibration: list[Inputs], dynamic: bool = False
 ) -> Program:
-    """model.int8.onnx: the float model before quantization, quantized by ONNX Runtime (static QDQ, per channel)."""
+    """model.int8.onnx: the float model before quantization, quantized by ONNX Runtime (static QDQ, or dynamic)."""
+    if dynamic:
+        return _onnx_int8_dynamic_program(float_model, task, inputs, out_dir)
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    float_path, reason = onnx_program(float_model, inputs, out_dir, name="model.float.onnx.tmp")
+    float_path, reason = onnx_program(
+        float_model, inputs, out_dir, name="model.float.onnx.tmp", sequence_inputs=task.sequence_inputs
+    )
     if float_path is None:
         return Program(format="onnx_int8_qdq", written=False, reason=reason)
 
@@ -225,5 +233,41 @@ def onnx_int8_program(
             "ONNX Runtime int8 (static QDQ, per-channel weights, reduce_range, calibrated on the same training "
             f"batches as the torch int8 model): a separate int8 program for CPUs where torch's x86 int8 backend "
             f"does not run; its own val quality is {quality:.4f} (its outputs are not identical to the torch int8 model's)"
+        ),
+    )
+
+
+def _onnx_int8_dynamic_program(float_model: nn.Module, task: Task, inputs: Inputs, out_dir: Path) -> Program:
+    """model.int8.onnx by ONNX Runtime's quantize_dynamic, per-channel: how BERT-class models are served on CPU."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    float_path, reason = onnx_program(
+        float_model, inputs, out_dir, name="model.float.onnx.tmp", sequence_inputs=task.sequence_inputs
+    )
+    if float_path is None:
+        return Program(format="onnx_int8_dynamic", written=False, reason=reason)
+    path = out_dir / ONNX_INT8_NAME
+    try:
+        with _quiet():
+            quantize_dynamic(str(float_path), str(path), per_channel=True, weight_type=QuantType.QInt8)
+    except Exception as exc:  # noqa: BLE001
+        path.unlink(missing_ok=True)
+        return Program(
+            format="onnx_int8_dynamic",
+            written=False,
+            reason=f"not written: ONNX Runtime quantize_dynamic failed ({type(exc).__name__}: {exc})",
+        )
+    finally:
+        float_path.unlink(missing_ok=True)
+    quality = task.evaluate(OnnxModule(path), "val")["value"]
+    return Program(
+        format="onnx_int8_dynamic",
+        file=path.name,
+        written=True,
+        quality=quality,
+        reason=(
+            "ONNX Runtime int8 (dynamic, per-channel weights; it also stores embedding tables in int8): a separate "
+            f"int8 program that runs on x86 and arm64; its own val quality is {quality:.4f} (its outputs are not "
+            "identical to the torch int8 model's)"
         ),
     )

@@ -1,4 +1,7 @@
-"""Serve an export with Ray Serve: POST {"inputs": [example, ...]} (or {"inputs": {name: [...]}}) → {"outputs": ...}.
+"""Serve an export with Ray Serve: POST {"inputs": [example, ...]} (or {"inputs": {name: [...]}}, or text) → {"outputs": ...}.
+
+A model exported with a tokenizer (a text embedder) takes {"inputs": "text"} or {"inputs": ["text", ...]}
+and answers one embedding per text.
 
 `serve_config.yaml` names `orchestrator.deploy.serve:app` with the export's
 location as `model_path`; each replica loads the export with
@@ -19,6 +22,7 @@ from orchestrator.deploy.serve_config import DEPLOYMENT_NAME
 from orchestrator.tasks.batches import batch_size
 
 MAX_EXAMPLES_PER_REQUEST = 4096
+MAX_TEXT_CHARS = 100_000  # the tokenizer truncates to the model's length anyway; this bounds the work before it
 
 
 class ServeArgs(BaseModel):
@@ -76,6 +80,23 @@ def parse_named_inputs(body: Any, specs: dict[str, Any]) -> dict[str, torch.Tens
     return out
 
 
+def parse_texts(body: Any) -> list[str]:
+    """One request's texts ({"inputs": "text"} or {"inputs": ["text", ...]}); ValueError says what is expected."""
+    expected = 'a JSON object {"inputs": "some text"} or {"inputs": ["text", ...]}'
+    if not isinstance(body, dict) or "inputs" not in body:
+        raise ValueError(f"expected {expected}")
+    texts = body["inputs"]
+    texts = [texts] if isinstance(texts, str) else texts
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"inputs: expected a string or a non-empty list of strings, as in {expected}")
+    if len(texts) > MAX_EXAMPLES_PER_REQUEST:
+        raise ValueError(f"inputs: {len(texts)} texts in one request; at most {MAX_EXAMPLES_PER_REQUEST}")
+    too_long = next((i for i, t in enumerate(texts) if len(t) > MAX_TEXT_CHARS), None)
+    if too_long is not None:
+        raise ValueError(f"inputs[{too_long}]: {len(texts[too_long])} characters; at most {MAX_TEXT_CHARS} per text")
+    return texts
+
+
 class Predictor:
     """The serving logic without Ray: a loaded export, and a batch of requests → one response each."""
 
@@ -90,15 +111,21 @@ class Predictor:
     def predict_requests(self, bodies: Sequence[Any]) -> list[dict[str, Any]]:
         """Run every valid request in one batch; an invalid one gets {"error": ...} and the others still run."""
         named = self.model.manifest.architecture.named_inputs
+        text = self.model.manifest.architecture.text is not None
         parsed: list[Any] = []
         for body in bodies:
             try:
-                parsed.append(parse_named_inputs(body, named) if named else parse_inputs(body, self.model.input_shape))
+                if text:
+                    parsed.append(parse_texts(body))
+                else:
+                    parsed.append(parse_named_inputs(body, named) if named else parse_inputs(body, self.model.input_shape))
             except ValueError as exc:
                 parsed.append(str(exc))
         valid = [p for p in parsed if not isinstance(p, str)]
         if not valid:
             outputs = torch.empty(0)
+        elif text:
+            outputs = self.model.embed([t for texts in valid for t in texts])
         elif named:
             outputs = self.model.predict({name: torch.cat([p[name] for p in valid]) for name in named})
         else:
@@ -108,12 +135,15 @@ class Predictor:
             if isinstance(item, str):
                 responses.append({"error": item})
                 continue
-            n = batch_size(item)
+            n = len(item) if text else batch_size(item)
             chunk = outputs[start : start + n]
             start += n
-            responses.append(
-                {"outputs": chunk.tolist(), "argmax": chunk.argmax(dim=1).tolist() if chunk.dim() == 2 else None}
-            )
+            if text:
+                responses.append({"outputs": chunk.tolist()})
+            else:
+                responses.append(
+                    {"outputs": chunk.tolist(), "argmax": chunk.argmax(dim=1).tolist() if chunk.dim() == 2 else None}
+                )
         return responses
 
     def info(self) -> dict[str, Any]:
@@ -126,6 +156,8 @@ class Predictor:
             "device": str(self.model.device),
             "input_shape": list(self.model.input_shape),
         }
+        if m.architecture.text is not None:
+            info["text"] = {"max_length": m.architecture.text.max_length, "embedding": True}
         if m.architecture.named_inputs:
             info["named_inputs"] = {n: s.model_dump() for n, s in m.architecture.named_inputs.items()}
         return info

@@ -78,15 +78,20 @@ def architecture(task: Task, steps: list[StepRecord], inputs: Inputs, teacher_fi
         quantize_technique=quantize.technique if quantize else None,
         weights_format=weights_format(steps),  # type: ignore[arg-type]
         teacher_fingerprint=teacher_fingerprint,
-        **input_fields(inputs),
+        **input_fields(inputs, task.sequence_inputs),
     )
 
 
-def input_fields(inputs: Inputs) -> dict[str, Any]:
-    """The manifest's input description: one shape and dtype, or a spec per named tensor."""
+def input_fields(inputs: Inputs, sequence_inputs: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The manifest's input description: one shape and dtype, or a spec per named tensor (sequence lengths may vary)."""
     if isinstance(inputs, torch.Tensor):
         return {"input_shape": list(inputs.shape[1:]), "input_dtype": str(inputs.dtype).removeprefix("torch.")}
-    specs = {k: InputSpec(shape=list(v.shape[1:]), dtype=str(v.dtype).removeprefix("torch.")) for k, v in sorted(inputs.items())}
+    specs = {
+        k: InputSpec(
+            shape=list(v.shape[1:]), dtype=str(v.dtype).removeprefix("torch."), variable_dims=[0] if k in sequence_inputs else []
+        )
+        for k, v in sorted(inputs.items())
+    }
     return {"input_shape": [], "named_inputs": specs}
 
 

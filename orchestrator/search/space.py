@@ -145,12 +145,21 @@ def recipe_from_config(config: dict[str, Any], seed: int) -> Recipe:
 def check_space_fits(space: dict[str, Knob], task: Any) -> None:
     """Transformer knobs must fit the task's encoder: no ratio that removes every head, no more layers than it has."""
     used = [n for n in TRANSFORMER_KNOBS if n in space and any(v not in (0, 0.0, None) for v in knob_values(space[n]))]
-    if not used:
+    methods = knob_values(space["prune_method"]) if "prune_method" in space else []
+    if not used and "structured" not in methods:
         return
     try:
         layers = encoder_layers(task.teacher())
     except ValueError as exc:
-        raise InputError(f"space.{used[0]}: task {task.name!r} cannot take this knob: {exc}") from None
+        if used:
+            raise InputError(f"space.{used[0]}: task {task.name!r} cannot take this knob: {exc}") from None
+        return
+    if "structured" in methods:
+        raise InputError(
+            f"space.prune_method: 'structured' removes conv channels and Linear neurons of CNNs and MLPs; task "
+            f"{task.name!r} is a transformer encoder, whose structure keep_layers, prune_heads_ratio and "
+            "prune_ffn_ratio prune (unstructured pruning applies to both)"
+        )
     widths = {
         "prune_heads_ratio": ("attention heads", int(layers[0].attention.self.num_attention_heads)),
         "prune_ffn_ratio": ("feed-forward neurons", int(layers[0].intermediate.dense.out_features)),

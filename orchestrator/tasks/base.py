@@ -64,6 +64,7 @@ class Task(abc.ABC):
     name: str = "task"
     metric: str = "accuracy"
     higher_is_better: bool = True
+    sequence_inputs: tuple[str, ...] = ()  # named inputs whose dimension 1 is a sequence length (exported dynamic)
     distill_targets_are_teacher: bool = False  # True: train targets are the teacher's outputs, so KD needn't rerun it
 
     @abc.abstractmethod
@@ -92,6 +93,10 @@ class Task(abc.ABC):
             for start in range(0, len(order) - batch_size + 1, batch_size):
                 idx = order[start : start + batch_size]
                 yield take(inputs, idx), targets[idx]
+
+    def compact(self, inputs: Inputs) -> Inputs:
+        """A training batch with what the model ignores (padding) dropped, before distillation runs it; as is by default."""
+        return inputs
 
     def calibration_batches(self, n_batches: int = 8, batch_size: int = 64) -> list[Inputs]:
         """Training inputs for post-training quantization's calibration."""
@@ -145,6 +150,10 @@ class Task(abc.ABC):
             return correct / len(targets), low, high
         low, high = bootstrap_interval(self.score, outputs, targets)
         return self.score(outputs, targets), low, high
+
+    def save_preprocessor(self, folder: Any) -> dict[str, Any] | None:
+        """Write what turns raw requests into inputs (a tokenizer) into `folder`, for export; None: inputs are tensors."""
+        return None
 
     def distill_loss(
         self, student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, settings: Any

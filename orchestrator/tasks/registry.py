@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from typing import Any, Callable
 
 from pydantic import ValidationError
@@ -41,7 +43,8 @@ def load_task(spec: str, kwargs: dict[str, Any] | None = None, field: str = "tas
         )
         raise InputError(f"task {spec!r}: {problems}") from None
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{field}: task {spec!r} rejected its arguments {sorted(kwargs)}: {exc}") from exc
+        args_field = field.rsplit(".", 1)[0] + ".args"
+        raise InputError(f"{args_field}: task {spec!r} rejected its arguments {sorted(kwargs)}: {exc}") from exc
     if not isinstance(task, Task):
         raise InputError(
             f"{field}: {spec!r} returned {type(task).__name__}, expected an orchestrator.tasks.Task"
@@ -49,12 +52,24 @@ def load_task(spec: str, kwargs: dict[str, Any] | None = None, field: str = "tas
     return task
 
 
+def _import_from_here(module_name: str) -> Any:
+    """Import a module, also from the working directory, as `python -m` would (the `hedgerow` script does not)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if here in sys.path or not (exc.name and module_name.startswith(exc.name)):
+            raise
+        sys.path.append(here)
+        return importlib.import_module(module_name)
+
+
 def _resolve(spec: str, field: str) -> Callable[..., Any]:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise InputError(f"{field}: {spec!r} is not an import path; expected 'pkg.module:factory'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_from_here(module_name)
     except ImportError as exc:
         raise InputError(f"{field}: cannot import module {module_name!r} from {spec!r}: {exc}") from exc
     factory = getattr(module, attr, None)

@@ -47,3 +47,20 @@ def test_a_static_int8_request_falls_back_to_dynamic_with_the_reason(task):
     model, record = apply_technique(NamedInputsTask().build_model().eval(), Int8Config(mode="static"), ctx)
     assert record.details["mode"] == "dynamic"
     assert any("named inputs" in f for f in record.fallbacks)
+
+
+def test_half_precision_casts_float_inputs_and_keeps_token_ids_integer():
+    from orchestrator.compress.quantize import CastInput
+
+    class Lookup(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = torch.nn.Embedding(10, 4)
+
+        def forward(self, input_ids, weights):
+            assert input_ids.dtype == torch.int64 and weights.dtype == torch.bfloat16
+            return self.table(input_ids).sum(1) * weights
+
+    wrapped = CastInput(Lookup().to(torch.bfloat16), torch.bfloat16)
+    out = wrapped(input_ids=torch.tensor([[1, 2], [3, 4]]), weights=torch.ones(2, 1))
+    assert out.dtype == torch.float32 and out.shape == (2, 4)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,7 @@ class EmbeddingTask(Task):
     name = "embedding"
     higher_is_better = True
     distill_targets_are_teacher = True  # train targets are the teacher's cached embeddings
+    sequence_inputs = ("input_ids", "attention_mask")
 
     def __init__(self, texts: Sequence[str], **settings: Any) -> None:
         self.settings = EmbeddingSettings(**settings)
@@ -163,7 +164,6 @@ class EmbeddingTask(Task):
         device = model_device(model)
         lengths = inputs["attention_mask"].sum(dim=1)
         order = torch.argsort(lengths, descending=True, stable=True)
-        out = torch.empty(0)
         chunks = []
         for i in range(0, len(order), batch_size):
             batch = trim_padding(take(inputs, order[i : i + batch_size]))
@@ -173,10 +173,9 @@ class EmbeddingTask(Task):
         result[order] = out
         return result
 
-    def train_batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[Inputs, torch.Tensor]]:
-        """Shuffled training batches with unused padding dropped (distillation's cost follows real lengths)."""
-        for inputs, targets in super().train_batches(batch_size, seed):
-            yield trim_padding(inputs), targets
+    def compact(self, inputs: Inputs) -> Inputs:
+        """Drop padding columns no text in the batch uses: distillation's cost follows the real lengths."""
+        return trim_padding(inputs)
 
     def quality_of(self, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> tuple[float, float, float]:
         """Fidelity (per text) or recall@10 (per query) against the teacher, with a bootstrap over items."""
@@ -189,6 +188,11 @@ class EmbeddingTask(Task):
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
         """Fidelity of any set of embeddings to the teacher's (recall needs a split: see `quality_of`)."""
         return float(cosine_per_text(outputs, targets).mean())
+
+    def save_preprocessor(self, folder: Path) -> dict[str, Any]:
+        """The tokenizer's files, for an export that embeds raw text exactly as this task tokenized it."""
+        self.tokenizer.save_pretrained(str(folder))
+        return {"max_length": self.settings.seq_len, "input_names": list(self.sequence_inputs)}
 
     def distill_loss(
         self, student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, settings: Any

@@ -39,6 +39,8 @@ class SentenceEncoder(nn.Module):
 
     def __init__(self, encoder: nn.Module, normalize: bool = True) -> None:
         super().__init__()
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # the [CLS] pooler head: unused by mean pooling, so neither stored nor counted
         self.encoder = encoder
         self.normalize = normalize
 
@@ -84,8 +86,8 @@ def load_encoder(folder: str | Path, seq_len: int, field: str = "task.args.model
     if limit is not None and seq_len > limit:
         raise InputError(f"task.args.seq_len: {seq_len} tokens is above the model's maximum of {limit} positions ({folder})")
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = transformers.AutoModel.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
-    return SentenceEncoder(model.eval()).eval(), tokenizer
+    model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+    return SentenceEncoder(model.float().eval()).eval(), tokenizer
 
 
 def tokenize(tokenizer: Any, texts: list[str] | tuple[str, ...], seq_len: int) -> dict[str, torch.Tensor]:

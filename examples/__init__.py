@@ -1,0 +1,1 @@
+"""Worked examples: tasks and configs to copy for your own models."""
