@@ -1,0 +1,97 @@
+"""A text embedder (the real MiniLM, pruned and distilled) goes through export → load → embed strings → serve."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import tests.deploy.conftest as deploy_conftest
+from orchestrator.compress import Recipe
+from orchestrator.deploy import export_trial, load
+from orchestrator.deploy.serve import Predictor, ServeArgs
+from orchestrator.tasks.text.encoder import tokenize, trim_padding
+from tests.conftest import MINILM_CI, REPO
+
+pytestmark = pytest.mark.slow
+RECIPES = {
+    "fp32text": Recipe(keep_layers=3, prune_ffn_ratio=0.5, kd_steps=3, kd_batch_size=16, kd_learning_rate=1e-4),
+    "int8text": Recipe(keep_layers=4, bits=8),
+}
+TEXTS = ["How do I open a file for reading?", "The with statement closes the file.", "unrelated: ☃"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, minilm_task):
+    config = {
+        **deploy_conftest.CONFIG,
+        "task": {"name": "minilm", "args": MINILM_CI},
+        "objective": {"metric": "recall_at_10", "max_quality_drop": 0.5},
+        "space": {"keep_layers": {"choices": [3, 4]}, "bits": {"choices": [32, 8]}},
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(deploy_conftest, "CONFIG", config)
+        run_dir = deploy_conftest.write_run(
+            tmp_path_factory.mktemp("text"), minilm_task, minilm_task.teacher(), RECIPES, "fp32text"
+        )
+    dest = tmp_path_factory.mktemp("text-exports")
+    return minilm_task, {trial_id: export_trial(run_dir, trial_id, dest) for trial_id in RECIPES}
+
+
+def test_the_manifest_lists_the_tokenizer_and_a_variable_sequence_length(exported):
+    _, results = exported
+    manifest = results["fp32text"].manifest
+    text = manifest.architecture.text
+    assert text is not None and text.max_length == 32 and text.input_names == ["input_ids", "attention_mask"]
+    listed = {f.path: f.sha256 for f in manifest.files}
+    assert "tokenizer/tokenizer.json" in listed and len(listed["tokenizer/tokenizer.json"]) == 64
+    assert manifest.architecture.named_inputs["input_ids"].variable_dims == [0]
+    assert len(manifest.architecture.encoder_structure["kept_layers"]) == 3
+    formats = {p.format: p for p in manifest.programs}
+    assert formats["onnx"].written and "sequence length" in formats["onnx"].reason
+    int8 = {p.format: p for p in results["int8text"].manifest.programs}
+    assert int8["onnx_int8_dynamic"].written, int8["onnx_int8_dynamic"].reason
+
+
+@pytest.mark.parametrize(
+    ("trial_id", "runtime", "tolerance"),
+    [("fp32text", "torch", 0), ("fp32text", "torch_export", 0), ("fp32text", "onnx", 1e-4),
+     ("int8text", "torch", 0), ("int8text", "onnx", 0.2)],
+)  # fmt: skip
+def test_each_runtime_embeds_strings_as_the_task_would(exported, trial_id, runtime, tolerance):
+    task, results = exported
+    model = load(results[trial_id].location, runtime=runtime)
+    embeddings = model.embed(TEXTS)
+    assert embeddings.shape == (3, 384) and torch.allclose(embeddings.norm(dim=1), torch.ones(3), atol=1e-4)
+    # Padded to the longest text, as embed() pads: dynamic int8 scales activations by what the batch holds.
+    reference = load(results[trial_id].location, runtime="torch").predict(trim_padding(tokenize(task.tokenizer, TEXTS, 32)))
+    assert (embeddings - reference).abs().max() <= tolerance + 1e-6
+    assert torch.equal(model.predict(TEXTS), embeddings)
+
+
+def test_a_fresh_process_loads_the_export_and_embeds(exported):
+    _, results = exported
+    script = (
+        "import json, sys; from orchestrator.deploy import load; "
+        "m = load(sys.argv[1]); e = m.embed(sys.argv[2:]); print(json.dumps([m.runtime, e.tolist()]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, results["fp32text"].location, *TEXTS], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    runtime, embeddings = json.loads(done.stdout.strip().splitlines()[-1])
+    here = load(results["fp32text"].location).embed(TEXTS)
+    assert runtime == "torch_export" and torch.allclose(torch.tensor(embeddings), here, atol=1e-6)
+
+
+def test_the_serve_app_takes_text_and_refuses_what_is_not(exported):
+    _, results = exported
+    predictor = Predictor(ServeArgs(model_path=results["fp32text"].location))
+    one, many, bad = predictor.predict_requests([{"inputs": TEXTS[0]}, {"inputs": TEXTS[1:]}, {"inputs": [1, 2]}])
+    assert len(one["outputs"]) == 1 and len(many["outputs"]) == 2 and "string" in bad["error"]
+    direct = load(results["fp32text"].location).embed(TEXTS)
+    assert torch.allclose(torch.tensor(one["outputs"] + many["outputs"]), direct, atol=1e-5)
+    assert predictor.info()["text"] == {"max_length": 32, "embedding": True}
