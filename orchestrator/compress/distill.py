@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
+from orchestrator.compress.hidden_states import HiddenStateMatch, captured
 from orchestrator.compress.prune import prunable_weights
 from orchestrator.compress.quantize import fake_quantize
 from orchestrator.tasks.batches import run, to_device
@@ -24,6 +25,9 @@ class DistillConfig(TechniqueConfig):
     alpha: float = Field(0.7, ge=0.0, le=1.0)
     loss: Literal["auto", "cosine", "mse"] = Field(
         "auto", description="for embedding tasks: 1 − cosine or squared distance to the teacher (auto: the task's default)"
+    )
+    hidden_weight: float = Field(
+        0.0, ge=0.0, description="transformer encoders: weight of matching each kept layer's hidden states to the teacher's"
     )
     steps: int = Field(0, ge=0)
     learning_rate: float = Field(1e-3, gt=0)
@@ -85,23 +89,37 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
         for module in layers:
             parametrize.register_parametrization(module, "weight", FakeQuantWeight(config.qat_bits, config.qat_group_size))
     torch.manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    # Embedding tables stay as the teacher's: they are half of a small transformer, and updating them costs
+    # more per step than the layers being recovered while gaining little (pruning never touches them).
+    frozen = {id(m.weight) for m in student.modules() if isinstance(m, nn.Embedding)}
+    trained = [p for p in student.parameters() if id(p) not in frozen]
+    optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / config.steps)))
     batches = ctx.task.train_batches(config.batch_size, seed=config.seed)
     losses: list[float] = []
     evals: list[tuple[int, float]] = []
     # A task whose training targets are the teacher's own (cached) outputs spares a teacher forward pass per step.
-    reuse_targets = bool(getattr(ctx.task, "distill_targets_are_teacher", False))
+    hidden = HiddenStateMatch(student, teacher) if config.hidden_weight > 0 else None
+    reuse_targets = bool(getattr(ctx.task, "distill_targets_are_teacher", False)) and hidden is None
     student.train()
     for step in range(1, config.steps + 1):
         x, y = next(batches)
         x, y = to_device(ctx.task.compact(x), device), y.to(device)
-        if reuse_targets:
-            teacher_logits = y
-        else:
-            with torch.no_grad():
+        if hidden is not None:
+            with torch.no_grad(), captured(hidden.teacher_layers) as teacher_states:
                 teacher_logits = run(teacher, x)
-        loss = ctx.task.distill_loss(run(student, x), teacher_logits, y, config)
+            with captured(hidden.student_layers) as student_states:
+                student_out = run(student, x)
+            mask = x.get("attention_mask") if isinstance(x, dict) else None
+            loss = ctx.task.distill_loss(student_out, teacher_logits, y, config)
+            loss = loss + config.hidden_weight * hidden.loss(student_states, teacher_states, mask)
+        else:
+            if reuse_targets:
+                teacher_logits = y
+            else:
+                with torch.no_grad():
+                    teacher_logits = run(teacher, x)
+            loss = ctx.task.distill_loss(run(student, x), teacher_logits, y, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -123,6 +141,8 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
         final_loss=round(sum(losses[-10:]) / len(losses[-10:]), 5),
         qat_bits=config.qat_bits,
         sparsity_preserved=bool(masks),
+        frozen_embedding_params=sum(p.numel() for p in student.parameters() if id(p) in frozen),
+        hidden_state_layers=len(hidden.student_layers) if hidden is not None else 0,
         intermediate_val=evals,
     )
     return student, StepRecord(stage="distill", technique="kd", config=config.model_dump(), details=details)

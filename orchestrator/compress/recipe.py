@@ -26,7 +26,7 @@ from orchestrator.tasks.base import Task
 PruneMethod = Literal["none", "structured", "unstructured", "semi_structured_2_4"]
 Bits = Literal[32, 16, 8, 4]
 RECIPE_VERSION = 1
-LATER_KNOBS = ("prune_heads_ratio", "prune_ffn_ratio", "keep_layers", "kd_loss")
+LATER_KNOBS = ("prune_heads_ratio", "prune_ffn_ratio", "keep_layers", "kd_loss", "kd_hidden_weight")
 
 
 class Recipe(BaseModel):
@@ -47,6 +47,7 @@ class Recipe(BaseModel):
     kd_temperature: float = Field(4.0, gt=0)
     kd_alpha: float = Field(0.7, ge=0.0, le=1.0)
     kd_loss: Literal["auto", "cosine", "mse"] = "auto"
+    kd_hidden_weight: float = Field(0.0, ge=0.0, le=100.0, description="transformers: weight of hidden-state matching")
     kd_steps: int = Field(0, ge=0)
     kd_learning_rate: float = Field(1e-3, gt=0)
     kd_batch_size: int = Field(64, ge=1)
@@ -101,6 +102,7 @@ class Recipe(BaseModel):
                     temperature=self.kd_temperature,
                     alpha=self.kd_alpha,
                     loss=self.kd_loss,
+                    hidden_weight=self.kd_hidden_weight,
                     steps=self.kd_steps,
                     learning_rate=self.kd_learning_rate,
                     batch_size=self.kd_batch_size,

@@ -11,7 +11,7 @@ from orchestrator.cost.catalog import Catalog
 
 KNOB_COLUMNS = [
     "prune_method", "prune_ratio", "prune_importance", "prune_scope", "keep_layers", "prune_heads_ratio",
-    "prune_ffn_ratio", "bits", "int4_group_size", "kd_steps", "kd_temperature", "kd_alpha", "kd_loss",
+    "prune_ffn_ratio", "bits", "int4_group_size", "kd_steps", "kd_temperature", "kd_alpha", "kd_loss", "kd_hidden_weight",
     "kd_learning_rate", "kd_batch_size", "qat",
 ]  # fmt: skip
 HOURS = 3600.0

@@ -33,7 +33,7 @@ BASELINE: dict[str, Any] = {
     "prune_heads_ratio": 0.0, "prune_ffn_ratio": 0.0, "keep_layers": None,
 }  # fmt: skip
 INTEGER_KNOBS = {name for name, f in Recipe.model_fields.items() if f.annotation in (int, int | None)}
-KD_KNOBS = ("kd_temperature", "kd_alpha", "kd_loss", "kd_learning_rate", "kd_batch_size")
+KD_KNOBS = ("kd_temperature", "kd_alpha", "kd_loss", "kd_hidden_weight", "kd_learning_rate", "kd_batch_size")
 TRANSFORMER_KNOBS = ("keep_layers", "prune_heads_ratio", "prune_ffn_ratio")  # BERT-style encoders only
 
 
@@ -144,7 +144,10 @@ def recipe_from_config(config: dict[str, Any], seed: int) -> Recipe:
 
 def check_space_fits(space: dict[str, Knob], task: Any) -> None:
     """Transformer knobs must fit the task's encoder: no ratio that removes every head, no more layers than it has."""
-    used = [n for n in TRANSFORMER_KNOBS if n in space and any(v not in (0, 0.0, None) for v in knob_values(space[n]))]
+    used = [
+        n for n in (*TRANSFORMER_KNOBS, "kd_hidden_weight")
+        if n in space and any(v not in (0, 0.0, None) for v in knob_values(space[n]))
+    ]  # fmt: skip
     methods = knob_values(space["prune_method"]) if "prune_method" in space else []
     if not used and "structured" not in methods:
         return
