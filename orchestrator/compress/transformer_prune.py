@@ -9,7 +9,7 @@ survive is kept as plain attributes on the pruned modules (never in the state_di
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch_pruning as tp
@@ -255,7 +255,6 @@ def prune_heads(model: nn.Module, config: HeadPruneConfig, ctx: Context) -> tupl
     model = model.cpu().eval()
     layers = encoder_layers(model)
     params_before = _n_params(model)
-    removed = []
     for layer in layers:
         current = _kept_heads(layer.attention.self)
         n_remove = round(config.ratio * len(current))
@@ -266,12 +265,9 @@ def prune_heads(model: nn.Module, config: HeadPruneConfig, ctx: Context) -> tupl
                 f"(round({config.ratio} × {len(current)}) = {n_remove}); expected a ratio below {limit:.4g} "
                 "so that at least one head per layer stays"
             )
-    for layer in layers:
-        current = _kept_heads(layer.attention.self)
-        n_keep = len(current) - round(config.ratio * len(current))
-        keep = [current[p] for p in _importance_order(head_importance(layer), n_keep)]
-        removed.append(len(current) - n_keep)
-        _keep_heads(layer, keep)
+    removed = _remove_least_important(
+        layers, config.ratio, lambda layer: _kept_heads(layer.attention.self), head_importance, _keep_heads
+    )
     return model, _record("heads", config, params_before, model, heads_removed_per_layer=removed)
 
 
@@ -288,14 +284,25 @@ def prune_ffn(model: nn.Module, config: FFNPruneConfig, ctx: Context) -> tuple[n
                 f"prune_ffn_ratio: {config.ratio} would remove all {width} feed-forward neurons of a layer; "
                 "expected a ratio that leaves at least one"
             )
+    removed = _remove_least_important(layers, config.ratio, _kept_ffn, ffn_importance, _keep_ffn)
+    return model, _record("ffn", config, params_before, model, ffn_removed_per_layer=removed)
+
+
+def _remove_least_important(
+    layers: nn.ModuleList,
+    ratio: float,
+    kept: Callable[[nn.Module], list[int]],
+    importance: Callable[[nn.Module], torch.Tensor],
+    keep: Callable[[nn.Module, list[int]], None],
+) -> list[int]:
+    """In every layer, keep all but round(ratio × units) units, the most important; return how many went per layer."""
     removed = []
     for layer in layers:
-        current = _kept_ffn(layer)
-        n_keep = len(current) - round(config.ratio * len(current))
-        keep = [current[p] for p in _importance_order(ffn_importance(layer), n_keep)]
+        current = kept(layer)
+        n_keep = len(current) - round(ratio * len(current))
+        keep(layer, [current[p] for p in _importance_order(importance(layer), n_keep)])
         removed.append(len(current) - n_keep)
-        _keep_ffn(layer, keep)
-    return model, _record("ffn", config, params_before, model, ffn_removed_per_layer=removed)
+    return removed
 
 
 @register(LayerDropConfig)

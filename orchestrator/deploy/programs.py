@@ -179,21 +179,22 @@ def onnx_int8_program(
     float_model: nn.Module, task: Task, inputs: Inputs, out_dir: Path, calibration: list[Inputs], dynamic: bool = False
 ) -> Program:
     """model.int8.onnx: the float model before quantization, quantized by ONNX Runtime (static QDQ, or dynamic)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
     if dynamic:
-        return _onnx_int8_dynamic_program(float_model, task, inputs, out_dir)
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        def quantize(source: Path, dest: Path) -> None:
+            quantize_dynamic(str(source), str(dest), per_channel=True, weight_type=QuantType.QInt8)
 
-    float_path, reason = onnx_program(
-        float_model, inputs, out_dir, name="model.float.onnx.tmp", sequence_inputs=task.sequence_inputs
-    )
-    if float_path is None:
-        return Program(format="onnx_int8_qdq", written=False, reason=reason)
+        return _onnx_int8(
+            float_model, task, inputs, out_dir, "onnx_int8_dynamic", "quantize_dynamic", quantize,
+            "ONNX Runtime int8 (dynamic, per-channel weights; it also stores embedding tables in int8): a separate "
+            "int8 program that runs on x86 and arm64",
+        )  # fmt: skip
 
-    path = out_dir / ONNX_INT8_NAME
-    try:
+    def quantize(source: Path, dest: Path) -> None:
         import onnx
 
-        input_names = [i.name for i in onnx.load(str(float_path), load_external_data=False).graph.input]
+        input_names = [i.name for i in onnx.load(str(source), load_external_data=False).graph.input]
 
         class _Reader(CalibrationDataReader):
             def __init__(self) -> None:
@@ -203,71 +204,56 @@ def onnx_int8_program(
                 batch = next(self._batches, None)
                 return None if batch is None else feeds(input_names, batch)
 
-        with _quiet():
-            quantize_static(
-                str(float_path),
-                str(path),
-                _Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                reduce_range=True,  # without it ONNX Runtime's int8 lost ~0.8 points on this CPU (FIELD-NOTES)
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            )
-    except Exception as exc:  # noqa: BLE001
-        path.unlink(missing_ok=True)
-        return Program(
-            format="onnx_int8_qdq",
-            written=False,
-            reason=f"not written: ONNX Runtime quantize_static failed ({type(exc).__name__}: {exc})",
+        quantize_static(
+            str(source),
+            str(dest),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=True,  # without it ONNX Runtime's int8 lost ~0.8 points on this CPU (FIELD-NOTES)
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
         )
-    finally:
-        float_path.unlink(missing_ok=True)
-    quality = task.evaluate(OnnxModule(path), "val")["value"]
-    return Program(
-        format="onnx_int8_qdq",
-        file=path.name,
-        written=True,
-        quality=quality,
-        reason=(
-            "ONNX Runtime int8 (static QDQ, per-channel weights, reduce_range, calibrated on the same training "
-            f"batches as the torch int8 model): a separate int8 program for CPUs where torch's x86 int8 backend "
-            f"does not run; its own val quality is {quality:.4f} (its outputs are not identical to the torch int8 model's)"
-        ),
-    )
+
+    return _onnx_int8(
+        float_model, task, inputs, out_dir, "onnx_int8_qdq", "quantize_static", quantize,
+        "ONNX Runtime int8 (static QDQ, per-channel weights, reduce_range, calibrated on the same training "
+        "batches as the torch int8 model): a separate int8 program for CPUs where torch's x86 int8 backend does not run",
+    )  # fmt: skip
 
 
-def _onnx_int8_dynamic_program(float_model: nn.Module, task: Task, inputs: Inputs, out_dir: Path) -> Program:
-    """model.int8.onnx by ONNX Runtime's quantize_dynamic, per-channel: how BERT-class models are served on CPU."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+def _onnx_int8(
+    float_model: nn.Module,
+    task: Task,
+    inputs: Inputs,
+    out_dir: Path,
+    fmt: str,
+    quantizer: str,
+    quantize: Any,
+    what: str,
+) -> Program:
+    """Export the float model to ONNX, quantize it with `quantize(source, dest)`, and judge the result on val."""
     float_path, reason = onnx_program(
         float_model, inputs, out_dir, name="model.float.onnx.tmp", sequence_inputs=task.sequence_inputs
     )
     if float_path is None:
-        return Program(format="onnx_int8_dynamic", written=False, reason=reason)
+        return Program(format=fmt, written=False, reason=reason)
     path = out_dir / ONNX_INT8_NAME
     try:
         with _quiet():
-            quantize_dynamic(str(float_path), str(path), per_channel=True, weight_type=QuantType.QInt8)
+            quantize(float_path, path)
     except Exception as exc:  # noqa: BLE001
         path.unlink(missing_ok=True)
         return Program(
-            format="onnx_int8_dynamic",
-            written=False,
-            reason=f"not written: ONNX Runtime quantize_dynamic failed ({type(exc).__name__}: {exc})",
+            format=fmt, written=False, reason=f"not written: ONNX Runtime {quantizer} failed ({type(exc).__name__}: {exc})"
         )
     finally:
         float_path.unlink(missing_ok=True)
     quality = task.evaluate(OnnxModule(path), "val")["value"]
     return Program(
-        format="onnx_int8_dynamic",
+        format=fmt,
         file=path.name,
         written=True,
         quality=quality,
-        reason=(
-            "ONNX Runtime int8 (dynamic, per-channel weights; it also stores embedding tables in int8): a separate "
-            f"int8 program that runs on x86 and arm64; its own val quality is {quality:.4f} (its outputs are not "
-            "identical to the torch int8 model's)"
-        ),
+        reason=f"{what}; its own val quality is {quality:.4f} (its outputs are not identical to the torch int8 model's)",
     )

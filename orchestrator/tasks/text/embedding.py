@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TEXT_METRICS = ("fidelity", "recall_at_10")
 CACHE_VERSION = 1
+SPLIT_SIZES = ("n_train", "n_val_passages", "n_val_queries", "n_test_passages", "n_test_queries")
 
 
 class EmbeddingSettings(BaseModel):
@@ -67,16 +68,8 @@ class EmbeddingTask(Task):
     def __init__(self, texts: Sequence[str], **settings: Any) -> None:
         self.settings = EmbeddingSettings(**settings)
         self.metric = self.settings.metric
-        s = self.settings
-        self.splits: CorpusSplits = split_corpus(
-            texts,
-            n_train=s.n_train,
-            n_val_passages=s.n_val_passages,
-            n_val_queries=s.n_val_queries,
-            n_test_passages=s.n_test_passages,
-            n_test_queries=s.n_test_queries,
-            seed=s.split_seed,
-        )
+        sizes = self.settings.model_dump(include=set(SPLIT_SIZES))
+        self.splits: CorpusSplits = split_corpus(texts, seed=self.settings.split_seed, **sizes)
         self._teacher: nn.Module | None = None
         self.tokenizer: Any = None
         self._data: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None
