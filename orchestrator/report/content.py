@@ -90,7 +90,12 @@ def verdict(run: RunData) -> str:
         )
     elif base:
         text += "; the uncompressed baseline cannot meet the SLO on any instance in the catalog"
-    return text + f", giving up {f.drop(rec['accuracy_drop'])} of {run.metric} (bound {run.max_drop:g})."
+    return text + f", giving up {f.drop(quality_drop(rec))} of {run.metric} (bound {run.max_drop:g})."
+
+
+def quality_drop(candidate: dict[str, Any]) -> Any:
+    """A summary candidate's drop in quality (summaries written before `quality_drop` kept it as accuracy_drop)."""
+    return candidate.get("quality_drop", candidate.get("accuracy_drop"))
 
 
 def headline(run: RunData) -> Items:
@@ -103,7 +108,7 @@ def headline(run: RunData) -> Items:
     items: Items = [
         ("recommended", f"trial {rec['trial_id']}: {f.knobs_text(rec['knobs'])}"),
         ("quality", f"{run.metric} {f.quality(rec['quality'])} on validation (baseline {f.quality(base.get('quality'))}), "
-                    f"drop {f.drop(rec['accuracy_drop'])} within the bound {run.max_drop:g}; on test "
+                    f"drop {f.drop(quality_drop(rec))} within the bound {run.max_drop:g}; on test "
                     f"{f.quality(rec.get('test_accuracy'))} (baseline {f.quality(base_test)})"),
         ("serving", f"{f.integer(rec['replicas'])} × {rec['instance_type']}"
                     + (" (throughput projected from the measured device)" if rec.get("projected") else " (throughput measured)")),

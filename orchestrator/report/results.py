@@ -15,7 +15,7 @@ CONTRACT_COLUMNS = [
     "latency_p95_ms", "device", "instance_type", "replicas", "monthly_usd", "feasible", "pareto",
 ]  # fmt: skip
 EXTRA_COLUMNS = [
-    "test_accuracy", "baseline", "error", "quality_metric", "quality", "quality_ci95_low", "quality_ci95_high",
+    "test_accuracy", "baseline", "error", "quality_metric", "quality", "quality_drop", "quality_ci95_low", "quality_ci95_high",
     "quality_n", "keep_layers", "prune_heads_ratio", "prune_ffn_ratio", "kd_loss", "kd_hidden_weight", "prune_importance", "prune_scope", "int4_group_size", "kd_learning_rate", "kd_batch_size", "qat",
     "nonzero_params", "sparse_size_bytes", "raw_throughput_sps", "per_core_sps", "throughput_ratio_to_teacher",
     "teacher_reference_sps", "batch_latency_p95_ms", "flops_per_sample", "device_kind",
@@ -67,9 +67,17 @@ def rows_from_results(results: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def with_quality_drop(frame: pd.DataFrame) -> pd.DataFrame:
+    """`quality_drop` for every metric; run folders written before it existed kept it in `accuracy_drop`."""
+    if "accuracy_drop" in frame:
+        drop = frame["quality_drop"] if "quality_drop" in frame else pd.Series(float("nan"), index=frame.index)
+        frame["quality_drop"] = drop.astype(float).fillna(frame["accuracy_drop"].astype(float))
+    return frame
+
+
 def trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The trials table with the contract's columns in order (missing ones empty)."""
-    frame = pd.DataFrame(rows)
+    frame = with_quality_drop(pd.DataFrame(rows))
     for column in COLUMNS:
         if column not in frame:
             frame[column] = None

@@ -14,6 +14,7 @@ import pandas as pd
 
 from orchestrator.config import read_yaml
 from orchestrator.errors import InputError, UnsafeFile
+from orchestrator.report.results import with_quality_drop
 from orchestrator.safe_files import (
     MAX_JSON_BYTES,
     MAX_TABLE_BYTES,
@@ -87,6 +88,7 @@ def load_trials(path: Path) -> pd.DataFrame:
     missing = [c for c in ("trial_id", "status") if c not in frame.columns]
     if missing:
         raise UnsafeFile(f"{path}: not a Hedgerow trials table (no column {', '.join(missing)})")
+    frame = with_quality_drop(frame)
     for column in BOOL_COLUMNS:
         if column in frame:
             frame[column] = frame[column].map(_flag).astype(bool)

@@ -41,7 +41,7 @@ def within_bound(frame: pd.DataFrame, max_drop: float) -> pd.Series:
     return (
         (frame["status"] == "finished")
         & frame["feasible"].fillna(False).astype(bool)
-        & (frame["accuracy_drop"].astype(float) <= max_drop + 1e-12)
+        & (frame["quality_drop"].astype(float) <= max_drop + 1e-12)
     )
 
 
@@ -57,7 +57,7 @@ def rank_candidates(candidates: pd.DataFrame) -> pd.DataFrame:
     """Cheapest first; ties on $ go to quality (smaller drop), then throughput headroom, then size, then trial id."""
     ranked = candidates.assign(_fleet_sps=fleet_capacity_sps(candidates).fillna(candidates["throughput_sps"]))
     ranked = ranked.sort_values(
-        ["monthly_usd", "accuracy_drop", "_fleet_sps", "size_bytes", "trial_id"],
+        ["monthly_usd", "quality_drop", "_fleet_sps", "size_bytes", "trial_id"],
         ascending=[True, True, False, True, True],
         kind="mergesort",
     )
@@ -98,7 +98,7 @@ def recommend(
             {
                 "trial_id": row["trial_id"],
                 "monthly_usd": _clean(row["monthly_usd"]),
-                "reason": f"test drop {test_drop:.4f} exceeds the bound {max_drop} (validation drop {row['accuracy_drop']:.4f})",
+                "reason": f"test drop {test_drop:.4f} exceeds the bound {max_drop} (validation drop {row['quality_drop']:.4f})",
             }
         )
     return None, passed_over
@@ -179,6 +179,7 @@ def _candidate(row: pd.Series) -> dict[str, Any]:
         "accuracy": _clean(row["accuracy"]),
         "accuracy_drop": _clean(row["accuracy_drop"]),
         "quality": _clean(row["quality"]),
+        "quality_drop": _clean(row["quality_drop"]),
         "size_bytes": _int(row["size_bytes"]),
         "peak_mem_bytes": _int(row["peak_mem_bytes"]),
         "throughput_sps": _clean(row["throughput_sps"]),
@@ -232,7 +233,9 @@ def build_summary(
             cost["payback_days"] = float(f"{cost['usd'] / (rec['savings_usd'] / inputs['traffic']['days_per_month']):.4g}")  # 4 significant digits, however small
     pareto_rows = frame[frame["pareto"].astype(bool)].sort_values(["monthly_usd", "trial_id"])  # the report's order
     kept_baseline = rec is not None and base_row is not None and rec["trial_id"] == base_row["trial_id"]
-    keep_reason = _keep_reason(_cheapest_compressed(frame, max_drop, base_row, passed_over)) if kept_baseline else None
+    keep_reason = (
+        _keep_reason(_cheapest_compressed(frame, max_drop, base_row, passed_over), frame, max_drop) if kept_baseline else None
+    )
     floor = floor_note(frame, max_drop, inputs.get("traffic", {}))
     note = _note(rec, passed_over, keep_reason)
     if floor is not None:
@@ -268,8 +271,18 @@ def _cheapest_compressed(
     return candidates.iloc[0] if len(candidates) else None
 
 
-def _keep_reason(cheapest: pd.Series | None) -> str:
+def _keep_reason(cheapest: pd.Series | None, frame: pd.DataFrame, max_drop: float) -> str:
     """Why the uncompressed baseline is recommended, as the report's sentences quote it."""
+    if cheapest is None:
+        done = frame[(frame["status"] == "finished") & ~frame["baseline"].fillna(False).astype(bool)]
+        if not len(done):
+            return "no compressed candidate finished"
+        closest = done.sort_values(["quality_drop", "monthly_usd"], kind="mergesort").iloc[0]
+        return (
+            f"no compressed candidate stayed within the quality bound ({max_drop:g}); the closest, trial "
+            f"{closest['trial_id']}, lost {float(closest['quality_drop']):.4f}"
+            + (f" at ${float(closest['monthly_usd']):,.2f}/month" if pd.notna(closest["monthly_usd"]) else "")
+        )
     reason = "compression saves nothing at this traffic"
     if cheapest is not None:
         reason += (

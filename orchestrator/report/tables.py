@@ -31,7 +31,7 @@ class Table:
 
 
 PARETO_CSV_COLUMNS = [
-    "trial_id", "recommended", "quality_metric", "quality", "accuracy_drop", "quality_ci95_low", "quality_ci95_high",
+    "trial_id", "recommended", "quality_metric", "quality", "quality_drop", "accuracy_drop", "quality_ci95_low", "quality_ci95_high",
     "test_accuracy", "instance_type", "replicas", "monthly_usd", "projected", "throughput_sps", "latency_p95_ms",
     "size_bytes", "peak_mem_bytes", *KNOB_COLUMNS, "recipe_key",
 ]  # fmt: skip
@@ -59,7 +59,7 @@ def pareto_table(trials: pd.DataFrame, recommended_id: str | None) -> Table:
         knobs = {k: r[k] for k in KNOB_COLUMNS if k in r}
         rows.append([
             str(r["trial_id"]) + (" ★" if r["recommended"] else ""), f.knobs_text(knobs), f.quality(r["quality"]),
-            f.drop(r["accuracy_drop"]), f.quality(r["test_accuracy"]), f"{f.integer(r['replicas'])} × {r['instance_type']}",
+            f.drop(r["quality_drop"]), f.quality(r["test_accuracy"]), f"{f.integer(r['replicas'])} × {r['instance_type']}",
             f.usd(r["monthly_usd"]), f.sps(r["throughput_sps"]), f.size(r["size_bytes"]),
         ])  # fmt: skip
         marks.append(bool(r["recommended"]))
@@ -110,10 +110,10 @@ def threshold_frame(trials: pd.DataFrame, max_drop: float) -> pd.DataFrame:
     done = done[(done["prune_method"].fillna("none") != "none") & ~done["baseline"].astype(bool)]
     rows = []
     for (method, distilled), group in done.groupby([done["prune_method"], done["kd_steps"].fillna(0) > 0], sort=True):
-        within = group[group["accuracy_drop"].astype(float) <= max_drop + 1e-12]
+        within = group[group["quality_drop"].astype(float) <= max_drop + 1e-12]
         best = within.sort_values(["prune_ratio", "quality"], ascending=[False, False]).head(1)
         best_ratio = float(best["prune_ratio"].iloc[0]) if len(best) else None
-        above = group[(group["accuracy_drop"].astype(float) > max_drop + 1e-12)]
+        above = group[(group["quality_drop"].astype(float) > max_drop + 1e-12)]
         if best_ratio is not None:
             above = above[above["prune_ratio"].astype(float) > best_ratio]
         collapse = above.sort_values("prune_ratio").head(1)

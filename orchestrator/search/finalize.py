@@ -102,7 +102,7 @@ def measure_on_node_types(
         return []
     config = prepared.config
     finished = frame["status"] == "finished"
-    within = frame["accuracy_drop"].astype(float) <= config.objective.max_quality_drop + 1e-12
+    within = frame["quality_drop"].astype(float) <= config.objective.max_quality_drop + 1e-12
     chosen = frame[finished & (frame["baseline"].fillna(False).astype(bool) | (frame["pareto"] & within))]
     records = {str(r["trial_id"]): load_record(str(paths.records), str(r["recipe_key"])) for _, r in chosen.iterrows()}
     chosen = chosen[[records[str(t)] is not None for t in chosen["trial_id"]]]

@@ -39,7 +39,7 @@ class ProgressLine(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
         result = trial.last_result or {}
-        if result.get("final") and result.get("feasible") and result.get("accuracy_drop", 1.0) <= self.max_quality_drop:
+        if result.get("final") and result.get("feasible") and result.get("quality_drop", 1.0) <= self.max_quality_drop:
             monthly = float(result["monthly_usd"])
             if self.best is None or monthly < self.best[0]:
                 self.best = (monthly, trial.trial_id)

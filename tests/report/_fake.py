@@ -46,7 +46,7 @@ def _row(trial_id, knobs, quality, sps, p95, base_quality, traffic, catalog):
     row = {
         **recipe, "trial_id": trial_id, "status": "finished", "final": True, "baseline": trial_id == "t0base",
         "recipe_key": f"key-{trial_id}", "quality_metric": "accuracy", "quality": quality, "accuracy": quality,
-        "accuracy_drop": base_quality - quality, "quality_ci95_low": quality - 0.01, "quality_ci95_high": min(1.0, quality + 0.005),
+        "accuracy_drop": base_quality - quality, "quality_drop": base_quality - quality, "quality_ci95_low": quality - 0.01, "quality_ci95_high": min(1.0, quality + 0.005),
         "quality_n": 359, "params": 900_000, "size_bytes": metrics.size_bytes, "peak_mem_bytes": metrics.peak_mem_bytes,
         "throughput_sps": sps, "batch_latency_p95_ms": p95, "latency_p50_ms": 1.0, "latency_p95_ms": 2.0,
         "device": "Test CPU", "device_kind": "cpu", "threads": 1, "instance_type": cost.instance_type,

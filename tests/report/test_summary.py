@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from orchestrator.report.pareto import mark_pareto
@@ -60,9 +61,9 @@ def test_savings_and_payback_are_recomputable():
 # ---- recommendations a person would agree with -----------------------------------------------------------
 
 
-def _summary(frame, rec, tests, traffic=None):
+def _summary(frame, rec, tests, traffic=None, max_drop=0.01):
     inputs = {"traffic": {"days_per_month": 730 / 24, **(traffic or {})}}
-    return build_summary(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
+    return build_summary(frame, run_id="r", task="digits", metric="accuracy", max_drop=max_drop, recommended=rec,
                          passed_over=[], test_results=tests, cost=dict(COST), inputs=inputs)  # fmt: skip
 
 
@@ -80,6 +81,16 @@ def test_a_compressed_candidate_that_costs_no_less_than_the_baseline_keeps_the_b
     assert summary["keep_baseline"] is True and summary["recommended"]["savings_usd"] == 0.0
     assert "keep the uncompressed model" in summary["recommendation_note"]
     assert "compression saves nothing at this traffic" in summary["recommendation_note"]
+
+
+def test_keeping_the_baseline_because_nothing_compressed_held_quality_says_so():
+    frame = _frame([_row("base", 0.99, 1898.73, baseline=True), _row("a", 0.60, 651.53), _row("b", 0.40, 500.0)])
+    tests = _tests(frame)
+    rec, _ = recommend(frame, 0.15, baseline_test=0.99, test_quality=lambda r: tests[r["trial_id"]])
+    assert rec["trial_id"] == "base"
+    note = _summary(frame, rec, tests, max_drop=0.15)["recommendation_note"]
+    assert "no compressed candidate stayed within the quality bound (0.15)" in note
+    assert "the closest, trial a, lost 0.3900 at $651.53/month" in note and "saves nothing" not in note
 
 
 def test_a_cheaper_compressed_candidate_is_still_recommended():
@@ -132,3 +143,12 @@ def test_the_keep_reason_names_the_candidate_weighed_not_a_cheaper_one_that_fail
                             passed_over=passed, test_results=tests, cost=dict(COST), inputs=INPUTS)  # fmt: skip
     assert "(trial b) costs $200.00/month, no less" in summary["keep_baseline_reason"]
     assert summary["recommendation_note"].endswith(summary["keep_baseline_reason"])
+
+
+def test_quality_drop_is_a_column_for_every_metric_and_accuracy_drop_only_for_accuracy():
+    from orchestrator.report.results import with_quality_drop
+
+    old = with_quality_drop(pd.DataFrame({"accuracy_drop": [0.01, None]}))
+    assert old["quality_drop"].tolist()[0] == 0.01
+    mixed = with_quality_drop(pd.DataFrame({"quality_drop": [0.2, 0.0], "accuracy_drop": [None, 0.0]}))
+    assert mixed["quality_drop"].tolist() == [0.2, 0.0]

@@ -14,6 +14,7 @@ from orchestrator.report import _format as fmt
 from orchestrator.report import content, html, markdown, plots, tables
 from orchestrator.report.build import build_report
 from orchestrator.report.importance import NOT_ENOUGH, param_importances
+from orchestrator.report.results import with_quality_drop
 from orchestrator.report.rundata import load_run
 from tests.report._fake import make_run
 
@@ -36,7 +37,7 @@ ROWS = [
 
 @pytest.fixture
 def frame() -> pd.DataFrame:
-    return pd.DataFrame(ROWS, columns=COLUMNS)
+    return with_quality_drop(pd.DataFrame(ROWS, columns=COLUMNS))  # a table written before quality_drop existed
 
 
 def _svg_ok(svg: str) -> ET.Element:

@@ -33,6 +33,8 @@ def test_a_minilm_search_recommends_exports_and_embeds(tmp_path, minilm_task):
     frame = pd.read_csv(run / "trials.csv")
     assert (frame["status"] == "finished").all(), frame["error"].dropna().tolist()
     assert set(frame["quality_metric"]) == {"recall_at_10"} and frame["keep_layers"].notna().sum() >= 1
+    assert frame["accuracy"].isna().all() and frame["accuracy_drop"].isna().all()  # the accuracy columns are accuracy's
+    assert (frame["quality_drop"] == 1.0 - frame["quality"]).all()
     baseline = frame[frame["baseline"]].iloc[0]
     assert baseline["quality"] == 1.0 and pd.isna(baseline["keep_layers"])
     smaller = frame[(frame["keep_layers"] == 3) | (frame["prune_ffn_ratio"] > 0)]

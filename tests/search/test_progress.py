@@ -14,7 +14,7 @@ class Terminal(io.StringIO):
 
 
 def _finish(progress: ProgressLine, trial_id: str, usd: float, drop: float = 0.0) -> None:
-    result = {"final": True, "feasible": True, "accuracy_drop": drop, "monthly_usd": usd}
+    result = {"final": True, "feasible": True, "quality_drop": drop, "monthly_usd": usd}
     progress.on_trial_complete(0, [], SimpleNamespace(last_result=result, trial_id=trial_id))
 
 
