@@ -67,6 +67,8 @@ TARGET_THROUGHPUT = 1.4
 KD_STEPS = 600
 KD_LR = 3e-4
 KD_BATCH = 32
+KD_HIDDEN_WEIGHT = 0.0
+N_TRAIN: int | None = None
 
 QUICK_TASK = dict(n_train=128, n_val_passages=40, n_val_queries=8, n_test_passages=40, n_test_queries=8)
 
@@ -158,12 +160,15 @@ def distill_info(record: Any, curve: DistillCurve | None = None) -> dict[str, An
 def run(args: argparse.Namespace) -> tuple[dict, dict]:
     torch.set_num_threads(args.threads)
     settings = {"metric": "fidelity", "seq_len": args.seq_len, **(QUICK_TASK if args.quick else {})}
+    if args.n_train is not None and not args.quick:
+        settings["n_train"] = args.n_train  # val and test are drawn first, so they stay the same texts
     started = time.perf_counter()
     task = load_task("minilm", settings)
     teacher = task.teacher().eval()
     task.data("test")  # builds (or reads) the tokenized splits and the teacher's cached embeddings
     timings = {"task_load_seconds": round(time.perf_counter() - started, 1)}
-    kd = dict(kd_steps=args.kd_steps, kd_learning_rate=args.kd_lr, kd_batch_size=args.kd_batch, kd_loss=args.kd_loss, seed=args.seed)
+    kd = dict(kd_steps=args.kd_steps, kd_learning_rate=args.kd_lr, kd_batch_size=args.kd_batch, kd_loss=args.kd_loss,
+              kd_hidden_weight=args.kd_hidden_weight, seed=args.seed)
 
     models: dict[str, torch.nn.Module] = {"teacher": teacher}
     rows: dict[str, dict] = {"teacher": {"recipe": {}}}
@@ -371,6 +376,8 @@ def main() -> None:
     parser.add_argument("--kd-lr", type=float, default=KD_LR)
     parser.add_argument("--kd-batch", type=int, default=KD_BATCH)
     parser.add_argument("--kd-loss", choices=["auto", "cosine", "mse"], default="auto")
+    parser.add_argument("--kd-hidden-weight", type=float, default=KD_HIDDEN_WEIGHT, help="weight of matching each kept layer's hidden states")
+    parser.add_argument("--n-train", type=int, default=N_TRAIN, help="distillation texts (the task's n_train; None: its default, 2000)")
     parser.add_argument("--kd-eval-every", type=int, default=100, help="val fidelity every N distillation steps (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -409,7 +416,7 @@ def main() -> None:
         "settings": {
             "threads": args.threads, "serving_batch": args.batch, "seq_len": args.seq_len, "rounds": args.rounds,
             "repeats": args.repeats, "kd_steps": args.kd_steps, "kd_learning_rate": args.kd_lr, "kd_batch_size": args.kd_batch,
-            "kd_loss": args.kd_loss, "kd_eval_every": args.kd_eval_every, "seed": args.seed, "quick": args.quick, **extra["task_settings"],
+            "kd_loss": args.kd_loss, "kd_hidden_weight": args.kd_hidden_weight, "kd_eval_every": args.kd_eval_every, "seed": args.seed, "quick": args.quick, **extra["task_settings"],
         },  # fmt: skip
         "method": "throughput: every model timed round-robin (median of `repeats` batches per round); ratios are per round "
         "against the teacher, median (min, max) over rounds. The machine (2 cores) was shared with other work while this ran, "
