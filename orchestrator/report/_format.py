@@ -10,6 +10,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _WRAPPED = re.compile(r"^RayTaskError\((\w+)\)")
 
 DASH = "—"
+RUNTIME_NAMES = {"eager": "eager PyTorch", "compiled": "torch.compile/inductor", "onnxruntime": "ONNX Runtime"}
 
 
 def missing(value: Any) -> bool:
@@ -107,13 +108,37 @@ def yes_no(value: Any) -> str:
     return DASH if missing(value) else ("yes" if bool(value) else "no")
 
 
+def seconds(value: Any) -> str:
+    """A duration in seconds, 3 significant digits, unit left to the column header: 0.412."""
+    return DASH if missing(value) else f"{float(value):.3g}"
+
+
+def runtime(value: Any) -> str:
+    """A runtime knob as a reader knows it: onnxruntime -> ONNX Runtime (eager where none was recorded)."""
+    name = "eager" if missing(value) or value == "" else str(value)
+    return RUNTIME_NAMES.get(name, name)
+
+
+def archs(value: Any) -> str:
+    """The kernel_archs column for reading: 'x86_64' -> 'x86_64 only', 'x86_64,arm64' -> 'x86_64, arm64'."""
+    if missing(value) or str(value).strip() == "":
+        return DASH
+    names = [a.strip() for a in str(value).split(",") if a.strip()]
+    if names == ["any"]:
+        return "any CPU"
+    return f"{names[0]} only" if len(names) == 1 else ", ".join(names)
+
+
 def hours(value: Any) -> str:
     """Hours, 4 significant digits."""
     return DASH if missing(value) else f"{float(value):.4g} h"
 
 
-def knobs_text(knobs: dict[str, Any]) -> str:
-    """A recipe in one line: 'unstructured 88% (global) · int8 · KD 100 steps (T 7.9, α 0.55, lr 3.7e-04) · QAT'."""
+def knobs_text(knobs: dict[str, Any], with_runtime: bool = True) -> str:
+    """A recipe in one line: 'unstructured 88% (global) · int8 · KD 100 steps (T 7.9, α 0.55, lr 3.7e-04) · QAT'.
+
+    A runtime other than eager ends it (' · ONNX Runtime') unless `with_runtime` is False (shown beside it instead).
+    """
     k = {name: value for name, value in knobs.items() if not missing(value)}
     parts = []
     method = k.get("prune_method", "none")
@@ -141,6 +166,8 @@ def knobs_text(knobs: dict[str, Any]) -> str:
             parts.append("QAT")
     else:
         parts.append("no distillation")
+    if with_runtime and k.get("runtime", "eager") != "eager":
+        parts.append(runtime(k["runtime"]))
     return " · ".join(parts)
 
 

@@ -11,7 +11,7 @@ from orchestrator.report import _format as f
 from orchestrator.report import plots, tables
 from orchestrator.report.importance import Importance, param_importances
 from orchestrator.report.rundata import RunData
-from orchestrator.report.summary import KNOB_COLUMNS
+from orchestrator.report.summary import KNOB_COLUMNS, runtime_of
 
 Items = list[tuple[str, str]]
 
@@ -26,6 +26,8 @@ class Report:
     knobs: tables.Table
     pareto: tables.Table
     pareto_csv: pd.DataFrame
+    runtimes: tables.Table | None
+    runtimes_note: str
     explanation: tables.Table | None
     explanation_note: str
     measured_on_types: tables.Table | None
@@ -50,6 +52,13 @@ MEASURED_NOTE = (
     "The baseline and each Pareto candidate within the bound, rebuilt and measured again on one node of each instance "
     "type the cluster declared (hedgerow.io/instance-type), interleaved against the teacher there; the cost model uses "
     "the measured figure for that type. Projection error = projected / measured − 1."
+)
+RUNTIMES_INTRO = (
+    "Each runtime the search tried, with its cheapest feasible candidate within the quality bound (ranked as the "
+    "recommendation is; candidates set aside by the held-out check left out). Throughput is as measured on the search's "
+    "device (trials.csv throughput_sps); "
+    "start-up is the cold start (compile or session creation + first batch), measured apart from throughput; "
+    "kernels run on: the CPU architectures the candidate can be priced on (trials.csv column kernel_archs)."
 )
 NOT_MEASURED = (
     "No node of this search's Ray cluster declared an instance type (node label hedgerow.io/instance-type), so every "
@@ -76,12 +85,12 @@ def verdict(run: RunData) -> str:
         return "No recommendation: " + str(run.summary.get("recommendation_note") or "no candidate qualified") + "."
     if run.summary.get("keep_baseline"):
         return (
-            f"Keep the uncompressed model on {f.integer(rec['replicas'])} × {rec['instance_type']} for "
+            f"Keep the uncompressed model ({runtime_text(rec)}) on {f.integer(rec['replicas'])} × {rec['instance_type']} for "
             f"{f.usd(rec['monthly_usd'])}/month: {run.summary.get('keep_baseline_reason')}."
         )
     text = (
-        f"Serve trial {rec['trial_id']} ({f.knobs_text(rec['knobs'])}) on {f.integer(rec['replicas'])} × "
-        f"{rec['instance_type']} for {f.usd(rec['monthly_usd'])}/month"
+        f"Serve trial {rec['trial_id']} ({f.knobs_text(rec['knobs'], with_runtime=False)}) with {f.runtime(runtime_of(rec))} "
+        f"on {f.integer(rec['replicas'])} × {rec['instance_type']} for {f.usd(rec['monthly_usd'])}/month"
     )
     if rec.get("savings_usd") is not None and base and base.get("monthly_usd"):
         text += (
@@ -90,7 +99,16 @@ def verdict(run: RunData) -> str:
         )
     elif base:
         text += "; the uncompressed baseline cannot meet the SLO on any instance in the catalog"
-    return text + f", giving up {f.drop(quality_drop(rec))} of {run.metric} (bound {run.max_drop:g})."
+    text += f", giving up {f.drop(quality_drop(rec))} of {run.metric} (bound {run.max_drop:g})"
+    startup = rec.get("startup_seconds")
+    return text + (f"; cold start {f.seconds(startup)} s." if not f.missing(startup) else ".")
+
+
+def runtime_text(candidate: dict[str, Any]) -> str:
+    """'ONNX Runtime, cold start 0.412 s': a summary candidate's runtime and start-up, where recorded."""
+    startup = candidate.get("startup_seconds")
+    cold = f", cold start {f.seconds(startup)} s" if not f.missing(startup) else ""
+    return f.runtime(runtime_of(candidate)) + cold
 
 
 def quality_drop(candidate: dict[str, Any]) -> Any:
@@ -106,12 +124,12 @@ def headline(run: RunData) -> Items:
     base = base or {}
     base_test = (base.get("test") or {}).get("value")
     items: Items = [
-        ("recommended", f"trial {rec['trial_id']}: {f.knobs_text(rec['knobs'])}"),
+        ("recommended", f"trial {rec['trial_id']}: {f.knobs_text(rec['knobs'], with_runtime=False)}"),
         ("quality", f"{run.metric} {f.quality(rec['quality'])} on validation (baseline {f.quality(base.get('quality'))}), "
                     f"drop {f.drop(quality_drop(rec))} within the bound {run.max_drop:g}; on test "
                     f"{f.quality(rec.get('test_accuracy'))} (baseline {f.quality(base_test)})"),
-        ("serving", f"{f.integer(rec['replicas'])} × {rec['instance_type']}"
-                    + (" (throughput projected from the measured device)" if rec.get("projected") else " (throughput measured)")),
+        ("serving", f"{f.integer(rec['replicas'])} × {rec['instance_type']}" + _how_priced(run, rec)),
+        ("runtime", _runtime_line(run, rec)),
         ("monthly $", f"{f.usd(rec['monthly_usd'])}/month"),
     ]  # fmt: skip
     if run.summary.get("keep_baseline"):
@@ -135,6 +153,69 @@ def headline(run: RunData) -> Items:
         items.append(("payback", f"the search cost {_usd_small(run.summary['search_cost'].get('usd'))}, paid back by "
                                  f"{_days(payback)} of savings"))  # fmt: skip
     return items
+
+
+def _how_priced(run: RunData, rec: dict[str, Any]) -> str:
+    """How the recommended instance's throughput was found: measured, projected, or projected across architectures."""
+    arch, measured_on = tables.instance_arch(run.record(rec["trial_id"]), rec["instance_type"])
+    if measured_on is not None:
+        return f" (throughput projected across architectures: measured on {measured_on}, the instance is {arch})"
+    return " (throughput projected from the measured device)" if rec.get("projected") else " (throughput measured)"
+
+
+def _runtime_line(run: RunData, rec: dict[str, Any]) -> str:
+    """The recommended candidate's runtime and its cold start, with how the start-up was measured."""
+    text = f"{f.runtime(runtime_of(rec))} (runtime {runtime_of(rec)})"
+    startup = rec.get("startup_seconds")
+    if f.missing(startup):
+        return text + "; cold start not recorded (a run from before start-up was measured)"
+    how = ((run.record(rec["trial_id"]) or {}).get("startup") or {}).get("method")
+    return (
+        text + f"; cold start {f.seconds(startup)} s, measured apart from throughput" + (f": {how}" if how else "")
+        + ". It is what a new replica waits before serving when the fleet scales out"
+    )  # fmt: skip
+
+
+def runtimes_note(run: RunData, best: dict[str, pd.Series | None]) -> str:
+    """Why the recommended runtime won: its candidate's kernels and instance against each other runtime's cheapest."""
+    rec = run.recommended
+    if not rec:
+        return "No candidate is recommended; the table shows each runtime's cheapest feasible candidate within the bound."
+    name = runtime_of(rec)
+    record = run.record(rec["trial_id"])
+    arch, measured_on = tables.instance_arch(record, rec["instance_type"])
+    row = run.row(rec["trial_id"])
+    archs = row.get("kernel_archs") if row is not None else None
+    lead = f"{f.runtime(name)} is recommended: trial {rec['trial_id']}'s kernels run on {f.archs(archs)}"
+    serving = f"{f.integer(rec['replicas'])} × {rec['instance_type']}"
+    if arch is not None:
+        price = f.usd_rate((tables.chosen_entry(record, rec["instance_type"]) or {}).get("on_demand_usd_per_hour"))
+        if measured_on:
+            lead += (
+                f", so it can use {arch} instances: {serving} ({price}, throughput projected across architectures "
+                f"from {measured_on}) cost {f.usd(rec['monthly_usd'])}/month."
+            )
+        else:
+            lead += f"; {serving} ({arch}, {price}) cost {f.usd(rec['monthly_usd'])}/month."
+    else:
+        lead += f": {serving} cost {f.usd(rec['monthly_usd'])}/month."
+    others = [_runtime_against(run, other, r, arch) for other, r in best.items() if other != name]
+    return " ".join([lead, *others])
+
+
+def _runtime_against(run: RunData, name: str, row: pd.Series | None, winner_arch: str | None) -> str:
+    """One other runtime's cheapest candidate, and whether its kernels could use the recommended instance's architecture."""
+    if row is None:
+        return f"{f.runtime(name)}: no feasible candidate within the bound that held on test."
+    text = (
+        f"{f.runtime(name)}'s cheapest, trial {row['trial_id']}, costs {f.usd(row['monthly_usd'])}/month on "
+        f"{f.integer(row['replicas'])} × {row['instance_type']}; its kernels run on {f.archs(row.get('kernel_archs'))}"
+    )
+    archs = str(row.get("kernel_archs") or "")
+    unpriced = tables.unpriced_for_kernels(run.records.get(row["recipe_key"]) if isinstance(row.get("recipe_key"), str) else None)
+    if winner_arch and archs not in ("", "any") and winner_arch not in archs.split(",") and unpriced:
+        text += f", so {winner_arch} instances were not priced for it ({', '.join(unpriced)}: needs {archs.replace(',', '/')})"
+    return text + "."
 
 
 def _no_savings(run: RunData) -> str:
@@ -305,6 +386,8 @@ def build(run: RunData) -> Report:
     if external and not importance.values:
         importance.note = f"the Optuna study is kept outside the run folder ({external}) and the report reads only the folder"
     thresholds = tables.threshold_frame(trials, run.max_drop)
+    passed_over = {str(p["trial_id"]) for p in (run.recommended or {}).get("passed_over") or []}
+    best = tables.best_per_runtime(trials, run.max_drop, passed_over) if len(tables.runtimes_searched(trials)) > 1 else {}
     files: Items = [
         ("trials.csv", "every trial, one row each: knobs, quality, measurements, instance, replicas, $/month, reasons"),
         ("pareto.csv", "the Pareto table, machine-readable"),
@@ -319,6 +402,8 @@ def build(run: RunData) -> Report:
         knobs=knobs_table(run),
         pareto=tables.pareto_table(trials, rec_id),
         pareto_csv=tables.pareto_frame(trials, rec_id),
+        runtimes=tables.runtimes_table(trials, best, run.records, rec_id) if best else None,
+        runtimes_note=runtimes_note(run, best) if best else "",
         explanation=tables.explanation_table(record) if record else None,
         explanation_note=(
             f"From trials/{record['row'].get('recipe_key', '')}.json; ★ marks the chosen instance." if record

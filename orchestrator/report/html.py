@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from orchestrator.report.content import MEASURED_NOTE, NOT_MEASURED, Items, Report
+from orchestrator.report.content import MEASURED_NOTE, NOT_MEASURED, RUNTIMES_INTRO, Items, Report
 
 from orchestrator.report.plots import data_uri
 from orchestrator.report.tables import Table
@@ -29,7 +29,8 @@ ul.formulas li{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5p
 """
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 SECTIONS = [
-    ("recommendation", "Recommendation"), ("pareto", "Quality against monthly $"), ("cost", "Why this instance"),
+    ("recommendation", "Recommendation"), ("pareto", "Quality against monthly $"), ("runtimes", "Runtimes"),
+    ("cost", "Why this instance"),
     ("threshold", "Pruning threshold"), ("heldout", "Held-out check"), ("mattered", "What mattered"),
     ("failures", "Failures"), ("search-cost", "Search cost"), ("inputs", "Inputs"),
 ]  # fmt: skip
@@ -87,7 +88,8 @@ def render(report: Report) -> str:
     """The whole page."""
     r = report
     fig = r.figures
-    nav = "<nav>" + "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in SECTIONS) + "</nav>"
+    shown = [(a, t) for a, t in SECTIONS if a != "runtimes" or r.runtimes is not None]
+    nav = "<nav>" + "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in shown) + "</nav>"
     importance = (
         [table(r.importance_table), figure(fig.get("importance"), "parameter importance", "Optuna PED-ANOVA importance "
          f"over {r.importance.n_trials} finished trials: which knobs separate the best 10% from the rest.", "")]
@@ -106,6 +108,8 @@ def render(report: Report) -> str:
                  "<h3>Pareto table</h3>", table(r.pareto, "no feasible candidate: the Pareto front is empty"),
                  _p("★ recommended: the cheapest within the quality bound on validation and on the held-out test split. "
                     "Also in pareto.csv.")),
+        _section("runtimes", "Runtimes", _p(RUNTIMES_INTRO), table(r.runtimes),
+                 f"<p>{escape(r.runtimes_note)}</p>") if r.runtimes else "",
         _section("cost", "Why this instance: the cost model for the recommended candidate",
                  _p(r.explanation_note), table(r.explanation, "no record") if r.explanation else "",
                  "<h3>Measured on the cluster's instance types</h3>",
@@ -136,5 +140,5 @@ def render(report: Report) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{escape(CSP)}">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(r.title)}</title><style>{CSS}</style></head>\n"
-        f"<body><main>\n" + "\n".join(body) + "\n</main></body></html>\n"
+        f"<body><main>\n" + "\n".join(b for b in body if b) + "\n</main></body></html>\n"
     )

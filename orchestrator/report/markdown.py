@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.report.content import MEASURED_NOTE, NOT_MEASURED, Items, Report
+from orchestrator.report.content import MEASURED_NOTE, NOT_MEASURED, RUNTIMES_INTRO, Items, Report
 from orchestrator.report.tables import Table
 
 
@@ -38,6 +38,16 @@ def items(pairs: Items) -> str:
     return "\n".join(f"- **{inline(k)}**: {inline(v)}" for k, v in pairs) + "\n"
 
 
+def runtimes(r: Report) -> str:
+    """The Runtimes section, or nothing where the run searched one runtime."""
+    if r.runtimes is None:
+        return ""
+    return (
+        "## Runtimes\n\n"
+        f"{inline(RUNTIMES_INTRO)}\n\n" + table(r.runtimes) + f"\n{inline(r.runtimes_note)}\n"
+    )
+
+
 def render(report: Report) -> str:
     """The whole document."""
     r = report
@@ -58,6 +68,7 @@ def render(report: Report) -> str:
         "## Quality against monthly $: the Pareto table\n",
         f"{inline(r.counts)}. Bold: the recommended candidate (★). Also in `pareto.csv`.\n",
         table(r.pareto, "no feasible candidate: the Pareto front is empty"),
+        runtimes(r),
         "## Why this instance: the cost model for the recommended candidate\n",
         f"{inline(r.explanation_note)}\n",
         table(r.explanation, "no record") if r.explanation else "",

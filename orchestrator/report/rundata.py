@@ -15,6 +15,7 @@ import pandas as pd
 from orchestrator.config import read_yaml
 from orchestrator.errors import InputError, UnsafeFile
 from orchestrator.report.results import with_quality_drop
+from orchestrator.report.summary import DEFAULT_RUNTIME
 from orchestrator.safe_files import (
     MAX_JSON_BYTES,
     MAX_TABLE_BYTES,
@@ -95,6 +96,16 @@ def load_trials(path: Path) -> pd.DataFrame:
     for column in ("status", "prune_method", "error", "instance_type", "cost_reason", "fallbacks"):
         if column in frame:
             frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return with_runtime_columns(frame)
+
+
+def with_runtime_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """runtime, startup_seconds and kernel_archs in every table: a run from before them was eager, start-up unknown."""
+    runtime = frame["runtime"] if "runtime" in frame else pd.Series(None, index=frame.index, dtype=object)
+    frame["runtime"] = runtime.astype(object).where(runtime.notna() & (runtime.astype(str) != ""), DEFAULT_RUNTIME)
+    frame["startup_seconds"] = frame["startup_seconds"].astype(float) if "startup_seconds" in frame else float("nan")
+    archs = frame["kernel_archs"] if "kernel_archs" in frame else pd.Series(None, index=frame.index, dtype=object)
+    frame["kernel_archs"] = archs.astype(object).where(archs.notna(), None)
     return frame
 
 

@@ -12,9 +12,10 @@ from orchestrator.cost.catalog import Catalog
 KNOB_COLUMNS = [
     "prune_method", "prune_ratio", "prune_importance", "prune_scope", "keep_layers", "prune_heads_ratio",
     "prune_ffn_ratio", "bits", "int4_group_size", "kd_steps", "kd_temperature", "kd_alpha", "kd_loss", "kd_hidden_weight",
-    "kd_learning_rate", "kd_batch_size", "qat",
+    "kd_learning_rate", "kd_batch_size", "qat", "runtime",
 ]  # fmt: skip
 HOURS = 3600.0
+DEFAULT_RUNTIME = "eager"  # the Recipe's default: what a row without a runtime (or a run from before it) was served with
 
 
 def _clean(value: Any) -> Any:
@@ -29,6 +30,11 @@ def _int(value: Any) -> int | None:
     """A count read from a column that also holds blanks (and so became float): 5.0 -> 5."""
     value = _clean(value)
     return None if value is None else int(value)
+
+
+def runtime_of(row: pd.Series | dict[str, Any]) -> str:
+    """The runtime a trial row or summary candidate is served with; eager where none was recorded."""
+    return _clean(row.get("runtime")) or DEFAULT_RUNTIME
 
 
 def knobs_of(row: pd.Series) -> dict[str, Any]:
@@ -190,6 +196,8 @@ def _candidate(row: pd.Series) -> dict[str, Any]:
         "monthly_usd": _clean(row["monthly_usd"]),
         "projected": _clean(row["projected"]),
         "test_accuracy": _clean(row.get("test_accuracy")),
+        "runtime": runtime_of(row),
+        "startup_seconds": _clean(row.get("startup_seconds")),
     }
 
 

@@ -7,6 +7,7 @@ where a file is written from it (pareto.csv).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ import pandas as pd
 
 from orchestrator.cost.model import CostResult, explain
 from orchestrator.report import _format as f
-from orchestrator.report.summary import KNOB_COLUMNS
+from orchestrator.report.summary import KNOB_COLUMNS, rank_candidates, within_bound
 
 
 @dataclass
@@ -33,8 +34,10 @@ class Table:
 PARETO_CSV_COLUMNS = [
     "trial_id", "recommended", "quality_metric", "quality", "quality_drop", "accuracy_drop", "quality_ci95_low", "quality_ci95_high",
     "test_accuracy", "instance_type", "replicas", "monthly_usd", "projected", "throughput_sps", "latency_p95_ms",
-    "size_bytes", "peak_mem_bytes", *KNOB_COLUMNS, "recipe_key",
+    "startup_seconds", "kernel_archs", "size_bytes", "peak_mem_bytes", *KNOB_COLUMNS, "recipe_key",
 ]  # fmt: skip
+# The cost model's wording for a CPU price projected from another architecture (orchestrator.cost._projection).
+_CROSS_ARCH = re.compile(r"^cross-architecture \(measured on ([^,()]+), instance is ([^,()]+)\)")
 
 
 def finished(trials: pd.DataFrame) -> pd.DataFrame:
@@ -58,12 +61,14 @@ def pareto_table(trials: pd.DataFrame, recommended_id: str | None) -> Table:
     for _, r in front.iterrows():
         knobs = {k: r[k] for k in KNOB_COLUMNS if k in r}
         rows.append([
-            str(r["trial_id"]) + (" ★" if r["recommended"] else ""), f.knobs_text(knobs), f.quality(r["quality"]),
-            f.drop(r["quality_drop"]), f.quality(r["test_accuracy"]), f"{f.integer(r['replicas'])} × {r['instance_type']}",
-            f.usd(r["monthly_usd"]), f.sps(r["throughput_sps"]), f.size(r["size_bytes"]),
+            str(r["trial_id"]) + (" ★" if r["recommended"] else ""), f.knobs_text(knobs, with_runtime=False),
+            f.runtime(r["runtime"]), f.quality(r["quality"]), f.drop(r["quality_drop"]), f.quality(r["test_accuracy"]),
+            f"{f.integer(r['replicas'])} × {r['instance_type']}", f.usd(r["monthly_usd"]), f.sps(r["throughput_sps"]),
+            f.seconds(r["startup_seconds"]), f.size(r["size_bytes"]),
         ])  # fmt: skip
         marks.append(bool(r["recommended"]))
-    columns = ["trial", "recipe", "quality (val)", "drop", "quality (test)", "serving", "$/month", "throughput", "size"]
+    columns = ["trial", "recipe", "runtime", "quality (val)", "drop", "quality (test)", "serving", "$/month", "throughput",
+               "start-up (s)", "size"]  # fmt: skip
     return Table(columns, rows, marks)
 
 
@@ -91,7 +96,16 @@ def explanation_table(record: dict[str, Any]) -> Table:
 def _how(r: pd.Series) -> str:
     if f.missing(r["throughput_sps"]):
         return f.DASH
+    across = cross_architecture(r["projection_method"])
+    if across is not None:
+        return f"projected across architectures (measured on {across[0]})"
     return "projected" if r["projected"] else "measured"
+
+
+def cross_architecture(method: Any) -> tuple[str, str] | None:
+    """(measured arch, instance arch) where a price was projected across CPU architectures, else None."""
+    match = _CROSS_ARCH.match(str(method)) if isinstance(method, str) else None
+    return (match.group(1).strip(), match.group(2).strip()) if match else None
 
 
 def _reason(r: pd.Series) -> str:
@@ -277,3 +291,91 @@ def _row(trials: pd.DataFrame, trial_id: str) -> pd.Series | None:
 
 def _get(row: pd.Series | None, key: str) -> Any:
     return None if row is None or key not in row else row[key]
+
+
+RUNTIME_ORDER = ("eager", "compiled", "onnxruntime")
+
+
+def runtimes_searched(trials: pd.DataFrame) -> list[str]:
+    """The runtimes the run's trials used: eager, compiled, onnxruntime first, any other after by name."""
+    names = set(trials["runtime"].dropna().astype(str)) if "runtime" in trials else set()
+    rank = {name: i for i, name in enumerate(RUNTIME_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(RUNTIME_ORDER)), n))
+
+
+def best_per_runtime(trials: pd.DataFrame, max_drop: float, skip_ids: set[str]) -> dict[str, pd.Series | None]:
+    """Each runtime's cheapest feasible candidate within the bound, ranked as the recommendation ranks them.
+
+    `skip_ids` are candidates the held-out test check passed over; a runtime with none left maps to None.
+    """
+    eligible = trials[within_bound(trials, max_drop) & ~trials["trial_id"].astype(str).isin(skip_ids)]
+    ranked = rank_candidates(eligible)
+    best = {}
+    for name in runtimes_searched(trials):
+        mine = ranked[ranked["runtime"].astype(str) == name]
+        best[name] = mine.iloc[0] if len(mine) else None
+    return best
+
+
+def chosen_entry(record: dict[str, Any] | None, instance_type: Any) -> dict[str, Any] | None:
+    """A record's per-instance cost entry for one instance type, or None."""
+    if not record or f.missing(instance_type):
+        return None
+    entries = record.get("cost", {}).get("per_instance", [])
+    return next((c for c in entries if c.get("instance_type") == instance_type), None)
+
+
+def instance_arch(record: dict[str, Any] | None, instance_type: Any) -> tuple[str | None, str | None]:
+    """(the CPU architecture of a candidate's instance, the architecture measured on where it was projected across).
+
+    Read from the stored cost entry: a cross-architecture projection names both; otherwise a CPU
+    instance shares the measured device's architecture. (None, None) for GPU instances or no record.
+    """
+    entry = chosen_entry(record, instance_type)
+    if entry is None or entry.get("accelerator"):
+        return None, None
+    across = cross_architecture(entry.get("projection_method"))
+    if across is not None:
+        return across[1], across[0]
+    return (record or {}).get("metrics", {}).get("device", {}).get("arch"), None
+
+
+def unpriced_for_kernels(record: dict[str, Any] | None) -> list[str]:
+    """Instance types a candidate was not priced on because its kernels need another CPU architecture."""
+    entries = (record or {}).get("cost", {}).get("per_instance", [])
+    return [c["instance_type"] for c in entries if str(c.get("projection_method", "")).startswith("none: needs")]
+
+
+def serving_text(row: pd.Series | dict[str, Any], record: dict[str, Any] | None) -> str:
+    """'3 × c7g.xlarge', and where its price was projected across architectures, which ones."""
+    text = f"{f.integer(row['replicas'])} × {row['instance_type']}"
+    arch, measured_on = instance_arch(record, row["instance_type"])
+    if measured_on is not None:
+        text += f" ({arch}; projected across architectures, measured on {measured_on})"
+    return text
+
+
+def runtimes_table(
+    trials: pd.DataFrame, best: dict[str, pd.Series | None], records: dict[str, dict], recommended_id: str | None
+) -> Table:
+    """For each runtime searched: its trials and its cheapest feasible candidate within the bound."""
+    rows, marks = [], []
+    for name, r in best.items():
+        group = trials[trials["runtime"].astype(str) == name]
+        counted = f"{int((group['status'] == 'finished').sum())} of {len(group)}"
+        label = f"{name} ({f.runtime(name)})"
+        if r is None:
+            rows.append([label, counted, "none within the bound", *[f.DASH] * 6])
+            marks.append(False)
+            continue
+        record = records.get(r["recipe_key"]) if isinstance(r.get("recipe_key"), str) else None
+        recommended = str(r["trial_id"]) == str(recommended_id)
+        rows.append([
+            label, counted, str(r["trial_id"]) + (" ★" if recommended else ""),
+            f.knobs_text({k: r[k] for k in KNOB_COLUMNS if k in r}, with_runtime=False), f.archs(r.get("kernel_archs")),
+            f.sps(r["throughput_sps"]), f.seconds(r.get("startup_seconds")), serving_text(r, record), f.usd(r["monthly_usd"]),
+        ])  # fmt: skip
+        marks.append(recommended)
+    columns = ["runtime", "trials finished", "cheapest within bound", "recipe", "kernels run on", "throughput",
+               "start-up (s)", "serving", "$/month"]  # fmt: skip
+    return Table(columns, rows, marks)

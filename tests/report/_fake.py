@@ -1,6 +1,8 @@
 """A hand-made run folder, written through the search's own results/Pareto/summary code, for fast report tests.
 
-Priced with the real cost model on the bundled catalog; no Ray, no training.
+Priced with the real cost model on the bundled catalog; no Ray, no training. Every row carries the
+runtime columns (runtime, startup_seconds, kernel_archs) and every record its start-up; with
+runtimes=True the run also searched torch.compile and ONNX Runtime and priced Graviton (c7g, arm64).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from orchestrator.report.summary import build_summary, recommend, search_cost
 TRAFFIC = {"peak_rps": 2000, "latency_slo_p95_ms": 250, "serving_batch_size": 64, "target_utilization": 0.6,
            "min_replicas": 2, "hours_per_month": 730}  # fmt: skip
 FILTER = ["c7i.*", "m7i.*", "g5.*"]
+RUNTIMES_FILTER = [*FILTER, "c7g.*"]  # arm64: only candidates whose kernels run there are priced on it
+RUNTIMES_PEAK_RPS = 20_000  # enough traffic that $ per core, not the replica floor, sets the bill
 KNOBS = {"prune_importance": "l2", "prune_scope": "global", "int4_group_size": 32, "kd_temperature": 4.0,
          "kd_alpha": 0.7, "kd_learning_rate": 0.001, "kd_batch_size": 64, "qat": False}  # fmt: skip
 
@@ -33,14 +37,30 @@ FINISHED = [
     ("t4", {"prune_method": "unstructured", "prune_ratio": 0.8, "bits": 32, "kd_steps": 100}, 0.989, 420.0, 900.0),
     ("t5", {"prune_method": "unstructured", "prune_ratio": 0.5, "bits": 16, "kd_steps": 0}, 0.988, 800.0, 60.0),
 ]  # fmt: skip
+# trial id, knobs, quality, throughput, batch p95, start-up seconds, kernel_archs: the other runtimes (runtimes=True)
+RUNTIME_TRIALS = [
+    ("t8ort", {"prune_method": "structured", "prune_ratio": 0.3, "bits": 8, "kd_steps": 0, "runtime": "onnxruntime"},
+     0.985, 3500.0, 30.0, 0.412, "x86_64,arm64"),
+    ("t9cmp", {"prune_method": "structured", "prune_ratio": 0.3, "bits": 8, "kd_steps": 0, "runtime": "compiled"},
+     0.985, 4200.0, 25.0, 12.5, "x86_64"),
+    ("t10cmp", {"prune_method": "none", "prune_ratio": 0.0, "bits": 32, "kd_steps": 0, "runtime": "compiled"},
+     0.990, 600.0, 80.0, 9.8, "any"),
+]  # fmt: skip
+EAGER_STARTUP = "first batch of a fresh copy of the eager module (nothing to compile)"
 
 
-def _row(trial_id, knobs, quality, sps, p95, base_quality, traffic, catalog):
-    recipe = {**KNOBS, **knobs}
+def _eager(knobs: dict) -> tuple[float, str]:
+    """An eager trial's start-up seconds and kernel_archs: torch.ao's FX int8 is x86-only."""
+    return 0.05 + knobs["prune_ratio"] / 100, "x86_64" if knobs["bits"] == 8 else "any"
+
+
+def _row(trial_id, knobs, quality, sps, p95, base_quality, traffic, catalog, startup=0.05, archs="any"):
+    recipe = {**KNOBS, "runtime": "eager", **knobs}
     metrics = CandidateMetrics(
         throughput_sps=sps, batch_latency_p95_ms=p95, latency_p50_ms=1.0, latency_p95_ms=2.0, peak_mem_bytes=20_000_000,
         size_bytes=int(4_000_000 * recipe["bits"] / 32 * (1 - recipe["prune_ratio"] / 2)), device_kind="cpu",
-        device_name="Test CPU", cpu_threads=1, bits=recipe["bits"],
+        device_name="Test CPU", cpu_threads=1, bits=recipe["bits"], cpu_arch="x86_64",
+        cpu_archs=None if archs == "any" else archs.split(","),
     )  # fmt: skip
     cost = price_candidate(metrics, traffic, catalog)
     row = {
@@ -53,10 +73,13 @@ def _row(trial_id, knobs, quality, sps, p95, base_quality, traffic, catalog):
         "instance_throughput_sps": cost.throughput_sps,
         "replicas": cost.replicas, "monthly_usd": cost.monthly_usd, "projected": cost.projected, "feasible": cost.feasible,
         "cost_reason": cost.reason, "trial_seconds": 10.0, "fallbacks": "int4 fell back" if trial_id == "t5" else "",
+        "startup_seconds": startup, "kernel_archs": archs,
     }  # fmt: skip
     record = {"version": 1, "row": row, "recipe": recipe, "compression": {"steps": [], "fallbacks": []},
               "metrics": {"device": {"kind": "cpu", "name": "Test CPU", "arch": "x86_64", "capability": "AVX2", "threads": 1}},
               "quality": {"metric": "accuracy", "value": quality}, "cost": cost.model_dump(mode="json"),
+              "startup": {"seconds": startup, "runtime": recipe["runtime"], "method": EAGER_STARTUP
+                          if recipe["runtime"] == "eager" else f"{recipe['runtime']} build + first batch, timed while building"},
               "throughput": {"method": "ratio to the teacher × reference", "throughput_sps": sps, "ratio_to_teacher": sps / 400.0,
                              "ratio_rounds": [sps / 400.0] * 5, "teacher_reference_sps": 400.0, "raw_throughput_sps": sps,
                              "reference": {"throughput_sps": 400.0, "batch_shape": [64, 1, 8, 8], "host": "test-host",
@@ -65,18 +88,27 @@ def _row(trial_id, knobs, quality, sps, p95, base_quality, traffic, catalog):
     return row, record
 
 
-def make_run(folder: Path, name: str = "digits-fake-run", baseline_fast: bool = True, extra_rows: list | None = None) -> Path:
-    """Write a finished run folder; with baseline_fast=False the baseline misses the SLO (no savings figure)."""
+def make_run(
+    folder: Path, name: str = "digits-fake-run", baseline_fast: bool = True, extra_rows: list | None = None,
+    runtimes: bool = False,
+) -> Path:
+    """Write a finished run folder; with baseline_fast=False the baseline misses the SLO (no savings figure).
+
+    runtimes=True adds the compiled and ONNX Runtime trials, prices c7g (arm64) and raises peak traffic.
+    """
     root = folder / name
     (root / "trials").mkdir(parents=True)
-    traffic = Traffic(**TRAFFIC)
-    catalog = load_catalog(None, region="us-east-1", instance_filter=FILTER)
+    traffic_config = {**TRAFFIC, "peak_rps": RUNTIMES_PEAK_RPS} if runtimes else TRAFFIC
+    instance_filter = RUNTIMES_FILTER if runtimes else FILTER
+    traffic = Traffic(**traffic_config)
+    catalog = load_catalog(None, region="us-east-1", instance_filter=instance_filter)
     base_quality = FINISHED[0][2]
+    trials = [(*t, *_eager(t[1])) for t in FINISHED] + (RUNTIME_TRIALS if runtimes else [])
     rows, records = [], {}
-    for trial_id, knobs, quality, sps, p95 in FINISHED:
+    for trial_id, knobs, quality, sps, p95, startup, archs in trials:
         if trial_id == "t0base" and not baseline_fast:
             p95 = 400.0
-        row, record = _row(trial_id, knobs, quality, sps, p95, base_quality, traffic, catalog)
+        row, record = _row(trial_id, knobs, quality, sps, p95, base_quality, traffic, catalog, startup, archs)
         rows.append(row)
         records[row["recipe_key"]] = record
     rows.append({**KNOBS, "trial_id": "t6fail", "status": "failed", "prune_method": "semi_structured_2_4", "prune_ratio": 0.5,
@@ -102,16 +134,37 @@ def make_run(folder: Path, name: str = "digits-fake-run", baseline_fast: bool = 
     )  # fmt: skip
     frame.to_csv(root / "trials.csv", index=False)
     (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    config = {"task": {"name": "digits"}, "objective": {"metric": "accuracy", "max_quality_drop": 0.01}, "traffic": TRAFFIC,
-              "deployment": {"catalog": "bundled", "region": "us-east-1", "instance_filter": FILTER},
+    config = {"task": {"name": "digits"}, "objective": {"metric": "accuracy", "max_quality_drop": 0.01},
+              "traffic": traffic_config,
+              "deployment": {"catalog": "bundled", "region": "us-east-1", "instance_filter": instance_filter},
               "search": {"trials": len(rows), "sampler": "tpe", "seed": 0, "scheduler": "asha",
                          "resources_per_trial": {"cpu": 1.0, "gpu": 0.0}},
               "space": {"prune_method": {"choices": ["none", "structured", "unstructured"]},
-                        "kd_learning_rate": {"low": 0.0003, "high": 0.003, "log": True}}}  # fmt: skip
+                        "kd_learning_rate": {"low": 0.0003, "high": 0.003, "log": True},
+                        **({"runtime": {"choices": ["eager", "compiled", "onnxruntime"]}} if runtimes else {})}}  # fmt: skip
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     (root / "run.json").write_text(json.dumps({"run_id": name, "study_name": name}))
     for key, record in records.items():
         (root / "trials" / f"{key}.json").write_text(json.dumps(record, default=str))
+    return root
+
+
+def strip_runtimes(root: Path) -> Path:
+    """Make a fake run folder look like one written before runtimes: no runtime columns, keys or start-up records."""
+    frame = pd.read_csv(root / "trials.csv", dtype={"trial_id": str})
+    frame.drop(columns=["runtime", "startup_seconds", "kernel_archs"]).to_csv(root / "trials.csv", index=False)
+    summary = json.loads((root / "summary.json").read_text())
+    for candidate in [summary["baseline"], summary["recommended"], *summary["pareto"]]:
+        if candidate:
+            candidate.pop("runtime", None)
+            candidate.pop("startup_seconds", None)
+            candidate["knobs"].pop("runtime", None)
+    (root / "summary.json").write_text(json.dumps(summary, indent=2))
+    for path in (root / "trials").glob("*.json"):
+        record = json.loads(path.read_text())
+        record.pop("startup", None)
+        record["row"] = {k: v for k, v in record["row"].items() if k not in ("runtime", "startup_seconds", "kernel_archs")}
+        path.write_text(json.dumps(record))
     return root
 
 

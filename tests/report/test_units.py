@@ -114,7 +114,8 @@ def test_pareto_frame_is_the_front_cheapest_first_with_the_recommended_marked(fr
     assert str(front["replicas"].dtype) == "Int64"
     table = tables.pareto_table(frame, "s1")
     assert table.highlight == [False, True, False] and table.rows[1][0] == "s1 ★"
-    assert table.rows[1][5] == "2 × c7i.large" and table.rows[1][6] == "$200.00"
+    assert table.rows[1][6] == "2 × c7i.large" and table.rows[1][7] == "$200.00"
+    assert table.rows[1][2] == "eager PyTorch" and table.rows[1][9] == fmt.DASH  # a table from before runtimes: eager
 
 
 def test_failures_show_the_cause_without_terminal_codes(frame):
