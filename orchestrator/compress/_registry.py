@@ -39,6 +39,7 @@ class Context:
     device: torch.device
     on_eval: Callable[[int, float], None] | None = None
     eval_every: int = 0
+    serving_batch_size: int = 64  # the batch a runtime stage compiles for and times its cold start at
     notes: list[str] = field(default_factory=list)
 
 

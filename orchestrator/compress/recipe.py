@@ -21,12 +21,13 @@ from orchestrator.compress.prune import (
 )
 from orchestrator.compress.quantize import HalfPrecisionConfig, Int4WeightOnlyConfig, Int8Config
 from orchestrator.compress.transformer_prune import FFNPruneConfig, HeadPruneConfig, LayerDropConfig
+from orchestrator.runtimes._kernels import RUNTIME_BITS, Runtime
 from orchestrator.tasks.base import Task
 
 PruneMethod = Literal["none", "structured", "unstructured", "semi_structured_2_4"]
 Bits = Literal[32, 16, 8, 4]
 RECIPE_VERSION = 1
-LATER_KNOBS = ("prune_heads_ratio", "prune_ffn_ratio", "keep_layers", "kd_loss", "kd_hidden_weight")
+LATER_KNOBS = ("prune_heads_ratio", "prune_ffn_ratio", "keep_layers", "kd_loss", "kd_hidden_weight", "runtime")
 
 
 class Recipe(BaseModel):
@@ -52,6 +53,7 @@ class Recipe(BaseModel):
     kd_learning_rate: float = Field(1e-3, gt=0)
     kd_batch_size: int = Field(64, ge=1)
     qat: bool = False
+    runtime: Runtime = Field("eager", description="how the candidate is served: eager torch, torch.compile (inductor), or ONNX Runtime")
     seed: int = 0
 
     @model_validator(mode="before")
@@ -69,6 +71,11 @@ class Recipe(BaseModel):
             raise ValueError("prune_ratio: semi_structured_2_4 always prunes 50% (2 of every 4); set 0.5 or leave it out")
         if self.qat and self.bits > 8:
             raise ValueError(f"qat: quantization-aware training needs bits <= 8, got bits={self.bits}")
+        if self.runtime != "eager" and self.bits not in RUNTIME_BITS:
+            raise ValueError(
+                f"runtime: {self.runtime!r} serves float32 or int8 models (bits 32 or 8), got bits={self.bits}; "
+                "16-bit and int4 candidates run on the eager runtime"
+            )
         if self.qat and self.kd_steps == 0:
             raise ValueError("qat: quantization-aware training happens during distillation; set kd_steps > 0")
         return self
@@ -83,6 +90,8 @@ class Recipe(BaseModel):
 
     def stages(self) -> list[TechniqueConfig]:
         """The technique configs this recipe applies, in order."""
+        from orchestrator.runtimes import CompileConfig, OnnxRuntimeConfig, Pt2eInt8Config  # they register on the compress registry
+
         stages: list[TechniqueConfig] = []
         if self.keep_layers is not None:
             stages.append(LayerDropConfig(keep_layers=self.keep_layers))
@@ -114,10 +123,16 @@ class Recipe(BaseModel):
             )
         if self.bits == 16:
             stages.append(HalfPrecisionConfig())
-        elif self.bits == 8:
+        elif self.bits == 8 and self.runtime == "eager":
             stages.append(Int8Config())
+        elif self.bits == 8 and self.runtime == "compiled":
+            stages.append(Pt2eInt8Config())
         elif self.bits == 4:
             stages.append(Int4WeightOnlyConfig(group_size=self.int4_group_size))
+        if self.runtime == "compiled":
+            stages.append(CompileConfig())
+        elif self.runtime == "onnxruntime":  # ONNX Runtime quantizes its own graph: int8 is part of its stage
+            stages.append(OnnxRuntimeConfig(int8="auto" if self.bits == 8 else "none"))
         return stages
 
 
@@ -156,15 +171,20 @@ def apply_recipe(
     teacher: nn.Module | None = None,
     on_eval: Callable[[int, float], None] | None = None,
     eval_every: int = 0,
+    serving_batch_size: int = 64,
 ) -> Compressed:
     """Compress a copy of the task's teacher by the recipe: prune → distill → quantize.
 
     `on_eval(step, val_quality)` is called every `eval_every` distillation steps,
     so a scheduler can stop poor candidates early. The teacher is never modified.
+    A runtime stage (compiled, onnxruntime) compiles or opens its session for
+    `serving_batch_size` and times that cold start; it raises RuntimeFailed where it cannot run here.
     """
     device = torch.device(device)
     teacher = (teacher if teacher is not None else task.teacher()).eval()
-    ctx = Context(task=task, teacher=teacher, device=device, on_eval=on_eval, eval_every=eval_every)
+    ctx = Context(
+        task=task, teacher=teacher, device=device, on_eval=on_eval, eval_every=eval_every, serving_batch_size=serving_batch_size
+    )
     model = copy.deepcopy(teacher)
     steps: list[StepRecord] = []
     for config in recipe.stages():
@@ -187,6 +207,8 @@ def summarize_steps(recipe: Recipe, device: torch.device, steps: list[StepRecord
             record.quantized_layers = list(step.details.get("quantized_layers", []))
             record.float_layers = list(step.details.get("float_layers", []))
             record.deployed_size_bytes = step.details.get("packed_size_bytes")
+        if step.stage == "runtime" and "artifact_size_bytes" in step.details:
+            record.deployed_size_bytes = step.details["artifact_size_bytes"]  # the ONNX file ONNX Runtime serves
         if step.stage == "prune" and "sparse_size_bytes" in step.details:
             record.sparse_size_bytes = step.details["sparse_size_bytes"]
     return record

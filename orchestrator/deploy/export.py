@@ -34,11 +34,18 @@ from orchestrator.deploy.manifest import (
     Manifest,
     Program,
     QualityCheck,
+    ServingRuntime,
     TaskRef,
     TextInput,
     file_entries,
 )
-from orchestrator.deploy.programs import int8_fx_pt2_reason, onnx_fp32_program, onnx_int8_program, torch_export_program
+from orchestrator.deploy.programs import (
+    int8_fx_pt2_reason,
+    onnx_fp32_program,
+    onnx_int8_program,
+    runtime_program,
+    torch_export_program,
+)
 from orchestrator.deploy._errors import QualityMismatch
 from orchestrator.deploy.rebuild import Rebuilt, check_quality, check_steps, rebuild
 from orchestrator.deploy.runfolder import RunFolder, Trial, open_run
@@ -116,7 +123,8 @@ def export_trial(
     task = load_task(run.config.task.name, run.config.task.args, field="config.yaml task.name")
     progress(f"rebuilding trial {trial.trial_id} ({trial.recipe.key()}) from its recipe")
     rebuilt = rebuild(
-        task, trial.recipe, device=trial.record["compression"]["device"], threads=trial.row.get("threads")
+        task, trial.recipe, device=trial.record["compression"]["device"], threads=trial.row.get("threads"),
+        serving_batch_size=run.config.traffic.serving_batch_size,
     )
     recorded = run.meta.get("teacher_fingerprint")
     if recorded and recorded != rebuilt.teacher_fingerprint:
@@ -175,11 +183,18 @@ def write_export(
     progress: Callable[[str], None] = lambda message: None,
 ) -> Manifest:
     """Write every file of the export into root, manifest.json last, then load it back and compare."""
-    model = rebuilt.model.cpu().eval()
+    runtime_name = trial.recipe.runtime
+    served = rebuilt.model.cpu().eval()
+    eager = runtime_name == "eager"
+    # Another runtime serves its own program; the safetensors beside it hold the float weights it was built from.
+    model = served if eager else rebuilt.float_model
+    if model is None:
+        raise ExportError(f"runtime {runtime_name!r}: the rebuild kept no float model before the runtime stage")
+    weight_steps = rebuilt.steps if eager else [s for s in rebuilt.steps if s.stage not in ("quantize", "runtime")]
     inputs, _ = task.data("val")
     with torch.inference_mode():
         reference = run_model(model, inputs).float()  # one batch, as the loader's predict runs it
-    arch = architecture(task, rebuilt.steps, inputs, rebuilt.teacher_fingerprint)
+    arch = architecture(task, weight_steps, inputs, rebuilt.teacher_fingerprint)
     text = task.save_preprocessor(root / TOKENIZER_DIR)
     if text is not None:
         arch = arch.model_copy(update={"text": TextInput(tokenizer=TOKENIZER_DIR, **text)})
@@ -194,9 +209,25 @@ def write_export(
             f"{WEIGHTS_NAME}: the reloaded weights do not reproduce the model (max difference {(reloaded - reference).abs().max():.3g})"
         )
 
-    progress("writing runnable programs (torch.export, ONNX)")
-    programs = _programs(model, rebuilt, task, trial, arch.weights_format, inputs, reference, root)
-    runtime, why = _default_runtime(programs)
+    if eager:
+        progress("writing runnable programs (torch.export, ONNX)")
+        programs = _programs(model, rebuilt, task, trial, arch.weights_format, inputs, reference, root)
+        runtime, why = _default_runtime(programs)
+        serving = ServingRuntime(
+            name="eager", library="torch", version=torch.__version__,
+            program=next((p.file for p in programs if p.format == runtime and p.written), None), loader_runtime=runtime,  # type: ignore[arg-type]
+            startup_seconds=trial.row.get("startup_seconds"),
+        )  # fmt: skip
+    else:
+        progress(f"writing the {runtime_name} program the trial served, and loading it back")
+        program, serving = runtime_program(served, runtime_name, rebuilt.steps, task, inputs, root)
+        check_program_quality(program, trial, tolerance)
+        programs = [program]
+        runtime = serving.loader_runtime
+        why = (
+            f"the trial built, measured and priced this candidate on runtime {runtime_name!r}: {program.file} is that program "
+            f"(val {rebuilt.quality['metric']} {program.quality:.4f}); {WEIGHTS_NAME} holds the float weights it was built from"
+        )
     deployment = _deployment(trial)
     instance = _instance(run, deployment.instance_type)
     threads = int(trial.row.get("threads") or 1)
@@ -241,6 +272,7 @@ def write_export(
         programs=programs,
         default_runtime=runtime,  # type: ignore[arg-type]
         default_runtime_reason=why,
+        serving_runtime=serving,
         serve_config=SERVE_CONFIG_NAME,
         notes=_notes(trial, arch.weights_format, instance, deployment),
         versions=versions(),
@@ -251,13 +283,31 @@ def write_export(
     (root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
 
     progress("loading the export back and comparing its outputs")
-    for check in ("torch", runtime):
+    checks = ("torch", runtime) if eager else ("torch",)
+    for check in checks:
         outputs = load(root, runtime=check).predict(inputs)  # type: ignore[arg-type]
         if not torch.equal(outputs, reference):
             raise ExportError(
                 f"the export loaded with runtime {check!r} does not reproduce the model (max difference {(outputs - reference).abs().max():.3g})"
             )
+    if not eager:
+        loaded = load(root, runtime=runtime)  # type: ignore[arg-type]
+        value = task.evaluate(loaded.module, "val")["value"]
+        if abs(value - trial.quality) > tolerance + 1e-12:
+            raise QualityMismatch(
+                f"the export loaded with runtime {runtime!r} scores {value:.4f} on val; the trial measured {trial.quality:.4f} "
+                f"(tolerance {tolerance})"
+            )
     return manifest
+
+
+def check_program_quality(program: Program, trial: Trial, tolerance: float) -> None:
+    """A runtime's program must score as the trial measured, within the tolerance, before anything is published."""
+    if program.quality is not None and abs(program.quality - trial.quality) > tolerance + 1e-12:
+        raise QualityMismatch(
+            f"{program.file}: the program scores {program.quality:.4f} on val, the trial measured {trial.quality:.4f}; "
+            f"more than the tolerance of {tolerance}, so nothing was exported"
+        )
 
 
 def _programs(

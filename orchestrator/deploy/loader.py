@@ -16,8 +16,8 @@ from orchestrator.errors import InputError
 from orchestrator.safe_files import check_relative_path, join_inside
 from orchestrator.tasks.batches import run, to_device
 
-Runtime = Literal["auto", "torch", "torch_export", "onnx"]
-RUNTIMES = ("auto", "torch", "torch_export", "onnx")
+Runtime = Literal["auto", "torch", "torch_export", "compiled", "onnx"]
+RUNTIMES = ("auto", "torch", "torch_export", "compiled", "onnx")
 
 
 @dataclass
@@ -128,8 +128,10 @@ def load(
 
     runtime: "auto" (the manifest's default_runtime on the CPU, "torch" elsewhere), "torch"
     (the safetensors weights in the task's architecture: needs the task importable),
-    "torch_export" (model.pt2) or "onnx" (model.onnx, or model.int8.onnx for int8 candidates,
-    under ONNX Runtime); the programs were exported on the CPU and run there only.
+    "torch_export" (model.pt2), "compiled" (the .pt2 program, torch.compile'd with inductor at the
+    serving batch, as the trial measured it; PT2E int8 programs import torchao first) or "onnx"
+    (model.onnx, or model.int8.onnx for int8 candidates, under ONNX Runtime); the programs were
+    exported on the CPU and run there only.
     device: "cpu", "cuda", or "auto" (cuda where there is one and the weights run there).
     A tampered, truncated or missing file raises VerificationError.
     """
@@ -169,13 +171,18 @@ def _program_file(manifest: Manifest, formats: tuple[str, ...], runtime: str) ->
     )
 
 
-_RUNTIME_OF = {"torch_export": "torch_export", "onnx": "onnx", "onnx_int8_qdq": "onnx", "onnx_int8_dynamic": "onnx"}
+_RUNTIME_OF = {
+    "torch_export": "torch_export", "torch_export_pt2e_int8": "compiled", "onnx": "onnx", "onnx_int8_qdq": "onnx",
+    "onnx_int8_dynamic": "onnx",
+}  # fmt: skip
 
 
 def _module(root: Path, manifest: Manifest, runtime: str, device: torch.device) -> nn.Module:
     if runtime == "torch_export":
         name = _program_file(manifest, ("torch_export",), runtime)
         return torch.export.load(str(root / name)).module().to(device)
+    if runtime == "compiled":
+        return _compiled(root, manifest, device)
     if runtime == "onnx":
         from orchestrator.deploy.programs import OnnxModule
 
@@ -187,6 +194,22 @@ def _module(root: Path, manifest: Manifest, runtime: str, device: torch.device) 
 
     task = load_task(manifest.task.name, manifest.task.args, field="manifest task.name")
     return load_module(task, manifest.architecture, root / manifest.weights).to(device)
+
+
+def _compiled(root: Path, manifest: Manifest, device: torch.device) -> nn.Module:
+    """The .pt2 program compiled by inductor for the serving batch, as the trial served it (compiled now, not lazily)."""
+    from orchestrator.deploy.weights import example_inputs
+    from orchestrator.runtimes.compiled import compile_program
+
+    name = _program_file(manifest, ("torch_export_pt2e_int8", "torch_export"), "compiled")
+    if any(p.format == "torch_export_pt2e_int8" and p.file == name for p in manifest.programs):
+        import torchao.quantization.pt2e  # noqa: F401  (registers the quantized ops the program calls)
+    program = torch.export.load(str(root / name)).module().to(device)
+    settings = manifest.serving_runtime.settings if manifest.serving_runtime else {}
+    static_batch = int(settings.get("static_batch") or 1)
+    sequence_inputs = tuple(settings.get("sequence_inputs") or ())
+    example = example_inputs(manifest.architecture, n=static_batch)
+    return compile_program(program, example, sequence_inputs, freezing=bool(settings.get("freezing", True)))[0]
 
 
 def check_onnx_external_data(root: Path, name: str, manifest: Manifest) -> None:

@@ -55,7 +55,7 @@ class FileEntry(_Model):
 class Program(_Model):
     """A runnable program of the model (or why there is none in that format)."""
 
-    format: Literal["torch_export", "onnx", "onnx_int8_qdq", "onnx_int8_dynamic"]
+    format: Literal["torch_export", "torch_export_pt2e_int8", "onnx", "onnx_int8_qdq", "onnx_int8_dynamic"]
     file: str | None = None
     written: bool
     reason: str
@@ -134,6 +134,20 @@ class Architecture(_Model):
     text: TextInput | None = Field(None, description="set when the model takes text through a tokenizer shipped beside it")
 
 
+class ServingRuntime(_Model):
+    """The runtime the trial built, measured and priced the candidate on, and how to serve it the same way."""
+
+    name: Literal["eager", "compiled", "onnxruntime"]
+    library: str = Field(description="the library that runs it: torch or onnxruntime")
+    version: str | None
+    program: str | None = Field(None, description="the file this runtime serves (None: the safetensors weights)")
+    loader_runtime: Literal["torch", "torch_export", "compiled", "onnx"] = Field(
+        description="`load(..., runtime=...)` that serves it as measured"
+    )
+    settings: dict[str, Any] = {}
+    startup_seconds: float | None = Field(None, description="cold start the trial measured (compile or session + first batch)")
+
+
 class Deployment(_Model):
     """The cost model's answer for this candidate."""
 
@@ -164,8 +178,9 @@ class Manifest(_Model):
     architecture: Architecture
     weights: str = Field(description="the safetensors file")
     programs: list[Program]
-    default_runtime: Literal["torch", "torch_export", "onnx"]
+    default_runtime: Literal["torch", "torch_export", "compiled", "onnx"]
     default_runtime_reason: str
+    serving_runtime: ServingRuntime | None = Field(None, description="absent in exports written before runtimes were searched")
     serve_config: str
     notes: list[str] = []
     versions: dict[str, str | None]

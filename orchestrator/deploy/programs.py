@@ -7,18 +7,17 @@ with its difference, and a format that does not fit says why.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from orchestrator.deploy.manifest import Program
+from orchestrator.deploy._errors import ExportError
+from orchestrator.deploy.manifest import Program, ServingRuntime
+from orchestrator.runtimes._export import export_args, quiet
+from orchestrator.runtimes.onnx import OnnxModule, export_onnx, feeds, quantize_onnx  # noqa: F401  (re-exported)
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs, run, take
 
@@ -32,30 +31,6 @@ HALF_ONNX_REASON = (
 )
 
 
-def _export_args(inputs: Inputs, sequence_inputs: tuple[str, ...] = ()) -> tuple[tuple, dict, Any]:
-    """(args, kwargs, dynamic_shapes) for exporting with a dynamic batch (and sequence, for the task's sequence inputs)."""
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    example = take(inputs, slice(0, 2))
-    if isinstance(example, torch.Tensor):
-        return (example,), {}, ({0: batch},)
-    longest = max((example[n].shape[1] for n in sequence_inputs if n in example), default=2)
-    sequence = torch.export.Dim("sequence", min=2, max=max(longest, 3))
-    return (), dict(example), {name: ({0: batch, 1: sequence} if name in sequence_inputs else {0: batch}) for name in example}
-
-
-@contextlib.contextmanager
-def _quiet():
-    """torch.onnx and ONNX Runtime print progress lines; keep the CLI's output to what it reports."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        previous = logging.root.manager.disable
-        logging.disable(logging.WARNING)  # ONNX Runtime's quantizer logs advice on the root logger
-        try:
-            yield
-        finally:
-            logging.disable(previous)
-
-
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max()) if a.shape == b.shape else float("inf")
 
@@ -66,8 +41,8 @@ def torch_export_program(
     """model.pt2 with a dynamic batch dimension (and sequence length), loaded back and checked against the model's outputs."""
     path = out_dir / PT2_NAME
     try:
-        with _quiet():
-            args, kwargs, dynamic = _export_args(inputs, sequence_inputs)
+        with quiet():
+            args, kwargs, dynamic = export_args(inputs, sequence_inputs)
             program = torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=dynamic)
             torch.export.save(program, str(path))
             loaded = torch.export.load(str(path)).module()
@@ -110,48 +85,10 @@ def onnx_program(
     """Export a float model with torch.onnx (dynamo); returns (path or None, reason)."""
     path = out_dir / name
     try:
-        with _quiet():
-            args, kwargs, dynamic = _export_args(inputs, sequence_inputs)
-            exported = torch.onnx.export(
-                model.float().eval(), args, kwargs=kwargs, dynamic_shapes=dynamic, dynamo=True, verbose=False
-            )
-            exported.save(str(path))
+        return path, export_onnx(model, inputs, path, sequence_inputs)
     except Exception as exc:  # noqa: BLE001
         path.unlink(missing_ok=True)
         return None, f"not written: torch.onnx.export failed ({type(exc).__name__}: {str(exc).strip()[:300]})"
-    return path, "ONNX (torch.onnx dynamo exporter), dynamic batch" + (" and sequence length" if sequence_inputs else "")
-
-
-class OnnxModule(nn.Module):
-    """An ONNX file under ONNX Runtime's CPU provider, callable like a module (so a task can evaluate it)."""
-
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        super().__init__()
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.input_name = self.input_names[0]
-
-    def forward(self, x: torch.Tensor | None = None, **named: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, feeds(self.input_names, x if x is not None else named))[0])
-
-
-def feeds(input_names: list[str], batch: Inputs) -> dict[str, np.ndarray]:
-    """ONNX Runtime's input dict for a batch: one tensor for a one-input graph, else the named tensors it asks for."""
-    def array(t: torch.Tensor) -> np.ndarray:
-        t = t.detach().cpu().contiguous()
-        return (t.float() if t.is_floating_point() else t).numpy()
-
-    if isinstance(batch, torch.Tensor):
-        return {input_names[0]: array(batch)}
-    missing = [n for n in input_names if n not in batch]
-    if missing:
-        raise ValueError(f"the ONNX program expects inputs {input_names}; missing {missing}")
-    return {name: array(batch[name]) for name in input_names}
 
 
 def onnx_fp32_program(
@@ -179,42 +116,17 @@ def onnx_int8_program(
     float_model: nn.Module, task: Task, inputs: Inputs, out_dir: Path, calibration: list[Inputs], dynamic: bool = False
 ) -> Program:
     """model.int8.onnx: the float model before quantization, quantized by ONNX Runtime (static QDQ, or dynamic)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    mode = "dynamic" if dynamic else "static"
+
+    def quantize(source: Path, dest: Path) -> None:
+        quantize_onnx(source, dest, mode, calibration)
 
     if dynamic:
-        def quantize(source: Path, dest: Path) -> None:
-            quantize_dynamic(str(source), str(dest), per_channel=True, weight_type=QuantType.QInt8)
-
         return _onnx_int8(
             float_model, task, inputs, out_dir, "onnx_int8_dynamic", "quantize_dynamic", quantize,
             "ONNX Runtime int8 (dynamic, per-channel weights; it also stores embedding tables in int8): a separate "
             "int8 program that runs on x86 and arm64",
         )  # fmt: skip
-
-    def quantize(source: Path, dest: Path) -> None:
-        import onnx
-
-        input_names = [i.name for i in onnx.load(str(source), load_external_data=False).graph.input]
-
-        class _Reader(CalibrationDataReader):
-            def __init__(self) -> None:
-                self._batches = iter(calibration)
-
-            def get_next(self) -> dict[str, np.ndarray] | None:
-                batch = next(self._batches, None)
-                return None if batch is None else feeds(input_names, batch)
-
-        quantize_static(
-            str(source),
-            str(dest),
-            _Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            reduce_range=True,  # without it ONNX Runtime's int8 lost ~0.8 points on this CPU (FIELD-NOTES)
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
-
     return _onnx_int8(
         float_model, task, inputs, out_dir, "onnx_int8_qdq", "quantize_static", quantize,
         "ONNX Runtime int8 (static QDQ, per-channel weights, reduce_range, calibrated on the same training "
@@ -240,7 +152,7 @@ def _onnx_int8(
         return Program(format=fmt, written=False, reason=reason)
     path = out_dir / ONNX_INT8_NAME
     try:
-        with _quiet():
+        with quiet():
             quantize(float_path, path)
     except Exception as exc:  # noqa: BLE001
         path.unlink(missing_ok=True)
@@ -257,3 +169,96 @@ def _onnx_int8(
         quality=quality,
         reason=f"{what}; its own val quality is {quality:.4f} (its outputs are not identical to the torch int8 model's)",
     )
+
+
+PT2E_NAME = "model.int8.pt2"
+
+
+def runtime_program(served: nn.Module, runtime: str, steps: list, task: Task, inputs: Inputs, out_dir: Path) -> tuple[Program, ServingRuntime]:
+    """The artifact the trial's runtime served (a .pt2 to compile, or the ONNX file), written, loaded back and judged on val."""
+    step = next(s for s in steps if s.stage == "runtime")
+    with torch.inference_mode():
+        reference = run(served, inputs).float()
+    if runtime == "compiled":
+        return _compiled_program(served, step, steps, task, inputs, reference, out_dir)
+    return _onnxruntime_program(served, step, task, inputs, reference, out_dir)
+
+
+def _compiled_program(served, step, steps, task: Task, inputs: Inputs, reference: torch.Tensor, out_dir: Path) -> tuple[Program, ServingRuntime]:
+    from orchestrator.runtimes.compiled import compile_program
+
+    int8 = any(s.stage == "quantize" and s.technique.startswith("int8_pt2e") for s in steps)
+    name, fmt = (PT2E_NAME, "torch_export_pt2e_int8") if int8 else (PT2_NAME, "torch_export")
+    path = out_dir / name
+    settings = {
+        "backend": step.details.get("backend", "inductor"), "freezing": bool(step.details.get("freezing", True)),
+        "static_batch": int(step.details["static_batch"]), "sequence_inputs": list(step.details.get("sequence_inputs", [])),
+        "dynamic": False,
+    }  # fmt: skip
+    try:
+        with quiet():
+            args, kwargs, dynamic = export_args(inputs, task.sequence_inputs)
+            program = torch.export.export(served.inspect_module, args, kwargs=kwargs, dynamic_shapes=dynamic)
+            torch.export.save(program, str(path))
+            loaded = torch.export.load(str(path)).module()
+        example = take(inputs, slice(0, 1))
+        example = _repeat(example, settings["static_batch"])
+        module, _ = compile_program(loaded, example, task.sequence_inputs, freezing=settings["freezing"])
+        with torch.inference_mode():
+            outputs = run(module, inputs)
+        quality = task.evaluate(module, "val")["value"]
+    except Exception as exc:  # noqa: BLE001
+        path.unlink(missing_ok=True)
+        raise ExportError(f"runtime 'compiled': the program could not be exported and compiled back ({type(exc).__name__}: {str(exc).strip()[:300]})") from exc
+    diff = _max_diff(outputs, reference)
+    what = "torchao PT2E int8 program (x86 inductor quantizer), float weights it no longer reads stripped" if int8 else "torch.export program"
+    program = Program(
+        format=fmt, file=name, written=True, max_abs_diff=diff, quality=quality,
+        reason=(
+            f"{what}, dynamic batch{' and sequence length' if task.sequence_inputs else ''}; served by torch.compile "
+            f"(inductor, freezing) at batch {settings['static_batch']}, as the trial measured it; loaded and compiled "
+            f"back, it is within {diff:.2g} of the rebuilt candidate on the val split"
+        ),
+    )  # fmt: skip
+    serving = ServingRuntime(
+        name="compiled", library="torch", version=torch.__version__, program=name, loader_runtime="compiled",
+        settings=settings, startup_seconds=step.details.get("startup_seconds"),
+    )  # fmt: skip
+    return program, serving
+
+
+def _repeat(example: Inputs, n: int) -> Inputs:
+    if isinstance(example, torch.Tensor):
+        return example.expand(n, *example.shape[1:]).contiguous()
+    return {k: v.expand(n, *v.shape[1:]).contiguous() for k, v in example.items()}
+
+
+def _onnxruntime_program(served, step, task: Task, inputs: Inputs, reference: torch.Tensor, out_dir: Path) -> tuple[Program, ServingRuntime]:
+    import shutil
+
+    import onnxruntime
+
+    mode = step.details.get("int8", "none")
+    fmt = {"none": "onnx", "static": "onnx_int8_qdq", "dynamic": "onnx_int8_dynamic"}[mode]
+    files = served.files()
+    name = ONNX_NAME if mode == "none" or len(files) > 1 else ONNX_INT8_NAME  # external data keeps the name it was written with
+    for source in files:
+        shutil.copyfile(source, out_dir / (name if source == served.path else source.name))
+    module = OnnxModule(out_dir / name, threads=served.threads, graph_optimization=served.graph_optimization)
+    with torch.inference_mode():
+        outputs = run(module, inputs)
+    diff = _max_diff(outputs, reference)
+    quality = task.evaluate(module, "val")["value"]
+    program = Program(
+        format=fmt, file=name, written=True, max_abs_diff=diff, quality=quality,
+        reason=f"the ONNX Runtime program the trial served: {step.details.get('how', 'ONNX')}; loaded back, within {diff:.2g} of it on the val split",
+    )  # fmt: skip
+    serving = ServingRuntime(
+        name="onnxruntime", library="onnxruntime", version=onnxruntime.__version__, program=name, loader_runtime="onnx",
+        settings={
+            "provider": "CPUExecutionProvider", "int8": mode, "graph_optimization": served.graph_optimization,
+            "intra_op_num_threads": served.threads, "how": step.details.get("how"), "kernel_archs": step.details.get("kernel_archs"),
+        },
+        startup_seconds=step.details.get("startup_seconds"),
+    )  # fmt: skip
+    return program, serving

@@ -27,10 +27,11 @@ from orchestrator.compress import (
 )
 from orchestrator._threads import torch_threads
 from orchestrator.deploy._errors import ExportError, QualityMismatch
+from orchestrator.runtimes import CompileConfig, OnnxRuntimeConfig, Pt2eInt8Config
 from orchestrator.tasks.base import Quality, Task
 from orchestrator.tasks.checkpoint import tensor_fingerprint as fingerprint
 
-QUANTIZE_CONFIGS = (HalfPrecisionConfig, Int8Config, Int4WeightOnlyConfig)
+QUANTIZE_CONFIGS = (HalfPrecisionConfig, Int8Config, Int4WeightOnlyConfig, Pt2eInt8Config, CompileConfig, OnnxRuntimeConfig)
 
 
 @dataclass
@@ -55,7 +56,7 @@ def resolve_device(recorded: str) -> torch.device:
     return device
 
 
-def rebuild(task: Task, recipe: Recipe, device: str = "cpu", threads: int | None = None) -> Rebuilt:
+def rebuild(task: Task, recipe: Recipe, device: str = "cpu", threads: int | None = None, serving_batch_size: int = 64) -> Rebuilt:
     """Apply the recipe's stages to a copy of the task's teacher; evaluate the result on the val split."""
     dev = resolve_device(device)
     teacher = task.teacher().eval()
@@ -65,20 +66,20 @@ def rebuild(task: Task, recipe: Recipe, device: str = "cpu", threads: int | None
             compressed = apply_recipe(task, recipe, device=dev, teacher=teacher)  # it also swaps in sparse kernels
             model, float_model, steps = compressed.model, None, compressed.record.steps
         else:
-            model, float_model, steps = _stages(task, recipe, dev, teacher)
+            model, float_model, steps = _stages(task, recipe, dev, teacher, serving_batch_size)
         quality = task.evaluate(model, "val")
     return Rebuilt(model=model, float_model=float_model, steps=steps, quality=quality, teacher_fingerprint=teacher_fp)
 
 
 def _stages(
-    task: Task, recipe: Recipe, device: torch.device, teacher: nn.Module
+    task: Task, recipe: Recipe, device: torch.device, teacher: nn.Module, serving_batch_size: int = 64
 ) -> tuple[nn.Module, nn.Module | None, list[StepRecord]]:
-    ctx = Context(task=task, teacher=teacher, device=device)
+    ctx = Context(task=task, teacher=teacher, device=device, serving_batch_size=serving_batch_size)
     model = copy.deepcopy(teacher)
     float_model = None
     steps: list[StepRecord] = []
     for config in recipe.stages():
-        if isinstance(config, QUANTIZE_CONFIGS):
+        if isinstance(config, QUANTIZE_CONFIGS) and float_model is None:  # the float weights before quantize or runtime
             float_model = copy.deepcopy(model).cpu().eval()
         model, step = apply_technique(model, config, ctx)
         steps.append(step)

@@ -84,6 +84,9 @@ def _cpu_model_name() -> str:
 
 def count_params(model: nn.Module) -> tuple[int, int]:
     """(parameters, nonzero parameters) of conv/linear/norm weights and biases, quantized layers included."""
+    counted = getattr(model, "counted_params", None)
+    if counted is not None:  # a PT2E int8 program, counted on the float model it was converted from
+        return tuple(counted)  # type: ignore[return-value]
     total = nonzero = 0
     for module in model.modules():
         for tensor in _own_weights(module):
@@ -197,9 +200,24 @@ def _storage_bytes(tensor: torch.Tensor) -> int:
         return tensor.numel() * tensor.element_size()
 
 
+def inspectable(model: nn.Module) -> nn.Module:
+    """The module torch can analyse eagerly: a compiled or ONNX Runtime program's `inspect_module`, else the model."""
+    return getattr(model, "inspect_module", None) or model
+
+
 @torch.inference_mode()
 def peak_memory_bytes(model: nn.Module, batch: Inputs) -> int:
-    """Weights plus peak live activations of one forward pass at this batch (see module docstring)."""
+    """Weights plus peak live activations of one forward pass at this batch (see module docstring).
+
+    A compiled or ONNX Runtime program hides its allocations from torch's dispatcher: its own
+    weights (`weights_nbytes()`) plus the activations of its eager program (`inspect_module`) count.
+    """
+    inner = inspectable(model)
+    if inner is not model and hasattr(model, "weights_nbytes"):
+        tracker = _LiveBytes(preexisting=(*tensors(batch), *inner.parameters(), *inner.buffers()))
+        with tracker:
+            run(inner, batch)
+        return int(model.weights_nbytes()) + nbytes(batch) + tracker.peak
     device = model_device(model)
     batch = to_device(batch, device)
     if device.type == "cuda":
@@ -284,7 +302,7 @@ def measure(
         torch.set_num_threads(threads)
     model.eval()
     device = model_device(model)
-    params, nonzero = count_params(model)
+    params, nonzero = count_params(inspectable(model))
     ratio_rounds: list[float] = []
     if reference is None:
         batch_times = time_batches(model, example_batch, batch_repeats)
@@ -305,7 +323,7 @@ def measure(
         latency_p50_ms=percentile(single_times, 50) * 1e3,
         latency_p95_ms=percentile(single_times, 95) * 1e3,
         serving_batch_size=n,
-        flops_per_sample=flops_per_sample(model, take(example_batch, slice(0, 8))),
+        flops_per_sample=flops_per_sample(inspectable(model), take(example_batch, slice(0, 8))),
         device=device_info(device),
         throughput_ratio_to_reference=statistics.median(ratio_rounds) if ratio_rounds else None,
         throughput_ratio_rounds=[round(r, 4) for r in ratio_rounds],

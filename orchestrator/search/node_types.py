@@ -71,7 +71,7 @@ def _measure_here(task: Any, recipe_json: dict, settings_json: dict, serving_bat
     settings = SearchSettings.model_validate(settings_json)
     with torch_threads(threads):
         teacher = task.teacher()
-        compressed = apply_recipe(task, recipe, device=torch.device("cpu"), teacher=teacher)
+        compressed = apply_recipe(task, recipe, device=torch.device("cpu"), teacher=teacher, serving_batch_size=serving_batch)
         batch = task.example_batch(serving_batch)
         measured = measure_candidate(compressed, teacher, batch, settings, threads, teacher_fingerprint=teacher_fingerprint)
     metrics = candidate_metrics(measured, recipe.bits, instance_type, kernel_archs(compressed.record.steps))

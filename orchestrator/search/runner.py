@@ -27,7 +27,7 @@ from orchestrator.cost.catalog import Catalog, load_catalog
 from orchestrator.errors import InputError, UnsafeFile
 from orchestrator.safe_files import read_json
 from orchestrator.search.local_ray import init_embedded_ray
-from orchestrator.search.space import check_space_fits
+from orchestrator.search.space import check_runtimes, check_space_fits
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.checkpoint import tensor_fingerprint
 from orchestrator.tasks.registry import load_task
@@ -86,6 +86,7 @@ def prepare(config: SearchConfig) -> Prepared:
     if config.objective.metric != task.metric:
         raise InputError(f"objective.metric: task {config.task.name!r} measures {task.metric!r}, not {config.objective.metric!r}")
     check_space_fits(config.space, task)
+    check_runtimes(config.space, config.search.device, config.search.resources_per_trial.gpu)
     catalog_path = None
     if config.deployment.catalog != "bundled":
         catalog_path = Path(config.deployment.catalog)

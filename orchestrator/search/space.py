@@ -4,6 +4,9 @@ Knobs only exist where they matter: prune_ratio only when something is pruned,
 distillation settings only when kd_steps > 0, qat only when bits <= 8 and there
 is distillation to run it in.
 
+The runtime (eager, compiled, onnxruntime) is sampled only for float32 and int8
+candidates: 16-bit and fake-quantized int4 ones are served eagerly.
+
 Numeric choices ({choices: [32, 16, 8, 4]}) are ordered: Optuna samples the
 position in the sorted values as an integer named `<knob>_index`, so TPE, GP
 and NSGA-II see that 8 bits lies between 4 and 16 (a categorical knob would
@@ -27,10 +30,11 @@ from orchestrator.compress.recipe import INDEX_SUFFIX, Recipe, knob_of_param  # 
 from orchestrator.compress.transformer_prune import encoder_layers
 from orchestrator.config import Choices, Knob, Range, knob_values
 from orchestrator.errors import InputError
+from orchestrator.runtimes._kernels import RUNTIME_BITS
 
 BASELINE: dict[str, Any] = {
     "prune_method": "none", "prune_ratio": 0.0, "bits": 32, "kd_steps": 0, "qat": False,
-    "prune_heads_ratio": 0.0, "prune_ffn_ratio": 0.0, "keep_layers": None,
+    "prune_heads_ratio": 0.0, "prune_ffn_ratio": 0.0, "keep_layers": None, "runtime": "eager",
 }  # fmt: skip
 INTEGER_KNOBS = {name for name, f in Recipe.model_fields.items() if f.annotation in (int, int | None)}
 KD_KNOBS = ("kd_temperature", "kd_alpha", "kd_loss", "kd_hidden_weight", "kd_learning_rate", "kd_batch_size")
@@ -94,6 +98,10 @@ class DefineByRun:
         bits = pick("bits")
         if bits == 4:
             pick("int4_group_size")
+        if bits in RUNTIME_BITS:
+            fixed["runtime"] = pick("runtime")
+        else:
+            fixed["runtime"] = "eager"  # bf16 and int4 are served eagerly only
         steps = pick("kd_steps")
         fixed["kd_steps"] = steps
         if steps > 0:
@@ -108,7 +116,7 @@ class DefineByRun:
 def baseline_point(space: dict[str, Knob]) -> dict[str, Any]:
     """The teacher's values of the sampled top-level knobs whose domains hold them: trial 0's enqueued params."""
     point = {}
-    for name in ("prune_method", "bits", "kd_steps", "prune_heads_ratio", "prune_ffn_ratio"):
+    for name in ("prune_method", "bits", "kd_steps", "prune_heads_ratio", "prune_ffn_ratio", "runtime"):
         knob, value = space.get(name), BASELINE[name]
         if isinstance(knob, Choices) and value in knob.choices:
             param, options, values = choice_param(name, knob)
@@ -177,3 +185,19 @@ def check_space_fits(space: dict[str, Knob], task: Any) -> None:
     for keep in knob_values(space["keep_layers"]) if "keep_layers" in space else []:
         if keep is not None and not 1 <= int(keep) <= len(layers):
             raise InputError(f"space.keep_layers: {keep} layers asked for; the encoder has {len(layers)}, so 1..{len(layers)}")
+
+
+def check_runtimes(space: dict[str, Knob], device: str, gpu: float) -> None:
+    """A runtime other than eager needs bits 32 or 8 among the choices; ONNX Runtime runs on the CPU only."""
+    runtimes = set(knob_values(space["runtime"])) if "runtime" in space else {"eager"}
+    bits = set(knob_values(space["bits"])) if "bits" in space else {32}
+    if runtimes - {"eager"} and not bits & set(RUNTIME_BITS):
+        raise InputError(
+            f"space.runtime: {sorted(runtimes - {'eager'})} serve float32 or int8 models, and space.bits offers only "
+            f"{sorted(bits)}; add 32 or 8 to space.bits, or search runtime eager"
+        )
+    if "onnxruntime" in runtimes and (device == "cuda" or gpu > 0):
+        raise InputError(
+            "space.runtime: 'onnxruntime' runs on ONNX Runtime's CPU provider, and this search runs trials on a GPU "
+            "(search.device / search.resources_per_trial.gpu); search eager or compiled there"
+        )

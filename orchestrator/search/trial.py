@@ -14,11 +14,10 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
-from orchestrator.compress import StepRecord
 from orchestrator.compress.recipe import apply_recipe
 from orchestrator.config import SearchSettings
 from orchestrator.cost.catalog import Catalog
@@ -26,6 +25,7 @@ from orchestrator.cost.model import CandidateMetrics, CostResult, price_candidat
 from orchestrator.cost.traffic import Traffic
 from orchestrator.errors import UnsafeFile
 from orchestrator.measure import Metrics, ReferenceThroughput, measure, reference_throughput
+from orchestrator.runtimes import kernel_archs, startup_seconds  # noqa: F401  (kernel_archs: re-exported)
 from orchestrator.safe_files import read_json
 from orchestrator.search.space import recipe_from_config
 from orchestrator.tasks.base import Task, model_device
@@ -101,9 +101,13 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         tune.report({"quality": value, "kd_step": step, "final": False, "objective_monthly_usd": NO_PRICE_USD})
 
     teacher = task.teacher()
-    compressed = apply_recipe(task, recipe, device=device, teacher=teacher, on_eval=on_eval, eval_every=context.settings.eval_every_steps)
+    compressed = apply_recipe(
+        task, recipe, device=device, teacher=teacher, on_eval=on_eval, eval_every=context.settings.eval_every_steps,
+        serving_batch_size=context.traffic.serving_batch_size,
+    )  # fmt: skip
     quality = task.evaluate(compressed.model, "val")
     batch = task.example_batch(context.traffic.serving_batch_size)
+    startup, startup_method = startup_seconds(compressed.model, compressed.record.steps, batch)
     measured = measure_candidate(compressed, teacher, batch, context.settings, threads, teacher_fingerprint=context.teacher_fingerprint)
     cost = price_candidate(
         candidate_metrics(measured, recipe.bits, context.measured_instance_type, kernel_archs(compressed.record.steps)),
@@ -113,6 +117,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     )
     metrics = measured.metrics
     row = final_row(config, recipe, quality, measured, cost, compressed.record, context)
+    row["startup_seconds"] = round(startup, 3)
     row["trial_seconds"] = round(time.perf_counter() - started, 3)
     write_record(
         record_path(context.records_dir, recipe.key()),
@@ -123,6 +128,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             "compression": json.loads(compressed.record.to_json()),
             "metrics": metrics.model_dump(mode="json"),
             "throughput": measured.describe(),
+            "startup": {"seconds": round(startup, 3), "method": startup_method, "runtime": recipe.runtime},
             "quality": dict(quality),
             "cost": cost.model_dump(mode="json"),
         },
@@ -196,14 +202,6 @@ def candidate_metrics(measured: Measured, bits: int, measured_instance_type: str
     )
 
 
-def kernel_archs(steps: Iterable[StepRecord]) -> list[str] | None:
-    """CPU architectures a compressed model's kernels need: torch.ao's x86 int8 backend is x86-only."""
-    for step in steps:
-        if step.stage == "quantize" and step.details.get("backend") in ("x86", "fbgemm"):
-            return ["x86_64"]
-    return None
-
-
 def final_row(config, recipe, quality, measured: Measured, cost: CostResult, record, context: TrialContext) -> dict[str, Any]:
     """The flat result a finished trial reports: every trials.csv column it can know."""
     metrics = measured.metrics
@@ -243,6 +241,7 @@ def final_row(config, recipe, quality, measured: Measured, cost: CostResult, rec
         "device_capability": metrics.device.capability,
         "threads": metrics.device.threads,
         "accelerated": record.accelerated,
+        "kernel_archs": ",".join(kernel_archs(record.steps) or ["any"]),
         "fallbacks": " | ".join(record.fallbacks),
         "instance_type": cost.instance_type,
         "instance_throughput_sps": cost.throughput_sps,

@@ -1,0 +1,229 @@
+"""The `compiled` runtime: torch.compile with inductor, and int8 through torchao's PT2E flow for it.
+
+int8: torch.export → prepare_pt2e with the X86InductorQuantizer → calibrate on the
+task's calibration batches → convert_pt2e. The converted program runs eagerly
+(slowly: its int8 ops are reference decompositions) until inductor fuses them
+into oneDNN int8 kernels, which it does only with `freezing` on (the weights
+become constants it can prepack). So the compile stage freezes by default.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
+from orchestrator.runtimes._export import export_args, quiet
+from orchestrator.runtimes._kernels import RuntimeFailed, first_line
+from orchestrator.tasks.base import model_device
+from orchestrator.tasks.batches import Inputs, batch_size, run, take, to_device
+
+COMPILE_CACHE_OFF = {"fx_graph_cache": False, "autotune_local_cache": False}  # cold start, as a new replica sees it
+
+
+class Pt2eInt8Config(TechniqueConfig):
+    """int8 for the compiled runtime: torchao PT2E with the x86 inductor quantizer (static for convs, dynamic for Linear-only models)."""
+
+    mode: Literal["auto", "static", "dynamic"] = "auto"
+    calibration_batches: int = Field(8, ge=1)
+    calibration_batch_size: int = Field(64, ge=1)
+
+
+class CompileConfig(TechniqueConfig):
+    """torch.compile with inductor; weights frozen (constant-folded, prepacked for oneDNN); batch and sequence dynamic."""
+
+    backend: Literal["inductor"] = "inductor"
+    mode: Literal["default", "max-autotune-no-cudagraphs"] = "default"
+    freezing: bool = True
+
+
+class CompiledModule(nn.Module):
+    """A torch.compile'd program served at one static shape; `inspect_module` is the program torch can analyse eagerly.
+
+    Inductor's int8 lowerings do not take dynamic shapes here, and every new shape would
+    recompile, so the program is compiled once for the serving batch (and sequence length),
+    as a fixed-batch server runs it: a smaller batch is padded up to it (sequence inputs with
+    zeros, which the attention mask ignores), a larger one is served in slices of it.
+    """
+
+    def __init__(self, program: nn.Module, compiled: Any, inductor_options: dict[str, Any], example: Inputs,
+                 sequence_inputs: tuple[str, ...] = ()) -> None:  # fmt: skip
+        super().__init__()
+        self.inspect_module = program
+        self.inductor_options = dict(inductor_options)
+        self.static_batch = batch_size(example)
+        self.static_shapes = {name: tuple(t.shape[1:]) for name, t in _named(example).items()}
+        self.sequence_inputs = tuple(sequence_inputs)
+        object.__setattr__(self, "_compiled", compiled)  # not a submodule: its weights are the program's
+
+    def forward(self, x: torch.Tensor | None = None, **named: torch.Tensor) -> torch.Tensor:
+        import torch._inductor.config as inductor_config
+
+        inputs: Inputs = x if x is not None else named
+        n = batch_size(inputs)
+        outputs = []
+        # Inductor reads these when it compiles, inside a call; torch.compile's own `options`
+        # do not reach freezing's constant folding of int8 weights, so they are patched here.
+        with inductor_config.patch(self.inductor_options):
+            for start in range(0, n, self.static_batch):
+                chunk = take(inputs, slice(start, start + self.static_batch))
+                rows = batch_size(chunk)
+                outputs.append(run(self._compiled, self._pad(chunk))[:rows])
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+    def _pad(self, chunk: Inputs) -> Inputs:
+        padded = {}
+        for name, t in _named(chunk).items():
+            want = self.static_shapes[name]
+            if name in self.sequence_inputs and t.dim() > 1 and t.shape[1] < want[0]:
+                t = torch.nn.functional.pad(t, (0, want[0] - t.shape[1]))
+            if len(t) < self.static_batch:
+                t = torch.cat([t, t[-1:].expand(self.static_batch - len(t), *t.shape[1:])])
+            padded[name] = t
+        return padded[""] if isinstance(chunk, torch.Tensor) else padded
+
+    def weights_nbytes(self) -> int:
+        """Bytes of the program's weights (int8 values and scales for a PT2E int8 program)."""
+        from orchestrator.measure.metrics import weights_bytes
+
+        return weights_bytes(self.inspect_module)
+
+
+def _named(inputs: Inputs) -> dict[str, torch.Tensor]:
+    return {"": inputs} if isinstance(inputs, torch.Tensor) else dict(inputs)
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+@register(Pt2eInt8Config)
+def pt2e_int8(model: nn.Module, config: Pt2eInt8Config, ctx: Context) -> tuple[nn.Module, StepRecord]:
+    """int8 through torchao PT2E for inductor on the CPU; on CUDA, torchao's int8 (torch.compile fuses it there)."""
+    model = model.eval()
+    if ctx.device.type == "cuda":
+        from orchestrator.compress.quantize import _int8_torchao
+
+        return _int8_torchao(model.to(ctx.device), config)  # type: ignore[arg-type]
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer,
+        get_default_x86_inductor_quantization_config,
+    )
+
+    model = model.cpu()
+    mode = config.mode if config.mode != "auto" else ("static" if _has_conv(model) else "dynamic")
+    layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
+    calibration = ctx.task.calibration_batches(config.calibration_batches, config.calibration_batch_size)
+    try:
+        with quiet():
+            args, kwargs, dynamic = export_args(calibration[0], ctx.task.sequence_inputs)
+            program = torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=dynamic).module()
+            quantizer = X86InductorQuantizer()
+            quantizer.set_global(get_default_x86_inductor_quantization_config(is_dynamic=mode == "dynamic"))
+            prepared = prepare_pt2e(program, quantizer)
+            with torch.inference_mode():
+                for batch in calibration:
+                    run(prepared, batch)
+            converted = convert_pt2e(prepared)
+    except Exception as exc:  # noqa: BLE001  (torch.export cannot trace every model)
+        raise RuntimeFailed(f"runtime 'compiled': torchao PT2E int8 failed ({first_line(exc)})") from exc
+    from orchestrator.measure.metrics import count_params
+
+    converted.counted_params = count_params(model)  # its int8 weights are graph constants, not parameters
+    stripped = strip_unused_weights(converted)
+    allow_exported_model_train_eval(converted)  # task.evaluate calls .eval(); PT2E programs refuse it otherwise
+    details = {
+        "backend": "x86_inductor",
+        "mode": mode,
+        "quantized_layers": layers,
+        "float_layers": [],
+        "accelerated": True,
+        "library": "torchao.quantization.pt2e (X86InductorQuantizer, default config)",
+        "stripped_float_weights": stripped,
+    }
+    return converted, StepRecord(stage="quantize", technique=f"int8_pt2e_{mode}", config=config.model_dump(), details=details)
+
+
+def strip_unused_weights(program: torch.fx.GraphModule) -> int:
+    """Drop the float weights convert_pt2e left behind (its graph reads the int8 copies); returns how many."""
+    used = {node.target for node in program.graph.nodes if node.op == "get_attr"}
+    removed = 0
+    for name in [n for n, _ in program.named_parameters()] + [n for n, _ in program.named_buffers()]:
+        if name not in used:
+            owner, _, attr = name.rpartition(".")
+            module = program.get_submodule(owner) if owner else program
+            delattr(module, attr)
+            removed += 1
+    return removed
+
+
+def compile_program(program: nn.Module, example: Inputs, sequence_inputs: tuple[str, ...] = (), freezing: bool = True,
+                    backend: str = "inductor", mode: str = "default") -> tuple[CompiledModule, float]:  # fmt: skip
+    """torch.compile a program for the shape of `example` and run that batch now; returns it and the seconds taken.
+
+    Raises RuntimeFailed (naming a missing C++ compiler where that is the cause) when inductor cannot compile it.
+    """
+    if isinstance(program, torch.fx.GraphModule):
+        from torchao.quantization.pt2e import allow_exported_model_train_eval
+
+        allow_exported_model_train_eval(program)  # exported programs refuse .eval(), which tasks call
+    options = {"freezing": freezing, **COMPILE_CACHE_OFF}
+    device = model_device(program)
+    try:
+        started = time.perf_counter()
+        compiled = torch.compile(program, backend=backend, mode=None if mode == "default" else mode, dynamic=False)
+        wrapped = CompiledModule(program, compiled, options, example, sequence_inputs)
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            run(wrapped, to_device(example, device))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return wrapped, time.perf_counter() - started
+    except RuntimeFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeFailed(compile_failure(exc)) from exc
+
+
+@register(CompileConfig)
+def compile_model(model: nn.Module, config: CompileConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
+    """torch.compile the model and run one serving batch now, so compile failures and cold-start time show at build."""
+    model.eval()  # a PT2E program's patched eval() returns None, not the module
+    example = ctx.task.example_batch(ctx.serving_batch_size)
+    wrapped, startup = compile_program(model, example, ctx.task.sequence_inputs, config.freezing, config.backend, config.mode)
+    details = {
+        "backend": config.backend,
+        "freezing": config.freezing,
+        "static_batch": wrapped.static_batch,
+        "sequence_inputs": list(ctx.task.sequence_inputs),
+        "startup_seconds": round(startup, 3),
+        "startup_method": (
+            f"torch.compile + first batch of {ctx.serving_batch_size}, inductor caches off, in the trial's process "
+            "(a fresh process also pays inductor's one-time set-up: bench/results/runtimes.json)"
+        ),
+        "static_shape": "compiled once for the serving batch (and sequence length); smaller batches are padded up to it",
+        "torch": torch.__version__,
+    }
+    return wrapped, StepRecord(stage="runtime", technique="compiled", config=config.model_dump(), details=details)
+
+
+def compile_failure(exc: BaseException) -> str:
+    """Why torch.compile failed, naming a missing C++ compiler where that is the cause."""
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(f"{type(e).__name__} {e}" for e in chain)
+    if "InvalidCxxCompiler" in text or "C++ compiler" in text or "No such file or directory: 'g++'" in text:
+        return (
+            "runtime 'compiled': torch.compile (inductor) needs a working C++ compiler for its CPU kernels and found "
+            f"none ({first_line(chain[-1])}); install g++ (or set CXX), or search runtime eager or onnxruntime"
+        )
+    return f"runtime 'compiled': torch.compile (inductor) failed ({first_line(exc)})"

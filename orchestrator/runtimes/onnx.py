@@ -1,0 +1,204 @@
+"""The `onnxruntime` runtime: the float model exported to ONNX (torch.onnx, dynamo), run by ONNX Runtime's CPU provider.
+
+int8 is ONNX Runtime's own: `quantize_static` (QDQ, per-channel weights, reduce_range,
+calibrated on the task's calibration batches) for models with convolutions, or
+`quantize_dynamic` (per-channel) for Linear-only models such as transformers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
+from orchestrator.runtimes._export import export_args, quiet
+from orchestrator.runtimes._kernels import ONNXRUNTIME_ARCHS, RuntimeFailed, first_line
+from orchestrator.tasks.batches import Inputs
+
+ONNX_FILE = "model.onnx"
+
+
+class OnnxRuntimeConfig(TechniqueConfig):
+    """Serve with ONNX Runtime (CPU provider); int8 by its own quantizer, static QDQ or dynamic."""
+
+    int8: Literal["none", "auto", "static", "dynamic"] = "none"
+    per_channel: bool = True
+    reduce_range: bool = True  # without it ONNX Runtime's static int8 lost ~0.8 points on the digits CNN (FIELD-NOTES)
+    calibration_batches: int = Field(8, ge=1)
+    calibration_batch_size: int = Field(64, ge=1)
+    graph_optimization: Literal["basic", "extended", "all"] = "all"
+
+
+class OnnxModule(nn.Module):
+    """An ONNX file under ONNX Runtime's CPU provider, callable like a module (so a task can evaluate it).
+
+    `inspect_module`, where given, is the float model it was exported from: torch counts its
+    parameters and activations, which ONNX Runtime's arena does not expose.
+    """
+
+    def __init__(self, path: Path, threads: int | None = None, inspect_module: nn.Module | None = None,
+                 graph_optimization: str = "all") -> None:  # fmt: skip
+        super().__init__()
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.threads = threads
+        self.graph_optimization = graph_optimization
+        self.session = ort.InferenceSession(str(self.path), self._options(), providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_name = self.input_names[0]
+        if inspect_module is not None:
+            self.inspect_module = inspect_module
+
+    def _options(self) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        options.graph_optimization_level = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.graph_optimization]
+        return options
+
+    def forward(self, x: torch.Tensor | None = None, **named: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, feeds(self.input_names, x if x is not None else named))[0])
+
+    def files(self) -> list[Path]:
+        """The ONNX file and any external-data files beside it."""
+        return sorted(p for p in self.path.parent.iterdir() if p.is_file())
+
+    def weights_nbytes(self) -> int:
+        """Bytes of the program on disk (its weights dominate; int8 weights at one byte each)."""
+        return sum(p.stat().st_size for p in self.files())
+
+    def cold_start_seconds(self, batch: Inputs) -> float:
+        """A new InferenceSession from the file plus its first batch: what a new replica pays before serving."""
+        import onnxruntime as ort
+
+        started = time.perf_counter()
+        session = ort.InferenceSession(str(self.path), self._options(), providers=["CPUExecutionProvider"])
+        session.run(None, feeds(self.input_names, batch))
+        return time.perf_counter() - started
+
+
+def feeds(input_names: list[str], batch: Inputs) -> dict[str, np.ndarray]:
+    """ONNX Runtime's input dict for a batch: one tensor for a one-input graph, else the named tensors it asks for."""
+    def array(t: torch.Tensor) -> np.ndarray:
+        t = t.detach().cpu().contiguous()
+        return (t.float() if t.is_floating_point() else t).numpy()
+
+    if isinstance(batch, torch.Tensor):
+        return {input_names[0]: array(batch)}
+    missing = [n for n in input_names if n not in batch]
+    if missing:
+        raise ValueError(f"the ONNX program expects inputs {input_names}; missing {missing}")
+    return {name: array(batch[name]) for name in input_names}
+
+
+def export_onnx(model: nn.Module, inputs: Inputs, path: Path, sequence_inputs: tuple[str, ...] = ()) -> str:
+    """Export a float model with torch.onnx (dynamo) to `path`; returns what it wrote. Raises on failure."""
+    with quiet():
+        args, kwargs, dynamic = export_args(inputs, sequence_inputs)
+        exported = torch.onnx.export(model.float().eval(), args, kwargs=kwargs, dynamic_shapes=dynamic, dynamo=True, verbose=False)
+        exported.save(str(path))
+    return "ONNX (torch.onnx dynamo exporter), dynamic batch" + (" and sequence length" if sequence_inputs else "")
+
+
+def quantize_onnx(source: Path, dest: Path, mode: str, calibration: list[Inputs], per_channel: bool = True,
+                  reduce_range: bool = True) -> str:  # fmt: skip
+    """ONNX Runtime int8 of an ONNX file: static QDQ calibrated on `calibration`, or dynamic; returns how."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    with quiet():
+        if mode == "dynamic":
+            quantize_dynamic(str(source), str(dest), per_channel=per_channel, weight_type=QuantType.QInt8)
+            return f"quantize_dynamic ({'per-channel' if per_channel else 'per-tensor'} int8 weights; embedding tables too)"
+        import onnx
+
+        input_names = [i.name for i in onnx.load(str(source), load_external_data=False).graph.input]
+
+        class _Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self._batches = iter(calibration)
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                batch = next(self._batches, None)
+                return None if batch is None else feeds(input_names, batch)
+
+        quantize_static(
+            str(source), str(dest), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+            reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        )  # fmt: skip
+    return (
+        f"quantize_static (QDQ, {'per-channel' if per_channel else 'per-tensor'} int8 weights"
+        f"{', reduce_range' if reduce_range else ''}, uint8 activations calibrated on {len(calibration)} batches)"
+    )
+
+
+@register(OnnxRuntimeConfig)
+def onnxruntime_session(model: nn.Module, config: OnnxRuntimeConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
+    """Export the float model to ONNX, quantize it with ONNX Runtime when asked, and open an InferenceSession on it."""
+    import onnxruntime
+
+    if ctx.device.type != "cpu":
+        raise RuntimeFailed(f"runtime 'onnxruntime': Hedgerow runs ONNX Runtime's CPU provider only; this trial runs on {ctx.device}")
+    model = model.cpu().eval()
+    folder = Path(tempfile.mkdtemp(prefix="hedgerow-ort-"))
+    float_dir, int8_dir = folder / "float", folder / "int8"
+    float_dir.mkdir()
+    mode = config.int8
+    if mode == "auto":
+        mode = "static" if any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()) and not ctx.task.sequence_inputs else "dynamic"
+    example = ctx.task.example_batch(max(2, min(ctx.serving_batch_size, 8)))
+    try:
+        how = export_onnx(model, example, float_dir / ONNX_FILE, ctx.task.sequence_inputs)
+    except Exception as exc:  # noqa: BLE001
+        shutil.rmtree(folder, ignore_errors=True)
+        raise RuntimeFailed(f"runtime 'onnxruntime': torch.onnx.export failed on this model ({first_line(exc)})") from exc
+    path = float_dir / ONNX_FILE
+    if mode != "none":
+        int8_dir.mkdir()
+        calibration = ctx.task.calibration_batches(config.calibration_batches, config.calibration_batch_size) if mode == "static" else []
+        try:
+            how += "; int8 by ONNX Runtime " + quantize_onnx(path, int8_dir / ONNX_FILE, mode, calibration, config.per_channel, config.reduce_range)
+        except Exception as exc:  # noqa: BLE001
+            shutil.rmtree(folder, ignore_errors=True)
+            raise RuntimeFailed(f"runtime 'onnxruntime': ONNX Runtime quantize_{mode} failed ({first_line(exc)})") from exc
+        shutil.rmtree(float_dir)
+        path = int8_dir / ONNX_FILE
+    threads = torch.get_num_threads()
+    try:
+        started = time.perf_counter()
+        module = OnnxModule(path, threads=threads, inspect_module=model, graph_optimization=config.graph_optimization)
+        module(ctx.task.example_batch(ctx.serving_batch_size))
+        startup = time.perf_counter() - started
+    except Exception as exc:  # noqa: BLE001
+        shutil.rmtree(folder, ignore_errors=True)
+        raise RuntimeFailed(f"runtime 'onnxruntime': ONNX Runtime could not run the exported model ({first_line(exc)})") from exc
+    weakref.finalize(module, shutil.rmtree, folder, True)  # the temporary files live as long as the session
+    details = {
+        "onnxruntime": onnxruntime.__version__,
+        "int8": mode,
+        "how": how,
+        "threads": threads,
+        "graph_optimization": config.graph_optimization,
+        "kernel_archs": list(ONNXRUNTIME_ARCHS),
+        "artifact_size_bytes": module.weights_nbytes(),
+        "startup_seconds": round(startup, 3),
+        "startup_method": f"InferenceSession from the file + first batch of {ctx.serving_batch_size}",
+        "accelerated": True,
+    }
+    technique = "onnxruntime" if mode == "none" else f"onnxruntime_int8_{mode}"
+    return module, StepRecord(stage="runtime", technique=technique, config=config.model_dump(), details=details)

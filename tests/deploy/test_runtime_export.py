@@ -1,0 +1,113 @@
+"""Exports of compiled and ONNX Runtime candidates: the runtime's own program, loaded in a fresh process, as measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from orchestrator._threads import torch_threads
+from orchestrator.compress import Recipe, apply_recipe
+from orchestrator.deploy import load
+from orchestrator.tasks.batches import run as run_model
+from tests.deploy.conftest import TRIAL_THREADS, write_run
+
+PRUNED = dict(prune_method="structured", prune_ratio=0.5, kd_steps=5)
+RECIPES = {
+    "eagerint8": Recipe(bits=8, **PRUNED),
+    "compfp32": Recipe(runtime="compiled", **PRUNED),
+    "compint8": Recipe(runtime="compiled", bits=8, **PRUNED),
+    "ortfp32": Recipe(runtime="onnxruntime", **PRUNED),
+    "ortint8": Recipe(runtime="onnxruntime", bits=8, **PRUNED),
+}
+# How far a program loaded in another process may drift from the in-memory candidate, on logits.
+TOLERANCE = {"eager": 0.0, "compiled": 1e-4, "onnxruntime": 1e-4}
+
+
+@pytest.fixture(scope="module")
+def runtime_exports(tmp_path_factory, digits_task, teacher):
+    from orchestrator.deploy import export_trial
+
+    run = write_run(tmp_path_factory.mktemp("runtime-runs"), digits_task, teacher, RECIPES, recommended="ortint8")
+    dest = tmp_path_factory.mktemp("runtime-exports")
+    return {trial_id: export_trial(run, trial_id, dest) for trial_id in RECIPES}
+
+
+@pytest.mark.parametrize("trial_id", list(RECIPES))
+def test_round_trip_in_a_fresh_process_matches_the_in_memory_candidate(runtime_exports, digits_task, teacher, tmp_path, trial_id):
+    recipe = RECIPES[trial_id]
+    inputs = digits_task.data("val")[0][:200]
+    with torch_threads(TRIAL_THREADS):
+        candidate = apply_recipe(digits_task, recipe, teacher=teacher, serving_batch_size=64).model
+        with torch.inference_mode():
+            expected = run_model(candidate, inputs).float()
+    torch.save(inputs, tmp_path / "inputs.pt")
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from orchestrator.deploy import load
+        torch.set_num_threads({TRIAL_THREADS})
+        model = load({str(runtime_exports[trial_id].location)!r})
+        torch.save(model.predict(torch.load({str(tmp_path / 'inputs.pt')!r})), {str(tmp_path / 'out.pt')!r})
+        print("RUNTIME", model.runtime)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = torch.load(tmp_path / "out.pt")
+    assert got.shape == expected.shape
+    assert float((got - expected).abs().max()) <= TOLERANCE[recipe.runtime], trial_id
+    assert (got.argmax(1) == expected.argmax(1)).float().mean() >= 0.99
+    loaded_runtime = done.stdout.split("RUNTIME", 1)[1].strip()
+    assert loaded_runtime == {"eager": "torch", "compiled": "compiled", "onnxruntime": "onnx"}[recipe.runtime]
+
+
+def test_manifest_records_the_runtime_its_version_settings_and_program(runtime_exports):
+    import onnxruntime
+
+    manifests = {trial_id: result.manifest for trial_id, result in runtime_exports.items()}
+    ort = manifests["ortint8"].serving_runtime
+    assert (ort.name, ort.library, ort.version, ort.loader_runtime) == ("onnxruntime", "onnxruntime", onnxruntime.__version__, "onnx")
+    assert ort.settings["int8"] == "static" and "quantize_static" in ort.settings["how"] and "reduce_range" in ort.settings["how"]
+    assert ort.settings["kernel_archs"] == ["x86_64", "arm64"] and ort.startup_seconds > 0
+    comp = manifests["compint8"].serving_runtime
+    assert (comp.name, comp.version, comp.loader_runtime) == ("compiled", torch.__version__, "compiled")
+    assert comp.settings["static_batch"] == 64 and comp.settings["freezing"] is True
+    assert manifests["compint8"].default_runtime == "compiled" and manifests["ortfp32"].default_runtime == "onnx"
+    assert manifests["eagerint8"].serving_runtime.name == "eager"
+    for trial_id, manifest in manifests.items():
+        files = {entry.path for entry in manifest.files}
+        assert "model.safetensors" in files, trial_id
+        if RECIPES[trial_id].runtime != "eager":
+            (program,) = manifest.programs
+            assert program.written and program.file in files and program.quality is not None
+            assert program.file == manifest.serving_runtime.program
+            assert manifest.architecture.weights_format == "float", "the reference weights are the float model"
+
+
+def test_pt2e_program_ships_int8_weights_only(runtime_exports):
+    manifest = runtime_exports["compint8"].manifest
+    sizes = {entry.path: entry.size_bytes for entry in manifest.files}
+    (program,) = manifest.programs
+    assert program.format == "torch_export_pt2e_int8" and program.file == "model.int8.pt2"
+    assert sizes["model.int8.pt2"] < sizes["model.safetensors"] / 2  # unused float weights were stripped
+
+
+def test_the_float_reference_weights_load_with_runtime_torch(runtime_exports, digits_task):
+    inputs = digits_task.data("val")[0][:64]
+    compiled = load(runtime_exports["compint8"].location, runtime="torch").predict(inputs)
+    onnx_int8 = load(runtime_exports["ortint8"].location).predict(inputs)
+    assert compiled.shape == onnx_int8.shape == (64, 10)
+    agree = (compiled.argmax(1) == onnx_int8.argmax(1)).float().mean()
+    assert agree >= 0.9  # the float reference and the int8 program it became
+
+
+def test_manifest_json_names_the_runtime(runtime_exports):
+    from pathlib import Path
+
+    data = json.loads((Path(runtime_exports["ortfp32"].location) / "manifest.json").read_text())
+    assert data["serving_runtime"]["name"] == "onnxruntime" and data["recipe"]["runtime"] == "onnxruntime"
