@@ -60,7 +60,7 @@ def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
         f"outputs = model.predict(batch)  # batch {_input_text(manifest)}",
         "```",
         "",
-        '`load(..., runtime="torch" | "torch_export" | "onnx")` picks another program; s3:// paths take',
+        '`load(..., runtime="torch" | "torch_export" | "compiled" | "onnx")` picks another program; s3:// paths take',
         "`endpoint_url=` for S3-compatible stores. Credentials come from the standard AWS chain.",
         "",
         "## Serve it with Ray Serve",
