@@ -137,3 +137,37 @@ def test_index_parameters_name_their_knob():
     assert knob_of_param("kd_steps_index") == "kd_steps"
     assert knob_of_param("prune_method") == "prune_method"
     assert knob_of_param("some_index") == "some_index"  # not a knob: left as it is
+
+
+def test_runtime_is_sampled_only_for_float32_and_int8_candidates():
+    import optuna
+
+    from orchestrator.config import Choices
+    from orchestrator.search.space import DefineByRun
+
+    space = {"bits": Choices(choices=[32, 16, 8]), "runtime": Choices(choices=["eager", "compiled", "onnxruntime"])}
+    define = DefineByRun(space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        fixed = define(trial)
+        bits = fixed["bits"]
+        runtime = fixed.get("runtime", trial.params.get("runtime"))
+        seen.add((bits, runtime))
+        if bits == 16:
+            assert runtime == "eager" and "runtime" not in trial.params
+        study.tell(trial, 1.0)
+    assert {(8, "onnxruntime"), (32, "compiled")} <= seen
+
+
+def test_a_runtime_space_that_cannot_be_served_is_refused_up_front():
+    from orchestrator.config import Choices
+    from orchestrator.errors import InputError
+    from orchestrator.search.space import check_runtimes
+
+    with pytest.raises(InputError, match=r"space.runtime: \['onnxruntime'\] serve float32 or int8 models"):
+        check_runtimes({"bits": 16, "runtime": Choices(choices=["eager", "onnxruntime"])}, "cpu", 0)
+    with pytest.raises(InputError, match="space.runtime: 'onnxruntime' runs on ONNX Runtime's CPU provider"):
+        check_runtimes({"runtime": "onnxruntime"}, "auto", 1)
+    check_runtimes({"bits": Choices(choices=[16, 8]), "runtime": Choices(choices=["eager", "onnxruntime"])}, "cpu", 0)
