@@ -20,6 +20,8 @@ pytestmark = pytest.mark.slow
 RECIPES = {
     "fp32text": Recipe(keep_layers=3, prune_ffn_ratio=0.5, kd_steps=3, kd_batch_size=16, kd_learning_rate=1e-4),
     "int8text": Recipe(keep_layers=4, bits=8),
+    "ortint8tx": Recipe(keep_layers=4, bits=8, runtime="onnxruntime"),
+    "compint8tx": Recipe(keep_layers=3, bits=8, runtime="compiled"),
 }
 TEXTS = ["How do I open a file for reading?", "The with statement closes the file.", "unrelated: ☃"]
 
@@ -85,6 +87,35 @@ def test_a_fresh_process_loads_the_export_and_embeds(exported):
     runtime, embeddings = json.loads(done.stdout.strip().splitlines()[-1])
     here = load(results["fp32text"].location).embed(TEXTS)
     assert runtime == "torch_export" and torch.allclose(torch.tensor(embeddings), here, atol=1e-6)
+
+
+@pytest.mark.parametrize("trial_id", ["ortint8tx", "compint8tx"])
+def test_each_runtime_program_round_trips_in_a_fresh_process(exported, trial_id, tmp_path):
+    from orchestrator.compress import apply_recipe
+    from orchestrator.tasks.batches import run as run_model
+
+    task, results = exported
+    recipe = RECIPES[trial_id]
+    manifest = results[trial_id].manifest
+    assert manifest.serving_runtime.name == recipe.runtime and manifest.serving_runtime.program == manifest.programs[0].file
+    inputs = trim_padding(tokenize(task.tokenizer, TEXTS, 32))
+    with torch.inference_mode():
+        candidate = apply_recipe(task, recipe, teacher=task.teacher(), serving_batch_size=64).model
+        expected = run_model(candidate, inputs)
+    torch.save(dict(inputs), tmp_path / "inputs.pt")
+    script = (
+        "import sys, torch; from orchestrator.deploy import load; m = load(sys.argv[1]); "
+        "torch.save(m.predict(torch.load(sys.argv[2])), sys.argv[3]); print(m.runtime)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, results[trial_id].location, str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == {"onnxruntime": "onnx", "compiled": "compiled"}[recipe.runtime]
+    got = torch.load(tmp_path / "out.pt")
+    assert got.shape == expected.shape == (3, 384)
+    assert float((got - expected).abs().max()) <= 1e-3  # the same program; float kernels may round differently
 
 
 def test_the_serve_app_takes_text_and_refuses_what_is_not(exported):
