@@ -200,6 +200,13 @@ def runtimes_note(run: RunData, best: dict[str, pd.Series | None]) -> str:
     else:
         lead += f": {serving} cost {f.usd(rec['monthly_usd'])}/month."
     others = [_runtime_against(run, other, r, arch) for other, r in best.items() if other != name]
+    ties = [r for other, r in best.items() if other != name and r is not None and r["monthly_usd"] == rec["monthly_usd"]]
+    if ties:
+        others.append(
+            f"Where the $/month ties, the smaller quality drop wins, then the more throughput the fleet has to spare: trial "
+            f"{rec['trial_id']} measured {f.integer(rec['throughput_sps'])} sps against "
+            + ", ".join(f"trial {r['trial_id']}'s {f.integer(r['throughput_sps'])} sps" for r in ties) + "."
+        )
     return " ".join([lead, *others])
 
 

@@ -25,13 +25,14 @@ def test_a_minilm_search_recommends_exports_and_embeds(tmp_path, minilm_task):
                             measure_latency_repeats=5, measure_rounds=2)  # fmt: skip
     config["space"] = {"keep_layers": {"choices": [3, 6]}, "prune_ffn_ratio": {"choices": [0.0, 0.5]},
                        "bits": {"choices": [32, 8]}, "kd_steps": {"choices": [0, 10]}, "kd_batch_size": 16,
-                       "kd_learning_rate": 0.0001}  # fmt: skip
+                       "kd_learning_rate": 0.0001, "runtime": {"choices": ["eager", "onnxruntime"]}}  # fmt: skip
     path = tmp_path / "minilm.yaml"
     path.write_text(yaml.safe_dump(config))
     run = start_search(path, out=tmp_path / "runs")
 
     frame = pd.read_csv(run / "trials.csv")
     assert (frame["status"] == "finished").all(), frame["error"].dropna().tolist()
+    assert set(frame["runtime"]) <= {"eager", "onnxruntime"} and (frame["startup_seconds"] > 0).all()
     assert set(frame["quality_metric"]) == {"recall_at_10"} and frame["keep_layers"].notna().sum() >= 1
     assert frame["accuracy"].isna().all() and frame["accuracy_drop"].isna().all()  # the accuracy columns are accuracy's
     assert (frame["quality_drop"] == 1.0 - frame["quality"]).all()
