@@ -84,7 +84,7 @@ class CompiledModule(nn.Module):
                 t = torch.nn.functional.pad(t, (0, want[0] - t.shape[1]))
             if len(t) < self.static_batch:
                 t = torch.cat([t, t[-1:].expand(self.static_batch - len(t), *t.shape[1:])])
-            padded[name] = t
+            padded[name] = _canonical(t)
         return padded[""] if isinstance(chunk, torch.Tensor) else padded
 
     def weights_nbytes(self) -> int:
@@ -92,6 +92,19 @@ class CompiledModule(nn.Module):
         from orchestrator.measure.metrics import weights_bytes
 
         return weights_bytes(self.inspect_module)
+
+
+def _canonical(t: torch.Tensor) -> torch.Tensor:
+    """A copy with contiguous strides (an inference tensor under inference mode): what the program was compiled for.
+
+    torch.compile guards on strides (even of size-1 dimensions) and on inference tensors; a batch
+    differing in either would compile the program again.
+    """
+    return t.clone(memory_format=torch.contiguous_format)
+
+
+def _clone(inputs: Inputs) -> Inputs:
+    return _canonical(inputs) if isinstance(inputs, torch.Tensor) else {k: _canonical(v) for k, v in inputs.items()}
 
 
 def _named(inputs: Inputs) -> dict[str, torch.Tensor]:
@@ -182,7 +195,9 @@ def compile_program(program: nn.Module, example: Inputs, sequence_inputs: tuple[
         wrapped = CompiledModule(program, compiled, options, example, sequence_inputs)
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
-            run(wrapped, to_device(example, device))
+            # Compiled under inference mode on inference tensors, as every serving call runs; the guards
+            # would otherwise fail on the first real batch and compile again.
+            run(wrapped, _clone(to_device(example, device)))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return wrapped, time.perf_counter() - started
