@@ -220,3 +220,15 @@ def test_runtimes_note_on_a_same_architecture_win_claims_no_arm64(runtimes_run):
     assert note.startswith("torch.compile/inductor is recommended: trial t9cmp's kernels run on x86_64 only; "
                            "2 × c7i.2xlarge (x86_64, $0.357/h) cost $521.22/month.")  # fmt: skip
     assert "ONNX Runtime: no feasible candidate within the bound" in note and "not priced" not in note
+
+
+def test_a_dollar_tie_between_runtimes_says_how_it_was_broken(runtimes_run):
+    run = load_run(runtimes_run)
+    rec = run.recommended
+    tied = pd.Series({"trial_id": "tie1", "monthly_usd": rec["monthly_usd"], "throughput_sps": 1000.0, "replicas": 1,
+                      "instance_type": "c7i.large", "kernel_archs": "x86_64"})  # fmt: skip
+    note = content.runtimes_note(run, {"onnxruntime": None, "eager": tied})
+    assert "Where the $/month ties, the smaller quality drop wins" in note and "trial tie1's 1,000 sps" in note
+    cheaper_elsewhere = tied.copy()
+    cheaper_elsewhere["monthly_usd"] = rec["monthly_usd"] + 1
+    assert "ties" not in content.runtimes_note(run, {"onnxruntime": None, "eager": cheaper_elsewhere})
