@@ -179,15 +179,20 @@ def ratio_stats(num: list[float], den: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(ratios), 3), "min": round(min(ratios), 3), "max": round(max(ratios), 3)}
 
 
-def run_task(task_name: str, args: argparse.Namespace) -> dict:
-    """Build every variant on every runtime, evaluate on val, time them all in the same interleaved rounds."""
+def load(task_name: str, args: argparse.Namespace) -> tuple[Any, torch.nn.Module, float, int, Any]:
+    """(task, teacher, seconds to load both and the val split, serving batch size, a serving batch)."""
     started = time.perf_counter()
     task = load_task(task_name, task_settings(task_name, args))
     teacher = task.teacher().eval()
     task.data("val")
     load_seconds = time.perf_counter() - started
     batch_n = serving_batch(task_name, args)
-    batch = task.example_batch(batch_n)
+    return task, teacher, load_seconds, batch_n, task.example_batch(batch_n)
+
+
+def run_task(task_name: str, args: argparse.Namespace) -> dict:
+    """Build every variant on every runtime, evaluate on val, time them all in the same interleaved rounds."""
+    task, teacher, load_seconds, batch_n, batch = load(task_name, args)
     quality_name = "accuracy" if task_name == "digits" else "fidelity"
 
     models: dict[str, torch.nn.Module] = {}
@@ -260,13 +265,7 @@ def cold_start_child(args: argparse.Namespace) -> None:
     """In a new process: load the task, build the candidate twice, print the figures as one JSON line."""
     task_name, variant, runtime = args.cold_start_child
     torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    task = load_task(task_name, task_settings(task_name, args))
-    teacher = task.teacher().eval()
-    task.data("val")
-    load = time.perf_counter() - t0
-    batch_n = serving_batch(task_name, args)
-    batch = task.example_batch(batch_n)
+    task, teacher, load_seconds, batch_n, batch = load(task_name, args)
     recipe = Recipe(runtime=runtime, **variants_of(task_name)[variant])
     builds = []
     for _ in range(2):
@@ -278,9 +277,9 @@ def cold_start_child(args: argparse.Namespace) -> None:
         del compressed
     out = {
         "task": task_name, "variant": variant, "runtime": runtime,
-        "import_seconds": round(_IMPORTED_AT - _PROCESS_T0, 3), "task_load_seconds": round(load, 3),
+        "import_seconds": round(_IMPORTED_AT - _PROCESS_T0, 3), "task_load_seconds": round(load_seconds, 3),
         "first_build": builds[0], "second_build": builds[1],
-        "process_seconds_to_first_served_batch": round(_IMPORTED_AT - _PROCESS_T0 + load + builds[0]["build_seconds"], 3),
+        "process_seconds_to_first_served_batch": round(_IMPORTED_AT - _PROCESS_T0 + load_seconds + builds[0]["build_seconds"], 3),
         "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
     }  # fmt: skip
     print(CHILD_MARK + json.dumps(out), flush=True)

@@ -221,7 +221,7 @@ def write_export(
     else:
         progress(f"writing the {runtime_name} program the trial served, and loading it back")
         program, serving = runtime_program(served, runtime_name, rebuilt.steps, task, inputs, root)
-        check_program_quality(program, trial, tolerance)
+        check_program_quality(program.quality, f"{program.file}: the program", trial, tolerance)
         programs = [program]
         runtime = serving.loader_runtime
         why = (
@@ -293,19 +293,15 @@ def write_export(
     if not eager:
         loaded = load(root, runtime=runtime)  # type: ignore[arg-type]
         value = task.evaluate(loaded.module, "val")["value"]
-        if abs(value - trial.quality) > tolerance + 1e-12:
-            raise QualityMismatch(
-                f"the export loaded with runtime {runtime!r} scores {value:.4f} on val; the trial measured {trial.quality:.4f} "
-                f"(tolerance {tolerance})"
-            )
+        check_program_quality(value, f"the export loaded with runtime {runtime!r}", trial, tolerance)
     return manifest
 
 
-def check_program_quality(program: Program, trial: Trial, tolerance: float) -> None:
+def check_program_quality(value: float | None, what: str, trial: Trial, tolerance: float) -> None:
     """A runtime's program must score as the trial measured, within the tolerance, before anything is published."""
-    if program.quality is not None and abs(program.quality - trial.quality) > tolerance + 1e-12:
+    if value is not None and abs(value - trial.quality) > tolerance + 1e-12:
         raise QualityMismatch(
-            f"{program.file}: the program scores {program.quality:.4f} on val, the trial measured {trial.quality:.4f}; "
+            f"{what} scores {value:.4f} on val, the trial measured {trial.quality:.4f}; "
             f"more than the tolerance of {tolerance}, so nothing was exported"
         )
 

@@ -17,9 +17,10 @@ from torch import nn
 from orchestrator.deploy._errors import ExportError
 from orchestrator.deploy.manifest import Program, ServingRuntime
 from orchestrator.runtimes._export import export_args, quiet
+from orchestrator.runtimes._kernels import first_line
 from orchestrator.runtimes.onnx import OnnxModule, export_onnx, feeds, quantize_onnx  # noqa: F401  (re-exported)
 from orchestrator.tasks.base import Task
-from orchestrator.tasks.batches import Inputs, run, take
+from orchestrator.tasks.batches import Inputs, repeat_to, run, take
 
 log = logging.getLogger(__name__)
 PT2_NAME = "model.pt2"
@@ -201,15 +202,14 @@ def _compiled_program(served, step, steps, task: Task, inputs: Inputs, reference
             program = torch.export.export(served.inspect_module, args, kwargs=kwargs, dynamic_shapes=dynamic)
             torch.export.save(program, str(path))
             loaded = torch.export.load(str(path)).module()
-        example = take(inputs, slice(0, 1))
-        example = _repeat(example, settings["static_batch"])
+        example = repeat_to(take(inputs, slice(0, 1)), settings["static_batch"])
         module, _ = compile_program(loaded, example, task.sequence_inputs, freezing=settings["freezing"])
         with torch.inference_mode():
             outputs = run(module, inputs)
         quality = task.evaluate(module, "val")["value"]
     except Exception as exc:  # noqa: BLE001
         path.unlink(missing_ok=True)
-        raise ExportError(f"runtime 'compiled': the program could not be exported and compiled back ({type(exc).__name__}: {str(exc).strip()[:300]})") from exc
+        raise ExportError(f"runtime 'compiled': the program could not be exported and compiled back ({first_line(exc)})") from exc
     diff = _max_diff(outputs, reference)
     what = "torchao PT2E int8 program (x86 inductor quantizer), float weights it no longer reads stripped" if int8 else "torch.export program"
     program = Program(
@@ -225,12 +225,6 @@ def _compiled_program(served, step, steps, task: Task, inputs: Inputs, reference
         settings=settings, startup_seconds=step.details.get("startup_seconds"),
     )  # fmt: skip
     return program, serving
-
-
-def _repeat(example: Inputs, n: int) -> Inputs:
-    if isinstance(example, torch.Tensor):
-        return example.expand(n, *example.shape[1:]).contiguous()
-    return {k: v.expand(n, *v.shape[1:]).contiguous() for k, v in example.items()}
 
 
 def _onnxruntime_program(served, step, task: Task, inputs: Inputs, reference: torch.Tensor, out_dir: Path) -> tuple[Program, ServingRuntime]:

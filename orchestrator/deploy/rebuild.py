@@ -2,8 +2,9 @@
 
 The stages are applied exactly as `apply_recipe` applies them (the recipe's own
 `stages()` through the registered handlers), with one addition: the model just
-before its quantize stage is kept, so an ONNX Runtime int8 program can be built
-from the same float weights the torch int8 model was calibrated from.
+before its quantize (or runtime) stage is kept, so an ONNX Runtime int8 program can
+be built from the same float weights the torch int8 model was calibrated from, and
+a compiled or ONNX Runtime candidate ships those float weights beside its program.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from orchestrator.runtimes import CompileConfig, OnnxRuntimeConfig, Pt2eInt8Conf
 from orchestrator.tasks.base import Quality, Task
 from orchestrator.tasks.checkpoint import tensor_fingerprint as fingerprint
 
-QUANTIZE_CONFIGS = (HalfPrecisionConfig, Int8Config, Int4WeightOnlyConfig, Pt2eInt8Config, CompileConfig, OnnxRuntimeConfig)
+# The stages after which the model is no longer its float weights: quantization, or a runtime taking it over.
+NOT_FLOAT_CONFIGS = (HalfPrecisionConfig, Int8Config, Int4WeightOnlyConfig, Pt2eInt8Config, CompileConfig, OnnxRuntimeConfig)
 
 
 @dataclass
@@ -79,7 +81,7 @@ def _stages(
     float_model = None
     steps: list[StepRecord] = []
     for config in recipe.stages():
-        if isinstance(config, QUANTIZE_CONFIGS) and float_model is None:  # the float weights before quantize or runtime
+        if isinstance(config, NOT_FLOAT_CONFIGS) and float_model is None:
             float_model = copy.deepcopy(model).cpu().eval()
         model, step = apply_technique(model, config, ctx)
         steps.append(step)

@@ -1,4 +1,4 @@
-"""Example inputs with dynamic dimensions for torch.export, torch.onnx and torch.compile, and a quiet context."""
+"""Example inputs with dynamic dimensions for torch.export and torch.onnx, and a quiet context."""
 
 from __future__ import annotations
 
@@ -22,20 +22,6 @@ def export_args(inputs: Inputs, sequence_inputs: tuple[str, ...] = ()) -> tuple[
     longest = max((example[n].shape[1] for n in sequence_inputs if n in example), default=2)
     sequence = torch.export.Dim("sequence", min=2, max=max(longest, 3))
     return (), dict(example), {name: ({0: batch, 1: sequence} if name in sequence_inputs else {0: batch}) for name in example}
-
-
-def mark_dynamic(inputs: Inputs, sequence_inputs: tuple[str, ...] = ()) -> Inputs:
-    """A copy of a batch whose batch (and sequence) dimensions torch.compile treats as dynamic from the first call."""
-    def marked(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-        t = t.clone()
-        for d in dims:
-            if t.dim() > d and t.shape[d] > 1:  # a size-1 dimension is specialized by torch.compile
-                torch._dynamo.mark_dynamic(t, d)
-        return t
-
-    if isinstance(inputs, torch.Tensor):
-        return marked(inputs, (0,))
-    return {name: marked(t, (0, 1) if name in sequence_inputs else (0,)) for name, t in inputs.items()}
 
 
 @contextlib.contextmanager

@@ -34,14 +34,6 @@ def kernel_archs(steps: "Iterable[StepRecord]") -> list[str] | None:
     return None
 
 
-def startup_step(steps: "Iterable[StepRecord]") -> float | None:
-    """The cold-start seconds a runtime step measured while building (compile or session start + first batch)."""
-    for step in steps:
-        if step.stage == "runtime" and step.details.get("startup_seconds") is not None:
-            return float(step.details["startup_seconds"])
-    return None
-
-
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """An exception as one short line: its type and the first line of its message."""
     text = str(exc).strip()
@@ -51,11 +43,9 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 def startup_seconds(model: Any, steps: "Iterable[StepRecord]", batch: Any) -> tuple[float, str]:
     """(seconds, how) from a runtime's program to its first served batch: recorded at build for compiled and
     onnxruntime; for eager, the first batch of a fresh copy of the module (nothing to compile)."""
-    steps = list(steps)
-    recorded = startup_step(steps)
-    if recorded is not None:
-        step = next(s for s in steps if s.stage == "runtime")
-        return recorded, str(step.details.get("startup_method", "measured while building"))
+    for step in steps:
+        if step.stage == "runtime" and step.details.get("startup_seconds") is not None:
+            return float(step.details["startup_seconds"]), str(step.details.get("startup_method", "measured while building"))
     import copy
 
     import torch

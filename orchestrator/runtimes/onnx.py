@@ -83,15 +83,6 @@ class OnnxModule(nn.Module):
         """Bytes of the program on disk (its weights dominate; int8 weights at one byte each)."""
         return sum(p.stat().st_size for p in self.files())
 
-    def cold_start_seconds(self, batch: Inputs) -> float:
-        """A new InferenceSession from the file plus its first batch: what a new replica pays before serving."""
-        import onnxruntime as ort
-
-        started = time.perf_counter()
-        session = ort.InferenceSession(str(self.path), self._options(), providers=["CPUExecutionProvider"])
-        session.run(None, feeds(self.input_names, batch))
-        return time.perf_counter() - started
-
 
 def feeds(input_names: list[str], batch: Inputs) -> dict[str, np.ndarray]:
     """ONNX Runtime's input dict for a batch: one tensor for a one-input graph, else the named tensors it asks for."""
