@@ -125,7 +125,7 @@ def onnx_int8_program(
     if dynamic:
         return _onnx_int8(
             float_model, task, inputs, out_dir, "onnx_int8_dynamic", "quantize_dynamic", quantize,
-            "ONNX Runtime int8 (dynamic, per-channel weights; it also stores embedding tables in int8): a separate "
+            "ONNX Runtime int8 (dynamic, per-channel 7-bit weights so that x86 CPUs without VNNI compute what VNNI ones do; it also stores embedding tables in int8): a separate "
             "int8 program that runs on x86 and arm64",
         )  # fmt: skip
     return _onnx_int8(

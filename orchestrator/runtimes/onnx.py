@@ -1,8 +1,12 @@
 """The `onnxruntime` runtime: the float model exported to ONNX (torch.onnx, dynamo), run by ONNX Runtime's CPU provider.
 
-int8 is ONNX Runtime's own: `quantize_static` (QDQ, per-channel weights, reduce_range,
-calibrated on the task's calibration batches) for models with convolutions, or
-`quantize_dynamic` (per-channel) for Linear-only models such as transformers.
+int8 is ONNX Runtime's own: `quantize_static` (QDQ, per-channel weights, calibrated on the
+task's calibration batches) for models with convolutions, or `quantize_dynamic` (per-channel)
+for Linear-only models such as transformers. Both keep int8 weights to 7 bits (`reduce_range`):
+on x86 CPUs without VNNI, ONNX Runtime's u8s8 kernels add pairs of products in int16 with
+saturation, which full-range weights overflow (bench/ort_int8_cpus.py measured logits off by
+1.9 on an emulated AVX2 CPU against 0.10 with VNNI); 7-bit weights give the same outputs on
+every CPU the program can be priced on, at the same speed where VNNI is present.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class OnnxRuntimeConfig(TechniqueConfig):
 
     int8: Literal["none", "auto", "static", "dynamic"] = "none"
     per_channel: bool = True
-    reduce_range: bool = True  # without it ONNX Runtime's static int8 lost ~0.8 points on the digits CNN (FIELD-NOTES)
+    reduce_range: bool = True  # 7-bit weights: no u8s8 saturation on x86 without VNNI (see the module's docstring)
     calibration_batches: int = Field(8, ge=1)
     calibration_batch_size: int = Field(64, ge=1)
     graph_optimization: Literal["basic", "extended", "all"] = "all"
@@ -114,8 +118,11 @@ def quantize_onnx(source: Path, dest: Path, mode: str, calibration: list[Inputs]
 
     with quiet():
         if mode == "dynamic":
-            quantize_dynamic(str(source), str(dest), per_channel=per_channel, weight_type=QuantType.QInt8)
-            return f"quantize_dynamic ({'per-channel' if per_channel else 'per-tensor'} int8 weights; embedding tables too)"
+            quantize_dynamic(str(source), str(dest), per_channel=per_channel, reduce_range=reduce_range, weight_type=QuantType.QInt8)
+            return (
+                f"quantize_dynamic ({'per-channel' if per_channel else 'per-tensor'} int8 weights"
+                f"{', reduce_range' if reduce_range else ''}; embedding tables too)"
+            )
         import onnx
 
         input_names = [i.name for i in onnx.load(str(source), load_external_data=False).graph.input]

@@ -9,6 +9,7 @@ import tests.deploy.conftest as deploy_conftest
 from orchestrator.compress import Recipe
 from orchestrator.deploy import export_trial, load
 from orchestrator.tasks.batches import run
+from tests.int8_bounds import assert_int8_classifies_like_float
 from tests.tasks.named_inputs_task import NamedInputsTask
 
 pytestmark = pytest.mark.slow
@@ -45,13 +46,19 @@ def test_each_runtime_loads_and_runs_named_inputs(exported, trial_id, runtime):
     if runtime == "onnx" and not any(p.written for f, p in programs.items() if f.startswith("onnx")):
         pytest.fail(f"no ONNX program was written: {[p.reason for p in programs.values()]}")
     model = load(result.location, runtime=runtime)
-    inputs, _ = task.data("val")
+    inputs, labels = task.data("val")
     outputs = model.predict(inputs)
     reference = load(result.location, runtime="torch").predict(inputs)
     assert outputs.shape == (len(inputs["features"]), 3)
-    tolerance = 0 if runtime != "onnx" else 1e-3 if trial_id == "fp32named" else 0.5
-    assert (outputs - reference).abs().max() <= tolerance
-    assert (outputs.argmax(1) == reference.argmax(1)).float().mean() > 0.9
+    if trial_id == "int8named" and runtime == "onnx":
+        # ONNX Runtime's own int8 program of the float model before quantization: judged by classes against that
+        # float model (fp32named is the same recipe without int8, rebuilt alike), within int8's rounding (3 Linears).
+        float_logits = load(results["fp32named"].location, runtime="torch").predict(inputs)
+        assert_int8_classifies_like_float(outputs, float_logits, labels, n_layers=3)
+    else:
+        # The same float32 program (0), or ONNX Runtime's float kernels, which differ only in summation order.
+        tolerance = 0 if runtime != "onnx" else 1e-4 * float(reference.abs().max())
+        assert (outputs - reference).abs().max() <= tolerance
 
 
 def test_predict_names_what_is_missing(exported):
