@@ -1,12 +1,14 @@
 """ONNX Runtime int8 programs compute the same on x86 CPUs with and without VNNI.
 
 ONNX Runtime picks its int8 kernel from the CPU that runs the program. The emulated test runs the program under
-qemu-user as an AVX2-only x86 CPU (no AVX-512, no VNNI), so a machine with VNNI checks the other path too;
-it skips, saying so, where qemu-user is not installed (`apt-get install qemu-user`).
+qemu-user as an AVX2-only x86 CPU (no AVX-512, no VNNI), so a machine with VNNI checks the other path too. qemu-user is Debian's
+`qemu-user` package: installed on first use where the tests run as root with apt-get, else the test skips, saying so.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -21,9 +23,6 @@ from orchestrator.runtimes.onnx import OnnxModule, export_onnx, feeds, quantize_
 from tests.int8_bounds import assert_int8_classifies_like_float
 from tests.tasks.named_inputs_task import NamedInputsTask
 
-requires_qemu = pytest.mark.skipif(
-    shutil.which("qemu-x86_64") is None, reason="needs qemu-user (qemu-x86_64) to emulate an x86 CPU without VNNI"
-)
 _CHILD = textwrap.dedent(
     """
     import sys, numpy as np, onnxruntime as ort
@@ -35,6 +34,22 @@ _CHILD = textwrap.dedent(
     print("AVX2", cpu["AVX2"], "AVX512F", cpu["AVX512F"], "AVX512VNNI", cpu["AVX512VNNI"])
     """
 )
+
+
+@pytest.fixture(scope="session")
+def qemu_x86_64() -> str:
+    """Path of qemu-user's x86-64 emulator, installed with apt-get where missing and possible."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip(f"emulates another x86 CPU for this x86 Python; this machine is {platform.machine()}")
+    if shutil.which("qemu-x86_64") is None:
+        if shutil.which("apt-get") is None or os.geteuid() != 0:
+            pytest.skip("needs qemu-user (qemu-x86_64) to emulate an x86 CPU without VNNI; apt-get install qemu-user")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "qemu-user"]):
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+            if done.returncode != 0:
+                pytest.fail(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return shutil.which("qemu-x86_64")
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +82,11 @@ def test_int8_programs_keep_weights_to_7_bits(programs, digits_task, tmp_path):
     assert max(int(np.abs(w).max()) for w in _int8_weights(folder / "int8_full_range.onnx")) > 64  # the check can fail
 
 
-def _run_emulated(model_path, inputs: dict[str, np.ndarray], tmp_path) -> tuple[torch.Tensor, str]:
+def _run_emulated(qemu: str, model_path, inputs: dict[str, np.ndarray], tmp_path) -> tuple[torch.Tensor, str]:
     np.savez(tmp_path / "inputs.npz", **inputs)
     (tmp_path / "child.py").write_text(_CHILD)
     done = subprocess.run(
-        ["qemu-x86_64", "-cpu", "Haswell", sys.executable, str(tmp_path / "child.py"), str(model_path),
+        [qemu, "-cpu", "Haswell", sys.executable, str(tmp_path / "child.py"), str(model_path),
          str(tmp_path / "inputs.npz"), str(tmp_path / "out.npy")],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -79,15 +94,14 @@ def _run_emulated(model_path, inputs: dict[str, np.ndarray], tmp_path) -> tuple[
     return torch.from_numpy(np.load(tmp_path / "out.npy")), done.stdout.strip().splitlines()[-1]
 
 
-@requires_qemu
-def test_int8_program_classifies_alike_on_an_x86_cpu_without_vnni(programs, tmp_path):
+def test_int8_program_classifies_alike_on_an_x86_cpu_without_vnni(qemu_x86_64, programs, tmp_path):
     task, folder = programs
     inputs, labels = task.data("val")
     names = [i.name for i in onnx.load(str(folder / "float.onnx"), load_external_data=False).graph.input]
     arrays = feeds(names, inputs)
     float_logits = OnnxModule(folder / "float.onnx", threads=1)(**inputs)
     here = OnnxModule(folder / "int8.onnx", threads=1)(**inputs)
-    emulated, seen = _run_emulated(folder / "int8.onnx", arrays, tmp_path)
+    emulated, seen = _run_emulated(qemu_x86_64, folder / "int8.onnx", arrays, tmp_path)
     assert seen == "AVX2 True AVX512F False AVX512VNNI False", seen
     for int8_logits in (here, emulated):
         assert_int8_classifies_like_float(int8_logits, float_logits, labels, n_layers=3)
@@ -95,5 +109,5 @@ def test_int8_program_classifies_alike_on_an_x86_cpu_without_vnni(programs, tmp_
     assert float((emulated - here).abs().max()) <= 1e-5 * float(here.abs().max())
     # The control: full-range weights do saturate on that CPU, so this test reaches the kernels it means to.
     full_here = OnnxModule(folder / "int8_full_range.onnx", threads=1)(**inputs)
-    full_emulated, _ = _run_emulated(folder / "int8_full_range.onnx", arrays, tmp_path)
+    full_emulated, _ = _run_emulated(qemu_x86_64, folder / "int8_full_range.onnx", arrays, tmp_path)
     assert float((full_emulated - full_here).abs().max()) > 0.05 * float(full_here.abs().max())
