@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,48 @@ def minilm_task():
     from orchestrator.tasks import load_task
 
     return load_task("minilm", MINILM_CI)
+
+
+@dataclass
+class FastRun:
+    """A finished run folder of the fast search config, and every Ray listener seen while it ran."""
+
+    path: Path
+    listeners: list = field(default_factory=list)
+    exposed: list = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def fast_search_run(tmp_path_factory) -> FastRun:
+    """One real 8-trial search (real Ray, through the CLI) for every test that only reads its run folder.
+
+    The search and report tests share it: running the same search twice tested nothing more. A test that
+    writes into a run folder copies it first (`tests/report/conftest.py`'s `run_dir`).
+    """
+    import yaml
+
+    from orchestrator.cli import main
+    from tests.search.conftest import FAST
+    from tests.search.test_local_ray import exposed_ports, ray_listeners
+
+    folder = tmp_path_factory.mktemp("fast-search")
+    config = folder / "search.yaml"
+    config.write_text(yaml.safe_dump(FAST))
+    run = FastRun(path=folder)
+    done = threading.Event()
+
+    def watch() -> None:  # every half second of the search: which Ray ports listen, and whether any answers beyond loopback
+        while not done.wait(0.5):
+            listeners = ray_listeners()
+            run.listeners += listeners
+            run.exposed += exposed_ports(listeners)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert main(["search", str(config), "--out", str(folder / "runs")]) == 0
+    finally:
+        done.set()
+        watcher.join(timeout=30)
+    (run.path,) = list((folder / "runs").iterdir())
+    return run

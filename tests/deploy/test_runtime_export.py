@@ -37,32 +37,43 @@ def runtime_exports(tmp_path_factory, digits_task, teacher):
     return {trial_id: export_trial(run, trial_id, dest) for trial_id in RECIPES}
 
 
+@pytest.fixture(scope="module")
+def fresh_process(runtime_exports, digits_task, tmp_path_factory):
+    """Every export loaded and run in one fresh process (one interpreter start for all): {trial_id: (runtime, outputs)}."""
+    folder = tmp_path_factory.mktemp("fresh-process")
+    torch.save(digits_task.data("val")[0][:200], folder / "inputs.pt")
+    locations = {trial_id: str(result.location) for trial_id, result in runtime_exports.items()}
+    script = textwrap.dedent(
+        f"""
+        import json, torch
+        from orchestrator.deploy import load
+        torch.set_num_threads({TRIAL_THREADS})
+        inputs, runtimes = torch.load({str(folder / 'inputs.pt')!r}), {{}}
+        for trial_id, location in {locations!r}.items():
+            model = load(location)  # each export as a deployment would load it: nothing else in memory from the trial
+            torch.save(model.predict(inputs), {str(folder)!r} + f"/{{trial_id}}.pt")
+            runtimes[trial_id] = model.runtime
+        print("RUNTIMES", json.dumps(runtimes))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runtimes = json.loads(done.stdout.split("RUNTIMES", 1)[1])
+    return {trial_id: (runtimes[trial_id], torch.load(folder / f"{trial_id}.pt")) for trial_id in RECIPES}
+
+
 @pytest.mark.parametrize("trial_id", list(RECIPES))
-def test_round_trip_in_a_fresh_process_matches_the_in_memory_candidate(runtime_exports, digits_task, teacher, tmp_path, trial_id):
+def test_round_trip_in_a_fresh_process_matches_the_in_memory_candidate(fresh_process, digits_task, teacher, trial_id):
     recipe = RECIPES[trial_id]
     inputs = digits_task.data("val")[0][:200]
     with torch_threads(TRIAL_THREADS):
         candidate = apply_recipe(digits_task, recipe, teacher=teacher, serving_batch_size=64).model
         with torch.inference_mode():
             expected = run_model(candidate, inputs).float()
-    torch.save(inputs, tmp_path / "inputs.pt")
-    script = textwrap.dedent(
-        f"""
-        import torch
-        from orchestrator.deploy import load
-        torch.set_num_threads({TRIAL_THREADS})
-        model = load({str(runtime_exports[trial_id].location)!r})
-        torch.save(model.predict(torch.load({str(tmp_path / 'inputs.pt')!r})), {str(tmp_path / 'out.pt')!r})
-        print("RUNTIME", model.runtime)
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = torch.load(tmp_path / "out.pt")
+    loaded_runtime, got = fresh_process[trial_id]
     assert got.shape == expected.shape
     assert float((got - expected).abs().max()) <= TOLERANCE[recipe.runtime], trial_id
     assert (got.argmax(1) == expected.argmax(1)).float().mean() >= 0.99
-    loaded_runtime = done.stdout.split("RUNTIME", 1)[1].strip()
     assert loaded_runtime == {"eager": "torch", "compiled": "compiled", "onnxruntime": "onnx"}[recipe.runtime]
 
 

@@ -1,4 +1,4 @@
-"""Report fixtures: one small real search (real Ray, ~30 s) shared by the report tests, and headless Chromium."""
+"""Report fixtures: a copy of the session's small real search (real Ray), its report built once, and headless Chromium."""
 
 from __future__ import annotations
 
@@ -8,21 +8,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="package")
-def run_dir(tmp_path_factory) -> Path:
-    """A finished run folder from the search tests' fast config (8 trials; 2:4 sparsity fails on a CPU)."""
-    from orchestrator.search.runner import start_search
-    from tests.search.conftest import FAST
-
-    folder = tmp_path_factory.mktemp("report-run")
-    config = folder / "search.yaml"
-    config.write_text(yaml.safe_dump(FAST))
-    return start_search(config, out=folder / "runs")
+def run_dir(fast_search_run, tmp_path_factory) -> Path:
+    """A copy of the session's finished fast search (8 trials; 2:4 sparsity fails on a CPU): report tests rebuild into it."""
+    copy = tmp_path_factory.mktemp("report-run") / fast_search_run.path.name
+    shutil.copytree(fast_search_run.path, copy, symlinks=True)
+    return copy
 
 
 @pytest.fixture(scope="package")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.slow
-TRIALS = 10
+TRIALS = 6  # enough to kill the driver with trials both finished (3+) and still to run
 
 
 def _records(out: Path) -> list[Path]:
@@ -32,13 +32,13 @@ def test_killed_search_resumes_to_n_distinct_trials(write_config, tmp_path):
     cmd = [sys.executable, "-m", "orchestrator", "search", str(config), "--out", str(out)]
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 240
-    while time.time() < deadline and len(_records(out)) < 4 and driver.poll() is None:
+    while time.time() < deadline and len(_records(out)) < 3 and driver.poll() is None:
         time.sleep(0.2)
     assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     driver.wait()
     before = {p.name: p.stat().st_mtime_ns for p in _records(out)}
-    assert 4 <= len(before) < TRIALS
+    assert 3 <= len(before) < TRIALS
     (run_dir,) = list(out.iterdir())
     assert not (run_dir / "trials.csv").exists()
 

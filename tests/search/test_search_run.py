@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import optuna
 import pandas as pd
 import pytest
-import yaml
 
 from orchestrator.cli import main
 from orchestrator.report.results import CONTRACT_COLUMNS
@@ -24,44 +22,16 @@ RECOMMENDED_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """One 8-trial search (2:4 sparsity in the space, which fails on this CPU) shared by the tests below."""
-    from tests.search.conftest import FAST
-
-    folder = tmp_path_factory.mktemp("search")
-    config = folder / "search.yaml"
-    config.write_text(yaml.safe_dump(FAST))
-    out = folder / "runs"
-    done = threading.Event()
-    watcher = threading.Thread(target=_watch_ray_ports, args=(done,), daemon=True)
-    watcher.start()
-    try:
-        assert main(["search", str(config), "--out", str(out)]) == 0
-    finally:
-        done.set()
-        watcher.join(timeout=30)
-    (run,) = list(out.iterdir())
-    return run
+def run_dir(fast_search_run):
+    """The session's 8-trial search (2:4 sparsity in the space, which fails on this CPU), shared with the report tests."""
+    return fast_search_run.path
 
 
-PORTS_SEEN: dict[str, list] = {"listeners": [], "exposed": []}
-
-
-def _watch_ray_ports(done: threading.Event) -> None:
-    """Every half second of the search: which Ray ports listen, and whether any answers beyond loopback."""
-    from tests.search.test_local_ray import exposed_ports, ray_listeners
-
-    while not done.wait(0.5):
-        listeners = ray_listeners()
-        PORTS_SEEN["listeners"] += listeners
-        PORTS_SEEN["exposed"] += exposed_ports(listeners)
-
-
-def test_during_the_search_no_ray_port_answered_beyond_loopback(run_dir, capsys):
-    names = {name for name, _, _ in PORTS_SEEN["listeners"]}
+def test_during_the_search_no_ray_port_answered_beyond_loopback(fast_search_run):
+    names = {name for name, _, _ in fast_search_run.listeners}
     assert {"gcs_server", "raylet"} <= names, f"the watcher never saw Ray listening: {sorted(names)}"
     assert any(name.startswith("ray::") for name in names), "no worker was seen listening"
-    assert not PORTS_SEEN["exposed"], sorted(set(PORTS_SEEN["exposed"]))
+    assert not fast_search_run.exposed, sorted(set(fast_search_run.exposed))
 
 
 def test_run_folder_holds_the_contract_files(run_dir):

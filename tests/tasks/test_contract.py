@@ -89,7 +89,7 @@ def test_evaluate_judges_a_bad_model_as_bad(task):
     assert quality["value"] < 0.6 and quality["ci95_low"] <= quality["value"] <= quality["ci95_high"]
 
 
-@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+@pytest.mark.parametrize("batch_size", [1, 7, 400])  # 400: more than any CI split holds (digits val: 359), so examples repeat
 def test_example_batch_has_the_input_shape(task, batch_size):
     batch = task.example_batch(batch_size)
     assert [(len(t), *t.shape[1:]) for t in tensors(batch)] == [(batch_size, *s) for s in shapes(task.data("val")[0])]
