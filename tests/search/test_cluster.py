@@ -34,7 +34,7 @@ def _records(run_root: Path) -> int:
 def test_trials_use_both_nodes_and_survive_a_node_removed_mid_search(cluster, write_config, tmp_path):
     cluster_obj, worker = cluster
     config = write_config(
-        search={"trials": 8, "max_concurrent": 2, "max_failures": 1},
+        search={"trials": 6, "max_concurrent": 2, "max_failures": 1},
         space={"prune_method": {"choices": ["structured", "none"]}, "prune_ratio": {"low": 0.3, "high": 0.7},
                "bits": {"choices": [32, 8]}, "kd_steps": 60},
     )  # fmt: skip
@@ -43,7 +43,7 @@ def test_trials_use_both_nodes_and_survive_a_node_removed_mid_search(cluster, wr
 
     def remove_worker_after_some_trials() -> None:
         deadline = time.time() + 300
-        while time.time() < deadline and _records(out) < 4:
+        while time.time() < deadline and _records(out) < 3:  # both nodes have run trials, some are still to run
             time.sleep(0.2)
         cluster_obj.remove_node(worker)
         removed.set()
@@ -55,7 +55,7 @@ def test_trials_use_both_nodes_and_survive_a_node_removed_mid_search(cluster, wr
     assert removed.is_set(), "the worker node was never removed"
 
     frame = pd.read_csv(run_dir / "trials.csv")
-    assert len(frame) == 8 and frame["trial_id"].is_unique
+    assert len(frame) == 6 and frame["trial_id"].is_unique
     assert set(frame["status"]) <= {"finished", "failed"}
     failed = frame[frame["status"] == "failed"]
     assert all(isinstance(e, str) and e for e in failed["error"]), "a failed trial without its reason"
