@@ -2,7 +2,8 @@
 
 A correct int8 Linear rounds each weight to half a step of its channel's range (7-bit weights: 1/63 of the
 largest) and each activation to half a step of the batch's range (uint8: 1/255), so its output moves by at
-most about ½/63 + ½/255 ≈ 1% of the output's own scale; `n_layers` quantized layers in a row compound to
+most about ½/63 + ½/255 ≈ 1% of the output's own scale (torch's 8-bit weights with 7-bit activations:
+½/127 + ½/127, less); `n_layers` quantized layers in a row compound to
 `n_layers` %. A class can change only where the float model's top-2 margin is within twice that error of the
 item's logit scale: those are the items int8 may reclassify, and no others. A kernel that saturates (u8s8 on x86
 without VNNI, full-range weights) moves logits by as much as the margins themselves and flips items outside
