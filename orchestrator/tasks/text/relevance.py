@@ -70,3 +70,28 @@ def paired_drop(teacher: torch.Tensor, candidate: torch.Tensor, seed: int = 0) -
     if teacher.shape != candidate.shape:
         raise ValueError(f"a paired drop needs the same queries: {tuple(teacher.shape)} vs {tuple(candidate.shape)}")
     return mean_with_interval(teacher.double() - candidate.double(), seed=seed)
+
+
+class RelevanceEvaluator:
+    """Retrieval quality of any model's embeddings on one labeled split: the metric, its interval, the paired drop.
+
+    Takes the embeddings of the split's texts (queries then passages, `LabeledSplit.texts()` order), as
+    Sentence-Transformers' InformationRetrievalEvaluator takes a model, so every text task judges alike.
+    """
+
+    def __init__(self, queries: int, qrels: Qrels, metric: str = "ndcg_at_10", seed: int = 0) -> None:
+        if metric not in RELEVANCE_METRICS:
+            raise ValueError(f"metric must be one of {list(RELEVANCE_METRICS)}, got {metric!r}")
+        self.queries, self.qrels, self.metric, self.seed = queries, list(qrels), metric, seed
+
+    def per_query(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """The metric of each query, from the embeddings of the split's queries then passages."""
+        return relevance_per_query(self.metric, embeddings[: self.queries], embeddings[self.queries :], self.qrels)
+
+    def __call__(self, embeddings: torch.Tensor) -> tuple[float, float, float]:
+        """(value, ci95_low, ci95_high): the mean over queries, with a seeded bootstrap over queries."""
+        return mean_with_interval(self.per_query(embeddings), seed=self.seed)
+
+    def drop(self, teacher: torch.Tensor, candidate: torch.Tensor) -> tuple[float, float, float]:
+        """Teacher minus candidate on the same queries, with the paired bootstrap interval."""
+        return paired_drop(self.per_query(teacher), self.per_query(candidate), seed=self.seed)

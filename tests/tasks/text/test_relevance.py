@@ -64,3 +64,21 @@ def test_the_paired_interval_is_narrower_than_the_unpaired_one_on_the_same_queri
     assert high - low < (t_high - t_low) / 5, "pairing removes the spread of query difficulty"
     with pytest.raises(ValueError, match="same queries"):
         paired_drop(teacher, candidate[:10])
+
+
+def test_the_evaluator_scores_queries_then_passages_and_pairs_the_drop():
+    from orchestrator.tasks.text.relevance import RelevanceEvaluator
+
+    passages = torch.eye(12, dtype=torch.float64)
+    queries = torch.stack([passages[3], passages[5] + 0.5 * passages[4], passages[7]])
+    qrels = [{3: 1}, {5: 1}, {7: 2}]
+    evaluator = RelevanceEvaluator(3, qrels, metric="mrr_at_10")
+    teacher = torch.cat([queries, passages])
+    worse = torch.cat([torch.stack([passages[3], passages[4] + 0.5 * passages[5], passages[7]]), passages])
+    assert evaluator.per_query(teacher).tolist() == [1.0, 1.0, 1.0]
+    value, low, high = evaluator(worse)
+    assert value == pytest.approx((1 + 0.5 + 1) / 3) and low <= value <= high
+    drop, low, high = evaluator.drop(teacher, worse)
+    assert drop == pytest.approx(0.5 / 3) and low <= drop <= high
+    with pytest.raises(ValueError, match="metric must be one of"):
+        RelevanceEvaluator(3, qrels, metric="recall_at_5")
