@@ -84,9 +84,10 @@ class LoadedModel:
 
 def _load_tokenizer(folder: Path) -> Any:
     """The export's own tokenizer (its files were verified against the manifest); never fetched from a hub."""
-    from orchestrator.tasks.text.encoder import require_transformers
+    from orchestrator.tasks.text.encoder import quiet_loading, require_transformers
 
-    return require_transformers().AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    with quiet_loading():
+        return require_transformers().AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
 def _cache_root() -> Path:

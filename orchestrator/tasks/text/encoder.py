@@ -8,6 +8,8 @@ quantization, torch.export and ONNX all see the whole model.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +87,26 @@ def load_encoder(folder: str | Path, seq_len: int, field: str = "task.args.model
     limit = max_positions(config)
     if limit is not None and seq_len > limit:
         raise InputError(f"task.args.seq_len: {seq_len} tokens is above the model's maximum of {limit} positions ({folder})")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+    with quiet_loading():
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
     return SentenceEncoder(model.float().eval()).eval(), tokenizer
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' progress bars off and its logs at warnings and above while a model loads: Hedgerow's output is its own."""
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity(max(verbosity, hf_logging.WARNING))
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def tokenize(tokenizer: Any, texts: list[str] | tuple[str, ...], seq_len: int) -> dict[str, torch.Tensor]:
