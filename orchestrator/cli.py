@@ -9,6 +9,7 @@ import traceback
 from typing import Callable, Sequence
 
 import orchestrator
+from orchestrator._noise import drop_known_noise
 from orchestrator.errors import InputError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -39,6 +40,7 @@ def _verbs() -> list[Callable[[argparse._SubParsersAction], None]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 2 bad input, 1 anything else)."""
+    drop_known_noise()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

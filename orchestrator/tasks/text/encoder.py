@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from orchestrator._noise import drop_known_noise
 from orchestrator.errors import InputError
 
 INSTALL_HINT = "pip install 'hedgerow[transformers]'"
@@ -98,6 +99,7 @@ def quiet_loading() -> Iterator[None]:
     """transformers' progress bars off and its logs at warnings and above while a model loads: Hedgerow's output is its own."""
     from transformers.utils import logging as hf_logging
 
+    drop_known_noise()  # transformers imports torchao while it loads
     bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity(max(verbosity, hf_logging.WARNING))

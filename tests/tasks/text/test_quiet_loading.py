@@ -34,3 +34,18 @@ def test_warnings_still_reach_the_user_while_loading(caplog):
         logger.warning("a real warning")
     messages = [r.getMessage() for r in caplog.records]
     assert "a real warning" in messages and "an info line transformers prints while loading" not in messages
+
+
+def test_only_the_two_known_library_messages_are_dropped(caplog):
+    from orchestrator._noise import drop_known_noise
+
+    drop_known_noise()
+    drop_known_noise()  # idempotent: one filter per logger
+    torchao, pytree = logging.getLogger("torchao"), logging.getLogger("torch.utils._pytree")
+    assert len(torchao.filters) == len(set(map(type, torchao.filters)))
+    with caplog.at_level(logging.WARNING):
+        torchao.warning("Failed to load /x/torchao/_C_mxfp8.so: Could not load this library")
+        pytree.warning("%s is an Enum subclass and is now natively supported by torch.compile as an opaque value type.", "X")
+        torchao.warning("Failed to load the int4 config: a real problem")
+        pytree.warning("another pytree warning")
+    assert [r.getMessage() for r in caplog.records] == ["Failed to load the int4 config: a real problem", "another pytree warning"]
