@@ -45,7 +45,7 @@ class InverseClozeSets:
     train: tuple[str, ...]
 
 
-def _cloze_pair(paragraph: str) -> tuple[str, str] | None:
+def cloze_pair(paragraph: str) -> tuple[str, str] | None:
     """(first sentence, rest of the paragraph), or None where the paragraph has no second sentence."""
     text = " ".join(paragraph.split())
     query = first_sentence(text)
@@ -77,7 +77,7 @@ def inverse_cloze_sets(
         for i, paragraph in enumerate(pool):
             if len(pairs) == n_queries:
                 break
-            pair = None if i in used else _cloze_pair(paragraph)
+            pair = None if i in used else cloze_pair(paragraph)
             if pair is not None and not (set(pair) & taken):
                 used.add(i)
                 taken.update(pair)
