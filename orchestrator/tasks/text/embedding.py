@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
+from orchestrator.safe_files import write_atomic
 from orchestrator.tasks._cache import cache_dir, settings_key
 from orchestrator.tasks.base import Split, Task, model_device
 from orchestrator.tasks.batches import Inputs, run, take, to_device
@@ -127,7 +128,7 @@ class EmbeddingTask(Task):
         return cache_dir() / "text" / f"{self.name}-{key}.safetensors"
 
     def _load_or_build(self) -> dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]]:
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file, save
 
         path = self.cache_path()
         if path.is_file():
@@ -146,9 +147,7 @@ class EmbeddingTask(Task):
         path.parent.mkdir(parents=True, exist_ok=True)
         flat = {f"{split}.{n}": t.contiguous() for split, (inputs, _) in built.items() for n, t in inputs.items()}
         flat.update({f"{split}.teacher": emb.contiguous() for split, (_, emb) in built.items()})
-        tmp = path.with_suffix(".tmp")
-        save_file(flat, str(tmp))
-        tmp.replace(path)
+        write_atomic(path, save(flat))
         return built
 
     @torch.inference_mode()
