@@ -36,7 +36,7 @@ from orchestrator.deploy.manifest import (
     sha256_file,
     verify_files,
 )
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, first_line
 
 log = logging.getLogger(__name__)
 MIB = 1 << 20
@@ -148,8 +148,7 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip()
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"
+    return first_line(exc)
 
 
 def check_bucket(client: Any, location: S3Location, settings: S3Settings) -> None:
