@@ -90,10 +90,6 @@ class EmbeddingTask(Task):
             self._load_teacher()
         return self._teacher
 
-    def encoder_config(self) -> Any:
-        """The Hugging Face config of the teacher's encoder (layers, heads, widths)."""
-        return self.teacher().encoder.config
-
     def n_queries(self, split: Split) -> int:
         """Queries at the head of a val or test split; the rest are its passages."""
         return len(self.splits.val_queries if split == "val" else self.splits.test_queries)
@@ -176,10 +172,6 @@ class EmbeddingTask(Task):
         n = self.n_queries(split)
         per_query = recall_per_query(outputs[:n], outputs[n:], targets[:n], targets[n:], k=10)
         return mean_with_interval(per_query)
-
-    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        """Fidelity of any set of embeddings to the teacher's (recall needs a split: see `quality_of`)."""
-        return float(cosine_per_text(outputs, targets).mean())
 
     def save_preprocessor(self, folder: Path) -> dict[str, Any]:
         """The tokenizer's files, for an export that embeds raw text exactly as this task tokenized it."""
