@@ -153,9 +153,9 @@ def _kind(value: Any) -> str:
 
 @contextmanager
 def atomic_target(path: Path) -> Iterator[Path]:
-    """A new temporary file beside `path` for the block to write; flushed to disk and renamed onto `path` when the
-    block ends, removed if it raises. Each caller gets its own name, so concurrent writers never share one."""
+    """A temporary file beside `path` for the block to write: fsynced and renamed onto `path` at the end, removed if it raises."""
     path = Path(path)
+    # mkstemp: a name no other writer holds, so two processes writing the same file never share a temporary one
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(name)
     try:

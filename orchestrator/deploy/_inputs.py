@@ -13,8 +13,7 @@ if TYPE_CHECKING:
 
 
 def check_named_batch(batch: Mapping[str, torch.Tensor], specs: Mapping[str, "InputSpec"]) -> int:
-    """The number of examples, once every input is shaped (N, *spec.shape), shorter along the spec's variable_dims
-    where it likes, and all agree on N; else ValueError naming the input and what it expects."""
+    """N, once every input is (N, *spec.shape), shorter along its variable_dims, else ValueError naming the input."""
     for name, spec in specs.items():
         shape = tuple(batch[name].shape)
         if not shape or not spec.fits(shape[1:]):
