@@ -66,6 +66,8 @@ def test_both_take_shorter_sequences_along_a_variable_dimension():
         ([0], {"input_ids": batch(2, 4)["input_ids"], "attention_mask": batch(3, 4)["attention_mask"]},
          "the named inputs disagree on the batch size: [2, 3]"),
         ([0], {name: value.reshape(2, 2, 4) for name, value in batch(2, 8).items()}, "expected (N, 8)"),
+        ([0], {"input_ids": batch(2, 5)["input_ids"], "attention_mask": batch(2, 6)["attention_mask"]},
+         "the inputs of variable length disagree on it: attention_mask [6], input_ids [5]"),
     ],
 )  # fmt: skip
 def test_both_refuse_what_does_not_fit_in_the_same_words(variable_dims, inputs, words):
