@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from orchestrator.safe_files import write_atomic
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -33,5 +35,5 @@ def write(name: str, payload: dict) -> Path:
     """Write bench/results/<name>.json and return its path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
     return path

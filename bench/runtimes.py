@@ -192,6 +192,7 @@ def load(task_name: str, args: argparse.Namespace) -> tuple[Any, torch.nn.Module
 
 def run_task(task_name: str, args: argparse.Namespace) -> dict:
     """Build every variant on every runtime, evaluate on val, time them all in the same interleaved rounds."""
+    started = time.perf_counter()  # build_and_evaluate_seconds counts from here, the task's load included, as before
     task, teacher, load_seconds, batch_n, batch = load(task_name, args)
     quality_name = "accuracy" if task_name == "digits" else "fidelity"
 

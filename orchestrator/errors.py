@@ -26,6 +26,12 @@ class UnsupportedOnDevice(RuntimeError):
     """A technique that this device cannot run (2:4 sparsity on a CPU, say)."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0].strip()[:limit] if text else '(no message)'}"
+
+
 def describe_error(exc: BaseException, limit: int = 400) -> str:
     """One line for trials.csv: the original exception's type and message (Ray's wrapper unwrapped)."""
     cause = getattr(exc, "cause", None)  # RayTaskError carries the exception the trial raised

@@ -4,14 +4,21 @@ Manifests, run folders, catalogs, checkpoints and configs may have been written
 by anyone who can write to a bucket or share a folder. Every reader goes
 through these checks before it trusts a path or parses a byte, and each
 refusal is an `UnsafeFile` (exit status 2) that names the file and the field.
+
+Every writer goes through `write_atomic` (or `atomic_target`, for a library that
+writes to a path itself): readers see the old file or the whole new one, never half.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from orchestrator.errors import UnsafeFile
 
@@ -142,3 +149,39 @@ def _kind(value: Any) -> str:
     """What a parsed JSON value is, as a message says it: 'an array', 'a number', 'null'."""
     name = _JSON_KINDS[type(value)]
     return name if value is None else f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+@contextmanager
+def atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` for the block to write: fsynced and renamed onto `path` at the end, removed if it raises."""
+    path = Path(path)
+    # mkstemp: a name no other writer holds, so two processes writing the same file never share a temporary one
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        os.fchmod(fd, _new_file_mode())  # mkstemp makes it owner-only; give it what open() would
+        os.close(fd)
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write `data` (text as UTF-8) to `path` through a temporary file, fsync and a rename."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise TypeError(f"write_atomic: expected bytes or str, got {type(data).__name__}")
+    with atomic_target(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+
+
+@functools.cache
+def _new_file_mode() -> int:
+    mask = os.umask(0o022)  # the only way to read the umask is to set it: put it straight back
+    os.umask(mask)
+    return 0o666 & ~mask

@@ -1,17 +1,23 @@
-"""The checks every reader of someone else's files goes through: paths, symlinks, sizes, JSON, YAML bombs."""
+"""The checks every reader of someone else's files goes through: paths, symlinks, sizes, JSON, YAML bombs; and the
+one way every writer replaces a file."""
 
 from __future__ import annotations
+
+import os
+import threading
 
 import pytest
 
 from orchestrator.errors import InputError, UnsafeFile
 from orchestrator.safe_files import (
+    atomic_target,
     check_regular_file,
     check_relative_path,
     check_yaml_nodes,
     join_inside,
     parse_json,
     read_json,
+    write_atomic,
 )
 
 # (path, words the refusal must contain)
@@ -117,3 +123,80 @@ def test_read_json_reads_a_plain_file(tmp_path):
     path = tmp_path / "run.json"
     path.write_text('{"run_id": "digits-1"}')
     assert read_json(path) == {"run_id": "digits-1"}
+
+
+def test_write_atomic_writes_text_and_bytes_and_replaces_the_old_file(tmp_path):
+    path = tmp_path / "run.json"
+    write_atomic(path, '{"run_id": "é"}')
+    assert path.read_bytes() == '{"run_id": "é"}'.encode("utf-8")
+    write_atomic(path, b"\x00\x01")
+    assert path.read_bytes() == b"\x00\x01"
+    assert os.listdir(tmp_path) == ["run.json"]
+
+
+def test_a_new_file_gets_the_mode_a_plain_open_would_give(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    write_atomic(tmp_path / "atomic", "x")
+    assert (tmp_path / "atomic").stat().st_mode == plain.stat().st_mode  # not mkstemp's owner-only 0600
+
+
+def test_two_writers_at_once_each_have_their_own_temporary_file(tmp_path):
+    path = tmp_path / "cache.safetensors"
+    with atomic_target(path) as first, atomic_target(path) as second:
+        assert first != second and first.parent == second.parent == tmp_path
+        first.write_bytes(b"A" * 1000)
+        second.write_bytes(b"B" * 10)  # a shared name would have cut the first writer's file here
+        assert first.read_bytes() == b"A" * 1000
+    assert path.read_bytes() == b"A" * 1000  # the last to finish wins, whole
+    assert os.listdir(tmp_path) == ["cache.safetensors"]
+
+
+def test_concurrent_writers_leave_one_whole_file(tmp_path):
+    path = tmp_path / "record.json"
+    payloads = [bytes([65 + i]) * 200_000 for i in range(4)]
+    start = threading.Barrier(len(payloads))
+    errors = []
+
+    def writer(data: bytes) -> None:
+        start.wait()
+        try:
+            for _ in range(10):
+                write_atomic(path, data)
+        except Exception as exc:  # noqa: BLE001  (collected: a thread's exception would be lost)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert path.read_bytes() in payloads
+    assert os.listdir(tmp_path) == ["record.json"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / "report.html"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_target(path) as tmp:
+            tmp.write_text("half of the new")
+            raise RuntimeError("disk full")
+    with pytest.raises(TypeError, match="expected bytes or str"):
+        write_atomic(path, 7)  # type: ignore[arg-type]
+
+    def refuse(src, dst):
+        raise OSError("rename refused")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match="rename refused"):
+        write_atomic(path, "new")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["report.html"]
+
+
+def test_a_missing_folder_is_an_error_not_created(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write_atomic(tmp_path / "absent" / "x.json", "{}")
+    assert not (tmp_path / "absent").exists()

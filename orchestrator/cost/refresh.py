@@ -12,9 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -31,6 +29,7 @@ from orchestrator.cost.catalog import (
     read_instances,
 )
 from orchestrator.errors import InputError
+from orchestrator.safe_files import atomic_target
 
 SOURCE = "aws-pricing-api"
 PRICING_REGION = "us-east-1"  # the Pricing API answers from us-east-1 for every region's prices
@@ -208,20 +207,12 @@ def _instance_names(instance_types: list[str] | None) -> list[str]:
 def _write_atomically(rows: list[dict], out_path: Path, known: dict[str, AcceleratorSpec]) -> None:
     """Write the CSV beside out_path, load it back through the catalog checks, then rename it into place."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+    with atomic_target(out_path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(INSTANCE_COLUMNS), lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
         read_instances(tmp, known)
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _aws_failure(exc: Exception, requested: list[str]) -> Exception:

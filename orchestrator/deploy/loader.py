@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from orchestrator.deploy._errors import UnsafeExport
+from orchestrator.deploy._inputs import check_named_batch
 from orchestrator.deploy.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_files
 from orchestrator.errors import InputError
 from orchestrator.safe_files import check_relative_path, join_inside
@@ -63,16 +64,8 @@ class LoadedModel:
             if not isinstance(batch, Mapping) or set(batch) != set(arch.named_inputs):
                 got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
                 raise ValueError(f"expected named inputs {sorted(arch.named_inputs)}, got {got}")
-            named = {}
-            for name, spec in arch.named_inputs.items():
-                value = torch.as_tensor(batch[name], dtype=getattr(torch, spec.dtype))
-                if not spec.fits(list(value.shape[1:])):
-                    up_to = " (dimensions " + ", ".join(str(d + 1) for d in spec.variable_dims) + " may be shorter)" if spec.variable_dims else ""
-                    raise ValueError(f"input {name!r}: expected (N, {', '.join(map(str, spec.shape))}){up_to}, got {tuple(value.shape)}")
-                named[name] = value
-            sizes = {len(v) for v in named.values()}
-            if len(sizes) != 1:
-                raise ValueError(f"the named inputs disagree on the batch size: {sorted(sizes)}")
+            named = {name: torch.as_tensor(batch[name], dtype=getattr(torch, spec.dtype)) for name, spec in arch.named_inputs.items()}
+            check_named_batch(named, arch.named_inputs)
             return run(self.module, to_device(named, self.device)).float().cpu()
         batch = torch.as_tensor(batch, dtype=getattr(torch, arch.input_dtype))
         if tuple(batch.shape[1:]) != self.input_shape:

@@ -16,8 +16,8 @@ from torch import nn
 
 from orchestrator.deploy._errors import ExportError
 from orchestrator.deploy.manifest import Program, ServingRuntime
+from orchestrator.errors import first_line
 from orchestrator.runtimes._export import export_args, quiet
-from orchestrator.runtimes._kernels import first_line
 from orchestrator.runtimes.onnx import OnnxModule, export_onnx, feeds, quantize_onnx  # noqa: F401  (re-exported)
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs, repeat_to, run, take
@@ -51,11 +51,10 @@ def torch_export_program(
                 outputs = run(loaded, inputs)
     except Exception as exc:  # noqa: BLE001  (any exporter failure means "no program", with its reason)
         path.unlink(missing_ok=True)
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         return Program(
             format="torch_export",
             written=False,
-            reason=f"not written: torch.export failed ({type(exc).__name__}: {reason})",
+            reason=f"not written: torch.export failed ({first_line(exc)})",
         )
     diff = _max_diff(outputs, reference)
     exact = "reproduces the model's outputs exactly" if diff == 0 else f"differs from the model by up to {diff:.3g}"
@@ -89,7 +88,7 @@ def onnx_program(
         return path, export_onnx(model, inputs, path, sequence_inputs)
     except Exception as exc:  # noqa: BLE001
         path.unlink(missing_ok=True)
-        return None, f"not written: torch.onnx.export failed ({type(exc).__name__}: {str(exc).strip()[:300]})"
+        return None, f"not written: torch.onnx.export failed ({first_line(exc)})"
 
 
 def onnx_fp32_program(
@@ -158,7 +157,7 @@ def _onnx_int8(
     except Exception as exc:  # noqa: BLE001
         path.unlink(missing_ok=True)
         return Program(
-            format=fmt, written=False, reason=f"not written: ONNX Runtime {quantizer} failed ({type(exc).__name__}: {exc})"
+            format=fmt, written=False, reason=f"not written: ONNX Runtime {quantizer} failed ({first_line(exc)})"
         )
     finally:
         float_path.unlink(missing_ok=True)

@@ -16,9 +16,7 @@ import base64
 import functools
 import hashlib
 import logging
-import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +34,8 @@ from orchestrator.deploy.manifest import (
     sha256_file,
     verify_files,
 )
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, first_line
+from orchestrator.safe_files import atomic_target, write_atomic
 
 log = logging.getLogger(__name__)
 MIB = 1 << 20
@@ -148,8 +147,7 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip()
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"
+    return first_line(exc)
 
 
 def check_bucket(client: Any, location: S3Location, settings: S3Settings) -> None:
@@ -376,9 +374,7 @@ def download(source: S3Location, local_root: Path, settings: S3Settings | None =
         if path.is_file() and path.stat().st_size == entry.size_bytes and sha256_file(path) == entry.sha256:
             continue
         _fetch_file(client, source, entry.path, entry.size_bytes, entry.sha256, path)
-    tmp = local_root / f"{MANIFEST_NAME}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
-    tmp.write_bytes(raw)
-    tmp.replace(local_root / MANIFEST_NAME)  # a rename replaces a symlink there; it never writes through one
+    write_atomic(local_root / MANIFEST_NAME, raw)  # a rename replaces a symlink there; it never writes through one
     return manifest
 
 
@@ -447,22 +443,19 @@ def _fetch_file(client: Any, source: S3Location, rel: str, size_bytes: int, sha2
             f"{uri}: refused: the object is {int(head.get('ContentLength', -1)):,} bytes where the manifest lists "
             f"{size_bytes:,}: it was modified or replaced after it was published (not fetched)"
         )
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")  # replicas on one node may fetch at once
     try:
-        client.download_file(source.bucket, source.key(rel), str(tmp))
-        actual_size = tmp.stat().st_size
-        if actual_size != size_bytes:
-            raise VerificationError(
-                f"{uri}: refused: {actual_size:,} bytes arrived where the manifest lists {size_bytes:,} (not hashed)"
-            )
-        actual = sha256_file(tmp)
-        if actual != sha256:
-            raise VerificationError(
-                f"{uri}: refused: SHA-256 {actual[:12]}… does not match the manifest's "
-                f"{sha256[:12]}…: the object was modified or replaced after it was published"
-            )
-        tmp.replace(path)
+        with atomic_target(path) as tmp:  # its own name: replicas on one node may fetch at once
+            client.download_file(source.bucket, source.key(rel), str(tmp))
+            actual_size = tmp.stat().st_size
+            if actual_size != size_bytes:
+                raise VerificationError(
+                    f"{uri}: refused: {actual_size:,} bytes arrived where the manifest lists {size_bytes:,} (not hashed)"
+                )
+            actual = sha256_file(tmp)
+            if actual != sha256:
+                raise VerificationError(
+                    f"{uri}: refused: SHA-256 {actual[:12]}… does not match the manifest's "
+                    f"{sha256[:12]}…: the object was modified or replaced after it was published"
+                )
     except (ClientError, BotoCoreError) as exc:
         raise FetchError(f"{uri}: cannot fetch it ({_describe(exc)})") from None
-    finally:
-        tmp.unlink(missing_ok=True)

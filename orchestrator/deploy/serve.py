@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.deploy._inputs import check_named_batch
 from orchestrator.deploy.serve_config import DEPLOYMENT_NAME
 from orchestrator.tasks.batches import batch_size
 
@@ -39,16 +40,26 @@ class ServeArgs(BaseModel):
     batch_wait_timeout_s: float = Field(0.01, ge=0)
 
 
-def _examples(value: Any, shape: Sequence[int], dtype: torch.dtype, field: str, expected: str) -> torch.Tensor:
-    """One example, or a list of them, as a tensor shaped (n, *shape); ValueError names the field and what is expected."""
+def _tensor(value: Any, dtype: torch.dtype, field: str, expected: str) -> torch.Tensor:
+    """A JSON array as a tensor; ValueError names the field and what is expected."""
     try:
-        tensor = torch.tensor(value, dtype=dtype)
+        return torch.tensor(value, dtype=dtype)
     except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise ValueError(f"{field}: not a rectangular array of numbers ({exc}); expected {expected}") from None
+
+
+def _examples(value: Any, shape: Sequence[int], dtype: torch.dtype, field: str, expected: str) -> torch.Tensor:
+    """One example, or a list of them, as a tensor shaped (n, *shape); ValueError names the field and what is expected."""
+    tensor = _tensor(value, dtype, field, expected)
     if list(tensor.shape) == list(shape):
         tensor = tensor.unsqueeze(0)
     if list(tensor.shape[1:]) != list(shape) or len(tensor) == 0:
         raise ValueError(f"{field}: got shape {list(tensor.shape)}; expected {expected}")
+    return _bounded(tensor, field)
+
+
+def _bounded(tensor: torch.Tensor, field: str) -> torch.Tensor:
+    """The tensor, if it holds no more examples than a request may and no NaN or infinite value."""
     if len(tensor) > MAX_EXAMPLES_PER_REQUEST:
         raise ValueError(f"{field}: {len(tensor)} examples in one request; at most {MAX_EXAMPLES_PER_REQUEST}")
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -65,19 +76,19 @@ def parse_inputs(body: Any, input_shape: Sequence[int]) -> torch.Tensor:
 
 
 def parse_named_inputs(body: Any, specs: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """One request's named inputs ({"inputs": {name: example or list of examples}}), shaped and typed as the export's."""
+    """One request's named inputs ({"inputs": {name: example or list of examples}}), shaped and typed as the export's:
+    checked as `load(...).predict` checks them, so sequences may be shorter where the manifest's variable_dims say."""
     names = sorted(specs)
     expected = f'a JSON object {{"inputs": {{{", ".join(repr(n) + ": [...]" for n in names)}}}}} (one example per name, or a list)'
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), dict) or sorted(body["inputs"]) != names:
         raise ValueError(f"expected {expected}")
-    out = {
-        name: _examples(body["inputs"][name], specs[name].shape, getattr(torch, specs[name].dtype), f"inputs.{name}", expected)
-        for name in names
-    }
-    sizes = {len(t) for t in out.values()}
-    if len(sizes) != 1:
-        raise ValueError(f"inputs: the names disagree on the number of examples: {sorted(sizes)}")
-    return out
+    out = {}
+    for name in names:
+        tensor = _tensor(body["inputs"][name], getattr(torch, specs[name].dtype), f"inputs.{name}", expected)
+        out[name] = tensor.unsqueeze(0) if specs[name].fits(tuple(tensor.shape)) else tensor  # one example
+    if check_named_batch(out, specs) == 0:
+        raise ValueError(f"inputs: no examples; expected {expected}")
+    return {name: _bounded(tensor, f"inputs.{name}") for name, tensor in out.items()}
 
 
 def parse_texts(body: Any) -> list[str]:
@@ -109,7 +120,7 @@ class Predictor:
         self.model = loader(args.model_path, endpoint_url=args.endpoint_url, runtime=args.runtime, device=args.device)
 
     def predict_requests(self, bodies: Sequence[Any]) -> list[dict[str, Any]]:
-        """Run every valid request in one batch; an invalid one gets {"error": ...} and the others still run."""
+        """Run the valid requests in one batch (one per input shape); an invalid one gets {"error": ...} and the others still run."""
         named = self.model.manifest.architecture.named_inputs
         text = self.model.manifest.architecture.text is not None
         parsed: list[Any] = []
@@ -121,23 +132,13 @@ class Predictor:
                     parsed.append(parse_named_inputs(body, named) if named else parse_inputs(body, self.model.input_shape))
             except ValueError as exc:
                 parsed.append(str(exc))
-        valid = [p for p in parsed if not isinstance(p, str)]
-        if not valid:
-            outputs = torch.empty(0)
-        elif text:
-            outputs = self.model.embed([t for texts in valid for t in texts])
-        elif named:
-            outputs = self.model.predict({name: torch.cat([p[name] for p in valid]) for name in named})
-        else:
-            outputs = self.model.predict(torch.cat(valid))
-        responses, start = [], 0
+        chunks = iter(self._outputs([p for p in parsed if not isinstance(p, str)]))
+        responses = []
         for item in parsed:
             if isinstance(item, str):
                 responses.append({"error": item})
                 continue
-            n = len(item) if text else batch_size(item)
-            chunk = outputs[start : start + n]
-            start += n
+            chunk = next(chunks)
             if text:
                 responses.append({"outputs": chunk.tolist()})
             else:
@@ -145,6 +146,28 @@ class Predictor:
                     {"outputs": chunk.tolist(), "argmax": chunk.argmax(dim=1).tolist() if chunk.dim() == 2 else None}
                 )
         return responses
+
+    def _outputs(self, valid: list[Any]) -> list[torch.Tensor]:
+        """Each valid request's outputs; requests whose inputs are shaped alike run as one batch."""
+        groups: dict[Any, list[int]] = {}
+        for i, item in enumerate(valid):
+            shapes = tuple((k, tuple(v.shape[1:])) for k, v in sorted(item.items())) if isinstance(item, dict) else None
+            groups.setdefault(shapes, []).append(i)  # named sequences may differ in length from request to request
+        chunks: list[torch.Tensor] = [torch.empty(0)] * len(valid)
+        for members in groups.values():
+            items = [valid[i] for i in members]
+            if self.model.manifest.architecture.text is not None:
+                outputs = self.model.embed([t for texts in items for t in texts])
+            elif isinstance(items[0], dict):
+                outputs = self.model.predict({name: torch.cat([p[name] for p in items]) for name in items[0]})
+            else:
+                outputs = self.model.predict(torch.cat(items))
+            start = 0
+            for i, item in zip(members, items):
+                n = len(item) if isinstance(item, list) else batch_size(item)
+                chunks[i] = outputs[start : start + n]
+                start += n
+        return chunks
 
     def info(self) -> dict[str, Any]:
         """What a GET returns: which export, runtime and input shape this replica serves."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import socket
 import statistics
 import time
@@ -25,6 +24,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from orchestrator.measure.metrics import DeviceInfo, device_info, time_batches
+from orchestrator.safe_files import write_atomic
 from orchestrator.tasks._cache import cache_dir, settings_key
 from orchestrator.tasks.base import model_device
 from orchestrator.tasks.batches import Inputs, batch_size, describe
@@ -91,9 +91,7 @@ def reference_throughput(
         if cached is not None:
             return cached
         reference = _measure(teacher, batch, threads, rounds, repeats, identity, path)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(reference.model_dump_json(indent=1))
-        os.replace(tmp, path)
+        write_atomic(path, reference.model_dump_json(indent=1))
         return reference
 
 

@@ -9,11 +9,11 @@ sorted iteration.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from orchestrator.report import content, html, markdown
 from orchestrator.report.rundata import load_run
+from orchestrator.safe_files import write_atomic
 
 OUTPUTS = {"html": "report.html", "markdown": "report.md", "pareto_csv": "pareto.csv"}
 
@@ -28,16 +28,7 @@ def build_report(run_dir: Path) -> dict[str, Path]:
     root = run.root
     paths = {kind: root / name for kind, name in OUTPUTS.items()}
     csv_text = report.pareto_csv.to_csv(index=False, lineterminator="\n")
-    _atomic_write(paths["pareto_csv"], csv_text)
-    _atomic_write(paths["markdown"], markdown.render(report))
-    _atomic_write(paths["html"], html.render(report))  # last: its presence means the report is complete
+    write_atomic(paths["pareto_csv"], csv_text)
+    write_atomic(paths["markdown"], markdown.render(report))
+    write_atomic(paths["html"], html.render(report))  # last: its presence means the report is complete
     return paths
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

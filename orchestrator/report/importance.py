@@ -15,6 +15,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.errors import first_line
+
 MIN_TRIALS = 4  # PED-ANOVA's top 10% needs a few trials to say anything
 NOT_ENOUGH = "not enough finished trials"
 
@@ -50,7 +52,7 @@ def _importances(optuna, db: Path, study_name: str, min_trials: int) -> Importan
         try:
             study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{copy}")
         except Exception as exc:  # a missing study, an unreadable database
-            return Importance(note=f"the Optuna study {study_name!r} could not be read from {db.name}: {type(exc).__name__}: {exc}")
+            return Importance(note=f"the Optuna study {study_name!r} could not be read from {db.name}: {first_line(exc)}")
         complete = [
             t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             if t.values is not None and len(t.values) >= 2
@@ -68,5 +70,5 @@ def _importances(optuna, db: Path, study_name: str, min_trials: int) -> Importan
                     raw = optuna.importance.get_param_importances(study, evaluator=evaluator, target=target)
                     values[name] = {knob_of_param(k): round(float(v), 4) for k, v in sorted(raw.items())}
         except Exception as exc:  # too few distinct values, a degenerate study
-            return Importance(n_trials=len(complete), note=f"{NOT_ENOUGH} for Optuna's importance: {type(exc).__name__}: {exc}")
+            return Importance(n_trials=len(complete), note=f"{NOT_ENOUGH} for Optuna's importance: {first_line(exc)}")
     return Importance(values=values, n_trials=len(complete))

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.config import read_yaml
-from orchestrator.errors import InputError, UnsafeFile
+from orchestrator.errors import InputError, UnsafeFile, first_line
 from orchestrator.report.results import with_quality_drop
 from orchestrator.report.summary import DEFAULT_RUNTIME
 from orchestrator.safe_files import (
@@ -85,7 +85,7 @@ def load_trials(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype={"trial_id": str, "recipe_key": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise UnsafeFile(f"{path}: not a readable trials table ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise UnsafeFile(f"{path}: not a readable trials table ({first_line(exc, limit=200)})") from None
     missing = [c for c in ("trial_id", "status") if c not in frame.columns]
     if missing:
         raise UnsafeFile(f"{path}: not a Hedgerow trials table (no column {', '.join(missing)})")

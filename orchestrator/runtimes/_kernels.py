@@ -34,12 +34,6 @@ def kernel_archs(steps: "Iterable[StepRecord]") -> list[str] | None:
     return None
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception as one short line: its type and the first line of its message."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:limit] if text else '(no message)'}"
-
-
 def startup_seconds(model: Any, steps: "Iterable[StepRecord]", batch: Any) -> tuple[float, str]:
     """(seconds, how) from a runtime's program to its first served batch: recorded at build for compiled and
     onnxruntime; for eager, the first batch of a fresh copy of the module (nothing to compile)."""

@@ -18,8 +18,9 @@ from pydantic import Field
 from torch import nn
 
 from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
+from orchestrator.errors import first_line
 from orchestrator.runtimes._export import export_args, quiet
-from orchestrator.runtimes._kernels import RuntimeFailed, first_line
+from orchestrator.runtimes._kernels import RuntimeFailed
 from orchestrator.tasks.base import model_device
 from orchestrator.tasks.batches import Inputs, batch_size, run, take, to_device
 

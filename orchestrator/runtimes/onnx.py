@@ -24,8 +24,9 @@ from pydantic import Field
 from torch import nn
 
 from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
+from orchestrator.errors import first_line
 from orchestrator.runtimes._export import export_args, quiet
-from orchestrator.runtimes._kernels import ONNXRUNTIME_ARCHS, RuntimeFailed, first_line
+from orchestrator.runtimes._kernels import ONNXRUNTIME_ARCHS, RuntimeFailed
 from orchestrator.tasks.batches import Inputs
 
 ONNX_FILE = "model.onnx"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from orchestrator.report.pareto import mark_pareto
 from orchestrator.report.results import rows_from_results, trials_frame
 from orchestrator.report.summary import build_summary, knobs_of, recommend, search_cost
 from orchestrator.search.searcher import fail_stale_trials
+from orchestrator.safe_files import write_atomic
 from orchestrator.search.space import recipe_from_config
 
 
@@ -152,6 +152,4 @@ def _inputs(prepared: Any) -> dict[str, Any]:
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_atomic(path, frame.to_csv(index=False))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
 import sys
 import uuid
@@ -24,8 +23,8 @@ import torch
 
 from orchestrator.config import SearchConfig, load_config, to_yaml
 from orchestrator.cost.catalog import Catalog, load_catalog
-from orchestrator.errors import InputError, UnsafeFile
-from orchestrator.safe_files import read_json
+from orchestrator.errors import InputError, UnsafeFile, first_line
+from orchestrator.safe_files import read_json, write_atomic
 from orchestrator.search.local_ray import init_embedded_ray
 from orchestrator.search.space import check_runtimes, check_space_fits
 from orchestrator.tasks.base import Task
@@ -195,9 +194,7 @@ def _now() -> str:
 
 def write_json(path: Path, payload: dict) -> None:
     """Write JSON through a temporary file and a rename: readers never see half a file."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 @contextmanager
@@ -284,7 +281,7 @@ def _keep_reference(config: SearchConfig, task: Any, teacher: Any, fingerprint: 
         ref = reference_throughput(teacher, task.example_batch(config.traffic.serving_batch_size), threads,
                                    teacher_fingerprint=fingerprint)
     except Exception as exc:  # a user's task: whatever breaks here fails each trial with its reason instead
-        print(f"[hedgerow] teacher reference not measured up front ({type(exc).__name__}: {exc}); trials will try",
+        print(f"[hedgerow] teacher reference not measured up front ({first_line(exc)}); trials will try",
               file=sys.stderr, flush=True)  # fmt: skip
         return
     finally:

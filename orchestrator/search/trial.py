@@ -9,7 +9,6 @@ is what makes a resumed search run no recipe twice.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from orchestrator.cost.traffic import Traffic
 from orchestrator.errors import UnsafeFile
 from orchestrator.measure import Metrics, ReferenceThroughput, measure, reference_throughput
 from orchestrator.runtimes import kernel_archs, startup_seconds  # noqa: F401  (kernel_archs: re-exported)
-from orchestrator.safe_files import read_json
+from orchestrator.safe_files import read_json, write_atomic
 from orchestrator.search.space import recipe_from_config
 from orchestrator.tasks.base import Task, model_device
 
@@ -65,9 +64,7 @@ def record_path(records_dir: str, key: str) -> Path:
 def write_record(path: Path, record: dict) -> None:
     """Write a trial record through a temporary file and a rename: readers never see half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(record, indent=1, default=str))
 
 
 def load_record(records_dir: str, key: str) -> dict | None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
@@ -14,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from orchestrator.errors import UnsafeFile
-from orchestrator.safe_files import MAX_JSON_BYTES, parse_json, read_text
+from orchestrator.safe_files import MAX_JSON_BYTES, atomic_target, parse_json, read_text, write_atomic
 
 
 class CheckpointError(UnsafeFile):
@@ -41,19 +39,10 @@ def save_checkpoint(state_dict: dict[str, torch.Tensor], path: Path, metadata: d
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        sidecar = {"sha256": sha256_file(Path(tmp)), "metadata": metadata}
-        tmp_json = tmp + ".json"
-        Path(tmp_json).write_text(json.dumps(sidecar, indent=2, sort_keys=True))
-        os.replace(tmp_json, _sidecar(path))
-        os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, tmp + ".json"):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
+    with atomic_target(path) as tmp:
+        save_file(tensors, str(tmp))
+        sidecar = {"sha256": sha256_file(tmp), "metadata": metadata}
+        write_atomic(_sidecar(path), json.dumps(sidecar, indent=2, sort_keys=True))
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:

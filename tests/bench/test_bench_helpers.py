@@ -9,6 +9,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
+import _search_figures as se_figures  # noqa: E402
+import _search_grid as se_grid  # noqa: E402
+import _search_runs as se_runs  # noqa: E402
+import _search_table as se_table  # noqa: E402
 import measure_stability as ms  # noqa: E402
 import search_efficiency as se  # noqa: E402
 
@@ -101,13 +105,13 @@ def _searchers(**medians):
 
 
 def test_target_is_best_searcher_at_most_half_of_random():
-    met = se._target_from(_searchers(tpe=30, random=60, nsga2=45), seeds=60, source="replay")
+    met = se_figures._target_from(_searchers(tpe=30, random=60, nsga2=45), seeds=60, source="replay")
     assert met["best_searcher"] == "tpe" and met["ratio_best_to_random"] == 0.5 and met["met"] is True
-    missed = se._target_from(_searchers(tpe=31, random=60), seeds=60, source="replay")
+    missed = se_figures._target_from(_searchers(tpe=31, random=60), seeds=60, source="replay")
     assert missed["met"] is False
-    censored = se._target_from(_searchers(tpe=40, random=121), seeds=5, source="tuner")
+    censored = se_figures._target_from(_searchers(tpe=40, random=121), seeds=5, source="tuner")
     assert censored["met"] is True and "upper bound" in censored["note"]
-    never = se._target_from(_searchers(tpe=121, random=121), seeds=5, source="tuner")
+    never = se_figures._target_from(_searchers(tpe=121, random=121), seeds=5, source="tuner")
     assert never["met"] is False  # the best never got there: not met, whatever the ratio
 
 
@@ -136,7 +140,7 @@ def test_replay_proposes_what_the_products_tuner_proposes():
     rows, sidecar = se.load_table()
     tuner = se.run_searches({r["recipe_key"]: r for r in rows}, sidecar, ["tpe"], seeds=[1], budgets=[14])
     replay = se.run_replays({se.grid_key(r): r for r in rows}, sidecar, ["tpe"], seeds=[1], budget=14)
-    assert se._compare_replay(tuner, replay) == {"compared": 1, "identical": 1, "differing": []}
+    assert se_figures._compare_replay(tuner, replay) == {"compared": 1, "identical": 1, "differing": []}
 
 
 def _seed_line(group: str, seed: int, quality: float) -> dict:
@@ -145,9 +149,9 @@ def _seed_line(group: str, seed: int, quality: float) -> dict:
 
 def test_a_distilled_row_is_averaged_over_seeds_an_undistilled_row_keeps_its_value():
     row = {"quality": 0.99, "test_quality": 0.98}
-    one = se._averaged_quality(row, [])
+    one = se_table._averaged_quality(row, [])
     assert (one["quality"], one["test_quality"], one["quality_seeds"]) == (0.99, 0.98, 1)
-    five = se._averaged_quality(row, [{"quality": q, "test_quality": 0.97} for q in (0.98, 0.97, 0.96, 0.95)])
+    five = se_table._averaged_quality(row, [{"quality": q, "test_quality": 0.97} for q in (0.98, 0.97, 0.96, 0.95)])
     assert five["quality"] == pytest.approx(0.97) and five["test_quality"] == pytest.approx(0.972)
     assert (five["quality_seeds"], five["quality_seed0"], five["quality_min"], five["quality_max"]) == (5, 0.99, 0.95, 0.99)
 
@@ -159,12 +163,12 @@ def test_only_seeds_measured_for_every_distilled_group_are_averaged(tmp_path, mo
     lines = [_seed_line("a", 1, 0.9), _seed_line("b", 1, 0.8), _seed_line("a", 2, 0.7)]  # seed 2 lacks group b
     path = tmp_path / "seeds.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    monkeypatch.setattr(se, "QUALITY_SEEDS", path)
-    seeds, readings = se._seed_qualities(done)
+    monkeypatch.setattr(se_table, "QUALITY_SEEDS", path)
+    seeds, readings = se_table._seed_qualities(done)
     assert seeds == [1]
     assert {k: [r["quality"] for r in v] for k, v in readings.items()} == {"a-8b": [0.9], "b-8b": [0.8]}
-    monkeypatch.setattr(se, "QUALITY_SEEDS", tmp_path / "absent.jsonl")
-    assert se._seed_qualities(done) == ([], {})
+    monkeypatch.setattr(se_table, "QUALITY_SEEDS", tmp_path / "absent.jsonl")
+    assert se_table._seed_qualities(done) == ([], {})
 
 
 def test_ratio_spread_bootstraps_seeds_and_judges_each_set_of_five():
@@ -190,19 +194,19 @@ def test_tuner_seed_runs_resume_across_shards_and_judge_the_target_on_the_tuners
 
     from orchestrator.search.local_ray import init_embedded_ray
 
-    monkeypatch.setattr(se, "TUNER_SEEDS_RUNS", tmp_path / "runs.jsonl")
+    monkeypatch.setattr(se_runs, "TUNER_SEEDS_RUNS", tmp_path / "runs.jsonl")
     monkeypatch.setattr(_common, "RESULTS", tmp_path)
     samplers, seeds = ["tpe", "random"], [0, 1]
     init_embedded_ray(num_cpus=2)
     try:
         se.run_tuner_seeds(samplers, seeds, budget=12, shard=(0, 2))
-        assert len(se._read_jsonl(se.TUNER_SEEDS_RUNS)) == 2
+        assert len(se_grid._read_jsonl(se_runs.TUNER_SEEDS_RUNS)) == 2
         assert se.evaluate_tuner_seeds(samplers, seeds, budget=12) is None  # half the runs: no figures yet
         se.run_tuner_seeds(samplers, seeds, budget=12, shard=(1, 2))
         se.run_tuner_seeds(samplers, seeds, budget=12, shard=(0, 1))  # all done: resuming runs nothing again
     finally:
         ray.shutdown()
-    runs = se._read_jsonl(se.TUNER_SEEDS_RUNS)
+    runs = se_grid._read_jsonl(se_runs.TUNER_SEEDS_RUNS)
     assert sorted((r["sampler"], r["seed"]) for r in runs) == sorted((s, k) for s in samplers for k in seeds)
     out = json.loads(se.evaluate_tuner_seeds(samplers, seeds, budget=12).read_text())
     assert out["replay_matches_tuner"] == {"compared": 4, "identical": 4, "differing": []}
@@ -210,7 +214,7 @@ def test_tuner_seed_runs_resume_across_shards_and_judge_the_target_on_the_tuners
     reach = out["searchers"]["tpe"]["trials_to_95pct"]
     assert reach["of"] == 2 and reach["median_counting_not_reached_as"] == 13
     runs[0]["table_sha256"] = "0" * 64  # a run searched against another table
-    se.TUNER_SEEDS_RUNS.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    se_runs.TUNER_SEEDS_RUNS.write_text("".join(json.dumps(r) + "\n" for r in runs))
     with pytest.raises(SystemExit, match="another digits_table.csv"):
         se.evaluate_tuner_seeds(samplers, seeds, budget=12)
 

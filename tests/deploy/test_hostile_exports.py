@@ -178,6 +178,7 @@ def test_an_object_larger_than_its_manifest_entry_is_refused_before_it_is_fetche
         download(S3Location(bucket, "m"), dest, S3Settings(endpoint_url=s3_server.url))
     assert not (dest / "model.safetensors").exists() and not (dest / "manifest.json").exists()
     assert not list(dest.rglob("*.part")), "a partial download was left behind"
+    assert not list(dest.rglob("*.tmp")), "a partial download was left behind"
 
 
 def test_a_listed_file_that_is_a_symlink_is_refused_not_read(base_export, tmp_path, capsys):

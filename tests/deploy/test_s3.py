@@ -129,6 +129,7 @@ def test_a_tampered_object_fails_verification_on_load(exports, bucket, fast_s3, 
         VerificationError, match=rf"s3://{bucket}/{key}: refused: SHA-256 .* does not match the manifest"
     ):
         load(target.uri(), endpoint_url=s3_server.url, cache=tmp_path / "cache")
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.name.endswith(".tmp")], "the refused download was left behind"
     _, repaired = publish_local(exports, "fp32prun", bucket, "t", fast_s3)
     assert repaired.uploaded == ["model.safetensors"]  # publishing again replaces only what does not verify
     load(target.uri(), endpoint_url=s3_server.url, cache=tmp_path / "cache")

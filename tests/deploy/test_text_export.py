@@ -59,19 +59,42 @@ def test_the_manifest_lists_the_tokenizer_and_a_variable_sequence_length(exporte
     assert int8["onnx_int8_dynamic"].written, int8["onnx_int8_dynamic"].reason
 
 
+@pytest.fixture(scope="module")
+def references(exported):
+    """Embeddings of TEXTS by models built here, apart from any export: each trial's own model (rebuilt as the trial
+    built it) and, for the int8 trial, the float model it quantized."""
+    from orchestrator._threads import torch_threads
+    from orchestrator.compress import apply_recipe
+    from orchestrator.tasks.batches import run as run_model
+
+    task, _ = exported
+    inputs = trim_padding(tokenize(task.tokenizer, TEXTS, 32))  # padded to the longest text, as embed() pads
+    recipes = {**RECIPES, "int8text float": Recipe.model_validate({**RECIPES["int8text"].model_dump(), "bits": 32})}
+    out = {}
+    for name in ("fp32text", "int8text", "int8text float"):
+        with torch_threads(deploy_conftest.TRIAL_THREADS):  # as write_run built the trials
+            model = apply_recipe(task, recipes[name], teacher=task.teacher()).model
+            with torch.inference_mode():
+                out[name] = run_model(model, inputs).float()
+    return out
+
+
+# The torch runtime of an int8 export is the trial's own int8 module, so float agreement applies; ONNX Runtime's
+# int8 is a second quantization of the float model, so it is held to the float model at the int8 bound.
 @pytest.mark.parametrize(
-    ("trial_id", "runtime", "tolerance"),
-    [("fp32text", "torch", 0), ("fp32text", "torch_export", 0), ("fp32text", "onnx", 1e-4),
-     ("int8text", "torch", 0), ("int8text", "onnx", 0.2)],
+    ("trial_id", "runtime", "reference", "min_cosine"),
+    [("fp32text", "torch", "fp32text", 0.9999), ("fp32text", "torch_export", "fp32text", 0.9999),
+     ("fp32text", "onnx", "fp32text", 0.9999), ("int8text", "torch", "int8text", 0.9999),
+     ("int8text", "onnx", "int8text float", 0.98)],
 )  # fmt: skip
-def test_each_runtime_embeds_strings_as_the_task_would(exported, trial_id, runtime, tolerance):
-    task, results = exported
+def test_each_runtime_embeds_strings_as_the_task_would(exported, references, trial_id, runtime, reference, min_cosine):
+    _, results = exported
     model = load(results[trial_id].location, runtime=runtime)
     embeddings = model.embed(TEXTS)
     assert embeddings.shape == (3, 384) and torch.allclose(embeddings.norm(dim=1), torch.ones(3), atol=1e-4)
-    # Padded to the longest text, as embed() pads: dynamic int8 scales activations by what the batch holds.
-    reference = load(results[trial_id].location, runtime="torch").predict(trim_padding(tokenize(task.tokenizer, TEXTS, 32)))
-    assert (embeddings - reference).abs().max() <= tolerance + 1e-6
+    # Unit 384-d embeddings have components near 0.05: compare directions, text by text.
+    cosine = torch.nn.functional.cosine_similarity(embeddings, references[reference], dim=1)
+    assert cosine.min() >= min_cosine, cosine.tolist()
     assert torch.equal(model.predict(TEXTS), embeddings)
 
 

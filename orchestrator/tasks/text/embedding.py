@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
+from orchestrator.safe_files import write_atomic
 from orchestrator.tasks._cache import cache_dir, settings_key
 from orchestrator.tasks.base import Split, Task, model_device
 from orchestrator.tasks.batches import Inputs, run, take, to_device
@@ -89,10 +90,6 @@ class EmbeddingTask(Task):
             self._load_teacher()
         return self._teacher
 
-    def encoder_config(self) -> Any:
-        """The Hugging Face config of the teacher's encoder (layers, heads, widths)."""
-        return self.teacher().encoder.config
-
     def n_queries(self, split: Split) -> int:
         """Queries at the head of a val or test split; the rest are its passages."""
         return len(self.splits.val_queries if split == "val" else self.splits.test_queries)
@@ -127,7 +124,7 @@ class EmbeddingTask(Task):
         return cache_dir() / "text" / f"{self.name}-{key}.safetensors"
 
     def _load_or_build(self) -> dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]]:
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file, save
 
         path = self.cache_path()
         if path.is_file():
@@ -146,9 +143,7 @@ class EmbeddingTask(Task):
         path.parent.mkdir(parents=True, exist_ok=True)
         flat = {f"{split}.{n}": t.contiguous() for split, (inputs, _) in built.items() for n, t in inputs.items()}
         flat.update({f"{split}.teacher": emb.contiguous() for split, (_, emb) in built.items()})
-        tmp = path.with_suffix(".tmp")
-        save_file(flat, str(tmp))
-        tmp.replace(path)
+        write_atomic(path, save(flat))
         return built
 
     @torch.inference_mode()
@@ -177,10 +172,6 @@ class EmbeddingTask(Task):
         n = self.n_queries(split)
         per_query = recall_per_query(outputs[:n], outputs[n:], targets[:n], targets[n:], k=10)
         return mean_with_interval(per_query)
-
-    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        """Fidelity of any set of embeddings to the teacher's (recall needs a split: see `quality_of`)."""
-        return float(cosine_per_text(outputs, targets).mean())
 
     def save_preprocessor(self, folder: Path) -> dict[str, Any]:
         """The tokenizer's files, for an export that embeds raw text exactly as this task tokenized it."""

@@ -22,11 +22,14 @@ from tests.tasks.text.tiny_bert import save_tiny_bert
 
 
 def test_the_teacher_agrees_with_itself_on_both_metrics(minilm_task):
-    for metric in ("recall_at_10", "fidelity"):
-        minilm_task.metric = metric
-        quality = minilm_task.evaluate(minilm_task.teacher(), "val")
-        assert quality["metric"] == metric and quality["value"] == pytest.approx(1.0, abs=1e-6)
-    minilm_task.metric = "recall_at_10"
+    previous = minilm_task.metric  # a session fixture: later tests see what it was, pass or fail
+    try:
+        for metric in ("recall_at_10", "fidelity"):
+            minilm_task.metric = metric
+            quality = minilm_task.evaluate(minilm_task.teacher(), "val")
+            assert quality["metric"] == metric and quality["value"] == pytest.approx(1.0, abs=1e-6)
+    finally:
+        minilm_task.metric = previous
 
 
 def test_inputs_are_token_ids_and_masks_and_targets_the_teachers_unit_embeddings(minilm_task):
