@@ -2,6 +2,9 @@
 
 Each encoder family (BERT-named, DistilBERT, ModernBERT; see `encoder_families`) is a
 description of where its projections are; the slicing below is the same for all of them.
+An encoder of no known family gets a description from its config and the shapes of its
+Linear layers, accepted only if pruning a silenced head and neuron of one layer changes
+nothing (`_slices_cleanly`).
 
 Each knob really removes weights (smaller Linear layers, a shorter layer list), so the
 pruned model is faster as well as smaller. Which teacher layers, heads and neurons
@@ -12,6 +15,7 @@ survive is kept as plain attributes on the pruned modules (never in the state_di
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import torch
@@ -20,7 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
-from orchestrator.compress.encoder_families import EncoderFamily, family_of, needs_message
+from orchestrator.compress.encoder_families import EncoderFamily, discover_family, family_of, needs_message
 
 MAX_PRUNE_RATIO = 0.95
 
@@ -59,11 +63,20 @@ def _family_of_list(layers: nn.ModuleList) -> EncoderFamily | None:
     return family if family is not None and all(family.matches(layer) for layer in layers) else None
 
 
+def _config_above(model: nn.Module, name: str) -> Any:
+    """The config of the innermost module holding the module `name` that has one."""
+    holders = [m for n, m in model.named_modules() if n == "" or name.startswith(n + ".")]
+    return next((m.config for m in reversed(holders) if getattr(m, "config", None) is not None), None)
+
+
 def _find_encoder(model: nn.Module) -> tuple[str, nn.ModuleList, EncoderFamily]:
-    found = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.ModuleList) and (family := _family_of_list(m)) is not None:
-            found.append((name, m, family))
+    lists = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+    found = [(name, m, family) for name, m in lists if (family := _family_of_list(m)) is not None]
+    if not found:  # no family from the table: one described by the config and the shapes, if unambiguous
+        for name, m in lists:
+            holder = model.get_submodule(name.rpartition(".")[0])
+            if (family := discover_family(m, holder, _config_above(model, name), _slices_cleanly)) is not None:
+                found.append((name, m, family))
     if not found:
         raise ValueError(
             f"transformer pruning {needs_message()}; found none in {type(model).__name__}. "
@@ -211,6 +224,35 @@ def _keep_layers(model: nn.Module, keep: list[int]) -> None:
         if isinstance(per_layer, list) and len(per_layer) == len(layers):
             config.layer_types = [per_layer[p] for p in positions]
         config.num_hidden_layers = len(keep)
+
+
+def _first_tensor(output: Any) -> torch.Tensor:
+    return output if isinstance(output, torch.Tensor) else output[0]
+
+
+def _slices_cleanly(family: EncoderFamily, layer: nn.Module, x: torch.Tensor) -> bool:
+    """Whether a copy of `layer` whose head 0 and FFN neuron 0 are silenced computes the same with both pruned.
+
+    Silencing zeroes only their output columns, so the check confirms that the q/k/v rows removed
+    belong to the same head as those columns, that gated rows go in pairs, and that the forward
+    still runs after the head-count attributes are updated.
+    """
+    try:
+        with torch.no_grad():
+            silenced = copy.deepcopy(layer).eval()
+            heads, width, size = family.n_heads(silenced), family.ffn_width(silenced), family.head_size_of(silenced)
+            if heads < 2 or width < 2:
+                return False
+            family.linear(silenced, family.attn_out).weight[:, :size] = 0
+            family.linear(silenced, family.ffn_out).weight[:, 0] = 0
+            before = _first_tensor(silenced(x))
+            pruned = copy.deepcopy(silenced)
+            _keep_heads(pruned, list(range(1, heads)), family)
+            _keep_ffn(pruned, list(range(1, width)), family)
+            after = _first_tensor(pruned(x))
+    except Exception:  # a forward that breaks once pruned means the description is wrong
+        return False
+    return before.shape == after.shape and torch.allclose(before, after, rtol=1e-4, atol=1e-5)
 
 
 def _importance_order(scores: torch.Tensor, n_keep: int) -> list[int]:
