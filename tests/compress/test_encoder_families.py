@@ -1,4 +1,5 @@
-"""Transformer pruning across encoder families: BERT-named, DistilBERT and ModernBERT (fused QKV, gated MLP).
+"""Transformer pruning across encoder families: BERT-named, DistilBERT, ModernBERT (fused QKV, gated MLP) and
+encoders of no known family described by their config and shapes (see tiny_generic_encoder).
 
 Every model is tiny and randomly initialised from a transformers config class: no hub, no network.
 """
@@ -18,6 +19,8 @@ from transformers import (
     DistilBertModel,
     ModernBertConfig,
     ModernBertModel,
+    MPNetConfig,
+    MPNetModel,
 )
 
 from orchestrator.compress._registry import Context, apply_technique
@@ -31,6 +34,7 @@ from orchestrator.compress.transformer_prune import (
     encoder_layers,
     structure_of,
 )
+from tests.compress.tiny_generic_encoder import TinyEncoder
 
 HIDDEN, HEADS, INTER, LAYERS, VOCAB = 32, 4, 64, 4, 100
 HEAD = HIDDEN // HEADS
@@ -67,10 +71,13 @@ def modernbert(attn: str) -> nn.Module:
     )
 
 
-BUILDERS: dict[str, tuple[Callable[[str], nn.Module], EncoderFamily]] = {
+BUILDERS: dict[str, tuple[Callable[[str], nn.Module], EncoderFamily | None]] = {
     "bert": (bert, BERT),
     "distilbert": (distilbert, DISTILBERT),
     "modernbert": (modernbert, MODERNBERT),
+    # No table row: discovered from the config and the shapes (None: expect the "generic" family).
+    "generic": (lambda attn: TinyEncoder(), None),
+    "generic-fused-gated": (lambda attn: TinyEncoder(fused=True, gated=True), None),
 }
 
 
@@ -136,7 +143,9 @@ FAMILY_NAMES = list(BUILDERS)
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_each_family_is_recognised(name):
     model = make(name)
-    assert encoder_family(model) is BUILDERS[name][1]
+    expected = BUILDERS[name][1]
+    family = encoder_family(model)
+    assert family is expected if expected is not None else family.name == "generic"
     assert len(encoder_layers(model)) == LAYERS
     assert structure_of(model) == {
         "kept_layers": list(range(LAYERS)),
@@ -145,13 +154,33 @@ def test_each_family_is_recognised(name):
     }
 
 
+def test_a_generic_encoder_is_described_by_call_order_and_shapes():
+    plain = encoder_family(make("generic"))
+    # proj is registered first, but called last of the four hidden→hidden projections: the attention output.
+    assert (plain.qkv, plain.attn_out, plain.ffn_in, plain.ffn_out) == (
+        ("mixer.to_q", "mixer.to_k", "mixer.to_v"), "mixer.proj", "up", "down",
+    )  # fmt: skip
+    assert (plain.head_size, plain.head_count, plain.head_width, plain.gated) == (HEAD, ("heads",), ("inner",), False)
+    fused = encoder_family(make("generic-fused-gated"))
+    assert (fused.qkv, fused.attn_out, fused.gated) == (("mixer.to_qkv",), "mixer.proj", True)
+
+
+def test_discovery_leaves_the_random_state_and_the_model_alone():
+    model = make("generic")
+    before = copy.deepcopy(model.state_dict())
+    state = torch.random.get_rng_state()
+    encoder_layers(model.train())
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 # --- each knob on each family ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_head_pruning_halves_the_heads(name, batch):
     teacher = make(name)
-    family = BUILDERS[name][1]
+    family = encoder_family(teacher)
     pruned, details = prune(teacher, HeadPruneConfig(ratio=0.5))
     assert run(pruned, batch).shape == run(teacher, batch).shape
     assert torch.isfinite(run(pruned, batch)).all()
@@ -168,7 +197,7 @@ def test_head_pruning_halves_the_heads(name, batch):
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_ffn_pruning_halves_the_neurons(name, batch):
     teacher = make(name)
-    family = BUILDERS[name][1]
+    family = encoder_family(teacher)
     pruned, details = prune(teacher, FFNPruneConfig(ratio=0.5))
     assert run(pruned, batch).shape == run(teacher, batch).shape
     expected = n_params(teacher) - LAYERS * (INTER // 2) * per_neuron(family, encoder_layers(teacher)[0])
@@ -230,7 +259,7 @@ def zero_head(family: EncoderFamily, layer: nn.Module, head: int) -> None:
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_pruning_zeroed_heads_changes_nothing(name, attn, batch):
     teacher = make(name, attn)
-    family = BUILDERS[name][1]
+    family = encoder_family(teacher)
     dead = [1, 2, 0, 3]
     for layer, head in zip(encoder_layers(teacher), dead):
         zero_head(family, layer, head)
@@ -242,7 +271,7 @@ def test_pruning_zeroed_heads_changes_nothing(name, attn, batch):
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_pruning_zeroed_ffn_neurons_changes_nothing(name, batch):
     teacher = make(name)
-    family = BUILDERS[name][1]
+    family = encoder_family(teacher)
     gen = torch.Generator().manual_seed(2)
     dead = [sorted(torch.randperm(INTER, generator=gen)[: INTER // 4].tolist()) for _ in range(LAYERS)]
     with torch.no_grad():
@@ -348,3 +377,21 @@ def test_a_model_no_family_fits_names_its_class_and_the_knobs_that_still_apply()
     assert "int8" in message and "runtime" in message and "kd_steps" in message
     for family in (BERT, DISTILBERT, MODERNBERT):
         assert family.ffn_in in message
+
+
+def test_a_generic_encoder_whose_forward_reads_the_shared_head_count_is_refused():
+    """Its attention reshapes by config.num_attention_heads, which slicing cannot keep true: no family, not a wrong one."""
+    model = TinyEncoder(heads_from_config=True).eval()
+    with pytest.raises(ValueError, match="needs a BERT-style encoder.*found none in TinyEncoder.*still apply"):
+        encoder_layers(model)
+
+
+def test_an_encoder_with_a_per_head_tensor_beside_its_layers_is_refused():
+    """MPNet's layers are plain Linear, but its encoder adds a relative position bias per head that slicing would miss."""
+    model = MPNetModel(
+        MPNetConfig(
+            vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=HEADS, intermediate_size=INTER
+        )
+    )
+    with pytest.raises(ValueError, match="needs a BERT-style encoder.*found none in MPNetModel"):
+        encoder_layers(model)
