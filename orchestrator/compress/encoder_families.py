@@ -207,7 +207,7 @@ def _call_order(layer: nn.Module, x: torch.Tensor) -> list[str] | None:
 
 
 def _sized_per_head(holder: nn.Module, layers: nn.ModuleList, heads: int) -> list[str]:
-    """Tensors of `holder` outside `layers` with a dimension of the head count (e.g. a relative position bias per head)."""
+    """Tensors of `holder` outside `layers` with a dimension of the head count (e.g. a per-head position bias)."""
     inside = {id(t) for t in (*layers.parameters(), *layers.buffers())}
     tensors = [*holder.named_parameters(), *holder.named_buffers()]
     return [name for name, t in tensors if id(t) not in inside and heads in t.shape]

@@ -319,7 +319,8 @@ def test_fused_qkv_kept_heads_compute_what_they_computed_before(attn, batch):
 def test_fused_qkv_rows_are_the_kept_heads_of_each_block():
     teacher = make("modernbert")
     pruned, details = prune(teacher, HeadPruneConfig(ratio=0.5))
-    for source, layer, heads in zip(encoder_layers(teacher), encoder_layers(pruned), details["structure"]["kept_heads"]):
+    kept_heads = details["structure"]["kept_heads"]
+    for source, layer, heads in zip(encoder_layers(teacher), encoder_layers(pruned), kept_heads):
         rows = [block * HIDDEN + h * HEAD + j for block in range(3) for h in heads for j in range(HEAD)]
         assert torch.equal(layer.attn.Wqkv.weight, source.attn.Wqkv.weight[rows])
         assert torch.equal(layer.attn.Wqkv.bias, source.attn.Wqkv.bias[rows])
@@ -330,7 +331,8 @@ def test_gated_mlp_keeps_input_and_gate_rows_together():
     teacher = make("modernbert")
     pruned, details = prune(teacher, FFNPruneConfig(ratio=0.5))
     x = torch.randn(2, 5, HIDDEN, generator=torch.Generator().manual_seed(3))
-    for source, layer, kept in zip(encoder_layers(teacher), encoder_layers(pruned), details["structure"]["kept_ffn"]):
+    kept_ffn = details["structure"]["kept_ffn"]
+    for source, layer, kept in zip(encoder_layers(teacher), encoder_layers(pruned), kept_ffn):
         with torch.no_grad():
             inputs, gates = source.mlp.Wi(x).chunk(2, dim=-1)
             hidden = source.mlp.act(inputs[..., kept]) * gates[..., kept]
@@ -380,17 +382,18 @@ def test_a_model_no_family_fits_names_its_class_and_the_knobs_that_still_apply()
 
 
 def test_a_generic_encoder_whose_forward_reads_the_shared_head_count_is_refused():
-    """Its attention reshapes by config.num_attention_heads, which slicing cannot keep true: no family, not a wrong one."""
+    """Its attention reshapes by config.num_attention_heads, that slicing cannot keep: no family, not a wrong one."""
     model = TinyEncoder(heads_from_config=True).eval()
     with pytest.raises(ValueError, match="needs a BERT-style encoder.*found none in TinyEncoder.*still apply"):
         encoder_layers(model)
 
 
 def test_an_encoder_with_a_per_head_tensor_beside_its_layers_is_refused():
-    """MPNet's layers are plain Linear, but its encoder adds a relative position bias per head that slicing would miss."""
+    """MPNet's layers are plain Linear, but its encoder adds a per-head position bias that slicing would miss."""
     model = MPNetModel(
         MPNetConfig(
-            vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=HEADS, intermediate_size=INTER
+            vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=HEADS,
+            intermediate_size=INTER,
         )
     )
     with pytest.raises(ValueError, match="needs a BERT-style encoder.*found none in MPNetModel"):

@@ -68,7 +68,9 @@ class TinyEncoder(nn.Module):
         self, fused: bool = False, gated: bool = False, heads_from_config: bool = False, layers: int = 4
     ) -> None:
         super().__init__()
-        self.config = PretrainedConfig(hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=layers)
+        self.config = PretrainedConfig(
+            hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=layers
+        )
         self.embed = nn.Embedding(100, 32)
         self.blocks = nn.ModuleList(Block(self.config, fused, gated, heads_from_config) for _ in range(layers))
 
