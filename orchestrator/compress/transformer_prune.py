@@ -1,4 +1,10 @@
-"""Structured pruning of BERT-style encoders: attention heads, FFN neurons and whole layers.
+"""Structured pruning of transformer encoders: attention heads, FFN neurons and whole layers.
+
+Each encoder family (BERT-named, DistilBERT, ModernBERT; see `encoder_families`) is a
+description of where its projections are; the slicing below is the same for all of them.
+An encoder of no known family gets a description from its config and the shapes of its
+Linear layers, accepted only if pruning a silenced head and neuron of one layer changes
+nothing (`_slices_cleanly`).
 
 Each knob really removes weights (smaller Linear layers, a shorter layer list), so the
 pruned model is faster as well as smaller. Which teacher layers, heads and neurons
@@ -9,6 +15,7 @@ survive is kept as plain attributes on the pruned modules (never in the state_di
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import torch
@@ -17,15 +24,17 @@ from pydantic import Field
 from torch import nn
 
 from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
+from orchestrator.compress.encoder_families import EncoderFamily, discover_family, family_of, needs_message
 
 MAX_PRUNE_RATIO = 0.95
 
 # Plain (non-state) attributes recording original-teacher indices on the pruned modules.
 _LAYER_INDEX = "_hedgerow_layer_index"  # on each encoder layer
-_KEPT_HEADS = "_hedgerow_kept_heads"  # on attention.self
-_KEPT_FFN = "_hedgerow_kept_ffn"  # on intermediate
+_KEPT_HEADS = "_hedgerow_kept_heads"  # on the attention module (BERT: attention.self)
+_KEPT_FFN = "_hedgerow_kept_ffn"  # on the FFN input's parent (BERT: intermediate)
 
-_NEEDS = "needs a BERT-style encoder (layers with attention.self.query/key/value, intermediate.dense, output.dense)"
+# What a model that fits no family can still take, for the error message.
+_STILL_APPLIES = "bits 8 (int8), runtime, and distillation (kd_steps, without kd_hidden_weight)"
 
 
 class HeadPruneConfig(TechniqueConfig):
@@ -49,34 +58,32 @@ class LayerDropConfig(TechniqueConfig):
 # --- finding and describing the encoder -------------------------------------------------------
 
 
-def _is_bert_layer(module: nn.Module) -> bool:
-    try:
-        attn = module.attention
-        return all(
-            isinstance(m, nn.Linear)
-            for m in (
-                attn.self.query,
-                attn.self.key,
-                attn.self.value,
-                attn.output.dense,
-                module.intermediate.dense,
-                module.output.dense,
-            )
-        )
-    except AttributeError:
-        return False
+def _family_of_list(layers: nn.ModuleList) -> EncoderFamily | None:
+    family = family_of(layers[0]) if len(layers) > 0 else None
+    return family if family is not None and all(family.matches(layer) for layer in layers) else None
 
 
-def _find_encoder(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    found = [
-        (name, m)
-        for name, m in model.named_modules()
-        if isinstance(m, nn.ModuleList) and len(m) > 0 and all(_is_bert_layer(layer) for layer in m)
-    ]
+def _config_above(model: nn.Module, name: str) -> Any:
+    """The config of the innermost module holding the module `name` that has one."""
+    holders = [m for n, m in model.named_modules() if n == "" or name.startswith(n + ".")]
+    return next((m.config for m in reversed(holders) if getattr(m, "config", None) is not None), None)
+
+
+def _find_encoder(model: nn.Module) -> tuple[str, nn.ModuleList, EncoderFamily]:
+    lists = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+    found = [(name, m, family) for name, m in lists if (family := _family_of_list(m)) is not None]
+    if not found:  # no family from the table: one described by the config and the shapes, if unambiguous
+        for name, m in lists:
+            holder = model.get_submodule(name.rpartition(".")[0])
+            if (family := discover_family(m, holder, _config_above(model, name), _slices_cleanly)) is not None:
+                found.append((name, m, family))
     if not found:
-        raise ValueError(f"transformer pruning {_NEEDS}; found none in {type(model).__name__}")
+        raise ValueError(
+            f"transformer pruning {needs_message()}; found none in {type(model).__name__}. "
+            f"The knobs that still apply to {type(model).__name__}: {_STILL_APPLIES}"
+        )
     if len(found) > 1:
-        names = ", ".join(name or "<root>" for name, _ in found)
+        names = ", ".join(name or "<root>" for name, _, _ in found)
         raise ValueError(f"transformer pruning needs exactly one BERT-style encoder; found {len(found)}: {names}")
     return found[0]
 
@@ -86,33 +93,40 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     return _find_encoder(model)[1]
 
 
-def _head_size(attn_self: nn.Module) -> int:
-    return int(attn_self.attention_head_size)
+def encoder_family(model: nn.Module) -> EncoderFamily:
+    """The family (layout description) of the encoder inside `model`."""
+    return _find_encoder(model)[2]
 
 
-def _kept_heads(attn_self: nn.Module) -> list[int]:
-    current = attn_self.query.out_features // _head_size(attn_self)
-    return list(getattr(attn_self, _KEPT_HEADS, range(current)))
+def _layer_family(layer: nn.Module) -> EncoderFamily:
+    family = family_of(layer)
+    if family is None:
+        raise ValueError(f"transformer pruning {needs_message()}; {type(layer).__name__} is not such a layer")
+    return family
 
 
-def _kept_ffn(layer: nn.Module) -> list[int]:
-    return list(getattr(layer.intermediate, _KEPT_FFN, range(layer.intermediate.dense.out_features)))
+def _kept_heads(layer: nn.Module, family: EncoderFamily) -> list[int]:
+    return list(getattr(family.attention(layer), _KEPT_HEADS, range(family.n_heads(layer))))
+
+
+def _kept_ffn(layer: nn.Module, family: EncoderFamily) -> list[int]:
+    return list(getattr(family.ffn(layer), _KEPT_FFN, range(family.ffn_width(layer))))
 
 
 def structure_of(model: nn.Module) -> dict[str, list]:
     """The pruned shape as original-teacher indices: kept layers, and kept heads and FFN neurons per layer."""
-    layers = encoder_layers(model)
+    _, layers, family = _find_encoder(model)
     structure = {
         "kept_layers": [int(getattr(layer, _LAYER_INDEX, i)) for i, layer in enumerate(layers)],
-        "kept_heads": [_kept_heads(layer.attention.self) for layer in layers],
-        "kept_ffn": [_kept_ffn(layer) for layer in layers],
+        "kept_heads": [_kept_heads(layer, family) for layer in layers],
+        "kept_ffn": [_kept_ffn(layer, family) for layer in layers],
     }
     for layer, heads, ffn in zip(layers, structure["kept_heads"], structure["kept_ffn"]):
         # The attributes are only trustworthy if nothing reshaped the layer behind our back.
-        if len(heads) * _head_size(layer.attention.self) != layer.attention.self.query.out_features:
+        if len(heads) != family.n_heads(layer):
             raise RuntimeError("recorded kept heads do not match the attention's width; was it pruned elsewhere?")
-        if len(ffn) != layer.intermediate.dense.out_features:
-            raise RuntimeError("recorded kept FFN neurons do not match intermediate.dense; was it pruned elsewhere?")
+        if len(ffn) != family.ffn_width(layer):
+            raise RuntimeError(f"recorded kept FFN neurons do not match {family.ffn_out}; was it pruned elsewhere?")
     return structure
 
 
@@ -137,40 +151,56 @@ def _removed(n: int, keep_positions: list[int]) -> list[int]:
     return [i for i in range(n) if i not in kept]
 
 
-def _keep_heads(layer: nn.Module, keep: list[int]) -> None:
+def _head_rows(family: EncoderFamily, n_heads: int, size: int, heads: list[int]) -> list[int]:
+    """Output rows of one q/k/v projection (or of the fused one, in each of its q, k, v blocks) of `heads`."""
+    rows = [h * size + j for h in heads for j in range(size)]
+    if not family.fused:
+        return rows
+    return [block * n_heads * size + r for block in range(3) for r in rows]
+
+
+def _keep_heads(layer: nn.Module, keep: list[int], family: EncoderFamily) -> None:
     """Slice one layer's attention down to the heads `keep` (original indices, ascending)."""
-    attn_self = layer.attention.self
-    current = _kept_heads(attn_self)
+    attention = family.attention(layer)
+    current = _kept_heads(layer, family)
     positions = _positions(current, keep, "kept_heads")
-    size = _head_size(attn_self)
-    gone = [p * size + j for p in _removed(len(current), positions) for j in range(size)]
+    size = family.head_size_of(layer)
+    removed = _removed(len(current), positions)
+    gone = [p * size + j for p in removed for j in range(size)]
     if gone:
+        rows = _head_rows(family, len(current), size, removed)
         with torch.no_grad():
-            for linear in (attn_self.query, attn_self.key, attn_self.value):
-                tp.prune_linear_out_channels(linear, gone)
-            tp.prune_linear_in_channels(layer.attention.output.dense, gone)
-    # The forward reshapes with -1 heads and scales by the (unchanged) head size; these two are
-    # the only attributes derived from the head count. The shared config is left alone: its
-    # num_attention_heads still defines the head size a fresh model is built with.
-    attn_self.num_attention_heads = len(keep)
-    attn_self.all_head_size = len(keep) * size
-    setattr(attn_self, _KEPT_HEADS, list(keep))
+            for linear in family.projections(layer):
+                tp.prune_linear_out_channels(linear, rows)
+            tp.prune_linear_in_channels(family.linear(layer, family.attn_out), gone)
+    # Only the attributes the family names are derived from the head count; the head size is
+    # unchanged. The shared config is left alone: its num_attention_heads still defines the
+    # head size a fresh model is built with.
+    for attr in family.head_count:
+        setattr(attention, attr, len(keep))
+    for attr in family.head_width:
+        setattr(attention, attr, len(keep) * size)
+    setattr(attention, _KEPT_HEADS, list(keep))
 
 
-def _keep_ffn(layer: nn.Module, keep: list[int]) -> None:
-    """Slice one layer's feed-forward block down to the neurons `keep` (original indices, ascending)."""
-    current = _kept_ffn(layer)
+def _keep_ffn(layer: nn.Module, keep: list[int], family: EncoderFamily) -> None:
+    """Slice one layer's feed-forward block down to the neurons `keep` (original indices, ascending).
+
+    In a gated FFN a neuron is an (input, gate) pair of rows of the input projection; both go together.
+    """
+    current = _kept_ffn(layer, family)
     gone = _removed(len(current), _positions(current, keep, "kept_ffn"))
     if gone:
+        rows = gone + [len(current) + g for g in gone] if family.gated else gone
         with torch.no_grad():
-            tp.prune_linear_out_channels(layer.intermediate.dense, gone)
-            tp.prune_linear_in_channels(layer.output.dense, gone)
-    setattr(layer.intermediate, _KEPT_FFN, list(keep))
+            tp.prune_linear_out_channels(family.linear(layer, family.ffn_in), rows)
+            tp.prune_linear_in_channels(family.linear(layer, family.ffn_out), gone)
+    setattr(family.ffn(layer), _KEPT_FFN, list(keep))
 
 
 def _keep_layers(model: nn.Module, keep: list[int]) -> None:
     """Replace the encoder's layer list by the layers `keep` (original indices, ascending)."""
-    name, layers = _find_encoder(model)
+    name, layers, family = _find_encoder(model)
     current = [int(getattr(layer, _LAYER_INDEX, i)) for i, layer in enumerate(layers)]
     positions = _positions(current, keep, "kept_layers")
     for pos, orig in zip(positions, keep):
@@ -178,12 +208,51 @@ def _keep_layers(model: nn.Module, keep: list[int]) -> None:
     parent_name, _, attr = name.rpartition(".")
     parent = model.get_submodule(parent_name)
     setattr(parent, attr, nn.ModuleList([layers[p] for p in positions]))
-    # Configs of the modules holding the encoder (e.g. BertModel, BertEncoder) describe its depth.
+    for depth in family.depth:
+        if hasattr(parent, depth):
+            setattr(parent, depth, len(keep))
+    # Configs of the modules holding the encoder (e.g. BertModel, BertEncoder) describe its depth,
+    # and some (ModernBERT's layer_types) hold one entry per layer.
+    configs = {}
     for module_name, module in model.named_modules():
         config = getattr(module, "config", None)
         holds_encoder = module_name == "" or name.startswith(module_name + ".")
         if holds_encoder and hasattr(config, "num_hidden_layers"):
-            config.num_hidden_layers = len(keep)
+            configs[id(config)] = config
+    for config in configs.values():
+        per_layer = getattr(config, "layer_types", None)
+        if isinstance(per_layer, list) and len(per_layer) == len(layers):
+            config.layer_types = [per_layer[p] for p in positions]
+        config.num_hidden_layers = len(keep)
+
+
+def _first_tensor(output: Any) -> torch.Tensor:
+    return output if isinstance(output, torch.Tensor) else output[0]
+
+
+def _slices_cleanly(family: EncoderFamily, layer: nn.Module, x: torch.Tensor) -> bool:
+    """Whether a copy of `layer` whose head 0 and FFN neuron 0 are silenced computes the same with both pruned.
+
+    Silencing zeroes only their output columns, so the check confirms that the q/k/v rows removed
+    belong to the same head as those columns, that gated rows go in pairs, and that the forward
+    still runs after the head-count attributes are updated.
+    """
+    try:
+        with torch.no_grad():
+            silenced = copy.deepcopy(layer).eval()
+            heads, width, size = family.n_heads(silenced), family.ffn_width(silenced), family.head_size_of(silenced)
+            if heads < 2 or width < 2:
+                return False
+            family.linear(silenced, family.attn_out).weight[:, :size] = 0
+            family.linear(silenced, family.ffn_out).weight[:, 0] = 0
+            before = _first_tensor(silenced(x))
+            pruned = copy.deepcopy(silenced)
+            _keep_heads(pruned, list(range(1, heads)), family)
+            _keep_ffn(pruned, list(range(1, width)), family)
+            after = _first_tensor(pruned(x))
+    except Exception:  # a forward that breaks once pruned means the description is wrong
+        return False
+    return before.shape == after.shape and torch.allclose(before, after, rtol=1e-4, atol=1e-5)
 
 
 def _importance_order(scores: torch.Tensor, n_keep: int) -> list[int]:
@@ -203,33 +272,43 @@ def apply_structure(model: nn.Module, structure: dict[str, Any]) -> nn.Module:
         )
     model = model.cpu().eval()
     _keep_layers(model, keep_layers)
-    for layer, layer_heads, layer_ffn in zip(encoder_layers(model), heads, ffn):
-        _keep_heads(layer, sorted(int(h) for h in layer_heads))
-        _keep_ffn(layer, sorted(int(n) for n in layer_ffn))
+    _, layers, family = _find_encoder(model)
+    for layer, layer_heads, layer_ffn in zip(layers, heads, ffn):
+        _keep_heads(layer, sorted(int(h) for h in layer_heads), family)
+        _keep_ffn(layer, sorted(int(n) for n in layer_ffn), family)
     return model
 
 
 # --- importance -------------------------------------------------------------------------------
 
 
-def head_importance(layer: nn.Module) -> torch.Tensor:
-    """Per-head L2 importance: summed norms of the head's query/key/value rows and output-dense columns."""
-    attn_self = layer.attention.self
-    size = _head_size(attn_self)
+def head_importance(layer: nn.Module, family: EncoderFamily | None = None) -> torch.Tensor:
+    """Per-head L2 importance: summed norms of the head's query/key/value rows and attention-output columns."""
+    family = family or _layer_family(layer)
+    size = family.head_size_of(layer)
     with torch.no_grad():
-        scores = sum(
-            linear.weight.reshape(-1, size, linear.in_features).norm(dim=(1, 2))
-            for linear in (attn_self.query, attn_self.key, attn_self.value)
-        )
-        out = layer.attention.output.dense.weight
+        if family.fused:
+            weight = family.projections(layer)[0].weight
+            blocks = weight.reshape(3, -1, size, weight.shape[1]).norm(dim=(2, 3))
+            scores = blocks[0] + blocks[1] + blocks[2]
+        else:
+            scores = sum(
+                linear.weight.reshape(-1, size, linear.in_features).norm(dim=(1, 2))
+                for linear in family.projections(layer)
+            )
+        out = family.linear(layer, family.attn_out).weight
         scores = scores + out.reshape(out.shape[0], -1, size).norm(dim=(0, 2))
     return scores
 
 
-def ffn_importance(layer: nn.Module) -> torch.Tensor:
-    """Per-neuron L2 importance: intermediate.dense row norm + output.dense column norm."""
+def ffn_importance(layer: nn.Module, family: EncoderFamily | None = None) -> torch.Tensor:
+    """Per-neuron L2 importance: FFN input row norm (both rows of a gated pair) + FFN output column norm."""
+    family = family or _layer_family(layer)
     with torch.no_grad():
-        return layer.intermediate.dense.weight.norm(dim=1) + layer.output.dense.weight.norm(dim=0)
+        rows = family.linear(layer, family.ffn_in).weight.norm(dim=1)
+        if family.gated:
+            rows = rows[: rows.shape[0] // 2] + rows[rows.shape[0] // 2 :]
+        return rows + family.linear(layer, family.ffn_out).weight.norm(dim=0)
 
 
 def layer_drop_indices(n: int, keep: int) -> list[int]:
@@ -253,10 +332,10 @@ def _record(technique: str, config: TechniqueConfig, params_before: int, model: 
 def prune_heads(model: nn.Module, config: HeadPruneConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """Remove the least important attention heads, the same number in every layer."""
     model = model.cpu().eval()
-    layers = encoder_layers(model)
+    _, layers, family = _find_encoder(model)
     params_before = _n_params(model)
     for layer in layers:
-        current = _kept_heads(layer.attention.self)
+        current = _kept_heads(layer, family)
         n_remove = round(config.ratio * len(current))
         if n_remove >= len(current):
             limit = (len(current) - 0.5) / len(current)
@@ -265,9 +344,7 @@ def prune_heads(model: nn.Module, config: HeadPruneConfig, ctx: Context) -> tupl
                 f"(round({config.ratio} × {len(current)}) = {n_remove}); expected a ratio below {limit:.4g} "
                 "so that at least one head per layer stays"
             )
-    removed = _remove_least_important(
-        layers, config.ratio, lambda layer: _kept_heads(layer.attention.self), head_importance, _keep_heads
-    )
+    removed = _remove_least_important(layers, config.ratio, family, _kept_heads, head_importance, _keep_heads)
     return model, _record("heads", config, params_before, model, heads_removed_per_layer=removed)
 
 
@@ -275,32 +352,33 @@ def prune_heads(model: nn.Module, config: HeadPruneConfig, ctx: Context) -> tupl
 def prune_ffn(model: nn.Module, config: FFNPruneConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """Remove the least important feed-forward neurons in every layer (Torch-Pruning's Linear slicing)."""
     model = model.cpu().eval()
-    layers = encoder_layers(model)
+    _, layers, family = _find_encoder(model)
     params_before = _n_params(model)
     for layer in layers:
-        width = layer.intermediate.dense.out_features
+        width = family.ffn_width(layer)
         if round(config.ratio * width) >= width:
             raise ValueError(
                 f"prune_ffn_ratio: {config.ratio} would remove all {width} feed-forward neurons of a layer; "
                 "expected a ratio that leaves at least one"
             )
-    removed = _remove_least_important(layers, config.ratio, _kept_ffn, ffn_importance, _keep_ffn)
+    removed = _remove_least_important(layers, config.ratio, family, _kept_ffn, ffn_importance, _keep_ffn)
     return model, _record("ffn", config, params_before, model, ffn_removed_per_layer=removed)
 
 
 def _remove_least_important(
     layers: nn.ModuleList,
     ratio: float,
-    kept: Callable[[nn.Module], list[int]],
-    importance: Callable[[nn.Module], torch.Tensor],
-    keep: Callable[[nn.Module, list[int]], None],
+    family: EncoderFamily,
+    kept: Callable[[nn.Module, EncoderFamily], list[int]],
+    importance: Callable[[nn.Module, EncoderFamily], torch.Tensor],
+    keep: Callable[[nn.Module, list[int], EncoderFamily], None],
 ) -> list[int]:
     """In every layer, keep all but round(ratio × units) units, the most important; return how many went per layer."""
     removed = []
     for layer in layers:
-        current = kept(layer)
+        current = kept(layer, family)
         n_keep = len(current) - round(ratio * len(current))
-        keep(layer, [current[p] for p in _importance_order(importance(layer), n_keep)])
+        keep(layer, [current[p] for p in _importance_order(importance(layer, family), n_keep)], family)
         removed.append(len(current) - n_keep)
     return removed
 
