@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.compress.recipe import INDEX_SUFFIX, Recipe, knob_of_param  # noqa: F401  (knob_of_param: re-exported)
-from orchestrator.compress.transformer_prune import encoder_layers
+from orchestrator.compress.transformer_prune import structure_of
 from orchestrator.config import Choices, Knob, Range, knob_values
 from orchestrator.errors import InputError
 from orchestrator.runtimes._kernels import RUNTIME_BITS
@@ -38,7 +38,7 @@ BASELINE: dict[str, Any] = {
 }  # fmt: skip
 INTEGER_KNOBS = {name for name, f in Recipe.model_fields.items() if f.annotation in (int, int | None)}
 KD_KNOBS = ("kd_temperature", "kd_alpha", "kd_loss", "kd_hidden_weight", "kd_learning_rate", "kd_batch_size")
-TRANSFORMER_KNOBS = ("keep_layers", "prune_heads_ratio", "prune_ffn_ratio")  # BERT-style encoders only
+TRANSFORMER_KNOBS = ("keep_layers", "prune_heads_ratio", "prune_ffn_ratio")  # transformer encoders (compress/encoder_families.py)
 
 
 def choice_param(name: str, knob: Choices) -> tuple[str, list[Any], list[Any]]:
@@ -160,7 +160,7 @@ def check_space_fits(space: dict[str, Knob], task: Any) -> None:
     if not used and "structured" not in methods:
         return
     try:
-        layers = encoder_layers(task.teacher())
+        structure = structure_of(task.teacher())  # the same for every encoder family: kept layers, heads, FFN neurons
     except ValueError as exc:
         if used:
             raise InputError(f"space.{used[0]}: task {task.name!r} cannot take this knob: {exc}") from None
@@ -172,9 +172,10 @@ def check_space_fits(space: dict[str, Knob], task: Any) -> None:
             "prune_ffn_ratio prune (unstructured pruning applies to both)"
         )
     widths = {
-        "prune_heads_ratio": ("attention heads", int(layers[0].attention.self.num_attention_heads)),
-        "prune_ffn_ratio": ("feed-forward neurons", int(layers[0].intermediate.dense.out_features)),
+        "prune_heads_ratio": ("attention heads", len(structure["kept_heads"][0])),
+        "prune_ffn_ratio": ("feed-forward neurons", len(structure["kept_ffn"][0])),
     }
+    depth = len(structure["kept_layers"])
     for name, (what, width) in widths.items():
         for ratio in knob_values(space[name]) if name in space else []:
             if round(float(ratio) * width) >= width:
@@ -183,8 +184,8 @@ def check_space_fits(space: dict[str, Knob], task: Any) -> None:
                     f"expected a ratio below {(width - 0.5) / width:.4g}"
                 )
     for keep in knob_values(space["keep_layers"]) if "keep_layers" in space else []:
-        if keep is not None and not 1 <= int(keep) <= len(layers):
-            raise InputError(f"space.keep_layers: {keep} layers asked for; the encoder has {len(layers)}, so 1..{len(layers)}")
+        if keep is not None and not 1 <= int(keep) <= depth:
+            raise InputError(f"space.keep_layers: {keep} layers asked for; the encoder has {depth}, so 1..{depth}")
 
 
 def check_runtimes(space: dict[str, Knob], device: str, gpu: float) -> None:

@@ -6,7 +6,16 @@ import optuna
 import pytest
 
 from orchestrator.config import Choices, Range
-from orchestrator.search.space import BASELINE, DefineByRun, baseline_point, grid_space, knob_of_param, recipe_from_config
+from orchestrator.errors import InputError
+from orchestrator.search.space import (
+    BASELINE,
+    DefineByRun,
+    baseline_point,
+    check_space_fits,
+    grid_space,
+    knob_of_param,
+    recipe_from_config,
+)
 
 SPACE = {
     "prune_method": Choices(choices=["none", "structured", "unstructured", "semi_structured_2_4"]),
@@ -171,3 +180,20 @@ def test_a_runtime_space_that_cannot_be_served_is_refused_up_front():
     with pytest.raises(InputError, match="space.runtime: 'onnxruntime' runs on ONNX Runtime's CPU provider"):
         check_runtimes({"runtime": "onnxruntime"}, "auto", 1)
     check_runtimes({"bits": Choices(choices=[16, 8]), "runtime": Choices(choices=["eager", "onnxruntime"])}, "cpu", 0)
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert", "modernbert"])
+def test_transformer_knobs_are_checked_against_any_encoder_family(family):
+    from tests.compress.test_encoder_families import HEADS, LAYERS, make
+
+    class Task:  # what check_space_fits reads of a task: its name and teacher
+        name = f"tiny-{family}"
+
+        def teacher(self):
+            return make(family)
+
+    check_space_fits({"prune_heads_ratio": Choices(choices=[0.0, 0.5]), "keep_layers": Choices(choices=[2, LAYERS])}, Task())
+    with pytest.raises(InputError, match=f"would remove all {HEADS} attention heads"):
+        check_space_fits({"prune_heads_ratio": 0.9}, Task())
+    with pytest.raises(InputError, match=f"the encoder has {LAYERS}"):
+        check_space_fits({"keep_layers": LAYERS + 1}, Task())
