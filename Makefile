@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) bench/minilm.py
 	$(PY) bench/runtimes.py
 	$(PY) bench/ort_int8_cpus.py
+	$(PY) bench/encoders.py
 
 # The search target over 60 seeds on the product's Tuner itself (~50 min as two shards on 2 cores; resumable).
 bench-seeds: $(STAMP)
