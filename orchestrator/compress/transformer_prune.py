@@ -16,7 +16,7 @@ import torch_pruning as tp
 from pydantic import Field
 from torch import nn
 
-from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
+from orchestrator.techniques import Context, StepRecord, TechniqueConfig, register
 
 MAX_PRUNE_RATIO = 0.95
 

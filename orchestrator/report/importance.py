@@ -15,6 +15,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.config import knob_of_param  # `bits_index` is reported as `bits`
+
 MIN_TRIALS = 4  # PED-ANOVA's top 10% needs a few trials to say anything
 NOT_ENOUGH = "not enough finished trials"
 
@@ -43,7 +45,6 @@ def param_importances(db: Path, study_name: str, min_trials: int = MIN_TRIALS) -
 
 
 def _importances(optuna, db: Path, study_name: str, min_trials: int) -> Importance:  # noqa: ANN001
-    from orchestrator.compress.recipe import knob_of_param  # `bits_index` is reported as `bits`
     with tempfile.TemporaryDirectory(prefix="hedgerow-report-") as tmp:
         copy = Path(tmp) / "optuna.db"
         shutil.copyfile(db, copy)
