@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,9 +48,12 @@ class RuntimeDetails(_Details):
 
 
 class PruneDetails(_Details):
-    """What a prune stage records that the recipe's summary reads."""
+    """What a prune stage records that the recipe's summary and export read (a transformer prune: its structure)."""
 
     sparse_size_bytes: int | None = None
+    layer_widths: dict[str, int] | None = None
+    pruning_history: list[list[Any]] | None = None
+    structure: dict[str, list[Any]] | None = None
 
 
 def x86_only(backend: str) -> list[str] | None:
