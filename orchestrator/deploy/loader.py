@@ -155,7 +155,7 @@ def load(
         if runtime != "auto":
             raise InputError(
                 f"runtime {runtime!r} runs on the CPU only (its programs were exported there); "
-                f"use runtime='torch' or {weights!r} (the weights, by its older name or its name) on {device}"
+                f"use runtime='torch' (= {weights!r}: the weights) on {device}"
             )
         chosen = weights  # a .pt2 exported on the CPU pins its device; the weights load on any device
     module = _module(root, manifest, chosen, dev)

@@ -18,6 +18,7 @@ from orchestrator.deploy._errors import ExportError
 from orchestrator.deploy.manifest import Program, ServingRuntime
 from orchestrator.runtimes import REGISTRY, RuntimeFailed
 from orchestrator.runtimes._export import export_args, quiet
+from orchestrator.runtimes.base import max_abs_diff
 from orchestrator.runtimes.onnx import ONNX_INT8_NAME, OnnxModule, export_onnx, feeds, quantize_onnx  # noqa: F401  (re-exported)
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs, run
@@ -33,8 +34,7 @@ HALF_ONNX_REASON = (
 )
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).abs().max()) if a.shape == b.shape else float("inf")
+_max_diff = max_abs_diff
 
 
 def torch_export_program(

@@ -108,6 +108,11 @@ class Runtime(abc.ABC):
         return f"{names} models (bits {' or '.join(str(b) for b in self.bits)})"
 
 
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference between two outputs (inf where their shapes differ)."""
+    return float((a.float() - b.float()).abs().max()) if a.shape == b.shape else float("inf")
+
+
 def recorded_kernel_archs(steps: Iterable[StepRecord]) -> list[str] | None:
     """The CPU architectures recorded by a candidate's build steps: a runtime stage's, else its quantize stage's."""
     steps = list(steps)

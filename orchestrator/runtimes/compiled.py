@@ -19,7 +19,7 @@ from torch import nn
 
 from orchestrator.runtimes._export import export_args, quiet
 from orchestrator.runtimes._kernels import first_line
-from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram
+from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, max_abs_diff
 from orchestrator.tasks.base import Task, model_device
 from orchestrator.tasks.batches import Inputs, batch_size, repeat_to, run, take, to_device
 from orchestrator.techniques import (
@@ -298,7 +298,7 @@ class CompiledRuntime(Runtime):
         except Exception as exc:  # noqa: BLE001
             path.unlink(missing_ok=True)
             raise RuntimeFailed(f"runtime 'compiled': the program could not be exported and compiled back ({first_line(exc)})") from exc
-        diff = float((outputs.float() - reference).abs().max()) if outputs.shape == reference.shape else float("inf")
+        diff = max_abs_diff(outputs, reference)
         what = "torchao PT2E int8 program (x86 inductor quantizer), float weights it no longer reads stripped" if int8 else "torch.export program"
         reason = (
             f"{what}, dynamic batch{' and sequence length' if task.sequence_inputs else ''}; served by torch.compile "

@@ -21,7 +21,7 @@ from torch import nn
 
 from orchestrator.runtimes._export import export_args, quiet
 from orchestrator.runtimes._kernels import first_line
-from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram
+from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, max_abs_diff
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs, run
 from orchestrator.techniques import Context, StepRecord, TechniqueConfig, count_params, int8_mode, register
@@ -233,7 +233,7 @@ class OnnxRuntime(Runtime):
         module = OnnxModule(out_dir / name, threads=served.threads, graph_optimization=served.graph_optimization)
         with torch.inference_mode():
             outputs = run(module, inputs)
-        diff = float((outputs.float() - reference).abs().max()) if outputs.shape == reference.shape else float("inf")
+        diff = max_abs_diff(outputs, reference)
         quality = task.evaluate(module, "val")["value"]
         settings = {
             "provider": "CPUExecutionProvider", "int8": mode, "graph_optimization": served.graph_optimization,
