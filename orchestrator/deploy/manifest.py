@@ -68,7 +68,7 @@ class FileEntry(_Model):
 class Program(_Model):
     """A runnable program of the model (or why there is none in that format)."""
 
-    format: Literal["torch_export", "torch_export_pt2e_int8", "onnx", "onnx_int8_qdq", "onnx_int8_dynamic"]
+    format: Literal[REGISTRY.program_formats()]  # type: ignore[valid-type]  # the formats the registered runtimes load
     file: str | None = None
     written: bool
     reason: str

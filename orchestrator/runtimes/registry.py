@@ -51,6 +51,10 @@ class RuntimeRegistry:
         """The runtime whose program is the weights themselves (eager): what any device can load."""
         return next(r.name for r in self if r.loads_anywhere)
 
+    def program_formats(self) -> tuple[str, ...]:
+        """Every program format a registered runtime loads, each once (what a manifest may list)."""
+        return tuple(dict.fromkeys(fmt for runtime in self for fmt in runtime.program_formats))
+
     def choice_bits(self) -> tuple[int, ...]:
         """Bit widths more than one runtime serves: where the runtime is a choice at all (widest first)."""
         counts = [b for r in self for b in r.bits]
