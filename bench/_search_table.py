@@ -115,7 +115,7 @@ def _group_models(task, teacher, method: str, ratio: float, steps: int, temp: fl
 
     import torch
 
-    from orchestrator.compress._registry import Context, apply_technique
+    from orchestrator.techniques import Context, apply_technique
     from orchestrator.compress.recipe import Recipe, summarize_steps
 
     t0 = time.perf_counter()

@@ -34,7 +34,6 @@ import copy
 import csv
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys

@@ -22,6 +22,13 @@ from orchestrator.safe_files import MAX_CONFIG_BYTES, check_yaml_nodes, read_tex
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 PATH_ARG_SUFFIXES = ("_path", "_file", "_dir")  # task arguments that name local files, resolved like the catalog
 KNOBS = tuple(name for name in Recipe.model_fields if name not in ("version", "seed"))
+INDEX_SUFFIX = "_index"  # numeric choices are sampled by position: `bits_index` for `bits`
+
+
+def knob_of_param(param: str) -> str:
+    """The knob an Optuna parameter samples (`bits_index` → `bits`); the search writes it, the report reads it."""
+    stem = param.removesuffix(INDEX_SUFFIX)
+    return stem if stem != param and stem in Recipe.model_fields else param
 
 
 class _Strict(BaseModel):

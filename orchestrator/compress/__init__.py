@@ -1,6 +1,6 @@
 """Compression techniques (each a config plus one registered function) and the recipe composing them."""
 
-from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, apply_technique, register
+from orchestrator.techniques import Context, StepRecord, TechniqueConfig, apply_technique, register
 from orchestrator.compress.distill import DistillConfig, kd_loss, regression_kd_loss
 from orchestrator.compress.prune import SemiStructured24Config, StructuredPruneConfig, UnstructuredPruneConfig
 from orchestrator.compress.quantize import CastInput, HalfPrecisionConfig, Int4WeightOnlyConfig, Int8Config

@@ -6,16 +6,16 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 from torch.nn.utils import parametrize
 
-from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
+from orchestrator.techniques import Context, StepRecord, TechniqueConfig, register
 from orchestrator.compress.hidden_states import HiddenStateMatch, captured
 from orchestrator.compress.prune import prunable_weights
 from orchestrator.compress.quantize import fake_quantize
 from orchestrator.tasks.batches import run, to_device
+from orchestrator.tasks.losses import kd_loss, regression_kd_loss  # noqa: F401  (re-exported: the task owns its loss)
 
 
 class DistillConfig(TechniqueConfig):
@@ -36,31 +36,6 @@ class DistillConfig(TechniqueConfig):
     qat_group_size: int | None = Field(None, description="group size of that fake quantization (None: per channel)")
     preserve_sparsity: bool = Field(False, description="keep weights that are exactly zero at zero")
     seed: int = 0
-
-
-def kd_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    targets: torch.Tensor,
-    temperature: float,
-    alpha: float,
-) -> torch.Tensor:
-    """Hinton et al.'s distillation loss; T² keeps the soft term's gradients on the hard term's scale."""
-    soft = F.kl_div(
-        F.log_softmax(student_logits / temperature, dim=-1),
-        F.softmax(teacher_logits / temperature, dim=-1),
-        reduction="batchmean",
-    )
-    hard = F.cross_entropy(student_logits, targets)
-    return alpha * temperature**2 * soft + (1.0 - alpha) * hard
-
-
-def regression_kd_loss(
-    student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, alpha: float
-) -> torch.Tensor:
-    """For float targets: alpha·MSE(student, teacher) + (1 − alpha)·MSE(student, targets)."""
-    target = targets.reshape(student_out.shape).to(student_out.dtype)
-    return alpha * F.mse_loss(student_out, teacher_out) + (1.0 - alpha) * F.mse_loss(student_out, target)
 
 
 class FakeQuantWeight(nn.Module):
@@ -110,7 +85,7 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
                 teacher_logits = run(teacher, x)
             with captured(hidden.student_layers) as student_states:
                 student_out = run(student, x)
-            mask = x.get("attention_mask") if isinstance(x, dict) else None
+            mask = ctx.task.token_mask(x)
             loss = ctx.task.distill_loss(student_out, teacher_logits, y, config)
             loss = loss + config.hidden_weight * hidden.loss(student_states, teacher_states, mask)
         else:

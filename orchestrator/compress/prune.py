@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
+from orchestrator.techniques import Context, StepRecord, TechniqueConfig, register
 from orchestrator.errors import UnsupportedOnDevice
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)

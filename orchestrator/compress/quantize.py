@@ -10,27 +10,26 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
 from orchestrator.compress.prune import PRUNABLE, prunable_weights
+from orchestrator.techniques import Context, Int8Settings, StepRecord, TechniqueConfig, int8_mode, int8_torchao, register
+from orchestrator.techniques.details import x86_only
 
 
 class HalfPrecisionConfig(TechniqueConfig):
     """16-bit floats: bf16 on CPU, fp16 on CUDA (or as chosen)."""
 
+    keeps_float_weights = False
     dtype: Literal["auto", "bf16", "fp16"] = "auto"
 
 
-class Int8Config(TechniqueConfig):
+class Int8Config(Int8Settings):
     """int8 with real int8 kernels: static PTQ (convs too) on CPU, dynamic for Linear-only models, torchao on CUDA."""
-
-    mode: Literal["auto", "static", "dynamic"] = "auto"
-    calibration_batches: int = Field(8, ge=1)
-    calibration_batch_size: int = Field(64, ge=1)
 
 
 class Int4WeightOnlyConfig(TechniqueConfig):
     """4-bit weights in groups: torchao int4 on CUDA; fake-quantized (quality only) on CPU."""
 
+    keeps_float_weights = False
     group_size: int = Field(32, ge=8)
 
 
@@ -89,11 +88,10 @@ def int8(model: nn.Module, config: Int8Config, ctx: Context) -> tuple[nn.Module,
     """int8 by device: torch.ao FX static/dynamic on CPU, torchao dynamic-activation int8 on CUDA."""
     model = model.eval()
     if ctx.device.type == "cuda":
-        return _int8_torchao(model.to(ctx.device), config)
+        return int8_torchao(model.to(ctx.device), config)
     model = model.cpu()
     fallbacks: list[str] = []
-    has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
-    mode = config.mode if config.mode != "auto" else ("static" if has_conv else "dynamic")
+    mode = int8_mode(config.mode, model, ctx.task.sequence_inputs)
     if mode == "static":
         try:
             quantized = _int8_static_fx(model, config, ctx)
@@ -103,12 +101,14 @@ def int8(model: nn.Module, config: Int8Config, ctx: Context) -> tuple[nn.Module,
     if mode == "dynamic":
         quantized = dynamic_int8(model)
     q_layers, float_layers = quantized_and_float_layers(quantized)
+    backend = "x86" if mode == "static" else torch.backends.quantized.engine
     details = {
-        "backend": "x86" if mode == "static" else torch.backends.quantized.engine,
+        "backend": backend,
         "mode": mode,
         "quantized_layers": q_layers,
         "float_layers": float_layers,
         "accelerated": True,
+        "kernel_archs": x86_only(backend),
     }
     if mode == "dynamic":
         details["weight_granularity"] = "per_channel"
@@ -152,23 +152,6 @@ def _int8_static_fx(model: nn.Module, config: Int8Config, ctx: Context) -> nn.Mo
             for batch in calibration:
                 prepared(batch)
         return convert_fx(prepared)
-
-
-def _int8_torchao(model: nn.Module, config: Int8Config) -> tuple[nn.Module, StepRecord]:
-    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-
-    linear_names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    quantize_(model, Int8DynamicActivationInt8WeightConfig())
-    float_layers = [n for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
-    details = {
-        "backend": "torchao",
-        "mode": "dynamic_activation_int8_weight",
-        "quantized_layers": linear_names,
-        "float_layers": float_layers,
-        "accelerated": True,
-    }
-    fallbacks = [f"{n}: stays float (torchao int8 quantizes Linear layers only)" for n in float_layers]
-    return model, StepRecord(stage="quantize", technique="int8_torchao", config=config.model_dump(), details=details, fallbacks=fallbacks)
 
 
 @register(Int4WeightOnlyConfig)

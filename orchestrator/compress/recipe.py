@@ -10,7 +10,6 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, apply_technique
 from orchestrator.compress.distill import DistillConfig
 from orchestrator.compress.prune import (
     MAX_PRUNE_RATIO,
@@ -21,11 +20,14 @@ from orchestrator.compress.prune import (
 )
 from orchestrator.compress.quantize import HalfPrecisionConfig, Int4WeightOnlyConfig, Int8Config
 from orchestrator.compress.transformer_prune import FFNPruneConfig, HeadPruneConfig, LayerDropConfig
-from orchestrator.runtimes._kernels import RUNTIME_BITS, Runtime
+from orchestrator.runtimes import REGISTRY
 from orchestrator.tasks.base import Task
+from orchestrator.techniques import Context, StepRecord, TechniqueConfig, apply_technique
+from orchestrator.techniques.details import PruneDetails, QuantizeDetails, RuntimeDetails
 
 PruneMethod = Literal["none", "structured", "unstructured", "semi_structured_2_4"]
 Bits = Literal[32, 16, 8, 4]
+RuntimeName = Literal[REGISTRY.names]  # type: ignore[valid-type]  # the registered runtimes' names
 RECIPE_VERSION = 1
 LATER_KNOBS = ("prune_heads_ratio", "prune_ffn_ratio", "keep_layers", "kd_loss", "kd_hidden_weight", "runtime")
 
@@ -53,7 +55,7 @@ class Recipe(BaseModel):
     kd_learning_rate: float = Field(1e-3, gt=0)
     kd_batch_size: int = Field(64, ge=1)
     qat: bool = False
-    runtime: Runtime = Field("eager", description="how the candidate is served: eager torch, torch.compile (inductor), or ONNX Runtime")
+    runtime: RuntimeName = Field("eager", description="how the candidate is served: eager torch, torch.compile (inductor), or ONNX Runtime")
     seed: int = 0
 
     @model_validator(mode="before")
@@ -71,10 +73,11 @@ class Recipe(BaseModel):
             raise ValueError("prune_ratio: semi_structured_2_4 always prunes 50% (2 of every 4); set 0.5 or leave it out")
         if self.qat and self.bits > 8:
             raise ValueError(f"qat: quantization-aware training needs bits <= 8, got bits={self.bits}")
-        if self.runtime != "eager" and self.bits not in RUNTIME_BITS:
+        runtime = REGISTRY.get(self.runtime)
+        if self.bits not in runtime.bits:
             raise ValueError(
-                f"runtime: {self.runtime!r} serves float32 or int8 models (bits 32 or 8), got bits={self.bits}; "
-                "16-bit and int4 candidates run on the eager runtime"
+                f"runtime: {self.runtime!r} serves {runtime.describe_bits()}, got bits={self.bits}; "
+                f"{self.bits}-bit candidates run on the {' or '.join(REGISTRY.serving(self.bits))} runtime"
             )
         if self.qat and self.kd_steps == 0:
             raise ValueError("qat: quantization-aware training happens during distillation; set kd_steps > 0")
@@ -90,8 +93,7 @@ class Recipe(BaseModel):
 
     def stages(self) -> list[TechniqueConfig]:
         """The technique configs this recipe applies, in order."""
-        from orchestrator.runtimes import CompileConfig, OnnxRuntimeConfig, Pt2eInt8Config  # they register on the compress registry
-
+        runtime = REGISTRY.get(self.runtime)
         stages: list[TechniqueConfig] = []
         if self.keep_layers is not None:
             stages.append(LayerDropConfig(keep_layers=self.keep_layers))
@@ -123,17 +125,11 @@ class Recipe(BaseModel):
             )
         if self.bits == 16:
             stages.append(HalfPrecisionConfig())
-        elif self.bits == 8 and self.runtime == "eager":
+        elif self.bits == 8 and not runtime.quantizes_int8():
             stages.append(Int8Config())
-        elif self.bits == 8 and self.runtime == "compiled":
-            stages.append(Pt2eInt8Config())
         elif self.bits == 4:
             stages.append(Int4WeightOnlyConfig(group_size=self.int4_group_size))
-        if self.runtime == "compiled":
-            stages.append(CompileConfig())
-        elif self.runtime == "onnxruntime":  # ONNX Runtime quantizes its own graph: int8 is part of its stage
-            stages.append(OnnxRuntimeConfig(int8="auto" if self.bits == 8 else "none"))
-        return stages
+        return stages + runtime.stages(self.bits)  # a runtime that quantizes its own program adds its int8 stage here
 
 
 class CompressionRecord(BaseModel):
@@ -156,12 +152,14 @@ class CompressionRecord(BaseModel):
 
 
 class Compressed(BaseModel):
-    """The compressed model and the record of how it was made."""
+    """The compressed model, the record of how it was made, and (when asked for) the float model before its last stages."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     model: nn.Module
     record: CompressionRecord
+    float_model: nn.Module | None = Field(None, description="the model where its float weights end (before quantization or a runtime)")
+    float_steps: int | None = Field(None, description="how many of the record's steps built the float model")
 
 
 def apply_recipe(
@@ -172,6 +170,7 @@ def apply_recipe(
     on_eval: Callable[[int, float], None] | None = None,
     eval_every: int = 0,
     serving_batch_size: int = 64,
+    keep_float_model: bool = False,
 ) -> Compressed:
     """Compress a copy of the task's teacher by the recipe: prune → distill → quantize.
 
@@ -179,6 +178,8 @@ def apply_recipe(
     so a scheduler can stop poor candidates early. The teacher is never modified.
     A runtime stage (compiled, onnxruntime) compiles or opens its session for
     `serving_batch_size` and times that cold start; it raises RuntimeFailed where it cannot run here.
+    With `keep_float_model`, a copy of the model is kept where its float weights end (the first
+    stage whose config does not keep them), for export to write beside the served program.
     """
     device = torch.device(device)
     teacher = (teacher if teacher is not None else task.teacher()).eval()
@@ -187,14 +188,19 @@ def apply_recipe(
     )
     model = copy.deepcopy(teacher)
     steps: list[StepRecord] = []
+    float_model, float_steps = None, None
     for config in recipe.stages():
+        if keep_float_model and float_model is None and not config.keeps_float_weights:
+            float_model, float_steps = copy.deepcopy(model).cpu().eval(), len(steps)
         model, step = apply_technique(model, config, ctx)
         steps.append(step)
     model = model.to(device).eval()
+    if keep_float_model and float_model is None:  # no stage ended the float weights: the model is them
+        float_steps = len(steps)
     record = summarize_steps(recipe, device, steps, ctx)
     if recipe.prune_method == "semi_structured_2_4":
         record.notes.append(_finish_two_four(model, recipe, steps))
-    return Compressed(model=model, record=record)
+    return Compressed(model=model, record=record, float_model=float_model, float_steps=float_steps)
 
 
 def summarize_steps(recipe: Recipe, device: torch.device, steps: list[StepRecord], ctx: Context) -> CompressionRecord:
@@ -203,14 +209,15 @@ def summarize_steps(recipe: Recipe, device: torch.device, steps: list[StepRecord
     for step in steps:
         record.fallbacks.extend(step.fallbacks)
         if step.stage == "quantize":
-            record.accelerated = bool(step.details.get("accelerated", True))
-            record.quantized_layers = list(step.details.get("quantized_layers", []))
-            record.float_layers = list(step.details.get("float_layers", []))
-            record.deployed_size_bytes = step.details.get("packed_size_bytes")
-        if step.stage == "runtime" and "artifact_size_bytes" in step.details:
-            record.deployed_size_bytes = step.details["artifact_size_bytes"]  # the ONNX file ONNX Runtime serves
-        if step.stage == "prune" and "sparse_size_bytes" in step.details:
-            record.sparse_size_bytes = step.details["sparse_size_bytes"]
+            quantized = QuantizeDetails.of(step)
+            record.accelerated = quantized.accelerated
+            record.quantized_layers = list(quantized.quantized_layers)
+            record.float_layers = list(quantized.float_layers)
+            record.deployed_size_bytes = quantized.packed_size_bytes
+        if step.stage == "runtime" and RuntimeDetails.of(step).artifact_size_bytes is not None:
+            record.deployed_size_bytes = RuntimeDetails.of(step).artifact_size_bytes  # the file the runtime serves (ONNX)
+        if step.stage == "prune" and PruneDetails.of(step).sparse_size_bytes is not None:
+            record.sparse_size_bytes = PruneDetails.of(step).sparse_size_bytes
     return record
 
 
@@ -224,11 +231,3 @@ def _finish_two_four(model: nn.Module, recipe: Recipe, steps: list[StepRecord]) 
     converted = to_semi_structured(model, pruned)
     return f"2:4 sparse kernels on {len(converted)} Linear layers: {', '.join(converted)}"
 
-
-INDEX_SUFFIX = "_index"  # numeric choices are sampled by position: `bits_index` for `bits`
-
-
-def knob_of_param(param: str) -> str:
-    """The knob an Optuna parameter samples (`bits_index` → `bits`); the search writes it, the report reads it."""
-    stem = param.removesuffix(INDEX_SUFFIX)
-    return stem if stem != param and stem in Recipe.model_fields else param

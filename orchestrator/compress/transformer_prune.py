@@ -23,8 +23,8 @@ import torch_pruning as tp
 from pydantic import Field
 from torch import nn
 
-from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
 from orchestrator.compress.encoder_families import EncoderFamily, discover_family, family_of, needs_message
+from orchestrator.techniques import Context, StepRecord, TechniqueConfig, register
 
 MAX_PRUNE_RATIO = 0.95
 

@@ -14,7 +14,7 @@ _EXPORTS = {
     "InstanceType": "orchestrator.cost.catalog",
     "load_catalog": "orchestrator.cost.catalog",
     "Traffic": "orchestrator.cost.traffic",
-    "CandidateMetrics": "orchestrator.cost.model",
+    "CandidateMetrics": "orchestrator.cost.candidate",
     "CostResult": "orchestrator.cost.model",
     "InstanceCost": "orchestrator.cost.model",
     "explain": "orchestrator.cost.model",

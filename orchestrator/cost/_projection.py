@@ -29,12 +29,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
+from orchestrator.cost.candidate import CandidateMetrics
 from orchestrator.cost.catalog import AcceleratorSpec, InstanceType
-
-if TYPE_CHECKING:
-    from orchestrator.cost.model import CandidateMetrics
 
 # Most specific first; a None key means "a variant the spec table must not confuse with another".
 _GPU_NAMES: list[tuple[re.Pattern[str], str | None]] = [
@@ -84,7 +80,7 @@ def num(x: float) -> str:
 
 
 def project(
-    metrics: "CandidateMetrics",
+    metrics: CandidateMetrics,
     inst: InstanceType,
     accelerators: dict[str, AcceleratorSpec],
     serving_batch_size: int,
@@ -123,7 +119,7 @@ def cores_capacity(inst: InstanceType, smt_yield: float) -> float:
     return inst.physical_cores * (smt_yield if inst.threads_per_core > 1 else 1.0)
 
 
-def _project_cpu(metrics: "CandidateMetrics", inst: InstanceType, smt_yield: float) -> Projection:
+def _project_cpu(metrics: CandidateMetrics, inst: InstanceType, smt_yield: float) -> Projection:
     """Rule 3: per-core throughput x physical cores x the SMT yield."""
     threads = metrics.cpu_threads or 1
     on_this_type = metrics.measured_instance_type == inst.instance_type
@@ -160,7 +156,7 @@ def _project_cpu(metrics: "CandidateMetrics", inst: InstanceType, smt_yield: flo
 
 
 def _project_gpu(
-    metrics: "CandidateMetrics",
+    metrics: CandidateMetrics,
     inst: InstanceType,
     spec: AcceleratorSpec,
     accelerators: dict[str, AcceleratorSpec],
@@ -194,7 +190,7 @@ def _project_gpu(
 
 
 def _bound_ratio(
-    metrics: "CandidateMetrics", source: AcceleratorSpec, target: AcceleratorSpec, batch: int
+    metrics: CandidateMetrics, source: AcceleratorSpec, target: AcceleratorSpec, batch: int
 ) -> tuple[float, str]:
     """The target/source speed ratio of the dominant bound, and a sentence that shows it."""
     column, label = _PRECISION[metrics.bits]

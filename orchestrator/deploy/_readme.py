@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from orchestrator.deploy.loader import RUNTIMES
 from orchestrator.deploy.manifest import Manifest
+
+_RUNTIME_CHOICES = " | ".join(f'"{name}"' for name in RUNTIMES if name != "auto")
 
 _WHAT = {
     "model.safetensors": "weights (plain tensors; int8 as values + scales + zero points, layout in the header)",
@@ -60,7 +63,7 @@ def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
         f"outputs = model.predict(batch)  # batch {_input_text(manifest)}",
         "```",
         "",
-        '`load(..., runtime="torch" | "torch_export" | "compiled" | "onnx")` picks another program; s3:// paths take',
+        f"`load(..., runtime={_RUNTIME_CHOICES})` picks another program; s3:// paths take",
         "`endpoint_url=` for S3-compatible stores. Credentials come from the standard AWS chain.",
         "",
         "## Serve it with Ray Serve",

@@ -30,6 +30,7 @@ from orchestrator.deploy._errors import ExportError
 from orchestrator.deploy.loader import load
 from orchestrator.deploy.manifest import (
     MANIFEST_NAME,
+    PT2_PROGRAM,
     Deployment,
     Manifest,
     Program,
@@ -62,6 +63,7 @@ from orchestrator.deploy.s3 import (
 from orchestrator.deploy.serve_config import SERVE_CONFIG_NAME, build_serve_config, dump_serve_config, explain
 from orchestrator.deploy.weights import architecture, load_module, save_weights
 from orchestrator.errors import InputError
+from orchestrator.runtimes import REGISTRY
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import run as run_model
 from orchestrator.tasks.registry import load_task
@@ -185,12 +187,12 @@ def write_export(
     """Write every file of the export into root, manifest.json last, then load it back and compare."""
     runtime_name = trial.recipe.runtime
     served = rebuilt.model.cpu().eval()
-    eager = runtime_name == "eager"
+    eager = REGISTRY.get(runtime_name).loads_anywhere  # its program is the weights
     # Another runtime serves its own program; the safetensors beside it hold the float weights it was built from.
     model = served if eager else rebuilt.float_model
     if model is None:
         raise ExportError(f"runtime {runtime_name!r}: the rebuild kept no float model before the runtime stage")
-    weight_steps = rebuilt.steps if eager else [s for s in rebuilt.steps if s.stage not in ("quantize", "runtime")]
+    weight_steps = rebuilt.steps if eager else rebuilt.weight_steps()
     inputs, _ = task.data("val")
     with torch.inference_mode():
         reference = run_model(model, inputs).float()  # one batch, as the loader's predict runs it
@@ -211,10 +213,10 @@ def write_export(
 
     if eager:
         progress("writing runnable programs (torch.export, ONNX)")
-        programs = _programs(model, rebuilt, task, trial, arch.weights_format, inputs, reference, root)
+        programs = _programs(model, rebuilt, task, arch.weights_format, inputs, reference, root)
         runtime, why = _default_runtime(programs)
         serving = ServingRuntime(
-            name="eager", library="torch", version=torch.__version__,
+            name=runtime_name, library="torch", version=torch.__version__,
             program=next((p.file for p in programs if p.format == runtime and p.written), None), loader_runtime=runtime,  # type: ignore[arg-type]
             startup_seconds=trial.row.get("startup_seconds"),
         )  # fmt: skip
@@ -283,7 +285,7 @@ def write_export(
     (root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
 
     progress("loading the export back and comparing its outputs")
-    checks = ("torch", runtime) if eager else ("torch",)
+    checks = (REGISTRY.weights(), runtime) if eager else (REGISTRY.weights(),)
     for check in checks:
         outputs = load(root, runtime=check).predict(inputs)  # type: ignore[arg-type]
         if not torch.equal(outputs, reference):
@@ -306,9 +308,7 @@ def check_program_quality(value: float | None, what: str, trial: Trial, toleranc
         )
 
 
-def _programs(
-    model, rebuilt: Rebuilt, task: Task, trial: Trial, fmt: str, inputs, reference, root: Path
-) -> list[Program]:
+def _programs(model, rebuilt: Rebuilt, task: Task, fmt: str, inputs, reference, root: Path) -> list[Program]:
     if fmt.startswith("int8"):
         quantize = next(s for s in rebuilt.steps if s.stage == "quantize")
         calibration = task.calibration_batches(
@@ -334,10 +334,10 @@ def _programs(
 
 
 def _default_runtime(programs: list[Program]) -> tuple[str, str]:
-    pt2 = next((p for p in programs if p.format == "torch_export"), None)
+    pt2 = next((p for p in programs if p.format == PT2_PROGRAM), None)
     if pt2 is not None and pt2.written and pt2.max_abs_diff == 0:
-        return "torch_export", "model.pt2 reproduces the model exactly and loads without the task's code"
-    return "torch", "the safetensors weights loaded into the task's architecture are the model the trial measured" + (
+        return PT2_PROGRAM, "model.pt2 reproduces the model exactly and loads without the task's code"
+    return REGISTRY.weights(), "the safetensors weights loaded into the task's architecture are the model the trial measured" + (
         " (torch.export cannot express it)" if pt2 is not None and not pt2.written else ""
     )
 
@@ -384,7 +384,7 @@ def _notes(trial: Trial, fmt: str, instance: InstanceType | None, deployment: De
     if fmt == "int8_fx_static" and instance is not None and instance.cpu_arch != "x86_64":
         notes.append(
             f"{instance.instance_type} is {instance.cpu_arch}: torch's x86 int8 backend does not run there; "
-            "serve model.int8.onnx with runtime 'onnx' and re-check its quality and throughput on that instance"
+            "serve model.int8.onnx with runtime 'onnxruntime' and re-check its quality and throughput on that instance"
         )
     if deployment.projected:
         notes.append(

@@ -5,20 +5,20 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from orchestrator.deploy._errors import UnsafeExport
 from orchestrator.deploy._inputs import check_named_batch
-from orchestrator.deploy.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_files
+from orchestrator.deploy.manifest import MANIFEST_NAME, PT2_PROGRAM, Manifest, read_manifest, verify_files
 from orchestrator.errors import InputError
+from orchestrator.runtimes import REGISTRY, ExportView
 from orchestrator.safe_files import check_relative_path, join_inside
 from orchestrator.tasks.batches import run, to_device
 
-Runtime = Literal["auto", "torch", "torch_export", "compiled", "onnx"]
-RUNTIMES = ("auto", "torch", "torch_export", "compiled", "onnx")
+RUNTIMES = ("auto", *REGISTRY.names, PT2_PROGRAM)  # older names ("torch", "onnx") are accepted too
 
 
 @dataclass
@@ -114,23 +114,26 @@ def fetch(path_or_uri: str | Path, endpoint_url: str | None = None, cache: Path 
 def load(
     path_or_uri: str | Path,
     endpoint_url: str | None = None,
-    runtime: Runtime = "auto",
+    runtime: str = "auto",
     device: str = "cpu",
     cache: Path | None = None,
 ) -> LoadedModel:
     """Load an export: every file's SHA-256 is checked against the manifest before anything is read.
 
-    runtime: "auto" (the manifest's default_runtime on the CPU, "torch" elsewhere), "torch"
-    (the safetensors weights in the task's architecture: needs the task importable),
-    "torch_export" (model.pt2), "compiled" (the .pt2 program, torch.compile'd with inductor at the
-    serving batch, as the trial measured it; PT2E int8 programs import torchao first) or "onnx"
-    (model.onnx, or model.int8.onnx for int8 candidates, under ONNX Runtime); the programs were
-    exported on the CPU and run there only.
+    runtime: "auto" (the manifest's default_runtime on the CPU, "eager" elsewhere), a registered
+    runtime's name ("eager": the safetensors weights in the task's architecture, needs the task
+    importable; "compiled": the .pt2 program, torch.compile'd with inductor at the serving batch, as
+    the trial measured it; "onnxruntime": model.onnx, or model.int8.onnx for int8 candidates), or
+    "torch_export" (model.pt2 run by torch); older names "torch" and "onnx" still work. The programs
+    were exported on the CPU and run there only.
     device: "cpu", "cuda", or "auto" (cuda where there is one and the weights run there).
     A tampered, truncated or missing file raises VerificationError.
     """
-    if runtime not in RUNTIMES:
-        raise InputError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime not in ("auto", PT2_PROGRAM):
+        try:
+            runtime = REGISTRY.canonical(runtime)
+        except ValueError:
+            raise InputError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}") from None
     root, manifest = fetch(path_or_uri, endpoint_url, cache)
     cpu_only = manifest.architecture.weights_format.startswith("int8")  # torch.ao int8 kernels are CPU kernels
     if device == "auto":
@@ -140,70 +143,64 @@ def load(
         raise InputError(
             f"device {device!r}: this export's int8 weights (torch.ao) run on the CPU only; load it with device='cpu'"
         )
+    weights = REGISTRY.weights()  # eager: the weights, which load on any device
     chosen = manifest.default_runtime if runtime == "auto" else runtime
-    if dev.type != "cpu" and chosen != "torch":
+    if dev.type != "cpu" and chosen != weights:
         if runtime != "auto":
             raise InputError(
                 f"runtime {runtime!r} runs on the CPU only (its programs were exported there); "
-                f"use runtime='torch' (the weights) on {device}"
+                f"use runtime='torch' (= {weights!r}: the weights) on {device}"
             )
-        chosen = "torch"  # a .pt2 exported on the CPU pins its device; the weights load on any device
+        chosen = weights  # a .pt2 exported on the CPU pins its device; the weights load on any device
     module = _module(root, manifest, chosen, dev)
     return LoadedModel(manifest=manifest, root=root, runtime=chosen, module=module, device=dev)
 
 
-def _program_file(manifest: Manifest, formats: tuple[str, ...], runtime: str) -> str:
+def _program_file(manifest: Manifest, formats: tuple[str, ...], runtime: str) -> tuple[str, str]:
+    """(format, file) of the first written program among `formats`; InputError naming the runtimes this export has."""
     for program in manifest.programs:
         if program.format in formats and program.written and program.file:
-            return program.file
+            return program.format, program.file
     reasons = (
         "; ".join(f"{p.format}: {p.reason}" for p in manifest.programs if p.format in formats) or "none was exported"
     )
-    written = ["torch"] + sorted({_RUNTIME_OF[p.format] for p in manifest.programs if p.written})
+    written = [REGISTRY.weights()] + sorted({_runtime_of(p.format) for p in manifest.programs if p.written})
     raise InputError(
         f"runtime {runtime!r}: this export has no such program ({reasons}); available runtimes: {', '.join(written)}"
     )
 
 
-_RUNTIME_OF = {
-    "torch_export": "torch_export", "torch_export_pt2e_int8": "compiled", "onnx": "onnx", "onnx_int8_qdq": "onnx",
-    "onnx_int8_dynamic": "onnx",
-}  # fmt: skip
+def _runtime_of(fmt: str) -> str:
+    """The runtime that loads a program format: the .pt2 loader, or the registered runtime listing it."""
+    if fmt == PT2_PROGRAM:
+        return PT2_PROGRAM
+    return next(r.name for r in REGISTRY if fmt in r.program_formats)
 
 
 def _module(root: Path, manifest: Manifest, runtime: str, device: torch.device) -> nn.Module:
-    if runtime == "torch_export":
-        name = _program_file(manifest, ("torch_export",), runtime)
+    if runtime == PT2_PROGRAM:
+        _, name = _program_file(manifest, (PT2_PROGRAM,), runtime)
         return torch.export.load(str(root / name)).module().to(device)
-    if runtime == "compiled":
-        return _compiled(root, manifest, device)
-    if runtime == "onnx":
-        from orchestrator.deploy.programs import OnnxModule
+    from orchestrator.deploy.weights import example_inputs
 
-        name = _program_file(manifest, ("onnx_int8_qdq", "onnx_int8_dynamic", "onnx"), runtime)
-        check_onnx_external_data(root, name, manifest)
-        return OnnxModule(root / name)
+    view = ExportView(
+        root=root,
+        program_file=lambda formats: _program_file(manifest, formats, runtime),
+        settings=manifest.serving_runtime.settings if manifest.serving_runtime else {},
+        example=lambda n: example_inputs(manifest.architecture, n=n),
+        weights=lambda: _weights(root, manifest),
+        check_file=lambda name: check_onnx_external_data(root, name, manifest),
+    )
+    return REGISTRY.get(runtime).load(view, device)
+
+
+def _weights(root: Path, manifest: Manifest) -> nn.Module:
+    """The safetensors weights in the task's architecture (the task must be importable here)."""
     from orchestrator.deploy.weights import load_module
     from orchestrator.tasks.registry import load_task
 
     task = load_task(manifest.task.name, manifest.task.args, field="manifest task.name")
-    return load_module(task, manifest.architecture, root / manifest.weights).to(device)
-
-
-def _compiled(root: Path, manifest: Manifest, device: torch.device) -> nn.Module:
-    """The .pt2 program compiled by inductor for the serving batch, as the trial served it (compiled now, not lazily)."""
-    from orchestrator.deploy.weights import example_inputs
-    from orchestrator.runtimes.compiled import compile_program
-
-    name = _program_file(manifest, ("torch_export_pt2e_int8", "torch_export"), "compiled")
-    if any(p.format == "torch_export_pt2e_int8" and p.file == name for p in manifest.programs):
-        import torchao.quantization.pt2e  # noqa: F401  (registers the quantized ops the program calls)
-    program = torch.export.load(str(root / name)).module().to(device)
-    settings = manifest.serving_runtime.settings if manifest.serving_runtime else {}
-    static_batch = int(settings.get("static_batch") or 1)
-    sequence_inputs = tuple(settings.get("sequence_inputs") or ())
-    example = example_inputs(manifest.architecture, n=static_batch)
-    return compile_program(program, example, sequence_inputs, freezing=bool(settings.get("freezing", True)))[0]
+    return load_module(task, manifest.architecture, root / manifest.weights)
 
 
 def check_onnx_external_data(root: Path, name: str, manifest: Manifest) -> None:

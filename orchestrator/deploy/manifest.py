@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import mimetypes
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from orchestrator.compress.recipe import Recipe
+from orchestrator.compress.recipe import Recipe, RuntimeName
 from orchestrator.deploy._errors import UnsafeExport, VerificationError
+from orchestrator.runtimes import REGISTRY
 from orchestrator.errors import UnsafeFile
 from orchestrator.safe_files import MIB, check_regular_file, check_relative_path, join_inside
 from orchestrator.tasks.checkpoint import sha256_file
@@ -18,6 +19,18 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 MAX_MANIFEST_BYTES = 4 * MIB  # a manifest lists a handful of files; anything near this is not ours
 MAX_FILES = 10_000
+PT2_PROGRAM = "torch_export"  # `load(runtime="torch_export")`: the .pt2 program run by torch, without the task's code
+
+
+def _loader_name(value: Any) -> Any:
+    """A runtime as manifests name it: older manifests' 'torch' and 'onnx' read as 'eager' and 'onnxruntime'."""
+    try:
+        return value if value == PT2_PROGRAM else REGISTRY.canonical(value)
+    except (ValueError, TypeError):
+        return value  # left for the Literal to refuse, naming what is expected
+
+
+LoaderRuntime = Annotated[Literal[(*REGISTRY.names, PT2_PROGRAM)], BeforeValidator(_loader_name)]  # type: ignore[valid-type]
 _CONTENT_TYPES = {
     ".json": "application/json",
     ".yaml": "application/yaml",
@@ -55,7 +68,7 @@ class FileEntry(_Model):
 class Program(_Model):
     """A runnable program of the model (or why there is none in that format)."""
 
-    format: Literal["torch_export", "torch_export_pt2e_int8", "onnx", "onnx_int8_qdq", "onnx_int8_dynamic"]
+    format: Literal[REGISTRY.program_formats()]  # type: ignore[valid-type]  # the formats the registered runtimes load
     file: str | None = None
     written: bool
     reason: str
@@ -137,11 +150,11 @@ class Architecture(_Model):
 class ServingRuntime(_Model):
     """The runtime the trial built, measured and priced the candidate on, and how to serve it the same way."""
 
-    name: Literal["eager", "compiled", "onnxruntime"]
+    name: Annotated[RuntimeName, BeforeValidator(_loader_name)]
     library: str = Field(description="the library that runs it: torch or onnxruntime")
     version: str | None
     program: str | None = Field(None, description="the file this runtime serves (None: the safetensors weights)")
-    loader_runtime: Literal["torch", "torch_export", "compiled", "onnx"] = Field(
+    loader_runtime: LoaderRuntime = Field(
         description="`load(..., runtime=...)` that serves it as measured"
     )
     settings: dict[str, Any] = {}
@@ -178,7 +191,7 @@ class Manifest(_Model):
     architecture: Architecture
     weights: str = Field(description="the safetensors file")
     programs: list[Program]
-    default_runtime: Literal["torch", "torch_export", "compiled", "onnx"]
+    default_runtime: LoaderRuntime
     default_runtime_reason: str
     serving_runtime: ServingRuntime | None = Field(None, description="absent in exports written before runtimes were searched")
     serve_config: str

@@ -17,23 +17,25 @@ from torch import nn
 from orchestrator.deploy._errors import ExportError
 from orchestrator.deploy.manifest import Program, ServingRuntime
 from orchestrator.errors import first_line
+from orchestrator.runtimes import REGISTRY, RuntimeFailed
 from orchestrator.runtimes._export import export_args, quiet
-from orchestrator.runtimes.onnx import OnnxModule, export_onnx, feeds, quantize_onnx  # noqa: F401  (re-exported)
+from orchestrator.runtimes.base import max_abs_diff
+from orchestrator.runtimes.onnx import ONNX_INT8_NAME, OnnxModule, export_onnx, feeds, quantize_onnx  # noqa: F401  (re-exported)
 from orchestrator.tasks.base import Task
-from orchestrator.tasks.batches import Inputs, repeat_to, run, take
+from orchestrator.tasks.batches import Inputs, run
+from orchestrator.techniques import StepRecord
+from orchestrator.techniques.details import RuntimeDetails
 
 log = logging.getLogger(__name__)
 PT2_NAME = "model.pt2"
 ONNX_NAME = "model.onnx"
-ONNX_INT8_NAME = "model.int8.onnx"
 HALF_ONNX_REASON = (
     "not written: ONNX Runtime's CPU provider has few bf16/fp16 kernels, so a 16-bit ONNX graph would run "
     "slower than, or differently from, what the trial measured; the .pt2 program runs it as measured"
 )
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).abs().max()) if a.shape == b.shape else float("inf")
+_max_diff = max_abs_diff
 
 
 def torch_export_program(
@@ -74,7 +76,7 @@ def int8_fx_pt2_reason() -> Program:
         written=False,
         reason=(
             "not written: torch.export cannot flatten torch.ao int8 packed parameters (FX static or dynamic); the weights load into "
-            "the task's architecture instead (runtime 'torch'), and model.int8.onnx is a standalone int8 program"
+            "the task's architecture instead (runtime 'eager'), and model.int8.onnx is a standalone int8 program"
         ),
     )
 
@@ -171,87 +173,23 @@ def _onnx_int8(
     )
 
 
-PT2E_NAME = "model.int8.pt2"
-
-
-def runtime_program(served: nn.Module, runtime: str, steps: list, task: Task, inputs: Inputs, out_dir: Path) -> tuple[Program, ServingRuntime]:
-    """The artifact the trial's runtime served (a .pt2 to compile, or the ONNX file), written, loaded back and judged on val."""
-    step = next(s for s in steps if s.stage == "runtime")
-    with torch.inference_mode():
-        reference = run(served, inputs).float()
-    if runtime == "compiled":
-        return _compiled_program(served, step, steps, task, inputs, reference, out_dir)
-    return _onnxruntime_program(served, step, task, inputs, reference, out_dir)
-
-
-def _compiled_program(served, step, steps, task: Task, inputs: Inputs, reference: torch.Tensor, out_dir: Path) -> tuple[Program, ServingRuntime]:
-    from orchestrator.runtimes.compiled import compile_program
-
-    int8 = any(s.stage == "quantize" and s.technique.startswith("int8_pt2e") for s in steps)
-    name, fmt = (PT2E_NAME, "torch_export_pt2e_int8") if int8 else (PT2_NAME, "torch_export")
-    path = out_dir / name
-    settings = {
-        "backend": step.details.get("backend", "inductor"), "freezing": bool(step.details.get("freezing", True)),
-        "static_batch": int(step.details["static_batch"]), "sequence_inputs": list(step.details.get("sequence_inputs", [])),
-        "dynamic": False,
-    }  # fmt: skip
+def runtime_program(served: nn.Module, runtime: str, steps: list[StepRecord], task: Task, inputs: Inputs,
+                    out_dir: Path) -> tuple[Program, ServingRuntime]:  # fmt: skip
+    """The artifact the trial's runtime served, written by that runtime, loaded back and judged on val."""
+    chosen = REGISTRY.get(runtime)
     try:
-        with quiet():
-            args, kwargs, dynamic = export_args(inputs, task.sequence_inputs)
-            program = torch.export.export(served.inspect_module, args, kwargs=kwargs, dynamic_shapes=dynamic)
-            torch.export.save(program, str(path))
-            loaded = torch.export.load(str(path)).module()
-        example = repeat_to(take(inputs, slice(0, 1)), settings["static_batch"])
-        module, _ = compile_program(loaded, example, task.sequence_inputs, freezing=settings["freezing"])
-        with torch.inference_mode():
-            outputs = run(module, inputs)
-        quality = task.evaluate(module, "val")["value"]
-    except Exception as exc:  # noqa: BLE001
-        path.unlink(missing_ok=True)
-        raise ExportError(f"runtime 'compiled': the program could not be exported and compiled back ({first_line(exc)})") from exc
-    diff = _max_diff(outputs, reference)
-    what = "torchao PT2E int8 program (x86 inductor quantizer), float weights it no longer reads stripped" if int8 else "torch.export program"
+        saved = chosen.save(served, steps, task, inputs, out_dir)
+    except RuntimeFailed as exc:
+        raise ExportError(str(exc)) from exc
+    if saved is None:
+        raise ExportError(f"runtime {chosen.name!r}: its program is the weights; export writes them for every runtime")
+    step = next((s for s in steps if s.stage == "runtime"), None)
     program = Program(
-        format=fmt, file=name, written=True, max_abs_diff=diff, quality=quality,
-        reason=(
-            f"{what}, dynamic batch{' and sequence length' if task.sequence_inputs else ''}; served by torch.compile "
-            f"(inductor, freezing) at batch {settings['static_batch']}, as the trial measured it; loaded and compiled "
-            f"back, it is within {diff:.2g} of the rebuilt candidate on the val split"
-        ),
-    )  # fmt: skip
+        format=saved.format, file=saved.file, written=True, max_abs_diff=saved.max_abs_diff, quality=saved.quality,
+        reason=saved.reason,
+    )  # type: ignore[arg-type]  # fmt: skip
     serving = ServingRuntime(
-        name="compiled", library="torch", version=torch.__version__, program=name, loader_runtime="compiled",
-        settings=settings, startup_seconds=step.details.get("startup_seconds"),
-    )  # fmt: skip
-    return program, serving
-
-
-def _onnxruntime_program(served, step, task: Task, inputs: Inputs, reference: torch.Tensor, out_dir: Path) -> tuple[Program, ServingRuntime]:
-    import shutil
-
-    import onnxruntime
-
-    mode = step.details.get("int8", "none")
-    fmt = {"none": "onnx", "static": "onnx_int8_qdq", "dynamic": "onnx_int8_dynamic"}[mode]
-    files = served.files()
-    name = ONNX_NAME if mode == "none" or len(files) > 1 else ONNX_INT8_NAME  # external data keeps the name it was written with
-    for source in files:
-        shutil.copyfile(source, out_dir / (name if source == served.path else source.name))
-    module = OnnxModule(out_dir / name, threads=served.threads, graph_optimization=served.graph_optimization)
-    with torch.inference_mode():
-        outputs = run(module, inputs)
-    diff = _max_diff(outputs, reference)
-    quality = task.evaluate(module, "val")["value"]
-    program = Program(
-        format=fmt, file=name, written=True, max_abs_diff=diff, quality=quality,
-        reason=f"the ONNX Runtime program the trial served: {step.details.get('how', 'ONNX')}; loaded back, within {diff:.2g} of it on the val split",
-    )  # fmt: skip
-    serving = ServingRuntime(
-        name="onnxruntime", library="onnxruntime", version=onnxruntime.__version__, program=name, loader_runtime="onnx",
-        settings={
-            "provider": "CPUExecutionProvider", "int8": mode, "graph_optimization": served.graph_optimization,
-            "intra_op_num_threads": served.threads, "how": step.details.get("how"), "kernel_archs": step.details.get("kernel_archs"),
-        },
-        startup_seconds=step.details.get("startup_seconds"),
+        name=chosen.name, library=saved.library, version=saved.version, program=saved.file, loader_runtime=chosen.name,
+        settings=saved.settings, startup_seconds=RuntimeDetails.of(step).startup_seconds if step else None,
     )  # fmt: skip
     return program, serving

@@ -1,39 +1,24 @@
 """Rebuild a trial's candidate from its recipe and the task's teacher, and check it against the trial.
 
-The stages are applied exactly as `apply_recipe` applies them (the recipe's own
-`stages()` through the registered handlers), with one addition: the model just
-before its quantize (or runtime) stage is kept, so an ONNX Runtime int8 program can
-be built from the same float weights the torch int8 model was calibrated from, and
+The candidate is rebuilt by `apply_recipe` itself, asked to keep the model where its
+float weights end (declared by each technique config), so an ONNX Runtime int8 program
+can be built from the same float weights the torch int8 model was calibrated from, and
 a compiled or ONNX Runtime candidate ships those float weights beside its program.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from orchestrator.compress import (
-    Context,
-    HalfPrecisionConfig,
-    Int4WeightOnlyConfig,
-    Int8Config,
-    Recipe,
-    StepRecord,
-    apply_recipe,
-    apply_technique,
-)
 from orchestrator._threads import torch_threads
+from orchestrator.compress import Recipe, StepRecord, apply_recipe
 from orchestrator.deploy._errors import ExportError, QualityMismatch
-from orchestrator.runtimes import CompileConfig, OnnxRuntimeConfig, Pt2eInt8Config
 from orchestrator.tasks.base import Quality, Task
 from orchestrator.tasks.checkpoint import tensor_fingerprint as fingerprint
-
-# The stages after which the model is no longer its float weights: quantization, or a runtime taking it over.
-NOT_FLOAT_CONFIGS = (HalfPrecisionConfig, Int8Config, Int4WeightOnlyConfig, Pt2eInt8Config, CompileConfig, OnnxRuntimeConfig)
 
 
 @dataclass
@@ -45,6 +30,11 @@ class Rebuilt:
     steps: list[StepRecord]
     quality: Quality
     teacher_fingerprint: str
+    float_steps: int = 0  # how many of `steps` built the float weights
+
+    def weight_steps(self) -> list[StepRecord]:
+        """The steps that built the float weights (all of them where no stage ended the float model)."""
+        return self.steps[: self.float_steps]
 
 
 def resolve_device(recorded: str) -> torch.device:
@@ -64,28 +54,15 @@ def rebuild(task: Task, recipe: Recipe, device: str = "cpu", threads: int | None
     teacher = task.teacher().eval()
     teacher_fp = fingerprint(teacher)
     with torch_threads(threads):
-        if recipe.prune_method == "semi_structured_2_4":
-            compressed = apply_recipe(task, recipe, device=dev, teacher=teacher)  # it also swaps in sparse kernels
-            model, float_model, steps = compressed.model, None, compressed.record.steps
-        else:
-            model, float_model, steps = _stages(task, recipe, dev, teacher, serving_batch_size)
-        quality = task.evaluate(model, "val")
-    return Rebuilt(model=model, float_model=float_model, steps=steps, quality=quality, teacher_fingerprint=teacher_fp)
-
-
-def _stages(
-    task: Task, recipe: Recipe, device: torch.device, teacher: nn.Module, serving_batch_size: int = 64
-) -> tuple[nn.Module, nn.Module | None, list[StepRecord]]:
-    ctx = Context(task=task, teacher=teacher, device=device, serving_batch_size=serving_batch_size)
-    model = copy.deepcopy(teacher)
-    float_model = None
-    steps: list[StepRecord] = []
-    for config in recipe.stages():
-        if isinstance(config, NOT_FLOAT_CONFIGS) and float_model is None:
-            float_model = copy.deepcopy(model).cpu().eval()
-        model, step = apply_technique(model, config, ctx)
-        steps.append(step)
-    return model.to(device).eval(), float_model, steps
+        compressed = apply_recipe(
+            task, recipe, device=dev, teacher=teacher, serving_batch_size=serving_batch_size, keep_float_model=True
+        )
+        quality = task.evaluate(compressed.model, "val")
+    steps = compressed.record.steps
+    return Rebuilt(
+        model=compressed.model, float_model=compressed.float_model, steps=steps, quality=quality,
+        teacher_fingerprint=teacher_fp, float_steps=compressed.float_steps if compressed.float_steps is not None else len(steps),
+    )  # fmt: skip
 
 
 def check_quality(rebuilt: Rebuilt, trial_value: float, tolerance: float, trial_id: str) -> None:

@@ -20,6 +20,7 @@ import yaml
 from orchestrator.cost._projection import cores_capacity, num
 from orchestrator.cost.catalog import InstanceType
 from orchestrator.deploy.manifest import Deployment
+from orchestrator.runtimes import REGISTRY
 
 SERVE_CONFIG_NAME = "serve_config.yaml"
 DEPLOYMENT_NAME = "HedgerowModel"
@@ -80,7 +81,7 @@ def build_serve_config(
     on_gpu = instance is not None and instance.accelerator is not None
     args: dict[str, Any] = {
         "model_path": model_path,
-        "runtime": "torch" if on_gpu else runtime,  # the programs were exported on the CPU; weights load anywhere
+        "runtime": REGISTRY.weights() if on_gpu else runtime,  # the programs were exported on the CPU; weights load anywhere
         "device": "cuda" if on_gpu else "cpu",
         "max_batch_size": serving_batch_size,
         "batch_wait_timeout_s": wait_s,

@@ -31,6 +31,7 @@ from orchestrator.deploy._errors import ExportError, VerificationError
 from orchestrator.deploy.manifest import Architecture, InputSpec
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs
+from orchestrator.techniques.details import PruneDetails
 
 LAYOUT_KEY = "hedgerow.layout"
 FORMAT_KEY = "hedgerow.weights_format"
@@ -69,12 +70,14 @@ def architecture(task: Task, steps: list[StepRecord], inputs: Inputs, teacher_fi
     """What the loader needs to rebuild the module: pruned widths and history, quantization, input shapes."""
     prune = next((s for s in steps if s.stage == "prune"), None)
     quantize = next((s for s in steps if s.stage == "quantize"), None)
-    history = prune.details.get("pruning_history") if prune is not None and prune.technique == "structured" else None
+    pruned = PruneDetails.of(prune) if prune is not None else None
+    history = pruned.pruning_history if pruned is not None and prune.technique == "structured" else None
+    structures = [PruneDetails.of(s).structure for s in reversed(steps) if s.stage == "prune"]
     return Architecture(
         prune_technique=prune.technique if prune else None,
-        layer_widths=prune.details.get("layer_widths") if prune else None,
+        layer_widths=pruned.layer_widths if pruned else None,
         pruning_history=history or None,
-        encoder_structure=next((s.details["structure"] for s in reversed(steps) if "structure" in s.details), None),
+        encoder_structure=next((s for s in structures if s is not None), None),
         quantize_technique=quantize.technique if quantize else None,
         weights_format=weights_format(steps),  # type: ignore[arg-type]
         teacher_fingerprint=teacher_fingerprint,

@@ -24,8 +24,10 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from orchestrator.runtimes.base import ServedProgram
 from orchestrator.tasks.base import model_device
 from orchestrator.tasks.batches import Inputs, batch_size, nbytes, run, take, tensors, to_device
+from orchestrator.techniques.sizes import count_params, weights_bytes  # noqa: F401  (re-exported: measure's size figures)
 
 
 class DeviceInfo(BaseModel):
@@ -82,71 +84,11 @@ def _cpu_model_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def count_params(model: nn.Module) -> tuple[int, int]:
-    """(parameters, nonzero parameters) of conv/linear/norm weights and biases, quantized layers included."""
-    counted = getattr(model, "counted_params", None)
-    if counted is not None:  # a PT2E int8 program, counted on the float model it was converted from
-        return tuple(counted)  # type: ignore[return-value]
-    total = nonzero = 0
-    for module in model.modules():
-        for tensor in _own_weights(module):
-            tensor = _plain(tensor)
-            total += tensor.numel()
-            try:
-                nonzero += int(torch.count_nonzero(tensor))
-            except (NotImplementedError, RuntimeError):  # packed formats (torchao int4) can't count zeros
-                nonzero += tensor.numel()
-    return total, nonzero
-
-
-def _plain(tensor: torch.Tensor) -> torch.Tensor:
-    """A strided, unquantized view of a weight: sparse, torch.ao-quantized and torchao subclasses alike."""
-    if type(tensor) not in (torch.Tensor, nn.Parameter):  # torchao / semi-structured tensor subclasses
-        for method in ("dequantize", "to_dense"):
-            try:
-                return getattr(tensor, method)()
-            except Exception:  # not every subclass implements both
-                continue
-    if tensor.layout != torch.strided:
-        tensor = tensor.to_dense()
-    if tensor.is_quantized:
-        tensor = tensor.int_repr()
-    return tensor
-
-
-def _own_weights(module: nn.Module) -> list[torch.Tensor]:
-    weight = getattr(module, "weight", None)
-    if callable(weight) and not isinstance(weight, torch.Tensor):  # torch.ao quantized layers
-        tensors = [weight()]
-        bias = module.bias() if callable(getattr(module, "bias", None)) else None
-        return tensors + ([bias] if bias is not None else [])
-    return [p.detach() for p in module.parameters(recurse=False)]
-
-
 def serialized_size_bytes(model: nn.Module) -> int:
     """Bytes of the model's state_dict as torch.save writes it: the artifact that would deploy."""
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes
-
-
-def weights_bytes(model: nn.Module) -> int:
-    """In-memory bytes of every parameter and buffer (quantized packed weights included)."""
-    total = 0
-    with torch.inference_mode(False):  # tensor subclasses can't detach under inference mode
-        for value in model.state_dict().values():
-            for tensor in tree_flatten(value)[0]:
-                if isinstance(tensor, torch.Tensor):
-                    total += _tensor_bytes(tensor)
-    return total
-
-
-def _tensor_bytes(tensor: torch.Tensor) -> int:
-    """Bytes a tensor holds; a subclass (torchao's int8/int4 tensors) counts its inner tensors."""
-    if type(tensor) not in (torch.Tensor, nn.Parameter) and hasattr(tensor, "__tensor_flatten__"):
-        names, _ = tensor.__tensor_flatten__()
-        return sum(_tensor_bytes(getattr(tensor, name)) for name in names)
-    return tensor.numel() * tensor.element_size()
 
 
 class _LiveBytes(TorchDispatchMode):
@@ -201,8 +143,13 @@ def _storage_bytes(tensor: torch.Tensor) -> int:
 
 
 def inspectable(model: nn.Module) -> nn.Module:
-    """The module torch can analyse eagerly: a compiled or ONNX Runtime program's `inspect_module`, else the model."""
-    return getattr(model, "inspect_module", None) or model
+    """The module torch can analyse eagerly: a runtime's served program's `inspect_module`, else the model."""
+    return model.inspect_module if isinstance(model, ServedProgram) else model
+
+
+def param_counts(model: nn.Module) -> tuple[int, int]:
+    """(parameters, nonzero): a served program's own count, else the module's."""
+    return model.param_counts() if isinstance(model, ServedProgram) else count_params(model)
 
 
 @torch.inference_mode()
@@ -212,8 +159,8 @@ def peak_memory_bytes(model: nn.Module, batch: Inputs) -> int:
     A compiled or ONNX Runtime program hides its allocations from torch's dispatcher: its own
     weights (`weights_nbytes()`) plus the activations of its eager program (`inspect_module`) count.
     """
-    inner = inspectable(model)
-    if inner is not model and hasattr(model, "weights_nbytes"):
+    if isinstance(model, ServedProgram):
+        inner = model.inspect_module
         tracker = _LiveBytes(preexisting=(*tensors(batch), *inner.parameters(), *inner.buffers()))
         with tracker:
             run(inner, batch)
@@ -302,7 +249,7 @@ def measure(
         torch.set_num_threads(threads)
     model.eval()
     device = model_device(model)
-    params, nonzero = count_params(inspectable(model))
+    params, nonzero = param_counts(model)
     ratio_rounds: list[float] = []
     if reference is None:
         batch_times = time_batches(model, example_batch, batch_repeats)

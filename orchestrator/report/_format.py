@@ -6,11 +6,13 @@ import math
 import re
 from typing import Any
 
+from orchestrator.runtimes import REGISTRY
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _WRAPPED = re.compile(r"^RayTaskError\((\w+)\)")
 
 DASH = "—"
-RUNTIME_NAMES = {"eager": "eager PyTorch", "compiled": "torch.compile/inductor", "onnxruntime": "ONNX Runtime"}
+RUNTIME_NAMES = {runtime.name: runtime.label for runtime in REGISTRY}
 
 
 def missing(value: Any) -> bool:

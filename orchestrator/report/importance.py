@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.config import knob_of_param  # `bits_index` is reported as `bits`
 from orchestrator.errors import first_line
 
 MIN_TRIALS = 4  # PED-ANOVA's top 10% needs a few trials to say anything
@@ -45,7 +46,6 @@ def param_importances(db: Path, study_name: str, min_trials: int = MIN_TRIALS) -
 
 
 def _importances(optuna, db: Path, study_name: str, min_trials: int) -> Importance:  # noqa: ANN001
-    from orchestrator.compress.recipe import knob_of_param  # `bits_index` is reported as `bits`
     with tempfile.TemporaryDirectory(prefix="hedgerow-report-") as tmp:
         copy = Path(tmp) / "optuna.db"
         shutil.copyfile(db, copy)

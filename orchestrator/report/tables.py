@@ -15,6 +15,7 @@ import pandas as pd
 
 from orchestrator.cost.model import CostResult, explain
 from orchestrator.report import _format as f
+from orchestrator.runtimes import REGISTRY
 from orchestrator.report.summary import KNOB_COLUMNS, rank_candidates, within_bound
 
 
@@ -293,11 +294,11 @@ def _get(row: pd.Series | None, key: str) -> Any:
     return None if row is None or key not in row else row[key]
 
 
-RUNTIME_ORDER = ("eager", "compiled", "onnxruntime")
+RUNTIME_ORDER = REGISTRY.names
 
 
 def runtimes_searched(trials: pd.DataFrame) -> list[str]:
-    """The runtimes the run's trials used: eager, compiled, onnxruntime first, any other after by name."""
+    """The runtimes the run's trials used: the registered ones first, in registration order, any other after by name."""
     names = set(trials["runtime"].dropna().astype(str)) if "runtime" in trials else set()
     rank = {name: i for i, name in enumerate(RUNTIME_ORDER)}
     return sorted(names, key=lambda n: (rank.get(n, len(RUNTIME_ORDER)), n))

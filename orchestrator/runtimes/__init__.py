@@ -1,15 +1,29 @@
 """Serving runtimes: the same compressed model run eagerly, compiled by torch.compile, or under ONNX Runtime.
 
-Each runtime is a technique config plus one registered function (as the
-compression techniques are), applied last by the recipe, so every candidate is
+Each runtime is one module with a `Runtime` subclass (its stages, the CPUs its kernels run on,
+how it saves and loads its program), registered below: one line per runtime. Its stages are
+technique configs with registered handlers, applied last by the recipe, so every candidate is
 built, measured and priced on the runtime it will be served with.
 """
 
-from orchestrator.runtimes._kernels import RUNTIMES, Runtime, RuntimeFailed, kernel_archs, startup_seconds
-from orchestrator.runtimes.compiled import CompileConfig, CompiledModule, Pt2eInt8Config
-from orchestrator.runtimes.onnx import OnnxModule, OnnxRuntimeConfig
+from orchestrator.runtimes._kernels import startup_seconds
+from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, ServedProgram, recorded_kernel_archs
+from orchestrator.runtimes.compiled import CompileConfig, CompiledModule, CompiledRuntime, Pt2eInt8Config
+from orchestrator.runtimes.eager import EagerRuntime
+from orchestrator.runtimes.onnx import OnnxModule, OnnxRuntime, OnnxRuntimeConfig
+from orchestrator.runtimes.registry import RuntimeRegistry
+
+REGISTRY = RuntimeRegistry(
+    EagerRuntime(),
+    CompiledRuntime(),
+    OnnxRuntime(),
+)
+RUNTIMES: tuple[str, ...] = REGISTRY.names
+kernel_archs = recorded_kernel_archs  # CPU architectures a built candidate's kernels run on, as its stages recorded them
+
 
 __all__ = [
-    "RUNTIMES", "CompileConfig", "CompiledModule", "OnnxModule", "OnnxRuntimeConfig", "Pt2eInt8Config", "Runtime",
-    "RuntimeFailed", "kernel_archs", "startup_seconds",
+    "REGISTRY", "RUNTIMES", "CompileConfig", "CompiledModule", "CompiledRuntime", "EagerRuntime", "ExportView",
+    "OnnxModule", "OnnxRuntime", "OnnxRuntimeConfig", "Pt2eInt8Config", "Runtime", "RuntimeFailed", "RuntimeRegistry",
+    "SavedProgram", "ServedProgram", "kernel_archs", "startup_seconds",
 ]  # fmt: skip

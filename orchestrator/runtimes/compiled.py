@@ -11,35 +11,43 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
 from orchestrator.errors import first_line
 from orchestrator.runtimes._export import export_args, quiet
-from orchestrator.runtimes._kernels import RuntimeFailed
-from orchestrator.tasks.base import model_device
-from orchestrator.tasks.batches import Inputs, batch_size, run, take, to_device
+from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, max_abs_diff
+from orchestrator.tasks.base import Task, model_device
+from orchestrator.tasks.batches import Inputs, batch_size, repeat_to, run, take, to_device
+from orchestrator.techniques import (
+    Context,
+    Int8Settings,
+    StepRecord,
+    TechniqueConfig,
+    count_params,
+    int8_mode,
+    int8_torchao,
+    register,
+    weights_bytes,
+)
 
 COMPILE_CACHE_OFF = {"fx_graph_cache": False, "autotune_local_cache": False}  # cold start, as a new replica sees it
+FLOAT_PARAMS = "hedgerow_float_param_counts"  # GraphModule.meta key: a PT2E int8 program's counts on its float model
+PT2_NAME = "model.pt2"
+PT2E_NAME = "model.int8.pt2"
 
 
-class Pt2eInt8Config(TechniqueConfig):
+class Pt2eInt8Config(Int8Settings):
     """int8 for the compiled runtime: torchao PT2E with the x86 inductor quantizer (static for convs, dynamic for Linear-only models)."""
-
-    mode: Literal["auto", "static", "dynamic"] = "auto"
-    calibration_batches: int = Field(8, ge=1)
-    calibration_batch_size: int = Field(64, ge=1)
 
 
 class CompileConfig(TechniqueConfig):
     """torch.compile with inductor; weights frozen (constant-folded, prepacked for oneDNN); batch and sequence dynamic."""
 
-    backend: Literal["inductor"] = "inductor"
-    mode: Literal["default", "max-autotune-no-cudagraphs"] = "default"
+    keeps_float_weights = False
     freezing: bool = True
 
 
@@ -60,6 +68,8 @@ class CompiledModule(nn.Module):
         self.static_batch = batch_size(example)
         self.static_shapes = {name: tuple(t.shape[1:]) for name, t in _named(example).items()}
         self.sequence_inputs = tuple(sequence_inputs)
+        meta = program.meta if isinstance(program, torch.fx.GraphModule) else {}
+        self.float_param_counts: tuple[int, int] | None = meta.get(FLOAT_PARAMS)
         object.__setattr__(self, "_compiled", compiled)  # not a submodule: its weights are the program's
 
     def forward(self, x: torch.Tensor | None = None, **named: torch.Tensor) -> torch.Tensor:
@@ -90,9 +100,15 @@ class CompiledModule(nn.Module):
 
     def weights_nbytes(self) -> int:
         """Bytes of the program's weights (int8 values and scales for a PT2E int8 program)."""
-        from orchestrator.measure.metrics import weights_bytes
-
         return weights_bytes(self.inspect_module)
+
+    def param_counts(self) -> tuple[int, int]:
+        """(parameters, nonzero): a PT2E int8 program's on the float model it was converted from (its int8 weights are constants)."""
+        return self.float_param_counts or count_params(self.inspect_module)
+
+    def files(self) -> list[Path]:
+        """None: the program lives in memory until export writes it."""
+        return []
 
 
 def _canonical(t: torch.Tensor) -> torch.Tensor:
@@ -112,18 +128,12 @@ def _named(inputs: Inputs) -> dict[str, torch.Tensor]:
     return {"": inputs} if isinstance(inputs, torch.Tensor) else dict(inputs)
 
 
-def _has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
-
-
 @register(Pt2eInt8Config)
 def pt2e_int8(model: nn.Module, config: Pt2eInt8Config, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """int8 through torchao PT2E for inductor on the CPU; on CUDA, torchao's int8 (torch.compile fuses it there)."""
     model = model.eval()
     if ctx.device.type == "cuda":
-        from orchestrator.compress.quantize import _int8_torchao
-
-        return _int8_torchao(model.to(ctx.device), config)  # type: ignore[arg-type]
+        return int8_torchao(model.to(ctx.device), config)
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
@@ -132,7 +142,7 @@ def pt2e_int8(model: nn.Module, config: Pt2eInt8Config, ctx: Context) -> tuple[n
     )
 
     model = model.cpu()
-    mode = config.mode if config.mode != "auto" else ("static" if _has_conv(model) else "dynamic")
+    mode = int8_mode(config.mode, model, ctx.task.sequence_inputs)
     layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
     calibration = ctx.task.calibration_batches(config.calibration_batches, config.calibration_batch_size)
     try:
@@ -148,9 +158,7 @@ def pt2e_int8(model: nn.Module, config: Pt2eInt8Config, ctx: Context) -> tuple[n
             converted = convert_pt2e(prepared)
     except Exception as exc:  # noqa: BLE001  (torch.export cannot trace every model)
         raise RuntimeFailed(f"runtime 'compiled': torchao PT2E int8 failed ({first_line(exc)})") from exc
-    from orchestrator.measure.metrics import count_params
-
-    converted.counted_params = count_params(model)  # its int8 weights are graph constants, not parameters
+    converted.meta[FLOAT_PARAMS] = count_params(model)  # its int8 weights are graph constants, not parameters
     stripped = strip_unused_weights(converted)
     allow_exported_model_train_eval(converted)  # task.evaluate calls .eval(); PT2E programs refuse it otherwise
     details = {
@@ -161,6 +169,7 @@ def pt2e_int8(model: nn.Module, config: Pt2eInt8Config, ctx: Context) -> tuple[n
         "accelerated": True,
         "library": "torchao.quantization.pt2e (X86InductorQuantizer, default config)",
         "stripped_float_weights": stripped,
+        "kernel_archs": ["x86_64"],  # oneDNN's int8 kernels through the x86 inductor quantizer
     }
     return converted, StepRecord(stage="quantize", technique=f"int8_pt2e_{mode}", config=config.model_dump(), details=details)
 
@@ -178,8 +187,8 @@ def strip_unused_weights(program: torch.fx.GraphModule) -> int:
     return removed
 
 
-def compile_program(program: nn.Module, example: Inputs, sequence_inputs: tuple[str, ...] = (), freezing: bool = True,
-                    backend: str = "inductor", mode: str = "default") -> tuple[CompiledModule, float]:  # fmt: skip
+def compile_program(program: nn.Module, example: Inputs, sequence_inputs: tuple[str, ...] = (),
+                    freezing: bool = True) -> tuple[CompiledModule, float]:  # fmt: skip
     """torch.compile a program for the shape of `example` and run that batch now; returns it and the seconds taken.
 
     Raises RuntimeFailed (naming a missing C++ compiler where that is the cause) when inductor cannot compile it.
@@ -192,7 +201,7 @@ def compile_program(program: nn.Module, example: Inputs, sequence_inputs: tuple[
     device = model_device(program)
     try:
         started = time.perf_counter()
-        compiled = torch.compile(program, backend=backend, mode=None if mode == "default" else mode, dynamic=False)
+        compiled = torch.compile(program, backend="inductor", mode=None, dynamic=False)
         wrapped = CompiledModule(program, compiled, options, example, sequence_inputs)
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
@@ -213,9 +222,9 @@ def compile_model(model: nn.Module, config: CompileConfig, ctx: Context) -> tupl
     """torch.compile the model and run one serving batch now, so compile failures and cold-start time show at build."""
     model.eval()  # a PT2E program's patched eval() returns None, not the module
     example = ctx.task.example_batch(ctx.serving_batch_size)
-    wrapped, startup = compile_program(model, example, ctx.task.sequence_inputs, config.freezing, config.backend, config.mode)
+    wrapped, startup = compile_program(model, example, ctx.task.sequence_inputs, config.freezing)
     details = {
-        "backend": config.backend,
+        "backend": "inductor",
         "freezing": config.freezing,
         "static_batch": wrapped.static_batch,
         "sequence_inputs": list(ctx.task.sequence_inputs),
@@ -243,3 +252,70 @@ def compile_failure(exc: BaseException) -> str:
             f"none ({first_line(chain[-1])}); install g++ (or set CXX), or search runtime eager or onnxruntime"
         )
     return f"runtime 'compiled': torch.compile (inductor) failed ({first_line(exc)})"
+
+
+class CompiledRuntime(Runtime):
+    """torch.compile (inductor) at the serving batch; int8 by torchao PT2E; exported as a .pt2 program compiled again on load."""
+
+    name = "compiled"
+    label = "torch.compile/inductor"
+    program_formats = ("torch_export_pt2e_int8", "torch_export")
+
+    def stages(self, bits: int) -> list[TechniqueConfig]:
+        """PT2E int8 (for bits 8), then torch.compile."""
+        return [*([Pt2eInt8Config()] if bits == 8 else []), CompileConfig()]
+
+    def quantizes_int8(self) -> bool:
+        """Its PT2E stage quantizes int8 for inductor."""
+        return True
+
+    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path) -> SavedProgram:
+        """The eager program behind the compiled module as a .pt2, loaded back, compiled again and judged on val."""
+        if not isinstance(served, CompiledModule):
+            raise RuntimeFailed(f"runtime 'compiled': expected the compiled module the trial built, got {type(served).__name__}")
+        step = next(s for s in steps if s.stage == "runtime")
+        int8 = any(s.stage == "quantize" and s.technique.startswith("int8_pt2e") for s in steps)
+        name, fmt = (PT2E_NAME, "torch_export_pt2e_int8") if int8 else (PT2_NAME, "torch_export")
+        path = out_dir / name
+        settings = {
+            "backend": step.details.get("backend", "inductor"), "freezing": bool(step.details.get("freezing", True)),
+            "static_batch": int(step.details["static_batch"]), "sequence_inputs": list(step.details.get("sequence_inputs", [])),
+            "dynamic": False,
+        }  # fmt: skip
+        with torch.inference_mode():
+            reference = run(served, inputs).float()
+        try:
+            with quiet():
+                args, kwargs, dynamic = export_args(inputs, task.sequence_inputs)
+                program = torch.export.export(served.inspect_module, args, kwargs=kwargs, dynamic_shapes=dynamic)
+                torch.export.save(program, str(path))
+                loaded = torch.export.load(str(path)).module()
+            example = repeat_to(take(inputs, slice(0, 1)), settings["static_batch"])
+            module, _ = compile_program(loaded, example, task.sequence_inputs, freezing=settings["freezing"])
+            with torch.inference_mode():
+                outputs = run(module, inputs)
+            quality = task.evaluate(module, "val")["value"]
+        except Exception as exc:  # noqa: BLE001
+            path.unlink(missing_ok=True)
+            raise RuntimeFailed(f"runtime 'compiled': the program could not be exported and compiled back ({first_line(exc)})") from exc
+        diff = max_abs_diff(outputs, reference)
+        what = "torchao PT2E int8 program (x86 inductor quantizer), float weights it no longer reads stripped" if int8 else "torch.export program"
+        reason = (
+            f"{what}, dynamic batch{' and sequence length' if task.sequence_inputs else ''}; served by torch.compile "
+            f"(inductor, freezing) at batch {settings['static_batch']}, as the trial measured it; loaded and compiled "
+            f"back, it is within {diff:.2g} of the rebuilt candidate on the val split"
+        )
+        return SavedProgram(format=fmt, file=name, reason=reason, library="torch", version=torch.__version__,
+                            max_abs_diff=diff, quality=quality, settings=settings)  # fmt: skip
+
+    def load(self, export: ExportView, device: torch.device) -> nn.Module:
+        """The .pt2 program compiled by inductor for the serving batch, as the trial served it (compiled now, not lazily)."""
+        fmt, name = export.program_file(self.program_formats)
+        if fmt == "torch_export_pt2e_int8":
+            import torchao.quantization.pt2e  # noqa: F401  (registers the quantized ops the program calls)
+        program = torch.export.load(str(export.root / name)).module().to(device)
+        settings = export.settings
+        example = export.example(int(settings.get("static_batch") or 1))
+        sequence_inputs = tuple(settings.get("sequence_inputs") or ())
+        return compile_program(program, example, sequence_inputs, freezing=bool(settings.get("freezing", True)))[0]
+

@@ -23,24 +23,25 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from orchestrator.compress._registry import Context, StepRecord, TechniqueConfig, register
 from orchestrator.errors import first_line
 from orchestrator.runtimes._export import export_args, quiet
-from orchestrator.runtimes._kernels import ONNXRUNTIME_ARCHS, RuntimeFailed
-from orchestrator.tasks.batches import Inputs
+from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, max_abs_diff
+from orchestrator.tasks.base import Task
+from orchestrator.tasks.batches import Inputs, run
+from orchestrator.techniques import Context, StepRecord, TechniqueConfig, count_params, int8_mode, register
 
 ONNX_FILE = "model.onnx"
+ONNX_INT8_NAME = "model.int8.onnx"
+ONNXRUNTIME_ARCHS = ["x86_64", "arm64"]  # ONNX Runtime's CPU provider (MLAS) ships int8 and float kernels for both
 
 
 class OnnxRuntimeConfig(TechniqueConfig):
     """Serve with ONNX Runtime (CPU provider); int8 by its own quantizer, static QDQ or dynamic."""
 
+    keeps_float_weights = False
     int8: Literal["none", "auto", "static", "dynamic"] = "none"
-    per_channel: bool = True
-    reduce_range: bool = True  # 7-bit weights: no u8s8 saturation on x86 without VNNI (see the module's docstring)
     calibration_batches: int = Field(8, ge=1)
     calibration_batch_size: int = Field(64, ge=1)
-    graph_optimization: Literal["basic", "extended", "all"] = "all"
 
 
 class OnnxModule(nn.Module):
@@ -60,7 +61,6 @@ class OnnxModule(nn.Module):
         self.graph_optimization = graph_optimization
         self.session = ort.InferenceSession(str(self.path), self._options(), providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.input_name = self.input_names[0]
         if inspect_module is not None:
             self.inspect_module = inspect_module
 
@@ -87,6 +87,10 @@ class OnnxModule(nn.Module):
     def weights_nbytes(self) -> int:
         """Bytes of the program on disk (its weights dominate; int8 weights at one byte each)."""
         return sum(p.stat().st_size for p in self.files())
+
+    def param_counts(self) -> tuple[int, int]:
+        """(parameters, nonzero) of the float model it was exported from (ONNX Runtime does not expose its own)."""
+        return count_params(self.inspect_module)
 
 
 def feeds(input_names: list[str], batch: Inputs) -> dict[str, np.ndarray]:
@@ -157,9 +161,7 @@ def onnxruntime_session(model: nn.Module, config: OnnxRuntimeConfig, ctx: Contex
     folder = Path(tempfile.mkdtemp(prefix="hedgerow-ort-"))
     float_dir, int8_dir = folder / "float", folder / "int8"
     float_dir.mkdir()
-    mode = config.int8
-    if mode == "auto":
-        mode = "static" if any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()) and not ctx.task.sequence_inputs else "dynamic"
+    mode = config.int8 if config.int8 == "none" else int8_mode(config.int8, model, ctx.task.sequence_inputs)
     example = ctx.task.example_batch(max(2, min(ctx.serving_batch_size, 8)))
     try:
         how = export_onnx(model, example, float_dir / ONNX_FILE, ctx.task.sequence_inputs)
@@ -171,7 +173,7 @@ def onnxruntime_session(model: nn.Module, config: OnnxRuntimeConfig, ctx: Contex
         int8_dir.mkdir()
         calibration = ctx.task.calibration_batches(config.calibration_batches, config.calibration_batch_size) if mode == "static" else []
         try:
-            how += "; int8 by ONNX Runtime " + quantize_onnx(path, int8_dir / ONNX_FILE, mode, calibration, config.per_channel, config.reduce_range)
+            how += "; int8 by ONNX Runtime " + quantize_onnx(path, int8_dir / ONNX_FILE, mode, calibration)
         except Exception as exc:  # noqa: BLE001
             shutil.rmtree(folder, ignore_errors=True)
             raise RuntimeFailed(f"runtime 'onnxruntime': ONNX Runtime quantize_{mode} failed ({first_line(exc)})") from exc
@@ -180,7 +182,7 @@ def onnxruntime_session(model: nn.Module, config: OnnxRuntimeConfig, ctx: Contex
     threads = torch.get_num_threads()
     try:
         started = time.perf_counter()
-        module = OnnxModule(path, threads=threads, inspect_module=model, graph_optimization=config.graph_optimization)
+        module = OnnxModule(path, threads=threads, inspect_module=model)
         module(ctx.task.example_batch(ctx.serving_batch_size))
         startup = time.perf_counter() - started
     except Exception as exc:  # noqa: BLE001
@@ -192,7 +194,7 @@ def onnxruntime_session(model: nn.Module, config: OnnxRuntimeConfig, ctx: Contex
         "int8": mode,
         "how": how,
         "threads": threads,
-        "graph_optimization": config.graph_optimization,
+        "graph_optimization": module.graph_optimization,
         "kernel_archs": list(ONNXRUNTIME_ARCHS),
         "artifact_size_bytes": module.weights_nbytes(),
         "startup_seconds": round(startup, 3),
@@ -201,3 +203,56 @@ def onnxruntime_session(model: nn.Module, config: OnnxRuntimeConfig, ctx: Contex
     }
     technique = "onnxruntime" if mode == "none" else f"onnxruntime_int8_{mode}"
     return module, StepRecord(stage="runtime", technique=technique, config=config.model_dump(), details=details)
+
+
+class OnnxRuntime(Runtime):
+    """ONNX Runtime's CPU provider on the float model exported to ONNX; int8 by ONNX Runtime's own quantizer."""
+
+    name = "onnxruntime"
+    label = "ONNX Runtime"
+    aliases = ("onnx",)
+    cpu_only = "ONNX Runtime's CPU provider"
+    program_formats = ("onnx_int8_qdq", "onnx_int8_dynamic", "onnx")
+
+    def stages(self, bits: int) -> list[TechniqueConfig]:
+        """One stage: export, quantize (int8 for bits 8) and open a session."""
+        return [OnnxRuntimeConfig(int8="auto" if bits == 8 else "none")]
+
+    def quantizes_int8(self) -> bool:
+        """ONNX Runtime quantizes its own graph: int8 is part of its stage."""
+        return True
+
+    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path) -> SavedProgram:
+        """Copy the ONNX file the trial served into the export, open it again and judge it on val."""
+        if not isinstance(served, OnnxModule):
+            raise RuntimeFailed(f"runtime 'onnxruntime': expected the ONNX Runtime module the trial built, got {type(served).__name__}")
+        import onnxruntime
+
+        step = next(s for s in steps if s.stage == "runtime")
+        with torch.inference_mode():
+            reference = run(served, inputs).float()
+        mode = step.details.get("int8", "none")
+        fmt = {"none": "onnx", "static": "onnx_int8_qdq", "dynamic": "onnx_int8_dynamic"}[mode]
+        files = served.files()
+        name = ONNX_FILE if mode == "none" or len(files) > 1 else ONNX_INT8_NAME  # external data keeps the name it was written with
+        for source in files:
+            shutil.copyfile(source, out_dir / (name if source == served.path else source.name))
+        module = OnnxModule(out_dir / name, threads=served.threads, graph_optimization=served.graph_optimization)
+        with torch.inference_mode():
+            outputs = run(module, inputs)
+        diff = max_abs_diff(outputs, reference)
+        quality = task.evaluate(module, "val")["value"]
+        settings = {
+            "provider": "CPUExecutionProvider", "int8": mode, "graph_optimization": served.graph_optimization,
+            "intra_op_num_threads": served.threads, "how": step.details.get("how"), "kernel_archs": step.details.get("kernel_archs"),
+        }  # fmt: skip
+        reason = f"the ONNX Runtime program the trial served: {step.details.get('how', 'ONNX')}; loaded back, within {diff:.2g} of it on the val split"
+        return SavedProgram(format=fmt, file=name, reason=reason, library="onnxruntime", version=onnxruntime.__version__,
+                            max_abs_diff=diff, quality=quality, settings=settings)  # fmt: skip
+
+    def load(self, export: ExportView, device: torch.device) -> nn.Module:
+        """model.int8.onnx (int8 candidates) or model.onnx under ONNX Runtime, after refusing unverified external data."""
+        _, name = export.program_file(self.program_formats)
+        export.check_file(name)
+        return OnnxModule(export.root / name)
+

@@ -254,13 +254,13 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
                 _forget_unrestorable(paths, config, meta, tune_path)
             tuner = _new_tuner(trainable, config, paths, meta)
         results = tuner.fit()
-        try:
-            finalize(paths, prepared, results, meta["study_name"], teacher_fingerprint=fingerprint)
-        except SearchFailed:
+        summary = finalize(paths, prepared, results, meta["study_name"], teacher_fingerprint=fingerprint)
+        write_json(paths.summary_json, summary)
+        if summary["n_finished"] == 0:
             meta.update(status="failed", finished=_now())
             write_json(paths.run_json, meta)
             build_report(paths.root)
-            raise
+            raise SearchFailed(f"every trial failed ({summary['n_failed']}); reasons are in {paths.trials_csv}")
     meta.update(status="finished", finished=_now())
     write_json(paths.run_json, meta)
     build_report(paths.root)

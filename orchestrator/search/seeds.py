@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.config import Choices, Knob, Range
-from orchestrator.runtimes._kernels import RUNTIME_BITS
+from orchestrator.runtimes import REGISTRY
 from orchestrator.search.space import BASELINE
 
 RUNTIME_BUILD_ORDER = ("eager", "onnxruntime", "openvino", "compiled")  # cheapest to build first
@@ -42,10 +42,9 @@ def _mildest(knob: Knob | None) -> float | None:
 
 
 def _runtimes(space: dict[str, Knob], bits: int) -> list[str]:
-    """The runtimes the space serves `bits` on, cheapest to build first."""
-    if bits not in RUNTIME_BITS:
-        return ["eager"]
-    named = _values(space.get("runtime")) or ["eager"]
+    """The runtimes of the space that serve `bits`, cheapest to build first."""
+    serving = REGISTRY.serving(bits)
+    named = [r for r in _values(space.get("runtime")) or [serving[0]] if r in serving] or serving[:1]
     return sorted(named, key=lambda r: RUNTIME_BUILD_ORDER.index(r) if r in RUNTIME_BUILD_ORDER else len(RUNTIME_BUILD_ORDER))
 
 

@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.compress.recipe import INDEX_SUFFIX, Recipe, knob_of_param  # noqa: F401  (knob_of_param: re-exported)
+from orchestrator.compress.recipe import Recipe
 from orchestrator.compress.transformer_prune import structure_of
-from orchestrator.config import Choices, Knob, Range, knob_values
+from orchestrator.config import INDEX_SUFFIX, Choices, Knob, Range, knob_of_param, knob_values  # noqa: F401  (knob_of_param: re-exported)
 from orchestrator.errors import InputError
-from orchestrator.runtimes._kernels import RUNTIME_BITS
+from orchestrator.runtimes import REGISTRY
+from orchestrator.runtimes.base import BIT_NAMES
 
 BASELINE: dict[str, Any] = {
     "prune_method": "none", "prune_ratio": 0.0, "bits": 32, "kd_steps": 0, "qat": False,
@@ -98,10 +99,10 @@ class DefineByRun:
         bits = pick("bits")
         if bits == 4:
             pick("int4_group_size")
-        if bits in RUNTIME_BITS:
+        if bits in REGISTRY.choice_bits():
             fixed["runtime"] = pick("runtime")
         else:
-            fixed["runtime"] = "eager"  # bf16 and int4 are served eagerly only
+            fixed["runtime"] = REGISTRY.serving(bits)[0]  # bf16 and int4 are served eagerly only
         steps = pick("kd_steps")
         fixed["kd_steps"] = steps
         if steps > 0:
@@ -189,16 +190,20 @@ def check_space_fits(space: dict[str, Knob], task: Any) -> None:
 
 
 def check_runtimes(space: dict[str, Knob], device: str, gpu: float) -> None:
-    """A runtime other than eager needs bits 32 or 8 among the choices; ONNX Runtime runs on the CPU only."""
-    runtimes = set(knob_values(space["runtime"])) if "runtime" in space else {"eager"}
+    """Each runtime searched needs one of its bit widths among the choices; a CPU-only one (ONNX Runtime) a CPU search."""
+    runtimes = [r for r in REGISTRY if r.name in (set(knob_values(space["runtime"])) if "runtime" in space else {"eager"})]
     bits = set(knob_values(space["bits"])) if "bits" in space else {32}
-    if runtimes - {"eager"} and not bits & set(RUNTIME_BITS):
+    unserved = [r for r in runtimes if not bits & set(r.bits)]
+    if unserved:
+        wanted = sorted({b for r in unserved for b in r.bits}, reverse=True)
         raise InputError(
-            f"space.runtime: {sorted(runtimes - {'eager'})} serve float32 or int8 models, and space.bits offers only "
-            f"{sorted(bits)}; add 32 or 8 to space.bits, or search runtime eager"
+            f"space.runtime: {sorted(r.name for r in unserved)} serve {' or '.join(BIT_NAMES.get(b, str(b)) for b in wanted)} "
+            f"models, and space.bits offers only {sorted(bits)}; add {' or '.join(map(str, wanted))} to space.bits, "
+            f"or search runtime {' or '.join(REGISTRY.serving(min(bits)))}"
         )
-    if "onnxruntime" in runtimes and (device == "cuda" or gpu > 0):
-        raise InputError(
-            "space.runtime: 'onnxruntime' runs on ONNX Runtime's CPU provider, and this search runs trials on a GPU "
-            "(search.device / search.resources_per_trial.gpu); search eager or compiled there"
-        )
+    for runtime in runtimes:
+        if runtime.cpu_only and (device == "cuda" or gpu > 0):
+            raise InputError(
+                f"space.runtime: {runtime.name!r} runs on {runtime.cpu_only}, and this search runs trials on a GPU "
+                f"(search.device / search.resources_per_trial.gpu); search {' or '.join(r.name for r in REGISTRY if not r.cpu_only)} there"
+            )

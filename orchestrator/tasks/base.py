@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any, Iterator, Literal, TypedDict
+from typing import Any, Iterator, Literal, Mapping, TypedDict
 
 import torch
 from torch import nn
 
 from orchestrator.tasks.batches import Inputs, batch_size as n_examples, repeat_to, run, take, to_device
+from orchestrator.tasks.losses import kd_loss, regression_kd_loss
 from orchestrator.tasks.metrics import METRICS, bootstrap_interval
 
 Split = Literal["train", "val", "test"]
@@ -98,6 +99,13 @@ class Task(abc.ABC):
         """A training batch with what the model ignores (padding) dropped, before distillation runs it; as is by default."""
         return inputs
 
+    def token_mask(self, inputs: Inputs) -> torch.Tensor | None:
+        """Which positions of a batch are real tokens (1) and which padding (0), for per-token losses; None: all count.
+
+        By default a mapping's `attention_mask` (the Hugging Face convention); override it where the mask is named otherwise.
+        """
+        return inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
+
     def calibration_batches(self, n_batches: int = 8, batch_size: int = 64) -> list[Inputs]:
         """Training inputs for post-training quantization's calibration."""
         batches = self.train_batches(batch_size, seed=1234)
@@ -163,8 +171,6 @@ class Task(abc.ABC):
         Class ids (integer targets): alpha·T²·KL(teacher_T ‖ student_T) + (1 − alpha)·CE, Hinton et al.
         Float targets (regression, embeddings): alpha·MSE(student, teacher) + (1 − alpha)·MSE(student, targets).
         """
-        from orchestrator.compress.distill import kd_loss, regression_kd_loss
-
         if targets.dtype.is_floating_point:
             return regression_kd_loss(student_out, teacher_out, targets, settings.alpha)
         return kd_loss(student_out, teacher_out, targets, settings.temperature, settings.alpha)

@@ -23,7 +23,7 @@ from transformers import (
     MPNetModel,
 )
 
-from orchestrator.compress._registry import Context, apply_technique
+from orchestrator.techniques import Context, apply_technique
 from orchestrator.compress.encoder_families import BERT, DISTILBERT, MODERNBERT, EncoderFamily
 from orchestrator.compress.transformer_prune import (
     FFNPruneConfig,

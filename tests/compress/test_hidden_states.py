@@ -22,7 +22,7 @@ def task(tmp_path_factory):
 
 
 def test_kept_layers_pair_with_the_teacher_layers_they_came_from(task):
-    from orchestrator.compress._registry import Context, apply_technique
+    from orchestrator.techniques import Context, apply_technique
     from orchestrator.compress.transformer_prune import LayerDropConfig
 
     teacher = task.teacher()

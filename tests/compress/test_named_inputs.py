@@ -41,7 +41,7 @@ def test_measurement_feeds_named_inputs_and_counts_examples(task):
 
 def test_a_static_int8_request_falls_back_to_dynamic_with_the_reason(task):
     from orchestrator.compress import Int8Config
-    from orchestrator.compress._registry import Context, apply_technique
+    from orchestrator.techniques import Context, apply_technique
 
     ctx = Context(task=task, device=torch.device("cpu"), teacher=task.teacher())
     model, record = apply_technique(NamedInputsTask().build_model().eval(), Int8Config(mode="static"), ctx)

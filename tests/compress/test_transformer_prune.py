@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
-from orchestrator.compress._registry import Context, apply_technique
+from orchestrator.techniques import Context, apply_technique
 from orchestrator.compress.transformer_prune import (
     FFNPruneConfig,
     HeadPruneConfig,

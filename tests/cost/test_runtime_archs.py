@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.compress._registry import StepRecord
+from orchestrator.techniques import StepRecord
 from orchestrator.cost.catalog import load_catalog
 from orchestrator.cost.model import CandidateMetrics, explain, price_candidate
 from orchestrator.cost.traffic import Traffic

@@ -42,7 +42,7 @@ def test_exports_load_on_the_gpu_and_agree_with_the_cpu(cuda_exports, val_inputs
     torch.testing.assert_close(on_gpu, on_cpu, rtol=tol, atol=tol)
     assert (on_gpu.argmax(1) == on_cpu.argmax(1)).float().mean() >= 0.99
     default = load(folder, device="cuda")
-    assert default.runtime == "torch"  # the .pt2 was exported on the CPU and pins its device
+    assert default.runtime == "eager"  # the .pt2 was exported on the CPU and pins its device
     assert torch.equal(default.predict(val_inputs), on_gpu)
 
 
@@ -57,6 +57,6 @@ def test_the_serving_logic_runs_on_the_gpu_where_there_is_one(cuda_exports, val_
     from orchestrator.deploy.serve import Predictor, ServeArgs
 
     predictor = Predictor(ServeArgs(model_path=cuda_exports["cudafp16"].location))
-    assert predictor.info()["device"].startswith("cuda") and predictor.info()["runtime"] == "torch"
+    assert predictor.info()["device"].startswith("cuda") and predictor.info()["runtime"] == "eager"
     (response,) = predictor.predict_requests([{"inputs": val_inputs[:2].tolist()}])
     assert len(response["outputs"]) == 2

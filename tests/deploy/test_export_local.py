@@ -46,7 +46,7 @@ def test_each_format_gets_the_programs_that_fit_and_says_why(exports):
     assert written(int8) == {"torch_export": False, "onnx_int8_qdq": True}
     assert written(bf16) == {"torch_export": True, "onnx": False}
     assert fp32.default_runtime == bf16.default_runtime == "torch_export"
-    assert int8.default_runtime == "torch"
+    assert int8.default_runtime == "eager"
     assert "torch.ao int8 packed parameters" in next(p.reason for p in int8.programs if p.format == "torch_export")
     assert "bf16" in next(p.reason for p in bf16.programs if p.format == "onnx")
     assert [a.architecture.weights_format for a in (fp32, int8, bf16)] == ["float", "int8_fx_static", "bf16"]

@@ -8,7 +8,6 @@ import torch
 import tests.deploy.conftest as deploy_conftest
 from orchestrator.compress import Recipe
 from orchestrator.deploy import export_trial, load
-from orchestrator.tasks.batches import run
 from tests.int8_bounds import assert_int8_classifies_like_float
 from tests.tasks.named_inputs_task import NamedInputsTask
 

@@ -52,7 +52,7 @@ def test_predictor_batches_requests_and_answers_each_one(exports, val_inputs):
     assert predictor.info() == {
         "run_id": exports["int8stat"].manifest.run_id,
         "trial_id": "int8stat",
-        "runtime": "torch",
+        "runtime": "eager",
         "device": "cpu",
         "input_shape": [1, 8, 8],
     }

@@ -56,7 +56,7 @@ def test_gpu_instances_get_one_replica_per_gpu():
     )
     assert spec(cfg)["num_replicas"] == 8
     assert spec(cfg)["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 1}
-    assert cfg["applications"][0]["args"]["device"] == "cuda" and cfg["applications"][0]["args"]["runtime"] == "torch"
+    assert cfg["applications"][0]["args"]["device"] == "cuda" and cfg["applications"][0]["args"]["runtime"] == "eager"
 
 
 def test_an_hourly_profile_becomes_an_autoscaling_range():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from orchestrator.compress import Recipe, apply_recipe
 from orchestrator.runtimes import CompiledModule, RuntimeFailed, kernel_archs

@@ -13,7 +13,7 @@ from torch import nn
 
 from orchestrator._threads import torch_threads
 from orchestrator.compress import Recipe, apply_recipe
-from orchestrator.compress._registry import StepRecord
+from orchestrator.techniques import StepRecord
 from orchestrator.measure import measure
 from orchestrator.runtimes import CompiledModule, OnnxModule, RuntimeFailed, kernel_archs, startup_seconds
 from orchestrator.tasks.digits import DigitsTask
@@ -187,4 +187,5 @@ def test_kernel_archs_of_recorded_steps():
 
     assert kernel_archs([step("quantize", "int8_dynamic", backend="x86")]) == ["x86_64"]
     assert kernel_archs([step("quantize", "int8_dynamic", backend="qnnpack")]) is None
-    assert kernel_archs([step("runtime", "onnxruntime_int8_dynamic")]) == ["x86_64", "arm64"]
+    assert kernel_archs([step("runtime", "onnxruntime_int8_dynamic", kernel_archs=["x86_64", "arm64"])]) == ["x86_64", "arm64"]
+    assert kernel_archs([step("runtime", "onnxruntime_int8_dynamic")]) is None  # read back as recorded, never from the name

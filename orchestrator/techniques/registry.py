@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -14,9 +14,15 @@ from orchestrator.tasks.base import Task
 
 
 class TechniqueConfig(BaseModel):
-    """Base of every technique's config: frozen, no unknown fields."""
+    """Base of every technique's config: frozen, no unknown fields.
+
+    `keeps_float_weights` says whether the model after this stage is still float weights
+    a torch module holds: False for quantization and for a runtime taking the model over,
+    so export knows where the float model ends (the one place that is declared).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    keeps_float_weights: ClassVar[bool] = True
 
 
 class StepRecord(BaseModel):

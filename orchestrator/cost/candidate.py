@@ -1,0 +1,43 @@
+"""What the cost model is given about one candidate: its measured figures on one device."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_ARCH_ALIASES = {"aarch64": "arm64", "arm64": "arm64", "amd64": "x86_64", "x86_64": "x86_64", "x64": "x86_64"}
+
+
+class CandidateMetrics(BaseModel):
+    """What was measured for one candidate on one device (per GPU, or with cpu_threads threads)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    throughput_sps: float = Field(gt=0, allow_inf_nan=False)
+    batch_latency_p95_ms: float = Field(gt=0, allow_inf_nan=False)
+    latency_p50_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    latency_p95_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    peak_mem_bytes: int = Field(ge=0)
+    size_bytes: int = Field(gt=0)
+    device_kind: Literal["cpu", "cuda"]
+    device_name: str = Field(min_length=1)
+    cpu_threads: int | None = Field(default=None, ge=1)
+    cpu_arch: Literal["x86_64", "arm64"] = "x86_64"
+    bits: Literal[32, 16, 8, 4] = 32
+    flops_per_sample: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    measured_instance_type: str | None = None
+    cpu_archs: list[Literal["x86_64", "arm64"]] | None = Field(
+        default=None, description="CPU architectures the candidate's kernels run on (None: any)"
+    )
+
+    @field_validator("cpu_arch", mode="before")
+    @classmethod
+    def _normalise_arch(cls, value: object) -> object:
+        return _ARCH_ALIASES.get(str(value).lower(), value)
+
+    @model_validator(mode="after")
+    def _cpu_needs_threads(self) -> "CandidateMetrics":
+        if self.device_kind == "cpu" and self.cpu_threads is None:
+            raise ValueError("cpu_threads is required when device_kind is 'cpu' (the threads measured with)")
+        return self

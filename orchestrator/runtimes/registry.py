@@ -1,0 +1,65 @@
+"""The registered serving runtimes, by name, with the older names each one still answers to."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterator
+
+from orchestrator.runtimes.base import Runtime
+
+
+class RuntimeRegistry:
+    """Runtimes in the order reports list them; looked up by name or by an older alias."""
+
+    def __init__(self, *runtimes: Runtime) -> None:
+        self._by_name: dict[str, Runtime] = {}
+        self._aliases: dict[str, str] = {}
+        for runtime in runtimes:
+            self.add(runtime)
+
+    def add(self, runtime: Runtime) -> None:
+        """Register one runtime; its name and aliases must be new."""
+        for key in (runtime.name, *runtime.aliases):
+            if key in self._by_name or key in self._aliases:
+                raise ValueError(f"runtime name {key!r} is registered twice")
+        self._by_name[runtime.name] = runtime
+        self._aliases.update({alias: runtime.name for alias in runtime.aliases})
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The runtimes' names, in registration order."""
+        return tuple(self._by_name)
+
+    def __iter__(self) -> Iterator[Runtime]:
+        return iter(self._by_name.values())
+
+    def canonical(self, name: str) -> str:
+        """The runtime's one name for a name or an older alias ('onnx' -> 'onnxruntime'); ValueError if none."""
+        if name in self._by_name:
+            return name
+        if name in self._aliases:
+            return self._aliases[name]
+        near = difflib.get_close_matches(str(name), [*self._by_name, *self._aliases], n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ValueError(f"unknown runtime {name!r}: expected one of {', '.join(self._by_name)}{hint}")
+
+    def get(self, name: str) -> Runtime:
+        """The runtime of a name or alias; ValueError naming the registered ones if none."""
+        return self._by_name[self.canonical(name)]
+
+    def weights(self) -> str:
+        """The runtime whose program is the weights themselves (eager): what any device can load."""
+        return next(r.name for r in self if r.loads_anywhere)
+
+    def program_formats(self) -> tuple[str, ...]:
+        """Every program format a registered runtime loads, each once (what a manifest may list)."""
+        return tuple(dict.fromkeys(fmt for runtime in self for fmt in runtime.program_formats))
+
+    def choice_bits(self) -> tuple[int, ...]:
+        """Bit widths more than one runtime serves: where the runtime is a choice at all (widest first)."""
+        counts = [b for r in self for b in r.bits]
+        return tuple(sorted({b for b in counts if counts.count(b) > 1}, reverse=True))
+
+    def serving(self, bits: int) -> list[str]:
+        """Names of the runtimes that serve candidates of `bits`."""
+        return [r.name for r in self if bits in r.bits]
