@@ -1,5 +1,6 @@
 """The serving-runtime contract: every registered runtime, float32 and int8 where it serves them, goes through
-build → measure → export in one fresh process and load in another, on a small convolutional model.
+build → measure → export in a fresh process and load in another, on a small convolutional model (every case in
+the same two processes: an interpreter start each, not two per case).
 
 A new runtime passes this by registering itself (runtimes/__init__.py); nothing here names one.
 """
@@ -59,30 +60,34 @@ BUILD = TASK + textwrap.dedent(
     from orchestrator.runtimes import REGISTRY, ServedProgram
     from orchestrator.tasks.batches import run
 
-    name, bits, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
-    task, runtime = SmallTask(), REGISTRY.get(name)
-    compressed = apply_recipe(task, Recipe(runtime=name, bits=bits), serving_batch_size=8)
-    model, steps = compressed.model, compressed.record.steps
-    metrics = measure(model, task.example_batch(8), threads=1, batch_repeats=3, latency_repeats=3)
-    inputs, _ = task.data("val")
-    saved = runtime.save(model, steps, task, inputs, out)
-    with torch.inference_mode():
-        torch.save(run(model, inputs).float(), out / "served_outputs.pt")
-    if saved is None:  # its program is the module itself: the safetensors weights export writes for every runtime
-        from orchestrator.deploy.weights import architecture, save_weights
+    def build(name, bits, out):
+        task, runtime = SmallTask(), REGISTRY.get(name)
+        compressed = apply_recipe(task, Recipe(runtime=name, bits=bits), serving_batch_size=8)
+        model, steps = compressed.model, compressed.record.steps
+        metrics = measure(model, task.example_batch(8), threads=1, batch_repeats=3, latency_repeats=3)
+        inputs, _ = task.data("val")
+        saved = runtime.save(model, steps, task, inputs, out)
+        with torch.inference_mode():
+            torch.save(run(model, inputs).float(), out / "served_outputs.pt")
+        if saved is None:  # its program is the module itself: the safetensors weights export writes for every runtime
+            from orchestrator.deploy.weights import architecture, save_weights
 
-        arch = architecture(task, steps, inputs, teacher_fingerprint="contract")
-        save_weights(model, out / "model.safetensors", arch.weights_format)
-        (out / "architecture.json").write_text(arch.model_dump_json())
-    print("CONTRACT " + json.dumps({
-        "stages": [s.stage for s in steps],
-        "own_stages": len(runtime.stages(bits)),
-        "params": metrics.params, "throughput_sps": metrics.throughput_sps, "size_bytes": metrics.size_bytes,
-        "served_program": isinstance(model, ServedProgram),
-        "kernel_archs": runtime.kernel_archs(steps),
-        "saved": None if saved is None else {**saved.__dict__},
-        "val": task.evaluate(model, "val")["value"],
-    }))
+            arch = architecture(task, steps, inputs, teacher_fingerprint="contract")
+            save_weights(model, out / "model.safetensors", arch.weights_format)
+            (out / "architecture.json").write_text(arch.model_dump_json())
+        (out / "built.json").write_text(json.dumps({
+            "stages": [s.stage for s in steps],
+            "own_stages": len(runtime.stages(bits)),
+            "params": metrics.params, "throughput_sps": metrics.throughput_sps, "size_bytes": metrics.size_bytes,
+            "served_program": isinstance(model, ServedProgram),
+            "kernel_archs": runtime.kernel_archs(steps),
+            "saved": None if saved is None else {**saved.__dict__},
+            "val": task.evaluate(model, "val")["value"],
+        }))
+
+    for case in sys.argv[1:]:
+        name, bits, out = case.split(",")
+        build(name, int(bits), Path(out))
     '''
 )
 
@@ -93,29 +98,33 @@ LOAD = TASK + textwrap.dedent(
     from orchestrator.runtimes import REGISTRY, ExportView
     from orchestrator.tasks.batches import repeat_to, run
 
-    name, out = sys.argv[1], Path(sys.argv[2])
-    saved = json.loads((out / "saved.json").read_text())
-    task = SmallTask()
-    inputs, _ = task.data("val")
+    def load(name, out):
+        saved = json.loads((out / "saved.json").read_text())
+        task = SmallTask()
+        inputs, _ = task.data("val")
 
-    def program_file(formats):
-        if saved is None or saved["format"] not in formats:
-            raise LookupError(f"no program among {formats}")
-        return saved["format"], saved["file"]
+        def program_file(formats):
+            if saved is None or saved["format"] not in formats:
+                raise LookupError(f"no program among {formats}")
+            return saved["format"], saved["file"]
 
-    def weights():
-        from orchestrator.deploy.manifest import Architecture
-        from orchestrator.deploy.weights import load_module
+        def weights():
+            from orchestrator.deploy.manifest import Architecture
+            from orchestrator.deploy.weights import load_module
 
-        arch = Architecture.model_validate_json((out / "architecture.json").read_text())
-        return load_module(task, arch, out / "model.safetensors")
+            arch = Architecture.model_validate_json((out / "architecture.json").read_text())
+            return load_module(task, arch, out / "model.safetensors")
 
-    view = ExportView(root=out, program_file=program_file, settings=(saved or {}).get("settings", {}),
-                      example=lambda n: repeat_to(inputs, n), weights=weights)
-    module = REGISTRY.get(name).load(view, torch.device("cpu"))
-    with torch.inference_mode():
-        torch.save(run(module, inputs).float(), out / "loaded_outputs.pt")
-    print("LOADED " + json.dumps({"val": task.evaluate(module, "val")["value"]}))
+        view = ExportView(root=out, program_file=program_file, settings=(saved or {}).get("settings", {}),
+                          example=lambda n: repeat_to(inputs, n), weights=weights)
+        module = REGISTRY.get(name).load(view, torch.device("cpu"))
+        with torch.inference_mode():
+            torch.save(run(module, inputs).float(), out / "loaded_outputs.pt")
+        (out / "loaded.json").write_text(json.dumps({"val": task.evaluate(module, "val")["value"]}))
+
+    for case in sys.argv[1:]:
+        name, out = case.split(",")
+        load(name, Path(out))
     '''
 )
 
@@ -126,12 +135,24 @@ def _python(script: str, *args: str) -> str:
     return done.stdout
 
 
+@pytest.fixture(scope="module")
+def contract(tmp_path_factory) -> dict[tuple[str, int], tuple[dict, dict, Path]]:
+    """Every case built, measured and saved in one fresh process, then loaded in another: (built, loaded, folder)."""
+    folders = {case: tmp_path_factory.mktemp(f"{case[0]}-{case[1]}") for case in CASES}
+    _python(BUILD, *(f"{name},{bits},{folders[name, bits]}" for name, bits in CASES))
+    built = {case: json.loads((folder / "built.json").read_text()) for case, folder in folders.items()}
+    for case, folder in folders.items():
+        (folder / "saved.json").write_text(json.dumps(built[case]["saved"]))
+    _python(LOAD, *(f"{name},{folders[name, bits]}" for name, bits in CASES))
+    return {case: (built[case], json.loads((folder / "loaded.json").read_text()), folder) for case, folder in folders.items()}
+
+
 @pytest.mark.parametrize(("name", "bits"), CASES, ids=[f"{n}-{b}" for n, b in CASES])
-def test_every_runtime_builds_measures_exports_and_loads_in_a_fresh_process(tmp_path, name, bits):
+def test_every_runtime_builds_measures_exports_and_loads_in_a_fresh_process(contract, name, bits):
     import torch
 
     runtime = REGISTRY.get(name)
-    built = json.loads(_python(BUILD, name, str(bits), str(tmp_path)).split("CONTRACT ", 1)[1])
+    built, loaded, folder = contract[name, bits]
     # build: a runtime with stages of its own ends the build with its runtime stage
     assert ("runtime" in built["stages"]) == (built["own_stages"] > 0)
     assert "runtime" not in built["stages"] or built["stages"][-1] == "runtime"
@@ -142,12 +163,10 @@ def test_every_runtime_builds_measures_exports_and_loads_in_a_fresh_process(tmp_
     # export: a program the runtime's own loader reads, judged on val as it was written
     saved = built["saved"]
     if saved is not None:
-        assert saved["format"] in runtime.program_formats and (tmp_path / saved["file"]).is_file()
+        assert saved["format"] in runtime.program_formats and (folder / saved["file"]).is_file()
         assert saved["quality"] == pytest.approx(built["val"], abs=0.02)
-    (tmp_path / "saved.json").write_text(json.dumps(saved))
     # load, in a process that never built it: the same outputs, as the trial served them
-    loaded = json.loads(_python(LOAD, name, str(tmp_path)).split("LOADED ", 1)[1])
-    served, again = torch.load(tmp_path / "served_outputs.pt"), torch.load(tmp_path / "loaded_outputs.pt")
+    served, again = torch.load(folder / "served_outputs.pt"), torch.load(folder / "loaded_outputs.pt")
     assert again.shape == served.shape
     assert float((again - served).abs().max()) <= (1e-3 if bits == 32 else 0.25)
     assert (again.argmax(1) == served.argmax(1)).float().mean() >= 0.97
