@@ -38,9 +38,22 @@ def mae(outputs: torch.Tensor, targets: torch.Tensor) -> float:
     return float((outputs.double().reshape(targets.shape) - targets.double()).abs().mean())
 
 
+def macro_f1(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Unweighted mean of each class's F1 over the classes in the targets or the predictions (scikit-learn's 'macro')."""
+    predicted = outputs.argmax(dim=1)
+    classes = torch.unique(torch.cat([targets, predicted]))
+    scores = []
+    for c in classes:
+        tp = int(((predicted == c) & (targets == c)).sum())
+        fp, fn = int(((predicted == c) & (targets != c)).sum()), int(((predicted != c) & (targets == c)).sum())
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return float(sum(scores) / len(scores))
+
+
 # name -> (function, higher_is_better)
 METRICS: dict[str, tuple[Metric, bool]] = {
     "accuracy": (accuracy, True),
+    "macro_f1": (macro_f1, True),
     "r2": (r2, True),
     "mse": (mse, False),
     "mae": (mae, False),

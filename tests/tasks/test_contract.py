@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -9,7 +11,7 @@ from torch import nn
 from orchestrator.tasks import Quality, Task, load_task
 from orchestrator.tasks.batches import batch_size, run, tensors
 from tests.conftest import MINILM_CI
-from tests.tasks.text.tiny_bert import save_tiny_bert
+from tests.tasks.text.tiny_bert import save_fine_tuned_classifier, save_tiny_bert, topic_rows
 
 IMPLEMENTATIONS = {
     "digits": ("digits", {}),
@@ -18,6 +20,7 @@ IMPLEMENTATIONS = {
     "named-inputs": ("tests.tasks.named_inputs_task:make_task", {}),
     "minilm": ("minilm", MINILM_CI),
     "example-hf-encoder": ("examples.hf_encoder_task:make_task", {**MINILM_CI, "seq_len": 48}),
+    "example-hf-classifier": ("examples.hf_classifier_task:make_task", {"seq_len": 64}),
 }
 
 
@@ -28,7 +31,13 @@ def task(request, tmp_path_factory) -> Task:
         return request.getfixturevalue("digits_task")  # the session's task: its teacher is already loaded
     if spec == "minilm":
         return request.getfixturevalue("minilm_task")
-    if spec.startswith("examples."):
+    if spec == "examples.hf_classifier_task:make_task":
+        rows = topic_rows()
+        folder = tmp_path_factory.mktemp("classifier")
+        data = folder / "labeled.jsonl"
+        data.write_text("".join(json.dumps({"text": text, "label": label}) + "\n" for text, label in rows))
+        kwargs = {**kwargs, "model_path": str(save_fine_tuned_classifier(folder, rows)), "data_file": str(data)}
+    elif spec.startswith("examples."):
         kwargs = {**kwargs, "model_path": str(save_tiny_bert(tmp_path_factory.mktemp("encoder")))}
     return load_task(spec, kwargs)
 

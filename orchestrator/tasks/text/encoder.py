@@ -85,6 +85,12 @@ def load_encoder(folder: str | Path, seq_len: int, field: str = "task.args.model
     folder = Path(folder).expanduser()
     check_model_folder(folder, field)
     config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    architectures = list(getattr(config, "architectures", None) or [])
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise InputError(
+            f"{field}: {folder} is a sequence classifier ({', '.join(architectures)}); this task embeds sentences, "
+            "so use examples.hf_classifier_task for a classifier"
+        )
     limit = max_positions(config)
     if limit is not None and seq_len > limit:
         raise InputError(f"task.args.seq_len: {seq_len} tokens is above the model's maximum of {limit} positions ({folder})")

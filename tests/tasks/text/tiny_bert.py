@@ -16,6 +16,31 @@ def save_tiny_bert(root: Path, seed: int = 0) -> Path:
     """Write config, weights and tokenizer files to root/my-encoder with save_pretrained; return that folder."""
     import transformers
 
+    tokenizer, config = _tokenizer_and_config(root, seed)
+    folder = root / "my-encoder"
+    transformers.BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_classifier(root: Path, labels: list[str], seed: int = 0) -> Path:
+    """A tiny BertForSequenceClassification over `labels` (its id2label), saved with its tokenizer to root/my-classifier."""
+    import transformers
+
+    tokenizer, config = _tokenizer_and_config(root, seed)
+    config.num_labels = len(labels)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    folder = root / "my-classifier"
+    transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _tokenizer_and_config(root: Path, seed: int) -> tuple:
+    """A WordPiece tokenizer over the corpus's commonest words, and a tiny BertConfig for it (torch seeded)."""
+    import transformers
+
     from orchestrator.tasks.text.corpus import paragraphs
 
     counts = Counter(w for p in paragraphs() for w in re.findall(r"[a-z]{2,}", p.lower()))
@@ -41,7 +66,46 @@ def save_tiny_bert(root: Path, seed: int = 0) -> Path:
         intermediate_size=FFN,
         max_position_embeddings=MAX_POSITIONS,
     )
-    folder = root / "my-encoder"
-    transformers.BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    return tokenizer, config
+
+
+TOPICS = {"files": "file", "threads": "thread", "sockets": "socket"}
+
+
+def topic_rows(per_topic: int = 40) -> list[tuple[str, str]]:
+    """(paragraph, topic) of the corpus's paragraphs that name exactly one of three topics: real text, learnable labels."""
+    from orchestrator.tasks.text.corpus import paragraphs
+
+    rows: dict[str, list[str]] = {topic: [] for topic in TOPICS}
+    openings: set[str] = set()  # no two rows open alike: cut to a few tokens, they would be one example
+    for text in paragraphs():
+        words = set(re.findall(r"[a-z]+", text.lower()))
+        named = [topic for topic, word in TOPICS.items() if word in words]
+        opening = " ".join(text.lower().split()[:6])
+        if len(named) == 1 and len(rows[named[0]]) < per_topic and opening not in openings:
+            openings.add(opening)
+            rows[named[0]].append(text)
+    return [(text, topic) for topic, texts in rows.items() for text in texts]
+
+
+def save_fine_tuned_classifier(root: Path, rows: list[tuple[str, str]], steps: int = 300, seq_len: int = 32) -> Path:
+    """The tiny classifier, fine-tuned on `rows` (text, label) so that it is a teacher worth compressing."""
+    import transformers
+
+    labels = sorted({label for _, label in rows})
+    folder = save_tiny_classifier(root, labels)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+    encoded = tokenizer([t for t, _ in rows], padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")
+    targets = torch.tensor([labels.index(label) for _, label in rows])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(rows), (32,), generator=generator)
+        loss = model(input_ids=encoded["input_ids"][idx], attention_mask=encoded["attention_mask"][idx], labels=targets[idx]).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval().save_pretrained(folder)
     return folder
