@@ -81,14 +81,6 @@ def test_kernel_archs_follow_the_runtime_and_its_int8(built):
     assert archs["onnxruntime", 8] == ["x86_64", "arm64"] == archs["onnxruntime", 32]
 
 
-def _least_compile_seconds() -> float:
-    """torch.compile of a one-Linear model and its first batch, here and now: the least any compile costs."""
-    from orchestrator.runtimes.compiled import compile_program
-
-    with torch_threads(1):
-        return compile_program(nn.Linear(64, 10).eval(), torch.zeros(64, 64))[1]
-
-
 def test_startup_is_recorded_apart_from_throughput(built, digits_task):
     batch = digits_task.example_batch(64)
     startup = {}
@@ -97,16 +89,14 @@ def test_startup_is_recorded_apart_from_throughput(built, digits_task):
         assert seconds > 0 and how, key
         startup[key] = seconds
     # Bounds are ratios of times taken on this machine in this process, so a CPU 3x faster or slower moves both
-    # sides alike. Compiled: a compile runs dynamo, inductor's lowering and code generation, so a digits program's
-    # takes at least half (the half absorbs timing noise) of what a one-Linear model's compile takes here once
-    # inductor is set up (~0.1 s on a 2-core x86 where the first compile of a process takes ~4 s); a figure that
-    # left the compile out would be one batch's milliseconds. Eager runs one batch and ONNX Runtime loads a session
-    # and runs one batch (2-6 ms here), under a third of the same candidate's compiled start-up (0.4-3 s here):
-    # a figure that took in torch.onnx.export or a compile would not be.
-    compile_s = _least_compile_seconds()
+    # sides alike. Eager runs one batch and ONNX Runtime loads a session and runs one batch (2-6 ms here); a compiled
+    # start-up includes dynamo, inductor's lowering and C++ code generation (0.4-3 s here). So the compiled figure is
+    # at least ten times the eager one of the same candidate (a figure that left the compile out would be one batch,
+    # like eager's), and eager and ONNX Runtime stay under a third of the compiled one (a figure that took in
+    # torch.onnx.export or a compile would not). Both margins are far wider than run-to-run noise (about 2x here).
     for (runtime, bits), seconds in startup.items():
         if runtime == "compiled":
-            assert seconds >= 0.5 * compile_s, (runtime, bits, seconds, compile_s)
+            assert seconds >= 10 * startup["eager", bits], (runtime, bits, seconds, startup["eager", bits])
         else:
             assert seconds <= startup["compiled", bits] / 3, (runtime, bits, seconds, startup["compiled", bits])
     compiled = next(s for s in built["compiled", 32].record.steps if s.stage == "runtime")
