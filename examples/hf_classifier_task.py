@@ -34,8 +34,8 @@ from orchestrator.safe_files import MAX_TABLE_BYTES, read_text
 from orchestrator.tasks.base import Split, Task
 from orchestrator.tasks.batches import Inputs
 from orchestrator.tasks.text.encoder import (
-    check_model_folder,
-    max_positions,
+    checked_config,
+    is_sequence_classifier,
     quiet_loading,
     require_transformers,
     tokenize,
@@ -215,17 +215,12 @@ class ClassifierTask(Task):
         """The classifier (eval, fp32, CPU), its tokenizer and its class names, from the local folder."""
         transformers = require_transformers()
         folder = Path(self.settings.model_path).expanduser()
-        check_model_folder(folder, "task.args.model_path")
-        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
-        architectures = list(getattr(config, "architectures", None) or [])
-        if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        config = checked_config(folder, self.settings.seq_len)
+        if not is_sequence_classifier(config):
             raise InputError(
-                f"task.args.model_path: {folder} holds {architectures or 'a model with no architectures in config.json'}, "
+                f"task.args.model_path: {folder} holds {getattr(config, 'architectures', None) or 'a model with no architectures in config.json'}, "
                 "not a sequence classifier (…ForSequenceClassification); for a sentence encoder use examples.hf_encoder_task"
             )
-        limit = max_positions(config)
-        if limit is not None and self.settings.seq_len > limit:
-            raise InputError(f"task.args.seq_len: {self.settings.seq_len} tokens is above the model's maximum of {limit} positions")
         with quiet_loading():
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model = transformers.AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)

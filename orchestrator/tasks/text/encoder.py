@@ -79,21 +79,32 @@ def max_positions(config: Any) -> int | None:
     return int(value) - offset if value else None
 
 
+def checked_config(folder: Path, seq_len: int, field: str = "task.args.model_path") -> Any:
+    """A local model folder's config, once the folder holds what loading needs and `seq_len` fits its positions."""
+    transformers = require_transformers()
+    check_model_folder(folder, field)
+    config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    limit = max_positions(config)
+    if limit is not None and seq_len > limit:
+        raise InputError(f"task.args.seq_len: {seq_len} tokens is above the model's maximum of {limit} positions ({folder})")
+    return config
+
+
+def is_sequence_classifier(config: Any) -> bool:
+    """Whether config.json names a …ForSequenceClassification architecture."""
+    return any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or [])
+
+
 def load_encoder(folder: str | Path, seq_len: int, field: str = "task.args.model_path") -> tuple[SentenceEncoder, Any]:
     """The encoder (eval mode, fp32, CPU) and its tokenizer from a local folder: no network, ever."""
     transformers = require_transformers()
     folder = Path(folder).expanduser()
-    check_model_folder(folder, field)
-    config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
-    architectures = list(getattr(config, "architectures", None) or [])
-    if any(a.endswith("ForSequenceClassification") for a in architectures):
+    config = checked_config(folder, seq_len, field)
+    if is_sequence_classifier(config):
         raise InputError(
-            f"{field}: {folder} is a sequence classifier ({', '.join(architectures)}); this task embeds sentences, "
+            f"{field}: {folder} is a sequence classifier ({', '.join(config.architectures)}); this task embeds sentences, "
             "so use examples.hf_classifier_task for a classifier"
         )
-    limit = max_positions(config)
-    if limit is not None and seq_len > limit:
-        raise InputError(f"task.args.seq_len: {seq_len} tokens is above the model's maximum of {limit} positions ({folder})")
     with quiet_loading():
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
