@@ -73,22 +73,26 @@ TOPICS = {"files": "file", "threads": "thread", "sockets": "socket"}
 
 
 def topic_rows(per_topic: int = 40) -> list[tuple[str, str]]:
-    """(paragraph, topic) of the corpus's paragraphs that name exactly one of three topics: real text, learnable labels."""
+    """(paragraph, topic) of paragraphs that name exactly one of three topics, in their first ten words: real text, learnable labels."""
     from orchestrator.tasks.text.corpus import paragraphs
 
     rows: dict[str, list[str]] = {topic: [] for topic in TOPICS}
     openings: set[str] = set()  # no two rows open alike: cut to a few tokens, they would be one example
     for text in paragraphs():
         words = set(re.findall(r"[a-z]+", text.lower()))
+        opens = set(re.findall(r"[a-z]+", " ".join(text.lower().split()[:10])))  # in view of a few dozen tokens
         named = [topic for topic, word in TOPICS.items() if word in words]
+        if len(named) != 1 or TOPICS[named[0]] not in opens:
+            continue
         opening = " ".join(text.lower().split()[:6])
         if len(named) == 1 and len(rows[named[0]]) < per_topic and opening not in openings:
             openings.add(opening)
             rows[named[0]].append(text)
+    assert all(len(texts) == per_topic for texts in rows.values()), {t: len(x) for t, x in rows.items()}
     return [(text, topic) for topic, texts in rows.items() for text in texts]
 
 
-def save_fine_tuned_classifier(root: Path, rows: list[tuple[str, str]], steps: int = 300, seq_len: int = 32) -> Path:
+def save_fine_tuned_classifier(root: Path, rows: list[tuple[str, str]], steps: int = 300, seq_len: int = 64) -> Path:
     """The tiny classifier, fine-tuned on `rows` (text, label) so that it is a teacher worth compressing."""
     import transformers
 
@@ -98,7 +102,9 @@ def save_fine_tuned_classifier(root: Path, rows: list[tuple[str, str]], steps: i
     model = transformers.AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
     encoded = tokenizer([t for t, _ in rows], padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")
     targets = torch.tensor([labels.index(label) for _, label in rows])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    # Decayed to zero, so training settles instead of oscillating: it fits alike on AVX-512 and AVX2 paths.
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
     generator = torch.Generator().manual_seed(0)
     model.train()
     for _ in range(steps):
@@ -107,5 +113,6 @@ def save_fine_tuned_classifier(root: Path, rows: list[tuple[str, str]], steps: i
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
     model.eval().save_pretrained(folder)
     return folder
