@@ -10,12 +10,12 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import parametrize
 
-from orchestrator.techniques import Context, StepRecord, TechniqueConfig, register
 from orchestrator.compress.hidden_states import HiddenStateMatch, captured
 from orchestrator.compress.prune import prunable_weights
 from orchestrator.compress.quantize import fake_quantize
 from orchestrator.tasks.batches import run, to_device
 from orchestrator.tasks.losses import kd_loss, regression_kd_loss  # noqa: F401  (re-exported: the task owns its loss)
+from orchestrator.techniques import Context, StepRecord, TechniqueConfig, register
 
 
 class DistillConfig(TechniqueConfig):
@@ -31,6 +31,9 @@ class DistillConfig(TechniqueConfig):
     )
     steps: int = Field(0, ge=0)
     learning_rate: float = Field(1e-3, gt=0)
+    warmup_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="share of the steps over which the learning rate rises linearly to its peak"
+    )
     batch_size: int = Field(64, ge=1)
     qat_bits: int | None = Field(None, description="fake-quantize weights to this many bits while training")
     qat_group_size: int | None = Field(None, description="group size of that fake quantization (None: per channel)")
@@ -69,7 +72,8 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
     frozen = {id(m.weight) for m in student.modules() if isinstance(m, nn.Embedding)}
     trained = [p for p in student.parameters() if id(p) not in frozen]
     optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / config.steps)))
+    warmup_steps = round(config.warmup_fraction * config.steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.steps, warmup_steps))
     batches = ctx.task.train_batches(config.batch_size, seed=config.seed)
     losses: list[float] = []
     evals: list[tuple[int, float]] = []
@@ -121,6 +125,19 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
         intermediate_val=evals,
     )
     return student, StepRecord(stage="distill", technique="kd", config=config.model_dump(), details=details)
+
+
+def learning_rate_factor(step: int, steps: int, warmup_steps: int) -> float:
+    """The share of the peak learning rate at optimizer step `step` (0-based): a linear warm-up, then a cosine decay.
+
+    A student that starts from the teacher's kept layers sits near a good solution, and Adam's first updates, taken
+    before its moment estimates settle, are the largest: the warm-up keeps them from throwing the copied weights away.
+    The first step already moves (1 / (warmup_steps + 1) of the peak), so a short run is not wasted at rate zero.
+    """
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _zero_masks(model: nn.Module) -> dict[nn.Parameter, torch.Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import pytest
@@ -168,3 +169,15 @@ def test_class_ids_still_get_hintons_loss(digits_task):
     assert torch.equal(
         digits_task.distill_loss(STUDENT, TEACHER, TARGETS, settings), kd_loss(STUDENT, TEACHER, TARGETS, 3.0, 0.4)
     )
+
+
+def test_the_learning_rate_warms_up_linearly_then_decays_to_zero():
+    from orchestrator.compress.distill import learning_rate_factor
+
+    factors = [learning_rate_factor(s, 20, 4) for s in range(20)]
+    assert factors[:4] == pytest.approx([0.2, 0.4, 0.6, 0.8])  # (s + 1) / (warmup + 1): the first step moves
+    assert factors[4] == pytest.approx(1.0)  # the peak right after the warm-up
+    assert all(a >= b for a, b in itertools.pairwise(factors[4:]))  # then only down
+    assert learning_rate_factor(20, 20, 4) == pytest.approx(0.0)
+    assert [learning_rate_factor(s, 10, 0) for s in (0, 5)] == pytest.approx([1.0, 0.5])  # no warm-up: plain cosine
+
