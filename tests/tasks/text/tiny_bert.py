@@ -116,3 +116,37 @@ def save_fine_tuned_classifier(root: Path, rows: list[tuple[str, str]], steps: i
         schedule.step()
     model.eval().save_pretrained(folder)
     return folder
+
+
+FAMILIES = ("bert", "distilbert", "modernbert")
+
+
+def save_tiny_encoder(root: Path, family: str, seed: int = 0) -> Path:
+    """A tiny, randomly initialised encoder of `family` (BERT, DistilBERT or ModernBERT), saved with the shared
+    WordPiece tokenizer to root/<family>: a user's folder of each layout transformer pruning knows."""
+    import transformers
+
+    tokenizer, bert = _tokenizer_and_config(root, seed)
+    sizes = {"vocab_size": bert.vocab_size, "max_position_embeddings": MAX_POSITIONS}
+    if family == "bert":
+        model = transformers.BertModel(bert)
+    elif family == "distilbert":
+        model = transformers.DistilBertModel(
+            transformers.DistilBertConfig(dim=HIDDEN, n_layers=LAYERS, n_heads=HEADS, hidden_dim=FFN, pad_token_id=0, **sizes)
+        )
+    elif family == "modernbert":
+        ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in
+               (("pad_token_id", "[PAD]"), ("cls_token_id", "[CLS]"), ("sep_token_id", "[SEP]"),
+                ("bos_token_id", "[CLS]"), ("eos_token_id", "[SEP]"))}  # fmt: skip
+        model = transformers.ModernBertModel(
+            transformers.ModernBertConfig(
+                hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS, intermediate_size=FFN,
+                local_attention=8, global_attn_every_n_layers=2, **ids, **sizes,
+            )
+        )  # fmt: skip
+    else:
+        raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
+    folder = root / family
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
