@@ -246,9 +246,9 @@ class ClassifierTask(Task):
         return super().predict(model, inputs, batch_size)
 
     def save_preprocessor(self, folder: Path) -> dict[str, Any]:
-        """The tokenizer's files, for an export that tokenizes raw text exactly as this task did."""
+        """The tokenizer's files and the class names, for an export that labels raw text exactly as this task did."""
         self.tokenizer.save_pretrained(str(folder))
-        return {"max_length": self.settings.seq_len, "input_names": list(self.sequence_inputs)}
+        return {"max_length": self.settings.seq_len, "input_names": list(self.sequence_inputs), "labels": list(self.label_names)}
 
 
 def make_task(**settings: Any) -> ClassifierTask:

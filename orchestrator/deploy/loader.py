@@ -37,9 +37,16 @@ class LoadedModel:
         """One example's shape (without the batch dimension)."""
         return tuple(self.manifest.architecture.input_shape)
 
+    @property
+    def labels(self) -> list[str] | None:
+        """A text classifier's class names, in the order of its logits (None for any other export)."""
+        spec = self.manifest.architecture.text
+        return spec.labels if spec is not None else None
+
     @torch.inference_mode()
-    def embed(self, texts: Sequence[str]) -> torch.Tensor:
-        """Embeddings of a list of strings, tokenized by the tokenizer shipped in the export (one row per text)."""
+    def text_outputs(self, texts: Sequence[str]) -> torch.Tensor:
+        """The model's raw outputs for a list of strings (embeddings, or a classifier's logits), one row per text,
+        tokenized by the tokenizer shipped in the export."""
         spec = self.manifest.architecture.text
         if spec is None:
             raise ValueError("this export takes tensors, not text: use predict()")
@@ -52,14 +59,39 @@ class LoadedModel:
         encoded = self._tokenizer(
             list(texts), padding="longest", truncation=True, max_length=spec.max_length, return_tensors="pt"
         )
-        return self.predict({name: encoded[name].long() for name in spec.input_names})
+        return self._run_named({name: encoded[name].long() for name in spec.input_names})
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings of a list of strings (one row per text), from an embedding export."""
+        if self.labels is not None:
+            raise ValueError("this export classifies text: use classify() or predict()")
+        return self.text_outputs(texts)
+
+    def classify(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """Each text's label, its probability and every class's, from a text classifier's export.
+
+        One dict per text, as Hugging Face's text-classification pipeline with top_k=None would give it:
+        {"label": "files", "score": 0.93, "probabilities": {"files": 0.93, "sockets": 0.04, "threads": 0.03}}.
+        """
+        labels = self.labels
+        if labels is None:
+            raise ValueError("this export does not classify text (it has no class names): use embed() or predict()")
+        return labeled(self.text_outputs(texts), labels) if texts else []
 
     @torch.inference_mode()
-    def predict(self, batch: Any) -> torch.Tensor:
-        """Outputs for a batch shaped (N, *input_shape), or for {name: (N, *shape)} where the model takes named inputs."""
+    def predict(self, batch: Any) -> Any:
+        """Outputs for a batch shaped (N, *input_shape), or for {name: (N, *shape)} where the model takes named inputs.
+
+        An export that takes text also takes a list of strings: an embedder returns their embeddings, a classifier
+        each text's label and probabilities (see `classify`); token-id batches return the raw outputs (logits).
+        """
         arch = self.manifest.architecture
         if arch.text is not None and isinstance(batch, (list, tuple)) and all(isinstance(t, str) for t in batch):
-            return self.embed(batch)
+            return self.classify(batch) if self.labels is not None else self.embed(batch)
+        return self._run_named(batch) if arch.named_inputs else self._run_tensor(batch)
+
+    def _run_named(self, batch: Any) -> torch.Tensor:
+        arch = self.manifest.architecture
         if arch.named_inputs:
             if not isinstance(batch, Mapping) or set(batch) != set(arch.named_inputs):
                 got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
@@ -67,12 +99,25 @@ class LoadedModel:
             named = {name: torch.as_tensor(batch[name], dtype=getattr(torch, spec.dtype)) for name, spec in arch.named_inputs.items()}
             check_named_batch(named, arch.named_inputs)
             return run(self.module, to_device(named, self.device)).float().cpu()
+        raise ValueError("this export takes one tensor, not named inputs")
+
+    def _run_tensor(self, batch: Any) -> torch.Tensor:
+        arch = self.manifest.architecture
         batch = torch.as_tensor(batch, dtype=getattr(torch, arch.input_dtype))
         if tuple(batch.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"expected a batch shaped (N, {', '.join(map(str, self.input_shape))}), got {tuple(batch.shape)}"
             )
         return self.module(batch.to(self.device)).float().cpu()
+
+
+def labeled(logits: torch.Tensor, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """Each row of class logits as {"label", "score", "probabilities": {class: p}} (softmax over the classes)."""
+    results = []
+    for row in torch.softmax(logits.float(), dim=-1).tolist():
+        best = max(range(len(row)), key=row.__getitem__)
+        results.append({"label": labels[best], "score": row[best], "probabilities": dict(zip(labels, row))})
+    return results
 
 
 def _load_tokenizer(folder: Path) -> Any:

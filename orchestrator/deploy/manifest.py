@@ -118,11 +118,14 @@ class InputSpec(_Model):
 
 
 class TextInput(_Model):
-    """An export that embeds text: the tokenizer folder (files listed with checksums) and how it pads and truncates."""
+    """An export that takes text: the tokenizer folder (files listed with checksums) and how it pads and truncates."""
 
     tokenizer: str = Field(description="folder inside the export written by the tokenizer's save_pretrained()")
     max_length: int = Field(ge=1, description="tokens per text at most (texts are truncated to it)")
     input_names: list[str] = Field(description="the tokenizer outputs the model takes, e.g. input_ids, attention_mask")
+    labels: list[str] | None = Field(
+        None, description="a text classifier's class names, in the order of its logits; None for an embedder"
+    )
 
 
 class Architecture(_Model):

@@ -139,7 +139,11 @@ class Predictor:
                 responses.append({"error": item})
                 continue
             chunk = next(chunks)
-            if text:
+            if text and self.model.labels is not None:
+                from orchestrator.deploy.loader import labeled
+
+                responses.append({"outputs": labeled(chunk, self.model.labels)})
+            elif text:
                 responses.append({"outputs": chunk.tolist()})
             else:
                 responses.append(
@@ -157,7 +161,7 @@ class Predictor:
         for members in groups.values():
             items = [valid[i] for i in members]
             if self.model.manifest.architecture.text is not None:
-                outputs = self.model.embed([t for texts in items for t in texts])
+                outputs = self.model.text_outputs([t for texts in items for t in texts])
             elif isinstance(items[0], dict):
                 outputs = self.model.predict({name: torch.cat([p[name] for p in items]) for name in items[0]})
             else:
@@ -180,7 +184,10 @@ class Predictor:
             "input_shape": list(self.model.input_shape),
         }
         if m.architecture.text is not None:
-            info["text"] = {"max_length": m.architecture.text.max_length, "embedding": True}
+            labels = m.architecture.text.labels
+            info["text"] = {"max_length": m.architecture.text.max_length, "embedding": labels is None}
+            if labels is not None:
+                info["text"]["labels"] = labels
         if m.architecture.named_inputs:
             info["named_inputs"] = {n: s.model_dump() for n, s in m.architecture.named_inputs.items()}
         return info
