@@ -137,3 +137,69 @@ def test_a_model_that_is_not_a_classifier_is_refused_and_the_reverse(tmp_path, d
 def test_one_way_to_give_the_data(classifier, data_file):
     with pytest.raises(InputError, match="give either data_file, or all three of train_file, val_file and test_file"):
         load_task(FACTORY, {"model_path": str(classifier), "data_file": str(data_file), "val_file": str(data_file)})
+
+
+# --- search → report → export → load → Serve, on real Ray ----------------------------------------
+
+
+@pytest.mark.slow
+def test_a_search_recommends_within_the_bound_and_its_export_labels_text_as_the_trial_measured(
+    classifier, data_file, tmp_path
+):
+    import subprocess
+    import sys
+
+    import pandas as pd
+    import yaml
+
+    from orchestrator.deploy import export_trial, load
+    from orchestrator.deploy.serve import Predictor, ServeArgs
+    from orchestrator.search.runner import start_search
+    from tests.conftest import REPO
+    from tests.search.conftest import FAST
+
+    bound = 0.05  # val holds 24 texts: one text is 4.2 points, so this bound lets no text flip
+    config = {
+        "task": {"name": FACTORY, "args": {"model_path": str(classifier), "data_file": str(data_file), "seq_len": 64}},
+        "objective": {"metric": "accuracy", "max_quality_drop": bound},
+        "traffic": FAST["traffic"],
+        "deployment": FAST["deployment"],
+        "search": {**FAST["search"], "trials": 4, "max_concurrent": 2},
+        "space": {
+            "keep_layers": {"choices": [1, 2]}, "prune_ffn_ratio": {"choices": [0.0, 0.5]},
+            "bits": {"choices": [32, 8]}, "kd_steps": {"choices": [0, 20]}, "kd_batch_size": 16,
+        },
+    }  # fmt: skip
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = start_search(path, out=tmp_path / "runs")
+
+    frame = pd.read_csv(run / "trials.csv")
+    assert (frame["status"] == "finished").all(), frame["error"].dropna().tolist()
+    summary = json.loads((run / "summary.json").read_text())
+    chosen = summary["recommended"]
+    assert chosen is not None and chosen["accuracy_drop"] <= bound
+    assert (run / "report.html").is_file() and "accuracy" in (run / "report.md").read_text()
+
+    result = export_trial(run, dest=tmp_path / "exports")
+    assert result.manifest.architecture.text.labels == ["files", "sockets", "threads"]
+    model = load(result.location)
+    task = make(classifier, data_file)
+    texts, truth = zip(*[(text, label) for text, label, _ in task.rows["val"]])
+    labels = [row["label"] for row in model.predict(list(texts))]
+    # The same labels as the trial measured: its val accuracy, recounted from text through the shipped tokenizer.
+    row = frame[frame["trial_id"].astype(str) == str(chosen["trial_id"])].iloc[0]
+    assert sum(a == b for a, b in zip(labels, truth)) / len(truth) == pytest.approx(row["quality"], abs=1e-9)
+    first = model.classify([texts[0]])[0]
+    assert set(first["probabilities"]) == {"files", "sockets", "threads"}
+    assert first["score"] == max(first["probabilities"].values()) and sum(first["probabilities"].values()) == pytest.approx(1.0)
+
+    served = Predictor(ServeArgs(model_path=result.location)).predict_requests([{"inputs": list(texts[:3])}, {"inputs": 7}])
+    assert [r["label"] for r in served[0]["outputs"]] == labels[:3] and "error" in served[1]
+
+    script = "import json, sys; from orchestrator.deploy import load; print(json.dumps(load(sys.argv[1]).predict(sys.argv[2:])))"
+    done = subprocess.run(
+        [sys.executable, "-c", script, result.location, *texts[:5]], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [r["label"] for r in json.loads(done.stdout.strip().splitlines()[-1])] == labels[:5]
