@@ -132,3 +132,18 @@ def test_a_space_naming_openvino_without_the_extra_is_refused_naming_it(monkeypa
         REGISTRY.get("openvino").check_available()
     with pytest.raises(InputError, match="runtime 'openvino'"):
         ov_runtime.OpenVinoModule("model.xml")
+    from orchestrator.config import Choices
+    from orchestrator.search.space import check_runtimes
+
+    space = {"bits": Choices(choices=[32, 8]), "runtime": Choices(choices=["eager", "openvino"])}
+    with pytest.raises(InputError, match=r"pip install 'hedgerow\[openvino\]'"):
+        check_runtimes(space, "cpu", 0)  # as `hedgerow validate` checks a space, before Ray starts
+    check_runtimes({**space, "runtime": Choices(choices=["eager", "onnxruntime"])}, "cpu", 0)  # a space without it is fine
+
+
+def test_a_gpu_search_is_refused_openvino():
+    from orchestrator.config import Choices
+    from orchestrator.search.space import check_runtimes
+
+    with pytest.raises(InputError, match="'openvino' runs on OpenVINO's CPU plugin"):
+        check_runtimes({"bits": 8, "runtime": Choices(choices=["openvino"])}, "cuda", 1)
