@@ -280,7 +280,8 @@ class OpenVinoRuntime(Runtime):
                             version=ov.__version__, max_abs_diff=diff, quality=quality, settings=settings)  # fmt: skip
 
     def load(self, export: ExportView, device: torch.device) -> nn.Module:
-        """model.int8.xml (int8 candidates) or model.xml with its .bin, after refusing a .bin the manifest does not list."""
+        """model.int8.xml (int8 candidates) or model.xml with its .bin, after refusing a .bin the manifest does not list;
+        compiled with the trial's settings on as many threads as torch has here."""
         _, name = export.program_file(self.program_formats)
         export.check_listed(str(Path(name).with_suffix(".bin").as_posix()))
-        return OpenVinoModule(export.root / name)  # OpenVINO's own thread count here, as ONNX Runtime's loader
+        return OpenVinoModule(export.root / name, threads=torch.get_num_threads())  # the server's thread setting (Serve's `threads`)

@@ -167,3 +167,19 @@ def test_an_openvino_export_whose_weights_changed_or_are_unlisted_is_refused(run
     (unlisted / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(VerificationError, match="model.int8.bin: not listed"):
         load(unlisted)  # the IR would read weights nothing verified
+
+
+def test_serve_answers_from_the_openvino_program_on_the_threads_it_is_given(runtime_exports, digits_task):
+    from orchestrator.deploy.serve import Predictor, ServeArgs
+
+    folder = runtime_exports["ovint8"].location
+    inputs = digits_task.data("val")[0][:4]
+    with torch_threads(TRIAL_THREADS):
+        predictor = Predictor(ServeArgs(model_path=folder, threads=1))
+        responses = predictor.predict_requests([{"inputs": inputs[:3].tolist()}, {"inputs": inputs[3].tolist()}])
+        expected = load(folder).predict(inputs)
+    assert predictor.info()["runtime"] == "openvino"
+    assert predictor.model.module.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    # the same int8 program on the same inputs: only float32 sums at its edges may round differently per batch shape
+    assert torch.allclose(torch.tensor(responses[0]["outputs"]), expected[:3], atol=TOLERANCE["openvino"])
+    assert torch.allclose(torch.tensor(responses[1]["outputs"]), expected[3:4], atol=TOLERANCE["openvino"])
