@@ -97,8 +97,12 @@ def require_nncf() -> Any:
 
 
 def compile_config(threads: int | None) -> dict[str, Any]:
-    """The CPU plugin's settings for a trial: its thread count, a latency hint, float32 precision."""
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION}
+    """The CPU plugin's settings for a trial: its thread count, a latency hint, float32 precision, no core pinning.
+
+    Pinning is off because trials run side by side: each OpenVINO process would pin its threads to the
+    same first cores and time the others' work (ONNX Runtime and torch leave placement to the OS too).
+    """
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION, "ENABLE_CPU_PINNING": False}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     return config
@@ -272,7 +276,7 @@ class OpenVinoRuntime(Runtime):
         quality = task.evaluate(module, "val")["value"]
         settings = {
             "device": "CPU", "int8": step.details.get("int8", "none"), "inference_num_threads": served.threads,
-            "performance_hint": "LATENCY", "inference_precision": PRECISION, "how": step.details.get("how"),
+            "performance_hint": "LATENCY", "inference_precision": PRECISION, "cpu_pinning": False, "how": step.details.get("how"),
             "kernel_archs": step.details.get("kernel_archs"),
         }  # fmt: skip
         reason = f"the OpenVINO program the trial served: {step.details.get('how', 'IR')}; loaded back, within {diff:.2g} of it on the val split"

@@ -86,6 +86,7 @@ def test_kernel_archs_are_the_cpu_plugins_and_the_program_is_measured(digits_bui
     assert details["threads"] == 1 and details["inference_precision"] == "f32" and details["startup_seconds"] > 0
     served = digits_built["openvino", 8].model
     assert served.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert served.compiled.get_property("ENABLE_CPU_PINNING") is False  # trials side by side: no two pinned to one core
     assert details["artifact_size_bytes"] == sum(p.stat().st_size for p in served.files())
     float_bytes = digits_built["openvino", 32].model.weights_nbytes()
     assert served.weights_nbytes() < float_bytes / 2, "int8 weights take one byte each, not four"
