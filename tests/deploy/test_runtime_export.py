@@ -128,6 +128,8 @@ def test_manifest_json_names_the_runtime(runtime_exports):
 
 
 def test_openvino_export_lists_its_ir_with_checksums_and_records_how_it_was_built(runtime_exports):
+    from pathlib import Path
+
     import openvino
 
     for trial_id, stem, fmt in (("ovfp32", "model", "openvino"), ("ovint8", "model.int8", "openvino_int8")):
@@ -145,6 +147,8 @@ def test_openvino_export_lists_its_ir_with_checksums_and_records_how_it_was_buil
     assert "NNCF" in int8.serving_runtime.settings["how"] and int8.serving_runtime.settings["kernel_archs"] == ["x86_64"]
     sizes = {entry.path: entry.size_bytes for entry in int8.files}
     assert sizes["model.int8.bin"] < sizes["model.safetensors"] / 2  # int8 weights, one byte each
+    readme = (Path(runtime_exports["ovint8"].location) / "README.md").read_text()
+    assert "| `model.int8.xml` | OpenVINO int8 program" in readme and "| `model.int8.bin` | OpenVINO int8 IR weights" in readme
 
 
 def test_an_openvino_export_whose_weights_changed_or_are_unlisted_is_refused(runtime_exports, tmp_path):
