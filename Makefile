@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	else \
 	  $(PY) -m pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
-	$(PY) -m pip install -q -e '.[dev,transformers]'
+	$(PY) -m pip install -q -e '.[dev,transformers,openvino]'
 	touch $(STAMP)
 
 test: $(STAMP)

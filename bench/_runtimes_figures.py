@@ -11,6 +11,7 @@ from orchestrator.runtimes import RUNTIMES
 TARGET_INT8_SPEEDUP = 1.3
 TARGET_ORT_FP32_SPEEDUP = 1.2
 TARGET_INT8_DROP = 0.005
+TARGET_OPENVINO_INT8_VS_ORT_INT8 = 1.5  # issue 22, item 5's target: OpenVINO int8 >= 1.5x ONNX Runtime int8, unpruned MiniLM
 
 
 def ratio_stats(num: list[float], den: list[float]) -> dict[str, float]:
@@ -77,7 +78,7 @@ def targets(results: dict[str, dict]) -> dict:
     # (c) every runtime's int8 within 0.005 of the fp32 structured 50% model's val accuracy
     fp32 = rows.get("pruned50/eager", {}).get("val_accuracy")
     per_rt = {}
-    for rt in RUNTIMES:
+    for rt in (rt for rt in RUNTIMES if f"pruned50_int8/{rt}" in rows):  # the runtimes this run built (--runtimes)
         r8 = rows.get(f"pruned50_int8/{rt}", {})
         own = rows.get(f"pruned50/{rt}", {}).get("val_accuracy")
         acc = r8.get("val_accuracy")
@@ -117,6 +118,39 @@ def targets(results: dict[str, dict]) -> dict:
         }  # fmt: skip
     out["met"] = all(out[k]["met"] for k in ("a_int8_runtime_ge_1.3x_eager_int8", "b_onnxruntime_fp32_ge_1.2x_eager", "c_int8_within_0.005_of_fp32"))
     return out
+
+
+def openvino_target(results: dict[str, dict]) -> dict:
+    """Issue 22's OpenVINO target on the unpruned MiniLM: OpenVINO int8 against ONNX Runtime int8, timed in the same rounds.
+
+    The bound is 1 point of nDCG@10 below the teacher; until the task measures labeled quality, val fidelity (cosine to
+    the teacher's embeddings) and its drop are recorded instead, and `met` says only whether the throughput half holds.
+    """
+    minilm = results.get("minilm")
+    key = "d_openvino_int8_ge_1.5x_onnxruntime_int8"
+    if minilm is None:
+        return {key: {"note": "minilm was not run", "met": None}}
+    rows, per_round = minilm["models"], minilm["_per_round"]
+    have = all(name in per_round for name in ("int8/openvino", "int8/onnxruntime"))
+    ratio = ratio_stats(per_round["int8/openvino"], per_round["int8/onnxruntime"]) if have else None
+    fp32 = ratio_stats(per_round["fp32/openvino"], per_round["fp32/onnxruntime"]) if {"fp32/openvino", "fp32/onnxruntime"} <= set(per_round) else None
+    quality = {
+        name: {"val_fidelity": rows.get(name, {}).get("val_fidelity"),
+               "val_fidelity_drop_vs_teacher": rows.get(name, {}).get("val_fidelity_drop_vs_teacher"),
+               "error": rows.get(name, {}).get("error")}
+        for name in ("int8/openvino", "int8/onnxruntime", "fp32/openvino")
+    }  # fmt: skip
+    return {key: {
+        "target": f"OpenVINO int8 (NNCF) of the unpruned MiniLM >= {TARGET_OPENVINO_INT8_VS_ORT_INT8}x ONNX Runtime int8's "
+                  "throughput, interleaved, at <= 1 point nDCG@10 below the teacher",
+        "ratio_openvino_int8_to_onnxruntime_int8": ratio,
+        "ratio_openvino_fp32_to_onnxruntime_fp32": fp32,
+        "quality": quality,
+        "quality_note": "nDCG@10 on labels is not measured by this task yet: val fidelity (and its drop from the teacher's "
+                        "1.0) is recorded in its place; the quality half of the target is open",
+        "value": ratio["median"] if ratio else None,
+        "met": bool(ratio and ratio["median"] >= TARGET_OPENVINO_INT8_VS_ORT_INT8),
+    }}  # fmt: skip
 
 
 def print_table(results: dict[str, dict]) -> None:

@@ -12,9 +12,15 @@ _WHAT = {
     "model.pt2": "torch.export program: `torch.export.load(path).module()`",
     "model.onnx": "ONNX program (float32) for ONNX Runtime",
     "model.int8.onnx": "ONNX Runtime int8 program (static QDQ, per channel)",
+    "model.xml": "OpenVINO IR (float32): the graph; its weights are model.bin",
+    "model.bin": "OpenVINO IR weights read by model.xml",
+    "model.int8.xml": "OpenVINO int8 program (NNCF post-training quantization): the graph; its weights are model.int8.bin",
+    "model.int8.bin": "OpenVINO int8 IR weights read by model.int8.xml",
     "serve_config.yaml": "Ray Serve config: `serve deploy serve_config.yaml`",
     "README.md": "this file",
 }
+
+_COMPANIONS = {"model.xml": ("model.bin",), "model.int8.xml": ("model.int8.bin",)}  # files a program reads beside it
 
 
 def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
@@ -31,7 +37,7 @@ def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
     test = f", test {q.test_value:.4f}" if q.test_value is not None else ""
     files = [
         "model.safetensors",
-        *[p.file for p in manifest.programs if p.written and p.file],
+        *[f for p in manifest.programs if p.written and p.file for f in (p.file, *_COMPANIONS.get(p.file, ()))],
         "serve_config.yaml",
         "README.md",
     ]

@@ -235,6 +235,7 @@ def _module(root: Path, manifest: Manifest, runtime: str, device: torch.device) 
         example=lambda n: example_inputs(manifest.architecture, n=n),
         weights=lambda: _weights(root, manifest),
         check_file=lambda name: check_onnx_external_data(root, name, manifest),
+        check_listed=manifest.file,  # VerificationError naming a file the manifest does not list
     )
     return REGISTRY.get(runtime).load(view, device)
 

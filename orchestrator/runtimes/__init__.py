@@ -1,4 +1,4 @@
-"""Serving runtimes: the same compressed model run eagerly, compiled by torch.compile, or under ONNX Runtime.
+"""Serving runtimes: the same compressed model run eagerly, compiled by torch.compile, under ONNX Runtime or OpenVINO.
 
 Each runtime is one module with a `Runtime` subclass (its stages, the CPUs its kernels run on,
 how it saves and loads its program), registered below: one line per runtime. Its stages are
@@ -11,12 +11,14 @@ from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, Saved
 from orchestrator.runtimes.compiled import CompileConfig, CompiledModule, CompiledRuntime, Pt2eInt8Config
 from orchestrator.runtimes.eager import EagerRuntime
 from orchestrator.runtimes.onnx import OnnxModule, OnnxRuntime, OnnxRuntimeConfig
+from orchestrator.runtimes.openvino import OpenVinoConfig, OpenVinoModule, OpenVinoRuntime
 from orchestrator.runtimes.registry import RuntimeRegistry
 
 REGISTRY = RuntimeRegistry(
     EagerRuntime(),
     CompiledRuntime(),
     OnnxRuntime(),
+    OpenVinoRuntime(),
 )
 RUNTIMES: tuple[str, ...] = REGISTRY.names
 kernel_archs = recorded_kernel_archs  # CPU architectures a built candidate's kernels run on, as its stages recorded them
@@ -24,6 +26,6 @@ kernel_archs = recorded_kernel_archs  # CPU architectures a built candidate's ke
 
 __all__ = [
     "REGISTRY", "RUNTIMES", "CompileConfig", "CompiledModule", "CompiledRuntime", "EagerRuntime", "ExportView",
-    "OnnxModule", "OnnxRuntime", "OnnxRuntimeConfig", "Pt2eInt8Config", "Runtime", "RuntimeFailed", "RuntimeRegistry",
+    "OnnxModule", "OnnxRuntime", "OnnxRuntimeConfig", "OpenVinoConfig", "OpenVinoModule", "OpenVinoRuntime", "Pt2eInt8Config", "Runtime", "RuntimeFailed", "RuntimeRegistry",
     "SavedProgram", "ServedProgram", "kernel_archs", "startup_seconds",
 ]  # fmt: skip

@@ -69,6 +69,7 @@ class ExportView:
     example: Callable[[int], Inputs]  # n example inputs shaped as the export takes them
     weights: Callable[[], nn.Module]  # the safetensors weights in the task's architecture
     check_file: Callable[[str], None] = lambda name: None  # refuse a program reading unverified files
+    check_listed: Callable[[str], None] = lambda name: None  # refuse a file the manifest does not list (so was not verified)
 
 
 class Runtime(abc.ABC):
@@ -85,6 +86,9 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def stages(self, bits: int) -> list[TechniqueConfig]:
         """The stages appended after compression for a candidate of `bits` (its own int8 stage where it quantizes itself)."""
+
+    def check_available(self) -> None:
+        """Raise an InputError naming what to install where the runtime's library is missing (checked before a search starts)."""
 
     def quantizes_int8(self) -> bool:
         """Whether its own stages quantize to int8 (so the recipe adds no torch int8 stage before them)."""

@@ -202,6 +202,7 @@ def check_runtimes(space: dict[str, Knob], device: str, gpu: float) -> None:
             f"or search runtime {' or '.join(REGISTRY.serving(min(bits)))}"
         )
     for runtime in runtimes:
+        runtime.check_available()  # its library installed (an optional extra): exit 2 before Ray starts
         if runtime.cpu_only and (device == "cuda" or gpu > 0):
             raise InputError(
                 f"space.runtime: {runtime.name!r} runs on {runtime.cpu_only}, and this search runs trials on a GPU "

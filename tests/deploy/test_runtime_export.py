@@ -23,9 +23,12 @@ RECIPES = {
     "compint8": Recipe(runtime="compiled", bits=8, **PRUNED),
     "ortfp32": Recipe(runtime="onnxruntime", **PRUNED),
     "ortint8": Recipe(runtime="onnxruntime", bits=8, **PRUNED),
+    "ovfp32": Recipe(runtime="openvino", **PRUNED),
+    "ovint8": Recipe(runtime="openvino", bits=8, **PRUNED),
 }
 # How far a program loaded in another process may drift from the in-memory candidate, on logits.
-TOLERANCE = {"eager": 0.0, "compiled": 1e-4, "onnxruntime": 1e-4}
+# OpenVINO: the same IR, compiled again with its default thread count; float32 sums may split differently (as ORT's).
+TOLERANCE = {"eager": 0.0, "compiled": 1e-4, "onnxruntime": 1e-4, "openvino": 1e-4}
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +125,65 @@ def test_manifest_json_names_the_runtime(runtime_exports):
 
     data = json.loads((Path(runtime_exports["ortfp32"].location) / "manifest.json").read_text())
     assert data["serving_runtime"]["name"] == "onnxruntime" and data["recipe"]["runtime"] == "onnxruntime"
+
+
+def test_openvino_export_lists_its_ir_with_checksums_and_records_how_it_was_built(runtime_exports):
+    from pathlib import Path
+
+    import openvino
+
+    for trial_id, stem, fmt in (("ovfp32", "model", "openvino"), ("ovint8", "model.int8", "openvino_int8")):
+        manifest = runtime_exports[trial_id].manifest
+        entries = {entry.path: entry for entry in manifest.files}
+        assert {f"{stem}.xml", f"{stem}.bin"} <= set(entries), trial_id
+        assert all(len(entries[f"{stem}{ext}"].sha256) == 64 for ext in (".xml", ".bin"))
+        (program,) = manifest.programs
+        assert (program.format, program.file, program.written) == (fmt, f"{stem}.xml", True)
+        served = manifest.serving_runtime
+        assert (served.name, served.library, served.version, served.loader_runtime) == ("openvino", "openvino", openvino.__version__, "openvino")
+        assert served.settings["inference_precision"] == "f32" and served.settings["performance_hint"] == "LATENCY"
+        assert manifest.default_runtime == "openvino"
+    int8 = runtime_exports["ovint8"].manifest
+    assert "NNCF" in int8.serving_runtime.settings["how"] and int8.serving_runtime.settings["kernel_archs"] == ["x86_64"]
+    sizes = {entry.path: entry.size_bytes for entry in int8.files}
+    assert sizes["model.int8.bin"] < sizes["model.safetensors"] / 2  # int8 weights, one byte each
+    readme = (Path(runtime_exports["ovint8"].location) / "README.md").read_text()
+    assert "| `model.int8.xml` | OpenVINO int8 program" in readme and "| `model.int8.bin` | OpenVINO int8 IR weights" in readme
+
+
+def test_an_openvino_export_whose_weights_changed_or_are_unlisted_is_refused(runtime_exports, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from orchestrator.deploy import VerificationError
+
+    source = Path(runtime_exports["ovint8"].location)
+    tampered = shutil.copytree(source, tmp_path / "tampered")
+    weights = tampered / "model.int8.bin"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(VerificationError, match="model.int8.bin"):
+        load(tampered)
+    unlisted = shutil.copytree(source, tmp_path / "unlisted")
+    manifest = json.loads((unlisted / "manifest.json").read_text())
+    manifest["files"] = [entry for entry in manifest["files"] if entry["path"] != "model.int8.bin"]
+    (unlisted / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(VerificationError, match="model.int8.bin: not listed"):
+        load(unlisted)  # the IR would read weights nothing verified
+
+
+def test_serve_answers_from_the_openvino_program_on_the_threads_it_is_given(runtime_exports, digits_task):
+    from orchestrator.deploy.serve import Predictor, ServeArgs
+
+    folder = runtime_exports["ovint8"].location
+    inputs = digits_task.data("val")[0][:4]
+    with torch_threads(TRIAL_THREADS):
+        predictor = Predictor(ServeArgs(model_path=folder, threads=1))
+        responses = predictor.predict_requests([{"inputs": inputs[:3].tolist()}, {"inputs": inputs[3].tolist()}])
+        expected = load(folder).predict(inputs)
+    assert predictor.info()["runtime"] == "openvino"
+    assert predictor.model.module.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    # the same int8 program on the same inputs: only float32 sums at its edges may round differently per batch shape
+    assert torch.allclose(torch.tensor(responses[0]["outputs"]), expected[:3], atol=TOLERANCE["openvino"])
+    assert torch.allclose(torch.tensor(responses[1]["outputs"]), expected[3:4], atol=TOLERANCE["openvino"])

@@ -14,7 +14,7 @@ from orchestrator.runtimes import REGISTRY
 
 
 def test_older_names_are_aliases_of_one_runtime_each():
-    assert REGISTRY.names == ("eager", "compiled", "onnxruntime")
+    assert REGISTRY.names == ("eager", "compiled", "onnxruntime", "openvino")
     assert REGISTRY.canonical("torch") == "eager" and REGISTRY.canonical("onnx") == "onnxruntime"
     with pytest.raises(ValueError, match="did you mean 'onnx'"):
         REGISTRY.canonical("onx")
@@ -36,5 +36,5 @@ def test_an_export_with_the_older_names_in_its_manifest_still_loads(exports, tmp
 
 
 def test_an_unknown_runtime_names_the_ones_there_are(exports):
-    with pytest.raises(InputError, match="runtime: expected one of auto, eager, compiled, onnxruntime, torch_export"):
+    with pytest.raises(InputError, match="runtime: expected one of auto, eager, compiled, onnxruntime, openvino, torch_export"):
         load(exports["fp32prun"].location, runtime="tensorrt")
