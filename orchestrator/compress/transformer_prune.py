@@ -69,6 +69,13 @@ def _config_above(model: nn.Module, name: str) -> Any:
     return next((m.config for m in reversed(holders) if getattr(m, "config", None) is not None), None)
 
 
+def _model_class(model: nn.Module) -> str:
+    """The class a user knows the model by: the outermost module with a config (a Hugging Face model inside our
+    pooling or logits wrapper), else the model's own class."""
+    inner = next((m for m in model.modules() if getattr(m, "config", None) is not None), model)
+    return type(inner).__name__
+
+
 def _find_encoder(model: nn.Module) -> tuple[str, nn.ModuleList, EncoderFamily]:
     lists = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
     found = [(name, m, family) for name, m in lists if (family := _family_of_list(m)) is not None]
@@ -78,9 +85,10 @@ def _find_encoder(model: nn.Module) -> tuple[str, nn.ModuleList, EncoderFamily]:
             if (family := discover_family(m, holder, _config_above(model, name), _slices_cleanly)) is not None:
                 found.append((name, m, family))
     if not found:
+        name = _model_class(model)
         raise ValueError(
-            f"transformer pruning {needs_message()}; found none in {type(model).__name__}. "
-            f"The knobs that still apply to {type(model).__name__}: {_STILL_APPLIES}"
+            f"{name} fits no encoder layout transformer pruning knows; the knobs that still apply to {name}: "
+            f"{_STILL_APPLIES}. Transformer pruning {needs_message()}"
         )
     if len(found) > 1:
         names = ", ".join(name or "<root>" for name, _, _ in found)

@@ -96,3 +96,25 @@ def test_a_search_prunes_heads_ffn_and_layers_and_its_export_loads_in_a_fresh_pr
     assert there.shape == here.shape == (len(TEXTS), 32)
     # The same program and weights in both processes: equal up to float rounding of the same kernels.
     assert torch.allclose(there, here, atol=1e-5), float((there - here).abs().max())
+
+
+def test_validate_refuses_pruning_a_model_no_family_fits_naming_its_class_and_the_knobs_that_still_apply(tmp_path):
+    from tests.tasks.text.tiny_bert import save_tiny_mpnet
+
+    config = config_for(save_tiny_mpnet(tmp_path))
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "validate", str(path)], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    error = done.stderr.strip().splitlines()[-1]
+    assert "space.keep_layers" in error and "MPNetModel fits no encoder layout" in error
+    assert "still apply to MPNetModel: bits 8 (int8), runtime" in error
+    # Without the pruning knobs, the same model validates: int8, runtimes and distillation still apply.
+    config["space"] = {"bits": {"choices": [32, 8]}, "kd_steps": {"choices": [0, 2]}}
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "validate", str(path)], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

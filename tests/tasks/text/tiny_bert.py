@@ -150,3 +150,20 @@ def save_tiny_encoder(root: Path, family: str, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def save_tiny_mpnet(root: Path, seed: int = 0) -> Path:
+    """A tiny MPNet (plain Linear layers, but a per-head position bias beside them): a model no family fits."""
+    import transformers
+
+    tokenizer, bert = _tokenizer_and_config(root, seed)
+    model = transformers.MPNetModel(
+        transformers.MPNetConfig(
+            vocab_size=bert.vocab_size, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+            intermediate_size=FFN, max_position_embeddings=MAX_POSITIONS + 2, pad_token_id=0,
+        )
+    )  # fmt: skip
+    folder = root / "mpnet"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
