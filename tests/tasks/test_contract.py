@@ -11,7 +11,7 @@ from torch import nn
 from orchestrator.tasks import Quality, Task, load_task
 from orchestrator.tasks.batches import batch_size, run, tensors
 from tests.conftest import MINILM_CI
-from tests.tasks.text.tiny_bert import save_fine_tuned_classifier, save_tiny_bert, topic_rows
+from tests.tasks.text.tiny_bert import FAMILIES, save_fine_tuned_classifier, save_tiny_bert, save_tiny_encoder, topic_rows
 
 IMPLEMENTATIONS = {
     "digits": ("digits", {}),
@@ -20,6 +20,9 @@ IMPLEMENTATIONS = {
     "named-inputs": ("tests.tasks.named_inputs_task:make_task", {}),
     "minilm": ("minilm", MINILM_CI),
     "example-hf-encoder": ("examples.hf_encoder_task:make_task", {**MINILM_CI, "seq_len": 48}),
+    # Every encoder family transformer pruning knows, as a user's folder (BERT-named is the one above).
+    "example-hf-encoder-distilbert": ("examples.hf_encoder_task:make_task", {**MINILM_CI, "seq_len": 48}),
+    "example-hf-encoder-modernbert": ("examples.hf_encoder_task:make_task", {**MINILM_CI, "seq_len": 48}),
     "example-hf-classifier": ("examples.hf_classifier_task:make_task", {"seq_len": 64}),
 }
 
@@ -37,6 +40,9 @@ def task(request, tmp_path_factory) -> Task:
         data = folder / "labeled.jsonl"
         data.write_text("".join(json.dumps({"text": text, "label": label}) + "\n" for text, label in rows))
         kwargs = {**kwargs, "model_path": str(save_fine_tuned_classifier(folder, rows)), "data_file": str(data)}
+    elif request.param.endswith(FAMILIES[1:]):
+        family = request.param.rpartition("-")[2]
+        kwargs = {**kwargs, "model_path": str(save_tiny_encoder(tmp_path_factory.mktemp(family), family))}
     elif spec.startswith("examples."):
         kwargs = {**kwargs, "model_path": str(save_tiny_bert(tmp_path_factory.mktemp("encoder")))}
     return load_task(spec, kwargs)
