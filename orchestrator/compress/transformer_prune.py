@@ -25,6 +25,7 @@ from torch import nn
 
 from orchestrator.compress.encoder_families import EncoderFamily, discover_family, family_of, needs_message
 from orchestrator.techniques import Context, StepRecord, TechniqueConfig, register
+from orchestrator.techniques.details import PruneDetails
 
 MAX_PRUNE_RATIO = 0.95
 
@@ -408,3 +409,30 @@ def drop_layers(model: nn.Module, config: LayerDropConfig, ctx: Context) -> tupl
         with torch.no_grad():
             _keep_layers(model, keep)
     return model, _record("layers", config, params_before, model, layers_before=n)
+
+
+SHAPE_COLUMNS = (
+    "encoder_layers", "encoder_heads_per_layer", "encoder_ffn_per_layer",
+    "teacher_encoder_layers", "teacher_encoder_heads_per_layer", "teacher_encoder_ffn_per_layer",
+)  # fmt: skip
+
+
+def encoder_shape(teacher: nn.Module, steps: list[StepRecord]) -> dict[str, int]:
+    """How deep and wide the candidate's encoder is, beside its teacher's (layers, heads and FFN neurons per layer),
+    from the structure its last transformer prune recorded; {} for a model with no encoder (a CNN, an MLP)."""
+    try:
+        before = structure_of(teacher)
+    except (ValueError, RuntimeError):
+        return {}
+    recorded = [PruneDetails.of(s).structure for s in reversed(steps) if s.stage == "prune"]
+    after = next((s for s in recorded if s is not None), before)
+
+    def per_layer(structure: dict[str, list], key: str) -> int:
+        return round(sum(len(kept) for kept in structure[key]) / len(structure[key]))
+
+    shape = {}
+    for prefix, structure in (("", after), ("teacher_", before)):
+        shape[f"{prefix}encoder_layers"] = len(structure["kept_layers"])
+        shape[f"{prefix}encoder_heads_per_layer"] = per_layer(structure, "kept_heads")
+        shape[f"{prefix}encoder_ffn_per_layer"] = per_layer(structure, "kept_ffn")
+    return shape

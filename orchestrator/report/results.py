@@ -17,6 +17,9 @@ CONTRACT_COLUMNS = [
 EXTRA_COLUMNS = [
     "test_accuracy", "baseline", "error", "quality_metric", "quality", "quality_drop", "quality_ci95_low", "quality_ci95_high",
     "quality_n", "keep_layers", "prune_heads_ratio", "prune_ffn_ratio", "kd_loss", "kd_hidden_weight", "prune_importance", "prune_scope", "int4_group_size", "kd_learning_rate", "kd_batch_size", "qat", "runtime", "startup_seconds", "kernel_archs",
+    # A transformer's depth and widths, the candidate's and its teacher's (compress/transformer_prune.SHAPE_COLUMNS).
+    "encoder_layers", "encoder_heads_per_layer", "encoder_ffn_per_layer",
+    "teacher_encoder_layers", "teacher_encoder_heads_per_layer", "teacher_encoder_ffn_per_layer",
     "nonzero_params", "sparse_size_bytes", "raw_throughput_sps", "per_core_sps", "throughput_ratio_to_teacher",
     "teacher_reference_sps", "batch_latency_p95_ms", "flops_per_sample", "device_kind",
     "device_capability", "threads", "accelerated", "fallbacks", "instance_throughput_sps", "projected", "cost_reason",

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from orchestrator.compress.recipe import apply_recipe
+from orchestrator.compress.transformer_prune import encoder_shape
 from orchestrator.config import SearchSettings
 from orchestrator.cost.catalog import Catalog
 from orchestrator.cost.model import CandidateMetrics, CostResult, price_candidate
@@ -114,6 +115,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     )
     metrics = measured.metrics
     row = final_row(config, recipe, quality, measured, cost, compressed.record, context)
+    row.update(encoder_shape(teacher, compressed.record.steps))
     row["startup_seconds"] = round(startup, 3)
     row["trial_seconds"] = round(time.perf_counter() - started, 3)
     write_record(
