@@ -11,7 +11,7 @@ from orchestrator.report import _format as f
 from orchestrator.report import plots, tables
 from orchestrator.report.importance import Importance, param_importances
 from orchestrator.report.rundata import RunData
-from orchestrator.report.summary import KNOB_COLUMNS, runtime_of
+from orchestrator.report.summary import SHAPE_COLUMNS, recipe_of, runtime_of
 
 Items = list[tuple[str, str]]
 
@@ -89,7 +89,7 @@ def verdict(run: RunData) -> str:
             f"{f.usd(rec['monthly_usd'])}/month: {run.summary.get('keep_baseline_reason')}."
         )
     text = (
-        f"Serve trial {rec['trial_id']} ({f.knobs_text(rec['knobs'], with_runtime=False)}) with {f.runtime(runtime_of(rec))} "
+        f"Serve trial {rec['trial_id']} ({recipe_text(run, rec)}) with {f.runtime(runtime_of(rec))} "
         f"on {f.integer(rec['replicas'])} × {rec['instance_type']} for {f.usd(rec['monthly_usd'])}/month"
     )
     if rec.get("savings_usd") is not None and base and base.get("monthly_usd"):
@@ -102,6 +102,14 @@ def verdict(run: RunData) -> str:
     text += f", giving up {f.drop(quality_drop(rec))} of {run.metric} (bound {run.max_drop:g})"
     startup = rec.get("startup_seconds")
     return text + (f"; cold start {f.seconds(startup)} s." if not f.missing(startup) else ".")
+
+
+def recipe_text(run: RunData, candidate: dict[str, Any]) -> str:
+    """A summary candidate's recipe in one line: the knobs the space searched, and its encoder's shape where recorded."""
+    row = run.row(candidate.get("trial_id"))
+    knobs = {k: v for k, v in (candidate.get("knobs") or {}).items() if k in run.knobs}
+    shape = recipe_of(row, ()) if row is not None else {}
+    return f.knobs_text({**knobs, **shape}, with_runtime=False)
 
 
 def runtime_text(candidate: dict[str, Any]) -> str:
@@ -124,7 +132,7 @@ def headline(run: RunData) -> Items:
     base = base or {}
     base_test = (base.get("test") or {}).get("value")
     items: Items = [
-        ("recommended", f"trial {rec['trial_id']}: {f.knobs_text(rec['knobs'], with_runtime=False)}"),
+        ("recommended", f"trial {rec['trial_id']}: {recipe_text(run, rec)}"),
         ("quality", f"{run.metric} {f.quality(rec['quality'])} on validation (baseline {f.quality(base.get('quality'))}), "
                     f"drop {f.drop(quality_drop(rec))} within the bound {run.max_drop:g}; on test "
                     f"{f.quality(rec.get('test_accuracy'))} (baseline {f.quality(base_test)})"),
@@ -261,11 +269,18 @@ def _usd_small(value: Any) -> str:
 
 
 def knobs_table(run: RunData) -> tables.Table:
-    """Every recipe knob of the recommended candidate next to the baseline's."""
+    """The knobs the search space sampled or fixed, for the recommended candidate next to the baseline, and a
+    transformer's depth and widths."""
     if not run.recommended:
         return tables.Table(["knob", "recommended", "baseline"], [])
     rec, base = run.recommended.get("knobs", {}), (run.baseline or {}).get("knobs", {})
-    rows = [[k, f.number(rec.get(k), 6), f.number(base.get(k), 6)] for k in KNOB_COLUMNS if k in rec or k in base]
+    rows = [[k, f.number(rec.get(k), 6), f.number(base.get(k), 6)] for k in run.knobs if k in rec or k in base]
+    # A transformer's depth and widths, as the trials recorded them (the baseline's are the teacher's).
+    rec_row, base_row = run.row(run.recommended.get("trial_id")), run.row((run.baseline or {}).get("trial_id"))
+    for column in SHAPE_COLUMNS[:3]:
+        values = [row.get(column) if row is not None else None for row in (rec_row, base_row)]
+        if any(not f.missing(v) for v in values):
+            rows.append([column, *(f.number(v, 6) for v in values)])
     return tables.Table(["knob", "recommended", "baseline"], rows)
 
 
@@ -407,9 +422,9 @@ def build(run: RunData) -> Report:
         verdict=verdict(run),
         headline=headline(run),
         knobs=knobs_table(run),
-        pareto=tables.pareto_table(trials, rec_id),
+        pareto=tables.pareto_table(trials, rec_id, run.knobs),
         pareto_csv=tables.pareto_frame(trials, rec_id),
-        runtimes=tables.runtimes_table(trials, best, run.records, rec_id) if best else None,
+        runtimes=tables.runtimes_table(trials, best, run.records, rec_id, run.knobs) if best else None,
         runtimes_note=runtimes_note(run, best) if best else "",
         explanation=tables.explanation_table(record) if record else None,
         explanation_note=(
@@ -422,8 +437,8 @@ def build(run: RunData) -> Report:
         heldout_note=str(run.summary.get("recommendation_note") or ""),
         importance=importance,
         importance_table=tables.importance_table(importance.values),
-        failures=tables.failures_table(trials),
-        infeasible=tables.infeasible_table(trials, run.records),
+        failures=tables.failures_table(trials, run.knobs),
+        infeasible=tables.infeasible_table(trials, run.records, run.knobs),
         passed_over=tables.passed_over_table(run.summary),
         fallbacks=tables.fallbacks_table(trials),
         search_cost=search_cost(run),

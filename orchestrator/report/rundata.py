@@ -15,7 +15,7 @@ import pandas as pd
 from orchestrator.config import read_yaml
 from orchestrator.errors import InputError, UnsafeFile, first_line
 from orchestrator.report.results import with_quality_drop
-from orchestrator.report.summary import DEFAULT_RUNTIME
+from orchestrator.report.summary import DEFAULT_RUNTIME, shown_knobs
 from orchestrator.safe_files import (
     MAX_JSON_BYTES,
     MAX_TABLE_BYTES,
@@ -52,6 +52,11 @@ class RunData:
     @property
     def study_name(self) -> str:
         return str(self.run.get("study_name") or self.summary.get("run_id") or self.root.name)
+
+    @property
+    def knobs(self) -> list[str]:
+        """The knobs this run's search space sampled or fixed (every knob for a folder without its space)."""
+        return shown_knobs(self.config.get("space"))
 
     @property
     def baseline(self) -> dict[str, Any] | None:

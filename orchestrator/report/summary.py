@@ -14,6 +14,11 @@ KNOB_COLUMNS = [
     "prune_ffn_ratio", "bits", "int4_group_size", "kd_steps", "kd_temperature", "kd_alpha", "kd_loss", "kd_hidden_weight",
     "kd_learning_rate", "kd_batch_size", "qat", "runtime",
 ]  # fmt: skip
+# A transformer candidate's depth and widths and its teacher's, recorded by each trial (compress/transformer_prune).
+SHAPE_COLUMNS = (
+    "encoder_layers", "encoder_heads_per_layer", "encoder_ffn_per_layer",
+    "teacher_encoder_layers", "teacher_encoder_heads_per_layer", "teacher_encoder_ffn_per_layer",
+)  # fmt: skip
 HOURS = 3600.0
 DEFAULT_RUNTIME = "eager"  # the Recipe's default: what a row without a runtime (or a run from before it) was served with
 
@@ -35,6 +40,20 @@ def _int(value: Any) -> int | None:
 def runtime_of(row: pd.Series | dict[str, Any]) -> str:
     """The runtime a trial row or summary candidate is served with; eager where none was recorded."""
     return _clean(row.get("runtime")) or DEFAULT_RUNTIME
+
+
+def shown_knobs(space: Any) -> list[str]:
+    """The knobs a report describes: those the search space sampled or fixed, in KNOB_COLUMNS order (every knob
+    for a run folder whose config holds no space). A knob the space never named stayed at the Recipe's default
+    in every trial: listing it says nothing about this search."""
+    if not isinstance(space, dict) or not space:
+        return list(KNOB_COLUMNS)
+    return [k for k in KNOB_COLUMNS if k in space]
+
+
+def recipe_of(row: pd.Series | dict[str, Any], knobs: list[str] | tuple[str, ...] = tuple(KNOB_COLUMNS)) -> dict[str, Any]:
+    """What a recipe string describes for a trial row: its shown knobs and, for a transformer, its encoder shape."""
+    return {k: row[k] for k in (*knobs, *SHAPE_COLUMNS) if k in row}
 
 
 def knobs_of(row: pd.Series) -> dict[str, Any]:

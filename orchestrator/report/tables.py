@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -16,7 +17,7 @@ import pandas as pd
 from orchestrator.cost.model import CostResult, explain
 from orchestrator.report import _format as f
 from orchestrator.runtimes import REGISTRY
-from orchestrator.report.summary import KNOB_COLUMNS, rank_candidates, within_bound
+from orchestrator.report.summary import KNOB_COLUMNS, SHAPE_COLUMNS, rank_candidates, recipe_of, within_bound
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Table:
 PARETO_CSV_COLUMNS = [
     "trial_id", "recommended", "quality_metric", "quality", "quality_drop", "accuracy_drop", "quality_ci95_low", "quality_ci95_high",
     "test_accuracy", "instance_type", "replicas", "monthly_usd", "projected", "throughput_sps", "latency_p95_ms",
-    "startup_seconds", "kernel_archs", "size_bytes", "peak_mem_bytes", *KNOB_COLUMNS, "recipe_key",
+    "startup_seconds", "kernel_archs", "size_bytes", "peak_mem_bytes", *KNOB_COLUMNS, *SHAPE_COLUMNS, "recipe_key",
 ]  # fmt: skip
 # The cost model's wording for a CPU price projected from another architecture (orchestrator.cost._projection).
 _CROSS_ARCH = re.compile(r"^cross-architecture \(measured on ([^,()]+), instance is ([^,()]+)\)")
@@ -55,12 +56,12 @@ def pareto_frame(trials: pd.DataFrame, recommended_id: str | None) -> pd.DataFra
     return out.reset_index(drop=True)
 
 
-def pareto_table(trials: pd.DataFrame, recommended_id: str | None) -> Table:
+def pareto_table(trials: pd.DataFrame, recommended_id: str | None, knobs_shown: Sequence[str] = KNOB_COLUMNS) -> Table:
     """The Pareto set for reading: recipe, quality, test quality, where it runs and what it costs."""
     front = pareto_frame(trials, recommended_id)
     rows, marks = [], []
     for _, r in front.iterrows():
-        knobs = {k: r[k] for k in KNOB_COLUMNS if k in r}
+        knobs = recipe_of(r, knobs_shown)
         rows.append([
             str(r["trial_id"]) + (" ★" if r["recommended"] else ""), f.knobs_text(knobs, with_runtime=False),
             f.runtime(r["runtime"]), f.quality(r["quality"]), f.drop(r["quality_drop"]), f.quality(r["test_accuracy"]),
@@ -205,18 +206,18 @@ def node_measurements_table(summary: dict[str, Any]) -> Table | None:
     return Table(columns, out)
 
 
-def failures_table(trials: pd.DataFrame) -> Table:
+def failures_table(trials: pd.DataFrame, knobs_shown: Sequence[str] = KNOB_COLUMNS) -> Table:
     """Trials that did not finish (failed, or stopped early by the scheduler), with their reasons."""
     bad = trials[trials["status"] != "finished"].sort_values("trial_id")
     rows = [
-        [str(r["trial_id"]), str(r["status"]), f.knobs_text({k: r[k] for k in KNOB_COLUMNS if k in r}),
+        [str(r["trial_id"]), str(r["status"]), f.knobs_text(recipe_of(r, knobs_shown)),
          f.short_error(r.get("error"))]
         for _, r in bad.iterrows()
     ]  # fmt: skip
     return Table(["trial", "status", "recipe", "reason"], rows)
 
 
-def infeasible_table(trials: pd.DataFrame, records: dict[str, dict]) -> Table:
+def infeasible_table(trials: pd.DataFrame, records: dict[str, dict], knobs_shown: Sequence[str] = KNOB_COLUMNS) -> Table:
     """Finished trials no instance can serve within the SLO and memory, with the cheapest instance's reason."""
     bad = finished(trials)
     bad = bad[~bad["feasible"].astype(bool)].sort_values("trial_id")
@@ -227,7 +228,7 @@ def infeasible_table(trials: pd.DataFrame, records: dict[str, dict]) -> Table:
             where, why = f.DASH, str(r.get("cost_reason") or "no instance could be priced")
         else:
             where, why = f"{f.integer(ref['replicas'])} × {ref['instance_type']} at {f.usd(ref['monthly_usd'])}", ref["reason"]
-        rows.append([str(r["trial_id"]) + (" (baseline)" if r["baseline"] else ""), f.knobs_text({k: r[k] for k in KNOB_COLUMNS if k in r}),
+        rows.append([str(r["trial_id"]) + (" (baseline)" if r["baseline"] else ""), f.knobs_text(recipe_of(r, knobs_shown)),
                      f.quality(r["quality"]), where, why])  # fmt: skip
     return Table(["trial", "recipe", "quality (val)", "cheapest instance, SLO aside", "why it is infeasible there"], rows)
 
@@ -357,7 +358,8 @@ def serving_text(row: pd.Series | dict[str, Any], record: dict[str, Any] | None)
 
 
 def runtimes_table(
-    trials: pd.DataFrame, best: dict[str, pd.Series | None], records: dict[str, dict], recommended_id: str | None
+    trials: pd.DataFrame, best: dict[str, pd.Series | None], records: dict[str, dict], recommended_id: str | None,
+    knobs_shown: Sequence[str] = KNOB_COLUMNS,
 ) -> Table:
     """For each runtime searched: its trials and its cheapest feasible candidate within the bound."""
     rows, marks = [], []
@@ -373,7 +375,7 @@ def runtimes_table(
         recommended = str(r["trial_id"]) == str(recommended_id)
         rows.append([
             label, counted, str(r["trial_id"]) + (" ★" if recommended else ""),
-            f.knobs_text({k: r[k] for k in KNOB_COLUMNS if k in r}, with_runtime=False), f.archs(r.get("kernel_archs")),
+            f.knobs_text(recipe_of(r, knobs_shown), with_runtime=False), f.archs(r.get("kernel_archs")),
             f.sps(r["throughput_sps"]), f.seconds(r.get("startup_seconds")), serving_text(r, record), f.usd(r["monthly_usd"]),
         ])  # fmt: skip
         marks.append(recommended)

@@ -140,6 +140,10 @@ def make_run(
               "search": {"trials": len(rows), "sampler": "tpe", "seed": 0, "scheduler": "asha",
                          "resources_per_trial": {"cpu": 1.0, "gpu": 0.0}},
               "space": {"prune_method": {"choices": ["none", "structured", "unstructured"]},
+                        "prune_ratio": {"low": 0.3, "high": 0.8}, "bits": {"choices": [32, 16, 8, 4]},
+                        "kd_steps": {"choices": [0, 100, 200]}, "kd_alpha": {"low": 0.5, "high": 0.7},
+                        "prune_importance": "l2", "prune_scope": "global", "int4_group_size": 32,
+                        "kd_temperature": 4.0, "kd_batch_size": 64, "qat": False,
                         "kd_learning_rate": {"low": 0.0003, "high": 0.003, "log": True},
                         **({"runtime": {"choices": ["eager", "compiled", "onnxruntime"]}} if runtimes else {})}}  # fmt: skip
     (root / "config.yaml").write_text(yaml.safe_dump(config))

@@ -40,10 +40,17 @@ def test_a_minilm_search_recommends_exports_and_embeds(tmp_path, minilm_task):
     assert baseline["quality"] == 1.0 and pd.isna(baseline["keep_layers"])
     smaller = frame[(frame["keep_layers"] == 3) | (frame["prune_ffn_ratio"] > 0)]
     assert (smaller["params"] < baseline["params"]).all()
+    # Each trial records its encoder's depth and widths beside the teacher's (6 layers, 12 heads, FFN 1536).
+    assert (frame[["teacher_encoder_layers", "teacher_encoder_heads_per_layer", "teacher_encoder_ffn_per_layer"]] == [6, 12, 1536]).all().all()
+    assert (frame["encoder_layers"] == frame["keep_layers"].fillna(6)).all()
+    assert (frame["encoder_ffn_per_layer"] == (1536 * (1 - frame["prune_ffn_ratio"].fillna(0))).round()).all()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["quality_metric"] == "recall_at_10"
     report = (run / "report.md").read_text()
     assert "recall\\_at\\_10" in report or "recall_at_10" in report
+    # The report speaks the model's language: no CNN knob this search never sampled, depth as "n of 6 layers".
+    assert not any(knob in report.replace("\\_", "_") for knob in ("prune_scope", "kd_temperature", "int4_group_size", "no pruning"))
+    assert "of 6 layers" in report
 
     result = export_trial(run, dest=tmp_path / "exports")
     model = load(result.location)
