@@ -50,6 +50,7 @@ class EncoderFamily:
     head_count: tuple[str, ...] = ()
     head_width: tuple[str, ...] = ()
     depth: tuple[str, ...] = ()
+    refuse_if: tuple[str, ...] = ()  # modules whose presence means a variant whose heads live elsewhere too
 
     def __post_init__(self) -> None:
         if len(self.qkv) not in (1, 3):
@@ -94,6 +95,8 @@ class EncoderFamily:
         except (AttributeError, TypeError, ValueError):
             return False
         if not all(isinstance(m, nn.Linear) for m in linears) or size < 1:
+            return False
+        if any(_has_submodule(layer, path) for path in self.refuse_if):
             return False
         *projections, attn_out, ffn_in, ffn_out = linears
         width = attn_out.in_features
@@ -151,7 +154,31 @@ MODERNBERT = EncoderFamily(
     # The forward views Wqkv's output as (3, -1 heads, head_dim): no attribute holds the count.
 )
 
-FAMILIES: tuple[EncoderFamily, ...] = (BERT, DISTILBERT, MODERNBERT)
+DEBERTA = EncoderFamily(
+    name="DeBERTa",
+    models="DeBERTa-v2, DeBERTa-v3",
+    layers="encoder.layer",
+    qkv=("attention.self.query_proj", "attention.self.key_proj", "attention.self.value_proj"),
+    attn_out="attention.output.dense",
+    ffn_in="intermediate.dense",
+    ffn_out="output.dense",
+    head_size="attention_head_size",
+    # Relative positions go through query_proj and key_proj themselves when share_att_key is set (DeBERTa-v3),
+    # so they follow the kept heads; separate position projections (share_att_key off) would not: refused.
+    head_count=("num_attention_heads",),
+    head_width=("all_head_size",),
+    refuse_if=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
+)
+
+FAMILIES: tuple[EncoderFamily, ...] = (BERT, DISTILBERT, MODERNBERT, DEBERTA)
+
+
+def _has_submodule(module: nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
 
 
 def family_of(layer: nn.Module) -> EncoderFamily | None:

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from transformers import (
     BertConfig,
+    DebertaV2Config,
+    DebertaV2Model,
     BertModel,
     DistilBertConfig,
     DistilBertModel,
@@ -24,7 +26,7 @@ from transformers import (
 )
 
 from orchestrator.techniques import Context, apply_technique
-from orchestrator.compress.encoder_families import BERT, DISTILBERT, MODERNBERT, EncoderFamily
+from orchestrator.compress.encoder_families import BERT, DEBERTA, DISTILBERT, MODERNBERT, EncoderFamily
 from orchestrator.compress.transformer_prune import (
     FFNPruneConfig,
     HeadPruneConfig,
@@ -71,10 +73,22 @@ def modernbert(attn: str) -> nn.Module:
     )
 
 
+def deberta(attn: str, share_att_key: bool = True) -> nn.Module:
+    # DeBERTa-v3's layout: relative positions (c2p, p2c) through the shared query/key projections.
+    return DebertaV2Model(
+        DebertaV2Config(
+            vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+            intermediate_size=INTER, max_position_embeddings=64, relative_attention=True, position_buckets=8,
+            pos_att_type=["p2c", "c2p"], share_att_key=share_att_key, position_biased_input=False, norm_rel_ebd="layer_norm",
+        )
+    )  # fmt: skip
+
+
 BUILDERS: dict[str, tuple[Callable[[str], nn.Module], EncoderFamily | None]] = {
     "bert": (bert, BERT),
     "distilbert": (distilbert, DISTILBERT),
     "modernbert": (modernbert, MODERNBERT),
+    "deberta": (deberta, DEBERTA),
     # No table row: discovered from the config and the shapes (None: expect the "generic" family).
     "generic": (lambda attn: TinyEncoder(), None),
     "generic-fused-gated": (lambda attn: TinyEncoder(fused=True, gated=True), None),
@@ -398,3 +412,11 @@ def test_an_encoder_with_a_per_head_tensor_beside_its_layers_is_refused():
     )
     with pytest.raises(ValueError, match="MPNetModel fits no encoder layout"):
         encoder_layers(model)
+
+
+def test_a_deberta_with_separate_position_projections_is_refused():
+    """Without share_att_key, relative positions go through pos_key_proj/pos_query_proj, per head too: slicing
+    query/key/value alone would leave them the old head count, so no family claims the layer."""
+    model = deberta("sdpa", share_att_key=False)
+    with pytest.raises(ValueError, match="DebertaV2Model fits no encoder layout"):
+        structure_of(model)

@@ -1,7 +1,7 @@
 """Every encoder family transformer pruning knows, through a real search → export → load in a fresh process.
 
-A tiny, randomly initialised BERT, DistilBERT and ModernBERT, each saved with a tokenizer the test builds (no hub),
-is searched over heads, FFN neurons and layers on real Ray (one embedded Ray for all three), and its most pruned
+A tiny, randomly initialised BERT, DistilBERT, ModernBERT and DeBERTa-v3, each saved with a tokenizer the test builds (no hub),
+is searched over heads, FFN neurons and layers on real Ray (one embedded Ray for all four), and its most pruned
 trial is exported and loaded back in another process: the export replays each family's pruned structure and loads
 its weights strictly, or loading fails.
 
@@ -34,7 +34,7 @@ SIZES = {"seq_len": 32, "n_train": 64, "n_val_passages": 40, "n_val_queries": 8,
 
 @pytest.fixture(scope="module")
 def embedded_ray():
-    """One Ray for the three searches (the runner joins a Ray already initialized): 4-9 s saved per family."""
+    """One Ray for the four searches (the runner joins a Ray already initialized): 4-9 s saved per family."""
     import ray
 
     from orchestrator.search.local_ray import init_embedded_ray

@@ -23,6 +23,7 @@ IMPLEMENTATIONS = {
     # Every encoder family transformer pruning knows, as a user's folder (BERT-named is the one above).
     "example-hf-encoder-distilbert": ("examples.hf_encoder_task:make_task", {**MINILM_CI, "seq_len": 48}),
     "example-hf-encoder-modernbert": ("examples.hf_encoder_task:make_task", {**MINILM_CI, "seq_len": 48}),
+    "example-hf-encoder-deberta": ("examples.hf_encoder_task:make_task", {**MINILM_CI, "seq_len": 48}),
     "example-hf-classifier": ("examples.hf_classifier_task:make_task", {"seq_len": 64}),
 }
 

@@ -118,11 +118,11 @@ def save_fine_tuned_classifier(root: Path, rows: list[tuple[str, str]], steps: i
     return folder
 
 
-FAMILIES = ("bert", "distilbert", "modernbert")
+FAMILIES = ("bert", "distilbert", "modernbert", "deberta")
 
 
 def save_tiny_encoder(root: Path, family: str, seed: int = 0) -> Path:
-    """A tiny, randomly initialised encoder of `family` (BERT, DistilBERT or ModernBERT), saved with the shared
+    """A tiny, randomly initialised encoder of `family` (BERT, DistilBERT, ModernBERT or DeBERTa-v3), saved with the shared
     WordPiece tokenizer to root/<family>: a user's folder of each layout transformer pruning knows."""
     import transformers
 
@@ -142,6 +142,14 @@ def save_tiny_encoder(root: Path, family: str, seed: int = 0) -> Path:
             transformers.ModernBertConfig(
                 hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS, intermediate_size=FFN,
                 local_attention=8, global_attn_every_n_layers=2, **ids, **sizes,
+            )
+        )  # fmt: skip
+    elif family == "deberta":  # DeBERTa-v3's layout: relative positions through the shared query/key projections
+        model = transformers.DebertaV2Model(
+            transformers.DebertaV2Config(
+                hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS, intermediate_size=FFN,
+                relative_attention=True, position_buckets=16, pos_att_type=["p2c", "c2p"], share_att_key=True,
+                position_biased_input=False, norm_rel_ebd="layer_norm", pad_token_id=0, **sizes,
             )
         )  # fmt: skip
     else:
