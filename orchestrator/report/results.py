@@ -15,7 +15,7 @@ CONTRACT_COLUMNS = [
     "latency_p95_ms", "device", "instance_type", "replicas", "monthly_usd", "feasible", "pareto",
 ]  # fmt: skip
 EXTRA_COLUMNS = [
-    "test_accuracy", "baseline", "error", "quality_metric", "quality", "quality_drop", "quality_ci95_low", "quality_ci95_high",
+    "test_accuracy", "baseline", "seeded", "trial_number", "error", "quality_metric", "quality", "quality_drop", "quality_ci95_low", "quality_ci95_high",
     "quality_n", "keep_layers", "prune_heads_ratio", "prune_ffn_ratio", "kd_loss", "kd_hidden_weight", "prune_importance", "prune_scope", "int4_group_size", "kd_learning_rate", "kd_batch_size", "qat", "runtime", "startup_seconds", "kernel_archs",
     "nonzero_params", "sparse_size_bytes", "raw_throughput_sps", "per_core_sps", "throughput_ratio_to_teacher",
     "teacher_reference_sps", "batch_latency_p95_ms", "flops_per_sample", "device_kind",

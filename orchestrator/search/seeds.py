@@ -104,7 +104,11 @@ def seed_points(space: dict[str, Knob], trials: int, teacher_layers: int | None 
 
 
 class SeededSpace(DefineByRun):
-    """The define-by-run space, marking trials 1..n_seeds (the enqueued seeds) as seeded."""
+    """The define-by-run space, marking trials 1..n_seeds (the enqueued seeds) as seeded and numbering every trial.
+
+    `trial_number` is the study's trial number, the order the searcher proposed trials in (Ray Tune's trial ids
+    are random), so trials.csv shows which came first.
+    """
 
     def __init__(self, space: dict[str, Knob], n_seeds: int) -> None:
         super().__init__(space)
@@ -113,4 +117,5 @@ class SeededSpace(DefineByRun):
     def __call__(self, trial: Any) -> dict[str, Any]:
         fixed = super().__call__(trial)
         fixed["seeded"] = 1 <= trial.number <= self.n_seeds
+        fixed["trial_number"] = trial.number
         return fixed

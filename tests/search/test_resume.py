@@ -56,6 +56,11 @@ def test_killed_search_resumes_to_n_distinct_trials(write_config, tmp_path):
     assert all(after[name] == mtime for name, mtime in before.items()), "a finished recipe was computed again"
     study = optuna.load_study(study_name=run_dir.name, storage=f"sqlite:///{run_dir / 'optuna.db'}")
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in study.get_trials()]
+    # The seeds (6 // 3 = 2: int8 alone, then structured pruning at its lowest ratio) ran once, not again on resume.
+    assert [t.number for t in study.get_trials() if "fixed_params" in t.system_attrs] == [0, 1, 2]
+    seeded = frame[frame["seeded"].astype(bool)].sort_values("trial_number")
+    assert seeded["trial_number"].tolist() == [1, 2] and frame["trial_number"].is_unique
+    assert seeded["bits"].tolist() == [8, 32] and seeded["prune_method"].tolist()[1] == "structured"
 
 
 def test_resume_of_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys):
