@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import torch
 
+from orchestrator.compress.transformer_prune import structure_of
 from orchestrator.config import SearchConfig, load_config, to_yaml
 from orchestrator.cost.catalog import Catalog, load_catalog
 from orchestrator.errors import InputError, UnsafeFile, first_line
@@ -327,8 +328,6 @@ def _teacher_layers(config: SearchConfig, teacher: Any) -> int | None:
     """The teacher encoder's depth where the space searches keep_layers (its "one layer fewer" seed), else None."""
     if "keep_layers" not in config.space:
         return None
-    from orchestrator.compress.transformer_prune import structure_of
-
     try:
         return len(structure_of(teacher)["kept_layers"])
     except ValueError:  # not an encoder: prepare() has already refused keep_layers for it
