@@ -380,7 +380,7 @@ def counts(run: RunData) -> str:
 
 def _seeded_note(trials: pd.DataFrame) -> str:
     """How many trials were seeded (each technique alone, enqueued right after the teacher); marked "(seeded)"."""
-    n = int(trials["seeded"].fillna(False).astype(bool).sum()) if "seeded" in trials else 0
+    n = int(trials["seeded"].isin([True]).sum()) if "seeded" in trials else 0
     return f"; {n} seeded, one technique alone tried right after the teacher, marked (seeded) in the Pareto table" if n else ""
 
 

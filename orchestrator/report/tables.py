@@ -58,7 +58,7 @@ def pareto_frame(trials: pd.DataFrame, recommended_id: str | None) -> pd.DataFra
 def pareto_table(trials: pd.DataFrame, recommended_id: str | None) -> Table:
     """The Pareto set for reading: recipe, quality, test quality, where it runs and what it costs."""
     front = pareto_frame(trials, recommended_id)
-    seeded = set(trials.loc[trials["seeded"].fillna(False).astype(bool), "trial_id"]) if "seeded" in trials else set()
+    seeded = set(trials.loc[trials["seeded"].isin([True]), "trial_id"]) if "seeded" in trials else set()
     rows, marks = [], []
     for _, r in front.iterrows():
         knobs = {k: r[k] for k in KNOB_COLUMNS if k in r}
