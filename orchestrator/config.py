@@ -126,6 +126,12 @@ class SearchSettings(_Strict):
     storage_path: str | None = Field(None, description="Ray Tune storage: a local folder or s3://bucket/prefix")
     optuna_storage: str | None = Field(None, description="RDB URL of the Optuna study; default: SQLite in the run folder")
     max_failures: int = Field(0, ge=0, description="retries of a trial whose worker died")
+    seed_candidates: Literal["auto", "none"] = Field(
+        "auto",
+        description="auto: after the teacher, try each technique alone at its mildest setting (each quantized width "
+        "on each runtime first), at most a third of the trials (not with sampler grid, which walks its grid); "
+        "none: only the teacher is enqueued",
+    )
 
 
 class SearchConfig(_Strict):

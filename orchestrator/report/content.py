@@ -389,7 +389,14 @@ def counts(run: RunData) -> str:
     return (
         f"{s.get('n_trials')} trials: {s.get('n_finished')} finished, {s.get('n_failed')} failed, "
         f"{s.get('n_stopped', 0)} stopped early; {int(run.trials['pareto'].sum())} on the Pareto front"
+        + _seeded_note(run.trials)
     )
+
+
+def _seeded_note(trials: pd.DataFrame) -> str:
+    """How many trials were seeded (each technique alone, enqueued right after the teacher); marked "(seeded)"."""
+    n = int(trials["seeded"].isin([True]).sum()) if "seeded" in trials else 0
+    return f"; {n} seeded, one technique alone tried right after the teacher, marked (seeded) in the Pareto table" if n else ""
 
 
 def _log_knobs(run: RunData) -> frozenset[str]:

@@ -15,7 +15,7 @@ CONTRACT_COLUMNS = [
     "latency_p95_ms", "device", "instance_type", "replicas", "monthly_usd", "feasible", "pareto",
 ]  # fmt: skip
 EXTRA_COLUMNS = [
-    "test_accuracy", "baseline", "error", "quality_metric", "quality", "quality_drop", "quality_ci95_low", "quality_ci95_high",
+    "test_accuracy", "baseline", "seeded", "trial_number", "error", "quality_metric", "quality", "quality_drop", "quality_ci95_low", "quality_ci95_high",
     "quality_n", "keep_layers", "prune_heads_ratio", "prune_ffn_ratio", "kd_loss", "kd_hidden_weight", "prune_importance", "prune_scope", "int4_group_size", "kd_learning_rate", "kd_batch_size", "qat", "runtime", "startup_seconds", "kernel_archs",
     # A transformer's depth and widths, the candidate's and its teacher's (compress/transformer_prune.SHAPE_COLUMNS).
     "encoder_layers", "encoder_heads_per_layer", "encoder_ffn_per_layer",

@@ -59,11 +59,12 @@ def pareto_frame(trials: pd.DataFrame, recommended_id: str | None) -> pd.DataFra
 def pareto_table(trials: pd.DataFrame, recommended_id: str | None, knobs_shown: Sequence[str] = KNOB_COLUMNS) -> Table:
     """The Pareto set for reading: recipe, quality, test quality, where it runs and what it costs."""
     front = pareto_frame(trials, recommended_id)
+    seeded = set(trials.loc[trials["seeded"].isin([True]), "trial_id"]) if "seeded" in trials else set()
     rows, marks = [], []
     for _, r in front.iterrows():
         knobs = recipe_of(r, knobs_shown)
         rows.append([
-            str(r["trial_id"]) + (" ★" if r["recommended"] else ""), f.knobs_text(knobs, with_runtime=False),
+            str(r["trial_id"]) + (" ★" if r["recommended"] else "") + (" (seeded)" if r["trial_id"] in seeded else ""), f.knobs_text(knobs, with_runtime=False),
             f.runtime(r["runtime"]), f.quality(r["quality"]), f.drop(r["quality_drop"]), f.quality(r["test_accuracy"]),
             f"{f.integer(r['replicas'])} × {r['instance_type']}", f.usd(r["monthly_usd"]), f.sps(r["throughput_sps"]),
             f.seconds(r["startup_seconds"]), f.size(r["size_bytes"]),

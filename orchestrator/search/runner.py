@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import torch
 
+from orchestrator.compress.transformer_prune import structure_of
 from orchestrator.config import SearchConfig, load_config, to_yaml
 from orchestrator.cost.catalog import Catalog, load_catalog
 from orchestrator.errors import InputError, UnsafeFile, first_line
@@ -252,7 +253,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
         else:
             if resume:
                 _forget_unrestorable(paths, config, meta, tune_path)
-            tuner = _new_tuner(trainable, config, paths, meta)
+            tuner = _new_tuner(trainable, config, paths, meta, _teacher_layers(config, teacher))
         results = tuner.fit()
         summary = finalize(paths, prepared, results, meta["study_name"], teacher_fingerprint=fingerprint)
         write_json(paths.summary_json, summary)
@@ -323,7 +324,17 @@ def _forget_unrestorable(paths: RunPaths, config: SearchConfig, meta: dict, tune
         shutil.rmtree(tune_path, ignore_errors=True)
 
 
-def _new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict) -> Any:
+def _teacher_layers(config: SearchConfig, teacher: Any) -> int | None:
+    """The teacher encoder's depth where the space searches keep_layers (its "one layer fewer" seed), else None."""
+    if "keep_layers" not in config.space:
+        return None
+    try:
+        return len(structure_of(teacher)["kept_layers"])
+    except ValueError:  # not an encoder: prepare() has already refused keep_layers for it
+        return None
+
+
+def _new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict, teacher_layers: int | None = None) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -333,7 +344,7 @@ def _new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict
 
     settings = config.search
     optuna_url = settings.optuna_storage or paths.optuna_url
-    searcher = make_searcher(config.space, settings, optuna_url, meta["study_name"])
+    searcher = make_searcher(config.space, settings, optuna_url, meta["study_name"], teacher_layers)
     scheduler = None
     if settings.scheduler == "asha":
         max_kd = _max_kd_steps(config)

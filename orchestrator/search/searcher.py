@@ -17,7 +17,8 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.config import SearchSettings
-from orchestrator.search.space import DefineByRun, baseline_point, grid_space
+from orchestrator.search.seeds import SeededSpace, seed_points
+from orchestrator.search.space import baseline_point, grid_space
 
 METRICS = ["quality", "objective_monthly_usd"]
 MODES = ["max", "min"]
@@ -61,14 +62,25 @@ def make_sampler(space: dict, settings: SearchSettings) -> optuna.samplers.BaseS
         return _samplers(space, settings)[settings.sampler]()
 
 
-def make_searcher(space: dict, settings: SearchSettings, storage_url: str, study_name: str) -> ConstrainedOptunaSearch:
-    """A seeded, multi-objective (quality max, monthly $ min) searcher over a persistent study."""
+def make_searcher(
+    space: dict, settings: SearchSettings, storage_url: str, study_name: str, teacher_layers: int | None = None
+) -> ConstrainedOptunaSearch:
+    """A seeded, multi-objective (quality max, monthly $ min) searcher over a persistent study.
+
+    The teacher, then (search.seed_candidates: auto) each technique alone (search/seeds.py), are enqueued through
+    OptunaSearch's `points_to_evaluate`, so they are the study's first trials and count in its budget. Built only
+    for a new study: a resumed search restores this searcher from Ray Tune's state, and nothing is enqueued again.
+    """
     baseline = baseline_point(space)
+    # GridSampler refuses an enqueued point that leaves any knob it reaches unset, and enumerates its grid anyway.
+    seeding = settings.seed_candidates == "auto" and settings.sampler != "grid"
+    seeds = seed_points(space, settings.trials, teacher_layers) if seeding else []
+    points = [baseline, *seeds] if baseline or seeds else None  # the teacher is trial 0 even if the space cannot name it
     return ConstrainedOptunaSearch(
-        space=DefineByRun(space),
+        space=SeededSpace(space, len(seeds)),
         metric=METRICS,
         mode=MODES,
-        points_to_evaluate=[baseline] if baseline else None,
+        points_to_evaluate=points,
         sampler=make_sampler(space, settings),
         study_name=study_name,
         storage=optuna.storages.RDBStorage(storage_url),

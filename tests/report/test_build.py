@@ -59,7 +59,7 @@ def test_markdown_and_pareto_csv_agree_with_summary(run_dir, built):
     # the Markdown's Pareto table lists the same trials, cheapest first
     table = md.split("## Quality against monthly $", 1)[1].split("## ", 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| trial")]
-    assert [re.sub(r"[*★ ]", "", r.split("|")[1]) for r in rows] == list(pareto["trial_id"])
+    assert [re.sub(r"\(seeded\)|[*★ ]", "", r.split("|")[1]) for r in rows] == list(pareto["trial_id"])
 
 
 def test_trials_csv_failures_show_with_their_cause(run_dir, built):

@@ -43,6 +43,7 @@ BAD_CONFIGS = {
     "filter matches nothing": (_with(["deployment", "instance_filter"], ["zz9.*"]), "deployment.instance_filter", "zz9.*"),
     "unknown top-level field": (_with(["serach"], {"trials": 3}), "serach", "Extra inputs"),
     "metric the task lacks": (_with(["objective", "metric"], "bleu"), "objective.metric", "accuracy"),
+    "unknown seeding": (_with(["search", "seed_candidates"], "yes"), "search.seed_candidates", "'auto' or 'none'"),
     "zero trials": (_with(["search", "trials"], 0), "search.trials", "greater than or equal to 1"),
     "low above high": (_with(["space", "kd_alpha"], {"low": 0.9, "high": 0.1}), "space.kd_alpha", "must not exceed"),
 }
@@ -59,6 +60,14 @@ def test_bad_config_exits_2_naming_the_field(case, tmp_path, capsys):
     assert field in err and expected in err, err
     assert not out.exists() or not any(out.iterdir()), "a run folder was left behind"
     assert main(["validate", str(path)]) == 2
+
+
+def test_seed_candidates_default_to_auto_and_take_none(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_demo()))
+    assert load_config(path).search.seed_candidates == "auto"
+    path.write_text(yaml.safe_dump(_with(["search", "seed_candidates"], "none")))
+    assert load_config(path).search.seed_candidates == "none"
 
 
 def test_file_that_is_not_yaml(tmp_path, capsys):

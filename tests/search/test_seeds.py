@@ -59,3 +59,14 @@ def test_a_cnn_space_seeds_each_bit_width_and_each_pruning_method_at_its_lowest_
 def test_a_space_with_nothing_to_compress_alone_seeds_nothing():
     assert single_technique_candidates({"bits": 32, "kd_steps": Choices(choices=[0, 100])}) == []
     assert single_technique_candidates({"keep_layers": Choices(choices=[6])}, teacher_layers=6) == []
+
+
+def test_the_minilm_demo_space_tries_int8_alone_on_every_runtime_it_searches_within_twelve_trials():
+    # The Target "a 12-trial search includes int8 alone on every runtime of its space", on the shipped space.
+    from orchestrator.config import knob_values, load_config
+    from tests.conftest import REPO
+
+    space = load_config(REPO / "search_spaces" / "minilm.yaml").space
+    seeds = seed_candidates(space, trials=12, teacher_layers=6)  # all-MiniLM-L6-v2: six layers
+    int8_alone = {c["runtime"] for c in seeds if _changes(c).keys() <= {"bits", "runtime"} and c["bits"] == 8}
+    assert int8_alone == set(knob_values(space["runtime"])) and len(seeds) == 12 // 3
