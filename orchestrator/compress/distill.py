@@ -23,8 +23,10 @@ class DistillConfig(TechniqueConfig):
 
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0.0, le=1.0)
-    loss: Literal["auto", "cosine", "mse"] = Field(
-        "auto", description="for embedding tasks: 1 − cosine or squared distance to the teacher (auto: the task's default)"
+    loss: Literal["auto", "cosine", "mse", "contrastive"] = Field(
+        "auto",
+        description="for embedding tasks: 1 − cosine or squared distance to the teacher (auto: the task's default), "
+        "or contrastive: in-batch InfoNCE on (query, passage) training pairs plus 1 − cosine to the teacher",
     )
     hidden_weight: float = Field(
         0.0, ge=0.0, description="transformer encoders: weight of matching each kept layer's hidden states to the teacher's"
@@ -74,7 +76,9 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
     optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=0.0)
     warmup_steps = round(config.warmup_fraction * config.steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.steps, warmup_steps))
-    batches = ctx.task.train_batches(config.batch_size, seed=config.seed)
+    # The contrastive loss trains on (query, passage) pairs: each batch is its queries, then their passages.
+    make_batches = ctx.task.pair_batches if config.loss == "contrastive" else ctx.task.train_batches
+    batches = make_batches(config.batch_size, seed=config.seed)
     losses: list[float] = []
     evals: list[tuple[int, float]] = []
     # A task whose training targets are the teacher's own (cached) outputs spares a teacher forward pass per step.

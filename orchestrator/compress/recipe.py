@@ -49,7 +49,7 @@ class Recipe(BaseModel):
     int4_group_size: int = Field(32, ge=8)
     kd_temperature: float = Field(4.0, gt=0)
     kd_alpha: float = Field(0.7, ge=0.0, le=1.0)
-    kd_loss: Literal["auto", "cosine", "mse"] = "auto"
+    kd_loss: Literal["auto", "cosine", "mse", "contrastive"] = "auto"
     kd_hidden_weight: float = Field(0.0, ge=0.0, le=100.0, description="transformers: weight of hidden-state matching")
     kd_steps: int = Field(0, ge=0)
     kd_learning_rate: float = Field(1e-3, gt=0)

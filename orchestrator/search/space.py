@@ -152,7 +152,16 @@ def recipe_from_config(config: dict[str, Any], seed: int) -> Recipe:
 
 
 def check_space_fits(space: dict[str, Knob], task: Any) -> None:
-    """Transformer knobs must fit the task's encoder: no ratio that removes every head, no more layers than it has."""
+    """Transformer knobs must fit the task's encoder: no ratio that removes every head, no more layers than it has;
+    a contrastive distillation loss needs a task with (query, passage) training pairs."""
+    if "contrastive" in (knob_values(space["kd_loss"]) if "kd_loss" in space else []):
+        from orchestrator.tasks.base import Task
+
+        if type(task).pair_batches is Task.pair_batches:
+            raise InputError(
+                f"space.kd_loss: 'contrastive' trains on (query, passage) pairs, and task {task.name!r} has none; "
+                "it applies to sentence-embedding tasks (minilm, examples.hf_encoder_task); use auto, cosine or mse"
+            )
     used = [
         n for n in (*TRANSFORMER_KNOBS, "kd_hidden_weight")
         if n in space and any(v not in (0, 0.0, None) for v in knob_values(space[n]))

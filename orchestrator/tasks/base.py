@@ -95,6 +95,14 @@ class Task(abc.ABC):
                 idx = order[start : start + batch_size]
                 yield take(inputs, idx), targets[idx]
 
+    def pair_batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[Inputs, torch.Tensor]]:
+        """Optional hook: endless batches of `batch_size` (query, passage) training pairs, the queries first and their
+        passages after (2 × batch_size rows), with the teacher's outputs as targets; for contrastive distillation."""
+        raise ValueError(
+            f"kd_loss contrastive: task {self.name!r} has no (query, passage) training pairs; "
+            "it applies to sentence-embedding tasks (minilm, examples.hf_encoder_task)"
+        )
+
     def compact(self, inputs: Inputs) -> Inputs:
         """A training batch with what the model ignores (padding) dropped, before distillation runs it; as is by default."""
         return inputs
