@@ -92,8 +92,11 @@ def inverse_cloze_sets(
                 pairs.append(pair)
         distractors = [i for i in range(len(pool)) if i not in used and pool[i] not in taken][: n_passages - n_queries]
         if len(pairs) < n_queries or len(distractors) < n_passages - n_queries:
+            paired = sum(cloze_pair(p) is not None for p in pool)
             raise ValueError(
-                f"the corpus has {len(pool)} paragraphs: too few for two splits of {n_queries} queries among {n_passages} passages"
+                f"the corpus has {len(pool)} distinct paragraphs, {paired} of two sentences or more: too few for val and "
+                f"test of {sizes['val'][0]} and {sizes['test'][0]} queries (each the first sentence of such a paragraph) "
+                f"among {sizes['val'][1]} and {sizes['test'][1]} passages"
             )
         used.update(distractors)
         taken.update(pool[i] for i in distractors)
