@@ -101,7 +101,7 @@ def add_test_drops(frame: pd.DataFrame, done: dict[str, dict], baseline_id: Any,
             drop = base["value"] - result["value"] if result["higher_is_better"] else result["value"] - base["value"]
             items, base_items = result.get("items"), base.get("items")
             if items is not None and base_items is not None and len(items) == len(base_items) >= 2:
-                drop, low, high = paired_drop(torch.tensor(base_items), torch.tensor(items), result["higher_is_better"], seed)
+                drop, low, high = paired_drop(torch.tensor(base_items, dtype=torch.float64), torch.tensor(items, dtype=torch.float64), result["higher_is_better"], seed)
         result.update(drop=drop, drop_ci95_low=low, drop_ci95_high=high)
     for result in done.values():
         result.pop("items", None)

@@ -217,7 +217,7 @@ def quality_drop(quality, context: TrialContext, items: torch.Tensor | None) -> 
     if items is None or context.baseline_items is None or len(items) != len(context.baseline_items) or len(items) < 2:
         return drop, None, None
     seed = context.settings.seed
-    mean, low, high = paired_drop(torch.tensor(context.baseline_items), items, quality["higher_is_better"], seed=seed)
+    mean, low, high = paired_drop(torch.tensor(context.baseline_items, dtype=torch.float64), items, quality["higher_is_better"], seed=seed)
     return mean, low, high
 
 

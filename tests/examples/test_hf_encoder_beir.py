@@ -39,7 +39,7 @@ def write_beir(folder: Path, dev: list[str] | None = None, test: list[str] | Non
     queries = [{"_id": f"q{i}", "text": f"my {topic} does not work"} for i, topic in enumerate(TOPICS)]
     (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus), encoding="utf-8")
     (folder / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in queries), encoding="utf-8")
-    rows = lambda ids: [f"q{i}\td{i}-0\t2" for i in ids] + [f"q{i}\td{i}-1\t1" for i in ids]  # noqa: E731
+    rows = lambda ids: [f"q{i}\td{i}-0\t2" for i in ids] + [f"q{i}\td{i}-1\t1" for i in ids]
     for name, lines in (("dev", dev if dev is not None else rows(range(6))), ("test", test if test is not None else rows(range(6, 12)))):
         (folder / "qrels" / f"{name}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{x}\n" for x in lines))
     return folder
@@ -55,7 +55,7 @@ def test_a_beir_folder_gives_graded_val_and_test_and_ndcg_uses_the_grades(model_
     quality = task.evaluate(task.teacher(), "test")
     assert quality["metric"] == "ndcg_at_10" and quality["n_examples"] == 6
     # Recomputed by hand from the teacher's own ranking: the grades (2 and 1) are the gains, as trec_eval counts them.
-    inputs, embeddings = task.data("test")
+    _, embeddings = task.data("test")
     ranked = top_k(embeddings[:6], embeddings[6:], 10).tolist()
     discount = [1 / torch.log2(torch.tensor(r + 2.0)).item() for r in range(10)]
     by_hand = []
