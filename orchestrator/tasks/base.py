@@ -154,6 +154,10 @@ class Task(abc.ABC):
         """The task's metric on a split with a 95% interval: Wilson's for accuracy, a seeded bootstrap otherwise."""
         return self.evaluate_items(model, split).quality
 
+    def evaluate_progress(self, model: nn.Module) -> float:
+        """Quality while distilling (ASHA's signal): the val metric; a task may judge a fixed subset of val instead."""
+        return self.evaluate(model, "val")["value"]
+
     def evaluate_items(self, model: nn.Module, split: Split) -> Evaluation:
         """`evaluate`, plus the per-item scores behind it and the task's diagnostics, from one pass over the split."""
         if split not in SPLITS:

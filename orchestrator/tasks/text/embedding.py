@@ -56,6 +56,9 @@ class EmbeddingSettings(BaseModel):
     n_test_passages: int = Field(2000, ge=10)
     n_test_queries: int = Field(500, ge=2)
     split_seed: int = 0
+    progress_queries: int | None = Field(
+        None, ge=2, description="val queries judged while distilling (ASHA's signal); None: all; final figures use all"
+    )
 
     @field_validator("metric")
     @classmethod
@@ -134,7 +137,7 @@ class EmbeddingTask(Task):
                 digest.update(text.encode() + b"\0")
         key = settings_key(
             {
-                **self.settings.model_dump(exclude={"model_path", "metric"}),
+                **self.settings.model_dump(exclude={"model_path", "metric", "progress_queries"}),
                 "texts": digest.hexdigest(),
                 "model": _folder_digest(self.model_folder),
                 "cache_version": CACHE_VERSION,
@@ -194,12 +197,35 @@ class EmbeddingTask(Task):
 
     def metric_per_item(self, metric: str, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> torch.Tensor:
         """Per-item scores of any metric this task provides, on a split's outputs and targets (teacher embeddings)."""
-        if metric == "fidelity":
-            return cosine_per_text(outputs, targets)
-        n = self.n_queries(split)
-        if metric == "agreement_at_10":
-            return recall_per_query(outputs[:n], outputs[n:], targets[:n], targets[n:], k=10)
-        return relevance_per_query(metric, outputs[:n], outputs[n:], self.labeled[split].qrels)
+        return _per_item(metric, outputs, targets, self.n_queries(split), self.labeled[split].qrels)
+
+    def progress_subset(self) -> tuple[torch.Tensor, tuple[dict[int, int], ...]]:
+        """The fixed val subset judged while distilling: rows of `data('val')` and the subset's own labels.
+
+        The first `progress_queries` queries (val's order is already a seeded shuffle), their relevant passages, and
+        distractors in the same proportion to queries as in all of val, so the subset is as hard per query.
+        """
+        split = self.labeled["val"]
+        n_queries, k = len(split.queries), min(self.settings.progress_queries or len(split.queries), len(split.queries))
+        relevant = sorted({p for labels in split.qrels[:k] for p in labels})
+        wanted = max(len(relevant), round(len(split.passages) * k / n_queries))
+        others = [p for p in range(len(split.passages)) if p not in set(relevant)][: wanted - len(relevant)]
+        kept = sorted(relevant + others)
+        position = {p: i for i, p in enumerate(kept)}
+        qrels = tuple({position[p]: g for p, g in labels.items() if p in position} for labels in split.qrels[:k])
+        rows = torch.tensor(list(range(k)) + [n_queries + p for p in kept])
+        return rows, qrels
+
+    def evaluate_progress(self, model: nn.Module) -> float:
+        """The metric on the fixed val subset (`progress_queries`), or on all of val where none is set."""
+        if self.settings.progress_queries is None or self.settings.progress_queries >= self.n_queries("val"):
+            return super().evaluate_progress(model)
+        rows, qrels = self.progress_subset()
+        inputs, targets = self.data("val")
+        was_training = model.training
+        outputs = self.predict(model.eval(), take(inputs, rows))
+        model.train(was_training)
+        return float(_per_item(self.metric, outputs, targets[rows], len(qrels), qrels).mean())
 
     def diagnostics_of(self, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> dict[str, float]:
         """Agreement with the teacher (`agreement_at_10`, `fidelity`) and the labeled metrics not chosen as quality."""
@@ -219,6 +245,15 @@ class EmbeddingTask(Task):
         if kind == "mse":
             return F.mse_loss(student_out, teacher_out, reduction="sum") / len(student_out)
         return (1.0 - F.cosine_similarity(student_out, teacher_out, dim=-1)).mean()
+
+
+def _per_item(metric: str, outputs: torch.Tensor, targets: torch.Tensor, n: int, qrels) -> torch.Tensor:
+    """Per-item scores of `metric` for embeddings of n queries then their passages, against labels and the teacher's."""
+    if metric == "fidelity":
+        return cosine_per_text(outputs, targets)
+    if metric == "agreement_at_10":
+        return recall_per_query(outputs[:n], outputs[n:], targets[:n], targets[n:], k=10)
+    return relevance_per_query(metric, outputs[:n], outputs[n:], qrels)
 
 
 def _folder_digest(folder: Path) -> str:

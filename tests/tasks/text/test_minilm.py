@@ -216,3 +216,21 @@ def test_a_ratio_that_removes_every_head_is_refused_before_the_search(tmp_path, 
     path.write_text(yaml.safe_dump(config))
     assert main(["validate", str(path)]) == 2
     assert "space.prune_method: 'structured' removes conv channels" in capsys.readouterr().err
+
+
+def test_distillation_progress_may_judge_a_fixed_val_subset_and_final_figures_use_all_of_val(minilm_task):
+    subset = load_task("minilm", {**MINILM_CI, "progress_queries": 8})
+    assert subset.cache_path() == minilm_task.cache_path()  # the same texts and teacher embeddings: the cache is shared
+    rows, qrels = subset.progress_subset()
+    n_queries, n_passages = MINILM_CI["n_val_queries"], MINILM_CI["n_val_passages"]
+    assert len(qrels) == 8 and len(rows) == 8 + round(n_passages * 8 / n_queries)  # as many distractors per query
+    assert torch.equal(rows, subset.progress_subset()[0]), "fixed: the same subset every time"
+    texts = subset.texts("val")
+    for q, labels in enumerate(qrels):  # every subset query keeps its own relevant passage, relabelled
+        (p,) = labels
+        original = subset.labeled["val"]
+        assert texts[rows[8 + p]] == original.passages[next(iter(original.qrels[q]))]
+    teacher = subset.teacher()
+    assert subset.evaluate_progress(teacher) != subset.evaluate(teacher, "val")["value"]  # a subset, not all of val
+    assert minilm_task.evaluate_progress(teacher) == minilm_task.evaluate(teacher, "val")["value"]  # unset: all of val
+    assert subset.evaluate(teacher, "val") == minilm_task.evaluate(teacher, "val")  # final figures: all of val
