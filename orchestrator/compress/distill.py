@@ -110,7 +110,7 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
         _reapply(masks)
         losses.append(loss.item())
         if ctx.on_eval is not None and ctx.eval_every and (step % ctx.eval_every == 0 or step == config.steps):
-            value = ctx.task.evaluate(student, "val")["value"]
+            value = ctx.task.evaluate_progress(student)  # val, or a fixed subset of it
             evals.append((step, value))
             ctx.on_eval(step, value)
             student.train()

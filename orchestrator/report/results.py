@@ -25,6 +25,9 @@ EXTRA_COLUMNS = [
     "device_capability", "threads", "accelerated", "fallbacks", "instance_throughput_sps", "projected", "cost_reason",
     "trial_seconds",
     "recipe_key", "node_id", "host",
+    # paired drop intervals (val, test) and text tasks' diagnostics (tasks/text/embedding.py)
+    "quality_drop_ci95_low", "quality_drop_ci95_high", "test_quality_drop", "test_quality_drop_ci95_low",
+    "test_quality_drop_ci95_high", "ndcg_at_10", "recall_at_10", "mrr_at_10", "agreement_at_10", "fidelity",
 ]  # fmt: skip
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
 

@@ -25,6 +25,7 @@ from orchestrator.safe_files import (
     read_json_if_present,
     read_text,
 )
+from orchestrator.tasks.text.legacy import metric_as_recorded
 
 BOOL_COLUMNS = ("baseline", "feasible", "pareto", "qat", "projected", "accelerated")
 REQUIRED = ("summary.json", "trials.csv", "config.yaml")
@@ -47,7 +48,8 @@ class RunData:
 
     @property
     def metric(self) -> str:
-        return str(self.summary.get("quality_metric") or self.config.get("objective", {}).get("metric", "quality"))
+        metric = str(self.summary.get("quality_metric") or self.config.get("objective", {}).get("metric", "quality"))
+        return metric_as_recorded(metric, self.trials.columns)  # an old text run's recall_at_10 was agreement
 
     @property
     def study_name(self) -> str:
@@ -95,6 +97,10 @@ def load_trials(path: Path) -> pd.DataFrame:
     if missing:
         raise UnsafeFile(f"{path}: not a Hedgerow trials table (no column {', '.join(missing)})")
     frame = with_quality_drop(frame)
+    if "quality_metric" in frame:  # an old text run's recall_at_10 was agreement with the teacher
+        frame["quality_metric"] = frame["quality_metric"].map(
+            lambda m: metric_as_recorded(m, frame.columns) if isinstance(m, str) else m
+        )
     for column in BOOL_COLUMNS:
         if column in frame:
             frame[column] = frame[column].map(_flag).astype(bool)

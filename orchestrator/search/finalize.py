@@ -7,15 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from orchestrator.cost.catalog import BUNDLED, BUNDLED_INSTANCES
 from orchestrator.cost.model import DEFAULT_MEMORY_HEADROOM
 from orchestrator.report.pareto import mark_pareto
 from orchestrator.report.results import rows_from_results, trials_frame
 from orchestrator.report.summary import build_summary, knobs_of, recommend, search_cost
-from orchestrator.search.searcher import fail_stale_trials
 from orchestrator.safe_files import write_atomic
+from orchestrator.search.searcher import fail_stale_trials
 from orchestrator.search.space import recipe_from_config
+from orchestrator.tasks.base import paired_drop
 
 
 def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_fingerprint: str | None = None) -> dict:
@@ -60,6 +62,8 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_f
     for key in list(pending):
         done[key] = dict(ray.get(pending.pop(key)))
     frame["test_accuracy"] = frame["trial_id"].map(lambda t: done[t]["value"] if t in done else None)
+    base_id = baseline_rows.iloc[0]["trial_id"] if len(baseline_rows) else None
+    add_test_drops(frame, done, base_id, seed=settings.seed)
     if recommended is not None:
         recommended = frame[frame["trial_id"] == recommended["trial_id"]].iloc[0]
 
@@ -76,8 +80,47 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_f
         inputs=_inputs(prepared),
     )
     summary["node_measurements"] = node_rows
+    if summary.get("recommended") and recommended is not None:
+        summary["recommended"].update(drop_intervals(recommended))
     _atomic_csv(frame, paths.trials_csv)
     return summary
+
+
+def add_test_drops(frame: pd.DataFrame, done: dict[str, dict], baseline_id: Any, seed: int = 0) -> None:
+    """The held-out drop of each evaluated trial against the teacher on `test`, paired over the same items.
+
+    Adds `test_quality_drop` and its paired 95% interval to `frame` and to each `done[trial]` (where both have
+    per-item scores; otherwise the drop alone, as before), then drops the per-item scores from `done`: they are
+    not summary material. The paired mean equals the difference of the two means, so the held-out bound checks
+    the same number `recommend` does; the interval says how sure it is.
+    """
+    base = done.get(baseline_id) if baseline_id is not None else None
+    for result in done.values():
+        drop = low = high = None
+        if base is not None:
+            drop = base["value"] - result["value"] if result["higher_is_better"] else result["value"] - base["value"]
+            items, base_items = result.get("items"), base.get("items")
+            if items is not None and base_items is not None and len(items) == len(base_items) >= 2:
+                drop, low, high = paired_drop(torch.tensor(base_items, dtype=torch.float64), torch.tensor(items, dtype=torch.float64), result["higher_is_better"], seed)
+        result.update(drop=drop, drop_ci95_low=low, drop_ci95_high=high)
+    for result in done.values():
+        result.pop("items", None)
+    for column, key in (("test_quality_drop", "drop"), ("test_quality_drop_ci95_low", "drop_ci95_low"),
+                        ("test_quality_drop_ci95_high", "drop_ci95_high")):  # fmt: skip
+        frame[column] = frame["trial_id"].map(lambda t, key=key: done[t][key] if t in done else None)
+
+
+def drop_intervals(row: pd.Series) -> dict[str, Any]:
+    """The recommended candidate's paired drop intervals, val and test, for summary.json."""
+
+    def clean(value: Any) -> float | None:
+        return None if value is None or pd.isna(value) else float(value)
+
+    return {
+        "val_drop_ci95": [clean(row.get("quality_drop_ci95_low")), clean(row.get("quality_drop_ci95_high"))],
+        "test_drop": clean(row.get("test_quality_drop")),
+        "test_drop_ci95": [clean(row.get("test_quality_drop_ci95_low")), clean(row.get("test_quality_drop_ci95_high"))],
+    }
 
 
 def measure_on_node_types(

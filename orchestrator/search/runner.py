@@ -221,7 +221,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
 
     from orchestrator.report.build import build_report
     from orchestrator.search.finalize import finalize
-    from orchestrator.search.trial import TrialContext, run_trial
+    from orchestrator.search.trial import TrialContext, evaluate_items, run_trial
 
     config, task = prepared.config, prepared.task
     settings = config.search
@@ -230,7 +230,8 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
         teacher = task.teacher()
         fingerprint = tensor_fingerprint(teacher)
         _check_teacher(paths, meta, fingerprint)
-        baseline_quality = task.evaluate(teacher, "val")["value"]
+        baseline = evaluate_items(task, teacher, "val")  # the teacher measured, with its per-item scores
+        baseline_quality = baseline.quality["value"]
         if address is None:
             _keep_reference(config, task, teacher, fingerprint)
         context = TrialContext(
@@ -244,6 +245,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
             measured_instance_type=config.deployment.measured_instance_type,
             teacher_fingerprint=fingerprint,
             smt_yield=config.deployment.smt_yield,
+            baseline_items=None if baseline.items is None else baseline.items.tolist(),
         )
         resources = {"cpu": settings.resources_per_trial.cpu, "gpu": settings.resources_per_trial.gpu}
         trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)

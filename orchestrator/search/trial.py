@@ -28,7 +28,7 @@ from orchestrator.measure import Metrics, ReferenceThroughput, measure, referenc
 from orchestrator.runtimes import kernel_archs, startup_seconds  # noqa: F401  (kernel_archs: re-exported)
 from orchestrator.safe_files import read_json, write_atomic
 from orchestrator.search.space import recipe_from_config
-from orchestrator.tasks.base import Task, model_device
+from orchestrator.tasks.base import Evaluation, Task, model_device, paired_drop
 
 NO_PRICE_USD = 1e9  # objective value for a candidate no instance can price at all
 RECORD_VERSION = 1
@@ -48,6 +48,14 @@ class TrialContext:
     measured_instance_type: str | None = None
     teacher_fingerprint: str | None = None  # computed once by the driver; keys the machine's teacher reference
     smt_yield: float = 1.0  # deployment.smt_yield: what a core's hyperthreads add (1.0: nothing)
+    baseline_items: list[float] | None = None  # the teacher's per-item val scores (Task.per_item_scores), for a paired drop
+
+
+def evaluate_items(task: Task, model: torch.nn.Module, split: str) -> Evaluation:
+    """The task's Evaluation of a model; a task that overrides `evaluate` itself is asked through it (no items)."""
+    if type(task).evaluate is not Task.evaluate:
+        return Evaluation(task.evaluate(model, split), None, {})
+    return task.evaluate_items(model, split)
 
 
 def resolve_device(settings: SearchSettings) -> torch.device:
@@ -103,7 +111,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         task, recipe, device=device, teacher=teacher, on_eval=on_eval, eval_every=context.settings.eval_every_steps,
         serving_batch_size=context.traffic.serving_batch_size,
     )  # fmt: skip
-    quality = task.evaluate(compressed.model, "val")
+    evaluation = evaluate_items(task, compressed.model, "val")
+    quality = evaluation.quality
     batch = task.example_batch(context.traffic.serving_batch_size)
     startup, startup_method = startup_seconds(compressed.model, compressed.record.steps, batch)
     measured = measure_candidate(compressed, teacher, batch, context.settings, threads, teacher_fingerprint=context.teacher_fingerprint)
@@ -114,7 +123,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         smt_yield=context.smt_yield,
     )
     metrics = measured.metrics
-    row = final_row(config, recipe, quality, measured, cost, compressed.record, context)
+    row = final_row(config, recipe, quality, measured, cost, compressed.record, context, evaluation)
     row.update(encoder_shape(teacher, compressed.record.steps))
     row["startup_seconds"] = round(startup, 3)
     row["trial_seconds"] = round(time.perf_counter() - started, 3)
@@ -129,6 +138,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             "throughput": measured.describe(),
             "startup": {"seconds": round(startup, 3), "method": startup_method, "runtime": recipe.runtime},
             "quality": dict(quality),
+            "diagnostics": evaluation.diagnostics,
             "cost": cost.model_dump(mode="json"),
         },
     )
@@ -201,12 +211,25 @@ def candidate_metrics(measured: Measured, bits: int, measured_instance_type: str
     )
 
 
-def final_row(config, recipe, quality, measured: Measured, cost: CostResult, record, context: TrialContext) -> dict[str, Any]:
-    """The flat result a finished trial reports: every trials.csv column it can know."""
-    metrics = measured.metrics
+def quality_drop(quality, context: TrialContext, items: torch.Tensor | None) -> tuple[float, float | None, float | None]:
+    """(drop, ci95_low, ci95_high) against the teacher: paired over the same items where both have per-item scores."""
     drop = context.baseline_quality - quality["value"]
     if not quality["higher_is_better"]:
         drop = -drop
+    if items is None or context.baseline_items is None or len(items) != len(context.baseline_items) or len(items) < 2:
+        return drop, None, None
+    seed = context.settings.seed
+    mean, low, high = paired_drop(torch.tensor(context.baseline_items, dtype=torch.float64), items, quality["higher_is_better"], seed=seed)
+    return mean, low, high
+
+
+def final_row(
+    config, recipe, quality, measured: Measured, cost: CostResult, record, context: TrialContext,
+    evaluation: Evaluation | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The flat result a finished trial reports: every trials.csv column it can know."""
+    metrics = measured.metrics
+    drop, drop_low, drop_high = quality_drop(quality, context, evaluation.items if evaluation is not None else None)
     cheapest_any = min((c.monthly_usd for c in cost.per_instance if c.monthly_usd is not None), default=NO_PRICE_USD)
     return {
         "final": True,
@@ -219,6 +242,9 @@ def final_row(config, recipe, quality, measured: Measured, cost: CostResult, rec
         "quality_ci95_high": quality["ci95_high"],
         "quality_n": quality["n_examples"],
         "quality_drop": drop,
+        "quality_drop_ci95_low": drop_low,  # paired: a bootstrap over items of teacher minus candidate (None: no items)
+        "quality_drop_ci95_high": drop_high,
+        **{name: value for name, value in (evaluation.diagnostics if evaluation is not None else {}).items()},
         "accuracy": quality["value"] if quality["metric"] == "accuracy" else None,
         "accuracy_drop": drop if quality["metric"] == "accuracy" else None,
         "params": metrics.params,

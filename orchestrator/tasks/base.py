@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any, Iterator, Literal, Mapping, TypedDict
+from typing import Any, Iterator, Literal, Mapping, NamedTuple, TypedDict
 
 import torch
 from torch import nn
@@ -29,6 +29,14 @@ class Quality(TypedDict):
     ci95_high: float
 
 
+class Evaluation(NamedTuple):
+    """A quality measurement with what lies behind it: per-item scores (for a paired drop) and diagnostics."""
+
+    quality: Quality
+    items: torch.Tensor | None  # the metric of each item, in a fixed order; None: the task provides none
+    diagnostics: dict[str, float]  # e.g. agreement with the teacher, shown beside the objective, never the bound
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score interval for a proportion; stays inside [0, 1] even at 0% or 100%."""
     if n <= 0:
@@ -39,6 +47,18 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     # The interval holds p exactly; at 0% or 100% rounding alone would put p a hair outside it.
     return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
+
+
+def paired_drop(
+    baseline: torch.Tensor, candidate: torch.Tensor, higher_is_better: bool = True, seed: int = 0
+) -> tuple[float, float, float]:
+    """(drop, ci95_low, ci95_high) of baseline minus candidate on the same items: a bootstrap of per-item differences."""
+    baseline, candidate = torch.as_tensor(baseline).double(), torch.as_tensor(candidate).double()
+    if baseline.shape != candidate.shape:
+        raise ValueError(f"a paired drop needs the same items: {tuple(baseline.shape)} vs {tuple(candidate.shape)}")
+    diff = (baseline - candidate) if higher_is_better else (candidate - baseline)
+    low, high = bootstrap_interval(lambda v, _: float(v.mean()), diff, diff, seed=seed)
+    return float(diff.mean()), low, high
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -140,6 +160,14 @@ class Task(abc.ABC):
 
     def evaluate(self, model: nn.Module, split: Split) -> Quality:
         """The task's metric on a split with a 95% interval: Wilson's for accuracy, a seeded bootstrap otherwise."""
+        return self.evaluate_items(model, split).quality
+
+    def evaluate_progress(self, model: nn.Module) -> float:
+        """Quality while distilling (ASHA's signal): the val metric; a task may judge a fixed subset of val instead."""
+        return self.evaluate(model, "val")["value"]
+
+    def evaluate_items(self, model: nn.Module, split: Split) -> Evaluation:
+        """`evaluate`, plus the per-item scores behind it and the task's diagnostics, from one pass over the split."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         was_training = model.training
@@ -148,7 +176,7 @@ class Task(abc.ABC):
         outputs = self.predict(model, inputs)
         model.train(was_training)
         value, low, high = self.quality_of(outputs, targets, split)
-        return Quality(
+        quality = Quality(
             metric=self.metric,
             value=value,
             higher_is_better=self.higher_is_better,
@@ -157,6 +185,22 @@ class Task(abc.ABC):
             ci95_low=low,
             ci95_high=high,
         )
+        items = self.per_item_scores(outputs, targets, split)
+        if items is not None:
+            quality["n_examples"] = len(items)  # what the metric averages over (queries, not their passages)
+        return Evaluation(quality, items, self.diagnostics_of(outputs, targets, split))
+
+    def diagnostics_of(self, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> dict[str, float]:
+        """Optional hook: named figures shown beside the quality (never the bound) from a split's outputs; none here."""
+        return {}
+
+    def per_item_scores(self, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> torch.Tensor | None:
+        """Optional hook: the metric of each item (query, example) in a fixed order, whose mean is the quality.
+
+        A task that provides it gets a paired interval on its quality drop: a bootstrap over items of candidate
+        minus teacher on the same items. None (the default): the drop has no interval of its own.
+        """
+        return None
 
     def quality_of(self, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> tuple[float, float, float]:
         """(value, ci95_low, ci95_high) of a split's outputs; override where examples are not independent items."""

@@ -35,7 +35,7 @@ def bundled_model_folder() -> Path:
 
 
 class MiniLMTask(EmbeddingTask):
-    """all-MiniLM-L6-v2 (6 layers, 12 heads, hidden 384) judged by fidelity or recall@10 against itself."""
+    """all-MiniLM-L6-v2 (6 layers, 12 heads, hidden 384) judged by nDCG@10 on an inverse-cloze set of its corpus."""
 
     name = "minilm"
 

@@ -32,7 +32,7 @@ def exported(tmp_path_factory, minilm_task):
     config = {
         **deploy_conftest.CONFIG,
         "task": {"name": "minilm", "args": MINILM_CI},
-        "objective": {"metric": "recall_at_10", "max_quality_drop": 0.5},
+        "objective": {"metric": "ndcg_at_10", "max_quality_drop": 0.5},
         "space": {"keep_layers": {"choices": [2, 6]}, "bits": {"choices": [32, 8]}},
     }
     with pytest.MonkeyPatch.context() as mp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -80,16 +81,23 @@ def test_splits_are_disjoint_and_aligned(task):
 
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_evaluate_returns_quality_with_an_interval_bracketing_the_value(task, split):
-    quality = task.evaluate(task.teacher(), split)
+    quality, items, _ = task.evaluate_items(task.teacher(), split)
+    assert quality == task.evaluate(task.teacher(), split)
     assert set(quality) == set(Quality.__annotations__)
     assert quality["split"] == split and quality["metric"] == task.metric
     assert quality["higher_is_better"] is task.higher_is_better
-    assert quality["n_examples"] == len(task.data(split)[1])
+    # The items the metric averages: examples, or a text task's queries (per_item_scores) rather than its passages.
+    assert quality["n_examples"] == (len(task.data(split)[1]) if items is None else len(items))
     assert quality["ci95_low"] <= quality["value"] <= quality["ci95_high"]
     if quality["value"] < 1.0:  # a teacher judged by agreement with itself scores exactly 1 on every item
         assert quality["ci95_low"] < quality["ci95_high"]
     if task.metric in ("accuracy", "r2"):
         assert quality["ci95_high"] <= 1.0
+    if task.metric == "ndcg_at_10":  # labeled retrieval: one relevant passage among P, ranked at random, scores this
+        passages = len(task.data(split)[1]) - len(items)
+        chance = sum(1 / math.log2(rank + 2) for rank in range(10)) / passages
+        assert quality["value"] > 2 * chance, "even a random encoder beats random ranking by far"
+        return
     assert quality["value"] > 0.9, "a teacher worth compressing beats chance by far"
 
 

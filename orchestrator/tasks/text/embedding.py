@@ -1,11 +1,17 @@
-"""A sentence-embedding task for any local Hugging Face encoder folder, judged against its own teacher.
+"""A sentence-embedding task for any local Hugging Face encoder folder, judged on labeled retrieval.
 
-Quality is agreement with the uncompressed teacher on real text: `fidelity` (mean
-cosine between the candidate's and the teacher's embedding of each text) or
-`recall_at_10` (for each query, the share of the teacher's ten nearest passages the
-candidate also ranks in its ten nearest). The teacher scores 1.0 on both, so the
-quality drop is what compression cost. Texts are tokenized once and cached, with the
-teacher's embeddings, under a key that hashes the settings, the texts and the model.
+Quality is what a user of a retrieval model measures: `ndcg_at_10` (the default),
+`recall_at_10` or `mrr_at_10` against relevance labels, as BEIR and MTEB report them.
+The labels come from the corpus itself (an inverse-cloze set: a paragraph's first
+sentence is the query, the rest of that paragraph its one relevant passage, other
+paragraphs distractors; seeded, disjoint from the distillation texts) or from a BEIR
+folder. The teacher is measured on the same labels, never assumed perfect, and the
+drop is teacher minus candidate with a paired interval over queries
+(`per_item_scores`). Agreement with the teacher stays as diagnostics: `fidelity`
+(mean cosine to the teacher's embedding of each text) and `agreement_at_10` (the
+share of the teacher's ten nearest passages the candidate also ranks in its ten).
+Texts are tokenized once and cached, with the teacher's embeddings, under a key that
+hashes the settings, the texts and the model.
 """
 
 from __future__ import annotations
@@ -24,15 +30,16 @@ from orchestrator.safe_files import write_atomic
 from orchestrator.tasks._cache import cache_dir, settings_key
 from orchestrator.tasks.base import Split, Task, model_device
 from orchestrator.tasks.batches import Inputs, run, take, to_device
-from orchestrator.tasks.text.corpus import CorpusSplits, split_corpus
 from orchestrator.tasks.text.encoder import load_encoder, tokenize, trim_padding
+from orchestrator.tasks.text.labeled import LabeledSplit, inverse_cloze_sets
+from orchestrator.tasks.text.relevance import RELEVANCE_METRICS, relevance_per_query
 from orchestrator.tasks.text.retrieval import cosine_per_text, mean_with_interval, recall_per_query
 
 log = logging.getLogger(__name__)
 
-TEXT_METRICS = ("fidelity", "recall_at_10")
-CACHE_VERSION = 1
-SPLIT_SIZES = ("n_train", "n_val_passages", "n_val_queries", "n_test_passages", "n_test_queries")
+DIAGNOSTICS = ("agreement_at_10", "fidelity")  # agreement with the teacher: shown beside the objective, never the bound
+TEXT_METRICS = (*RELEVANCE_METRICS, *DIAGNOSTICS)
+CACHE_VERSION = 2  # 2: val and test are labeled inverse-cloze sets (queries, then the passages they rank)
 
 
 class EmbeddingSettings(BaseModel):
@@ -41,14 +48,17 @@ class EmbeddingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_path: str
-    metric: str = "recall_at_10"
+    metric: str = "ndcg_at_10"
     seq_len: int = Field(128, ge=8, description="tokens per text, padded and truncated (the serving length)")
-    n_train: int = Field(2000, ge=1, description="texts for distillation and calibration")
-    n_val_passages: int = Field(1000, ge=10)
-    n_val_queries: int = Field(200, ge=2)
-    n_test_passages: int = Field(1000, ge=10)
-    n_test_queries: int = Field(200, ge=2)
+    n_train: int = Field(2000, ge=1, description="texts for distillation and calibration (never a val or test text)")
+    n_val_passages: int = Field(2000, ge=10, description="passages each val query is ranked against")
+    n_val_queries: int = Field(500, ge=2, description="val queries, each with its one relevant passage")
+    n_test_passages: int = Field(2000, ge=10)
+    n_test_queries: int = Field(500, ge=2)
     split_seed: int = 0
+    progress_queries: int | None = Field(
+        None, ge=2, description="val queries judged while distilling (ASHA's signal); None: all; final figures use all"
+    )
 
     @field_validator("metric")
     @classmethod
@@ -59,18 +69,31 @@ class EmbeddingSettings(BaseModel):
 
 
 class EmbeddingTask(Task):
-    """Compress a sentence encoder; quality is fidelity or recall@10 against the teacher on held-out text."""
+    """Compress a sentence encoder; quality is nDCG@10 (or recall@10, MRR@10) on labeled held-out retrieval."""
 
     name = "embedding"
     higher_is_better = True
     distill_targets_are_teacher = True  # train targets are the teacher's cached embeddings
     sequence_inputs = ("input_ids", "attention_mask")
 
-    def __init__(self, texts: Sequence[str], **settings: Any) -> None:
+    def __init__(self, texts: Sequence[str], labeled: dict[str, LabeledSplit] | None = None, **settings: Any) -> None:
+        """`texts`: the corpus's paragraphs; `labeled`: val and test sets of your own (BEIR), else built from `texts`."""
         self.settings = EmbeddingSettings(**settings)
         self.metric = self.settings.metric
-        sizes = self.settings.model_dump(include=set(SPLIT_SIZES))
-        self.splits: CorpusSplits = split_corpus(texts, seed=self.settings.split_seed, **sizes)
+        s = self.settings
+        if labeled is None:
+            sets = inverse_cloze_sets(
+                texts, n_queries=s.n_val_queries, n_passages=s.n_val_passages, seed=s.split_seed,
+                n_test_queries=s.n_test_queries, n_test_passages=s.n_test_passages,
+            )  # fmt: skip
+            labeled, pool = {"val": sets.val, "test": sets.test}, sets.train
+        else:
+            held_out = {t for split in labeled.values() for t in split.texts()}
+            pool = tuple(t for t in dict.fromkeys(" ".join(t.split()) for t in texts) if t not in held_out)
+        if len(pool) < s.n_train:
+            raise ValueError(f"n_train: {s.n_train} training texts asked for; the corpus has {len(pool)} outside val and test")
+        self.labeled: dict[str, LabeledSplit] = labeled
+        self.train_texts: tuple[str, ...] = tuple(pool[: s.n_train])
         self._teacher: nn.Module | None = None
         self.tokenizer: Any = None
         self._data: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None
@@ -92,7 +115,7 @@ class EmbeddingTask(Task):
 
     def n_queries(self, split: Split) -> int:
         """Queries at the head of a val or test split; the rest are its passages."""
-        return len(self.splits.val_queries if split == "val" else self.splits.test_queries)
+        return len(self.labeled[split].queries)
 
     def data(self, split: Split) -> tuple[Inputs, torch.Tensor]:
         """Token ids and masks (N, seq_len) and the teacher's embeddings; val and test are queries, then passages."""
@@ -104,8 +127,7 @@ class EmbeddingTask(Task):
 
     def texts(self, split: Split) -> tuple[str, ...]:
         """The raw texts of a split, in the order of `data(split)`."""
-        s = self.splits
-        return {"train": s.train, "val": s.val_queries + s.val_passages, "test": s.test_queries + s.test_passages}[split]
+        return self.train_texts if split == "train" else self.labeled[split].texts()
 
     def cache_path(self) -> Path:
         """Cache file of the tokenized splits and teacher embeddings; its name hashes all that fixes them."""
@@ -115,7 +137,7 @@ class EmbeddingTask(Task):
                 digest.update(text.encode() + b"\0")
         key = settings_key(
             {
-                **self.settings.model_dump(exclude={"model_path", "metric"}),
+                **self.settings.model_dump(exclude={"model_path", "metric", "progress_queries"}),
                 "texts": digest.hexdigest(),
                 "model": _folder_digest(self.model_folder),
                 "cache_version": CACHE_VERSION,
@@ -166,12 +188,49 @@ class EmbeddingTask(Task):
         return trim_padding(inputs)
 
     def quality_of(self, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> tuple[float, float, float]:
-        """Fidelity (per text) or recall@10 (per query) against the teacher, with a bootstrap over items."""
-        if self.metric == "fidelity":
-            return mean_with_interval(cosine_per_text(outputs, targets))
-        n = self.n_queries(split)
-        per_query = recall_per_query(outputs[:n], outputs[n:], targets[:n], targets[n:], k=10)
-        return mean_with_interval(per_query)
+        """The metric's mean over queries (texts, for fidelity) with a seeded bootstrap 95% interval over them."""
+        return mean_with_interval(self.per_item_scores(outputs, targets, split))
+
+    def per_item_scores(self, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> torch.Tensor:
+        """The metric of each query (each text, for fidelity), in a fixed order: what the paired drop pairs."""
+        return self.metric_per_item(self.metric, outputs, targets, split)
+
+    def metric_per_item(self, metric: str, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> torch.Tensor:
+        """Per-item scores of any metric this task provides, on a split's outputs and targets (teacher embeddings)."""
+        return _per_item(metric, outputs, targets, self.n_queries(split), self.labeled[split].qrels)
+
+    def progress_subset(self) -> tuple[torch.Tensor, tuple[dict[int, int], ...]]:
+        """The fixed val subset judged while distilling: rows of `data('val')` and the subset's own labels.
+
+        The first `progress_queries` queries (val's order is already a seeded shuffle), their relevant passages, and
+        distractors in the same proportion to queries as in all of val, so the subset is as hard per query.
+        """
+        split = self.labeled["val"]
+        n_queries, k = len(split.queries), min(self.settings.progress_queries or len(split.queries), len(split.queries))
+        relevant = sorted({p for labels in split.qrels[:k] for p in labels})
+        wanted = max(len(relevant), round(len(split.passages) * k / n_queries))
+        others = [p for p in range(len(split.passages)) if p not in set(relevant)][: wanted - len(relevant)]
+        kept = sorted(relevant + others)
+        position = {p: i for i, p in enumerate(kept)}
+        qrels = tuple({position[p]: g for p, g in labels.items() if p in position} for labels in split.qrels[:k])
+        rows = torch.tensor(list(range(k)) + [n_queries + p for p in kept])
+        return rows, qrels
+
+    def evaluate_progress(self, model: nn.Module) -> float:
+        """The metric on the fixed val subset (`progress_queries`), or on all of val where none is set."""
+        if self.settings.progress_queries is None or self.settings.progress_queries >= self.n_queries("val"):
+            return super().evaluate_progress(model)
+        rows, qrels = self.progress_subset()
+        inputs, targets = self.data("val")
+        was_training = model.training
+        outputs = self.predict(model.eval(), take(inputs, rows))
+        model.train(was_training)
+        return float(_per_item(self.metric, outputs, targets[rows], len(qrels), qrels).mean())
+
+    def diagnostics_of(self, outputs: torch.Tensor, targets: torch.Tensor, split: Split) -> dict[str, float]:
+        """Agreement with the teacher (`agreement_at_10`, `fidelity`) and the labeled metrics not chosen as quality."""
+        names = [m for m in TEXT_METRICS if m != self.metric]
+        return {name: float(self.metric_per_item(name, outputs, targets, split).mean()) for name in names}
 
     def save_preprocessor(self, folder: Path) -> dict[str, Any]:
         """The tokenizer's files, for an export that embeds raw text exactly as this task tokenized it."""
@@ -186,6 +245,15 @@ class EmbeddingTask(Task):
         if kind == "mse":
             return F.mse_loss(student_out, teacher_out, reduction="sum") / len(student_out)
         return (1.0 - F.cosine_similarity(student_out, teacher_out, dim=-1)).mean()
+
+
+def _per_item(metric: str, outputs: torch.Tensor, targets: torch.Tensor, n: int, qrels) -> torch.Tensor:
+    """Per-item scores of `metric` for embeddings of n queries then their passages, against labels and the teacher's."""
+    if metric == "fidelity":
+        return cosine_per_text(outputs, targets)
+    if metric == "agreement_at_10":
+        return recall_per_query(outputs[:n], outputs[n:], targets[:n], targets[n:], k=10)
+    return relevance_per_query(metric, outputs[:n], outputs[n:], qrels)
 
 
 def _folder_digest(folder: Path) -> str:

@@ -54,25 +54,33 @@ def cloze_pair(paragraph: str) -> tuple[str, str] | None:
 
 
 def inverse_cloze_sets(
-    paragraphs: Sequence[str], *, n_queries: int, n_passages: int, seed: int = 0
+    paragraphs: Sequence[str],
+    *,
+    n_queries: int,
+    n_passages: int,
+    seed: int = 0,
+    n_test_queries: int | None = None,
+    n_test_passages: int | None = None,
 ) -> InverseClozeSets:
     """Seeded, disjoint val and test inverse-cloze sets of `n_queries` queries among `n_passages` passages each.
 
     The distinct paragraphs are shuffled with `random.Random(seed)`. Each split takes `n_queries` paragraphs that
     split into a first sentence and a rest (the query and its relevant passage), then `n_passages - n_queries` whole
-    paragraphs as distractors; passages are shuffled within the split so position says nothing. No text is taken
-    twice. Everything else is the training text, less any paragraph that opens with a held-out query. The same
+    paragraphs as distractors (test: `n_test_queries` among `n_test_passages`, the val sizes where None); passages
+    are shuffled within the split so position says nothing. No text is taken twice. Everything else is the training text, less any paragraph that opens with a held-out query. The same
     paragraphs and seed always give the same sets.
     """
-    if n_queries < 1 or n_passages <= n_queries:
-        raise ValueError(f"need at least 1 query and more passages than queries; got {n_queries} and {n_passages}")
+    sizes = {"val": (n_queries, n_passages), "test": (n_test_queries or n_queries, n_test_passages or n_passages)}
+    for split, (queries, passages) in sizes.items():
+        if queries < 1 or passages <= queries:
+            raise ValueError(f"{split}: need at least 1 query and more passages than queries; got {queries} and {passages}")
     pool = list(dict.fromkeys(" ".join(p.split()) for p in paragraphs))
     rng = random.Random(seed)
     rng.shuffle(pool)
     used: set[int] = set()  # paragraphs taken
     taken: set[str] = set()  # texts taken: no query or passage appears twice, across splits either
 
-    def take_split() -> LabeledSplit:
+    def take_split(n_queries: int, n_passages: int) -> LabeledSplit:
         pairs: list[tuple[str, str]] = []
         for i, paragraph in enumerate(pool):
             if len(pairs) == n_queries:
@@ -84,8 +92,11 @@ def inverse_cloze_sets(
                 pairs.append(pair)
         distractors = [i for i in range(len(pool)) if i not in used and pool[i] not in taken][: n_passages - n_queries]
         if len(pairs) < n_queries or len(distractors) < n_passages - n_queries:
+            paired = sum(cloze_pair(p) is not None for p in pool)
             raise ValueError(
-                f"the corpus has {len(pool)} paragraphs: too few for two splits of {n_queries} queries among {n_passages} passages"
+                f"the corpus has {len(pool)} distinct paragraphs, {paired} of two sentences or more: too few for val and "
+                f"test of {sizes['val'][0]} and {sizes['test'][0]} queries (each the first sentence of such a paragraph) "
+                f"among {sizes['val'][1]} and {sizes['test'][1]} passages"
             )
         used.update(distractors)
         taken.update(pool[i] for i in distractors)
@@ -99,8 +110,8 @@ def inverse_cloze_sets(
             qrels=tuple({position[q]: 1} for q in range(len(pairs))),
         )
 
-    val = take_split()
-    test = take_split()
+    val = take_split(*sizes["val"])
+    test = take_split(*sizes["test"])
     # Training text shares no held-out text, not even a first sentence that is some held-out query.
     train = tuple(p for i, p in enumerate(pool) if i not in used and p not in taken and first_sentence(p) not in taken)
     return InverseClozeSets(val=val, test=test, train=train)
