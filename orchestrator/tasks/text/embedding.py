@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from orchestrator.safe_files import write_atomic
 from orchestrator.tasks._cache import cache_dir, settings_key
 from orchestrator.tasks.base import Split, Task, model_device
 from orchestrator.tasks.batches import Inputs, run, take, to_device
+from orchestrator.tasks.text.contrastive import cloze_pairs, contrastive_kd_loss
 from orchestrator.tasks.text.encoder import load_encoder, tokenize, trim_padding
 from orchestrator.tasks.text.labeled import LabeledSplit, inverse_cloze_sets
 from orchestrator.tasks.text.relevance import RELEVANCE_METRICS, relevance_per_query
@@ -50,7 +51,9 @@ class EmbeddingSettings(BaseModel):
     model_path: str
     metric: str = "ndcg_at_10"
     seq_len: int = Field(128, ge=8, description="tokens per text, padded and truncated (the serving length)")
-    n_train: int = Field(2000, ge=1, description="texts for distillation and calibration (never a val or test text)")
+    n_train: int | None = Field(
+        None, ge=1, description="texts for distillation and calibration (never a val or test text); None: every one"
+    )
     n_val_passages: int = Field(2000, ge=10, description="passages each val query is ranked against")
     n_val_queries: int = Field(500, ge=2, description="val queries, each with its one relevant passage")
     n_test_passages: int = Field(2000, ge=10)
@@ -90,10 +93,11 @@ class EmbeddingTask(Task):
         else:
             held_out = {t for split in labeled.values() for t in split.texts()}
             pool = tuple(t for t in dict.fromkeys(" ".join(t.split()) for t in texts) if t not in held_out)
-        if len(pool) < s.n_train:
+        if s.n_train is not None and len(pool) < s.n_train:
             raise ValueError(f"n_train: {s.n_train} training texts asked for; the corpus has {len(pool)} outside val and test")
         self.labeled: dict[str, LabeledSplit] = labeled
-        self.train_texts: tuple[str, ...] = tuple(pool[: s.n_train])
+        self.train_texts: tuple[str, ...] = tuple(pool[: s.n_train])  # all of it where n_train is None
+        self._pairs: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None
         self._teacher: nn.Module | None = None
         self.tokenizer: Any = None
         self._data: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None
@@ -183,6 +187,45 @@ class EmbeddingTask(Task):
         result[order] = out
         return result
 
+    def pair_batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[Inputs, torch.Tensor]]:
+        """Endless batches of (query, passage) training pairs cut as the labeled set is (a paragraph's first sentence,
+        the rest of it), from training text only: `batch_size` queries then their passages, with the teacher's
+        embeddings as targets. The other passages of a batch are each query's negatives (contrastive loss)."""
+        inputs, targets = self._training_pairs()
+        n = len(targets) // 2
+        if not 2 <= batch_size <= n:
+            raise ValueError(f"batch_size must be between 2 and the {n} training pairs, got {batch_size}")
+        generator = torch.Generator().manual_seed(seed)
+        while True:
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n - batch_size + 1, batch_size):
+                rows = torch.cat([order[start : start + batch_size], n + order[start : start + batch_size]])
+                yield take(inputs, rows), targets[rows]
+
+    def _training_pairs(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """All training pairs, tokenized (queries, then passages in the same order) with the teacher's embeddings;
+        cached beside the splits under the same key."""
+        from safetensors.torch import load_file, save
+
+        if self._pairs is not None:
+            return self._pairs
+        path = self.cache_path().with_suffix(".pairs.safetensors")
+        if path.is_file():
+            try:
+                flat = load_file(path)
+                self._pairs = ({n: flat[n] for n in ("input_ids", "attention_mask")}, flat["teacher"])
+                return self._pairs
+            except Exception as exc:  # a damaged cache is rebuilt, never trusted
+                log.warning("rebuilding the training-pairs cache %s: %s", path, exc)
+        queries, passages = cloze_pairs(self.train_texts)
+        if len(queries) < 2:
+            raise ValueError("kd_loss contrastive: fewer than two training texts have a second sentence to pair with")
+        inputs = tokenize(self.tokenizer, [*queries, *passages], self.settings.seq_len)
+        self._pairs = (inputs, self.predict(self.teacher(), inputs))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, save({**{n: t.contiguous() for n, t in inputs.items()}, "teacher": self._pairs[1].contiguous()}))
+        return self._pairs
+
     def compact(self, inputs: Inputs) -> Inputs:
         """Drop padding columns no text in the batch uses: distillation's cost follows the real lengths."""
         return trim_padding(inputs)
@@ -240,8 +283,12 @@ class EmbeddingTask(Task):
     def distill_loss(
         self, student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, settings: Any
     ) -> torch.Tensor:
-        """Pull the student's embeddings onto the teacher's: 1 − cosine (default) or squared distance (`mse`)."""
+        """Pull the student's embeddings onto the teacher's: 1 − cosine (default) or squared distance (`mse`); or,
+        on a pair batch (`contrastive`), rank each query's own passage first among the batch's, plus 1 − cosine."""
         kind = getattr(settings, "loss", "auto")
+        if kind == "contrastive":
+            n = len(student_out) // 2
+            return contrastive_kd_loss(student_out[:n], student_out[n:], teacher_out[:n], teacher_out[n:])
         if kind == "mse":
             return F.mse_loss(student_out, teacher_out, reduction="sum") / len(student_out)
         return (1.0 - F.cosine_similarity(student_out, teacher_out, dim=-1)).mean()

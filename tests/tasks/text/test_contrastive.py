@@ -55,3 +55,25 @@ def test_training_on_it_pulls_queries_to_their_passages_and_lowers_the_loss():
 def test_one_passage_per_query_is_required():
     with pytest.raises(ValueError, match="one passage per query"):
         contrastive_kd_loss(torch.zeros(3, 4), torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(2, 4))
+
+
+@pytest.mark.slow
+def test_contrastive_distillation_of_a_pruned_minilm_lowers_its_loss_and_raises_its_ndcg(minilm_task):
+    from orchestrator.compress import Recipe, apply_recipe
+
+    inputs, targets = next(minilm_task.pair_batches(8, seed=0))
+    assert inputs["input_ids"].shape[0] == len(targets) == 16  # 8 queries, then their 8 passages
+    queries, _ = cloze_pairs(minilm_task.train_texts)  # pairs are cut from training text only, never val or test
+    held_out = set(minilm_task.texts("val")) | set(minilm_task.texts("test"))
+    assert queries and not held_out & set(minilm_task.train_texts)
+
+    def ndcg(model) -> float:  # val and test together: 32 queries at the CI size, so one query moves it ~3 points
+        return sum(minilm_task.evaluate(model, split)["value"] for split in ("val", "test")) / 2
+
+    before = ndcg(apply_recipe(minilm_task, Recipe(keep_layers=2)).model)
+    recipe = Recipe(keep_layers=2, kd_steps=60, kd_batch_size=8, kd_learning_rate=3e-4, kd_loss="contrastive")
+    distilled = apply_recipe(minilm_task, recipe)
+    details = next(s.details for s in distilled.record.steps if s.stage == "distill")
+    assert details["final_loss"] < details["first_loss"]
+    # Measured 0.62 -> 0.68 (the same on torch's AVX-512 and AVX2 paths): three queries' worth of margin.
+    assert ndcg(distilled.model) > before + 0.02
