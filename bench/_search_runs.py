@@ -91,7 +91,7 @@ def _ordered_keys(study_name: str, storage_url: str, space: dict) -> list[str]:
 
 
 def replay_search(table: dict[tuple, dict], sidecar: dict, sampler: str, seed: int, budget: int) -> list[str]:
-    """The product's searcher without Ray: make_sampler, DefineByRun, the enqueued teacher and the same constraints.
+    """The product's searcher without Ray: make_sampler, DefineByRun, the enqueued teacher and seeds, the same constraints.
 
     It asks and tells Optuna exactly as ConstrainedOptunaSearch does with one trial at
     a time, so a seed proposes the same recipes as on the Tuner (checked on the seeds
@@ -99,14 +99,14 @@ def replay_search(table: dict[tuple, dict], sidecar: dict, sampler: str, seed: i
     """
     import optuna
 
-    from orchestrator.search.searcher import CONSTRAINT_KEYS, METRICS, MODES, make_sampler
-    from orchestrator.search.space import DefineByRun, baseline_point, recipe_from_config
+    from orchestrator.search.searcher import CONSTRAINT_KEYS, METRICS, MODES, enqueued_points, make_sampler
+    from orchestrator.search.space import DefineByRun, recipe_from_config
 
     config = _search_config(sampler, seed, budget, base=sidecar["config"])
     teacher_q, max_drop = sidecar["teacher"]["val_quality"], sidecar["objective"]["max_quality_drop"]
     study = optuna.create_study(directions=[f"{m}imize" for m in MODES], sampler=make_sampler(config.space, config.search))
-    if baseline_point(config.space):
-        study.enqueue_trial(baseline_point(config.space))
+    for point in enqueued_points(config.space, config.search):  # the teacher, then the seeds, as make_searcher
+        study.enqueue_trial(point)
     define = DefineByRun(config.space)
     keys = []
     for _ in range(budget):

@@ -62,6 +62,17 @@ def make_sampler(space: dict, settings: SearchSettings) -> optuna.samplers.BaseS
         return _samplers(space, settings)[settings.sampler]()
 
 
+def enqueued_points(space: dict, settings: SearchSettings, teacher_layers: int | None = None) -> list[dict]:
+    """The points a new study starts with: the teacher, then the seed candidates (none where nothing is enqueued).
+
+    The teacher is trial 0 even if the space cannot name it (an empty point: the sampler fills it)."""
+    baseline = baseline_point(space)
+    # GridSampler refuses an enqueued point that leaves any knob it reaches unset, and enumerates its grid anyway.
+    seeding = settings.seed_candidates == "auto" and settings.sampler != "grid"
+    seeds = seed_points(space, settings.trials, teacher_layers) if seeding else []
+    return [baseline, *seeds] if baseline or seeds else []
+
+
 def make_searcher(
     space: dict, settings: SearchSettings, storage_url: str, study_name: str, teacher_layers: int | None = None
 ) -> ConstrainedOptunaSearch:
@@ -71,16 +82,12 @@ def make_searcher(
     OptunaSearch's `points_to_evaluate`, so they are the study's first trials and count in its budget. Built only
     for a new study: a resumed search restores this searcher from Ray Tune's state, and nothing is enqueued again.
     """
-    baseline = baseline_point(space)
-    # GridSampler refuses an enqueued point that leaves any knob it reaches unset, and enumerates its grid anyway.
-    seeding = settings.seed_candidates == "auto" and settings.sampler != "grid"
-    seeds = seed_points(space, settings.trials, teacher_layers) if seeding else []
-    points = [baseline, *seeds] if baseline or seeds else None  # the teacher is trial 0 even if the space cannot name it
+    points = enqueued_points(space, settings, teacher_layers)
     return ConstrainedOptunaSearch(
-        space=SeededSpace(space, len(seeds)),
+        space=SeededSpace(space, max(0, len(points) - 1)),
         metric=METRICS,
         mode=MODES,
-        points_to_evaluate=points,
+        points_to_evaluate=points or None,
         sampler=make_sampler(space, settings),
         study_name=study_name,
         storage=optuna.storages.RDBStorage(storage_url),

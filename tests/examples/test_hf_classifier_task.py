@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,9 @@ def test_one_file_is_split_seeded_and_stratified_and_the_teacher_classifies_it(c
 def test_texts_that_read_alike_once_cut_to_seq_len_are_kept_out_of_val_and_test(classifier, labeled, tmp_path, caplog):
     prefix = "Open the file for reading and writing and then close it again when done. "
     rows = list(labeled) + [(prefix + f"Variant {word} of a long tail.", "files") for word in ("one", "two", "three", "four", "five")]
-    task = make(classifier, write_csv(tmp_path / "alike.csv", rows), seq_len=8)
+    # Read on the task's own logger: other libraries in the session (NNCF) reconfigure logging around the root.
+    with caplog.at_level(logging.WARNING, logger="examples.hf_classifier_task"):
+        task = make(classifier, write_csv(tmp_path / "alike.csv", rows), seq_len=8)
     keys = {s: {r.numpy().tobytes() for r in task.data(s)[0]["input_ids"]} for s in ("train", "val", "test")}
     assert not keys["train"] & keys["val"] and not (keys["train"] | keys["val"]) & keys["test"]
     assert "left out: cut to 8 tokens" in caplog.text
