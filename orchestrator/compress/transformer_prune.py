@@ -411,18 +411,18 @@ def drop_layers(model: nn.Module, config: LayerDropConfig, ctx: Context) -> tupl
     return model, _record("layers", config, params_before, model, layers_before=n)
 
 
-SHAPE_COLUMNS = (
-    "encoder_layers", "encoder_heads_per_layer", "encoder_ffn_per_layer",
-    "teacher_encoder_layers", "teacher_encoder_heads_per_layer", "teacher_encoder_ffn_per_layer",
-)  # fmt: skip
-
-
-def encoder_shape(teacher: nn.Module, steps: list[StepRecord]) -> dict[str, int]:
-    """How deep and wide the candidate's encoder is, beside its teacher's (layers, heads and FFN neurons per layer),
-    from the structure its last transformer prune recorded; {} for a model with no encoder (a CNN, an MLP)."""
+def teacher_structure(teacher: nn.Module) -> dict[str, list] | None:
+    """The teacher encoder's structure (structure_of), or None for a model with no encoder (a CNN, an MLP)."""
     try:
-        before = structure_of(teacher)
+        return structure_of(teacher)
     except (ValueError, RuntimeError):
+        return None
+
+
+def encoder_shape(before: dict[str, list] | None, steps: list[StepRecord]) -> dict[str, int]:
+    """How deep and wide the candidate's encoder is, beside its teacher's (`before`, its structure): layers, heads and
+    FFN neurons per layer (report/results.SHAPE_COLUMNS), from the structure its last transformer prune recorded; {} without one."""
+    if before is None:
         return {}
     recorded = [PruneDetails.of(s).structure for s in reversed(steps) if s.stage == "prune"]
     after = next((s for s in recorded if s is not None), before)

@@ -8,17 +8,13 @@ from typing import Any, Callable
 import pandas as pd
 
 from orchestrator.cost.catalog import Catalog
+from orchestrator.report.results import SHAPE_COLUMNS
 
 KNOB_COLUMNS = [
     "prune_method", "prune_ratio", "prune_importance", "prune_scope", "keep_layers", "prune_heads_ratio",
     "prune_ffn_ratio", "bits", "int4_group_size", "kd_steps", "kd_temperature", "kd_alpha", "kd_loss", "kd_hidden_weight",
     "kd_learning_rate", "kd_batch_size", "qat", "runtime",
 ]  # fmt: skip
-# A transformer candidate's depth and widths and its teacher's, recorded by each trial (compress/transformer_prune).
-SHAPE_COLUMNS = (
-    "encoder_layers", "encoder_heads_per_layer", "encoder_ffn_per_layer",
-    "teacher_encoder_layers", "teacher_encoder_heads_per_layer", "teacher_encoder_ffn_per_layer",
-)  # fmt: skip
 HOURS = 3600.0
 DEFAULT_RUNTIME = "eager"  # the Recipe's default: what a row without a runtime (or a run from before it) was served with
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import torch
 
-from orchestrator.compress.transformer_prune import structure_of
+from orchestrator.compress.transformer_prune import teacher_structure
 from orchestrator.config import SearchConfig, load_config, to_yaml
 from orchestrator.cost.catalog import Catalog, load_catalog
 from orchestrator.errors import InputError, UnsafeFile, first_line
@@ -234,6 +234,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
         baseline_quality = baseline.quality["value"]
         if address is None:
             _keep_reference(config, task, teacher, fingerprint)
+        structure = teacher_structure(teacher)
         context = TrialContext(
             task=task,
             baseline_quality=baseline_quality,
@@ -246,6 +247,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
             teacher_fingerprint=fingerprint,
             smt_yield=config.deployment.smt_yield,
             baseline_items=None if baseline.items is None else baseline.items.tolist(),
+            teacher_structure=structure,
         )
         resources = {"cpu": settings.resources_per_trial.cpu, "gpu": settings.resources_per_trial.gpu}
         trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
@@ -255,7 +257,9 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
         else:
             if resume:
                 _forget_unrestorable(paths, config, meta, tune_path)
-            tuner = _new_tuner(trainable, config, paths, meta, _teacher_layers(config, teacher))
+            # The teacher's depth where the space searches keep_layers: its "one layer fewer" seed.
+            depth = len(structure["kept_layers"]) if structure is not None and "keep_layers" in config.space else None
+            tuner = _new_tuner(trainable, config, paths, meta, depth)
         results = tuner.fit()
         summary = finalize(paths, prepared, results, meta["study_name"], teacher_fingerprint=fingerprint)
         write_json(paths.summary_json, summary)
@@ -324,16 +328,6 @@ def _forget_unrestorable(paths: RunPaths, config: SearchConfig, meta: dict, tune
         pass
     if not tune_path.startswith("s3://"):
         shutil.rmtree(tune_path, ignore_errors=True)
-
-
-def _teacher_layers(config: SearchConfig, teacher: Any) -> int | None:
-    """The teacher encoder's depth where the space searches keep_layers (its "one layer fewer" seed), else None."""
-    if "keep_layers" not in config.space:
-        return None
-    try:
-        return len(structure_of(teacher)["kept_layers"])
-    except ValueError:  # not an encoder: prepare() has already refused keep_layers for it
-        return None
 
 
 def _new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict, teacher_layers: int | None = None) -> Any:

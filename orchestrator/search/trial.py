@@ -49,6 +49,7 @@ class TrialContext:
     teacher_fingerprint: str | None = None  # computed once by the driver; keys the machine's teacher reference
     smt_yield: float = 1.0  # deployment.smt_yield: what a core's hyperthreads add (1.0: nothing)
     baseline_items: list[float] | None = None  # the teacher's per-item val scores (Task.per_item_scores), for a paired drop
+    teacher_structure: dict[str, list] | None = None  # the teacher encoder's structure (None: no encoder), for its shape
 
 
 def evaluate_items(task: Task, model: torch.nn.Module, split: str) -> Evaluation:
@@ -124,7 +125,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     )
     metrics = measured.metrics
     row = final_row(config, recipe, quality, measured, cost, compressed.record, context, evaluation)
-    row.update(encoder_shape(teacher, compressed.record.steps))
+    row.update(encoder_shape(context.teacher_structure, compressed.record.steps))
     row["startup_seconds"] = round(startup, 3)
     row["trial_seconds"] = round(time.perf_counter() - started, 3)
     write_record(
