@@ -10,7 +10,7 @@ more row in `FAMILIES`.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
@@ -154,19 +154,14 @@ MODERNBERT = EncoderFamily(
     # The forward views Wqkv's output as (3, -1 heads, head_dim): no attribute holds the count.
 )
 
-DEBERTA = EncoderFamily(
+# BERT's layout with `_proj` names for q, k and v. Relative positions go through query_proj and key_proj themselves
+# when share_att_key is set (DeBERTa-v3), so they follow the kept heads; separate position projections
+# (share_att_key off) would not: refused.
+DEBERTA = replace(
+    BERT,
     name="DeBERTa",
     models="DeBERTa-v2, DeBERTa-v3",
-    layers="encoder.layer",
     qkv=("attention.self.query_proj", "attention.self.key_proj", "attention.self.value_proj"),
-    attn_out="attention.output.dense",
-    ffn_in="intermediate.dense",
-    ffn_out="output.dense",
-    head_size="attention_head_size",
-    # Relative positions go through query_proj and key_proj themselves when share_att_key is set (DeBERTa-v3),
-    # so they follow the kept heads; separate position projections (share_att_key off) would not: refused.
-    head_count=("num_attention_heads",),
-    head_width=("all_head_size",),
     refuse_if=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
 )
 
