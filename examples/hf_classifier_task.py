@@ -36,8 +36,7 @@ from orchestrator.tasks.batches import Inputs
 from orchestrator.tasks.text.encoder import (
     checked_config,
     is_sequence_classifier,
-    quiet_loading,
-    require_transformers,
+    load_pretrained,
     tokenize,
     trim_padding,
 )
@@ -213,7 +212,6 @@ class ClassifierTask(Task):
 
     def _load(self) -> tuple[nn.Module, Any, list[str]]:
         """The classifier (eval, fp32, CPU), its tokenizer and its class names, from the local folder."""
-        transformers = require_transformers()
         folder = Path(self.settings.model_path).expanduser()
         config = checked_config(folder, self.settings.seq_len)
         if not is_sequence_classifier(config):
@@ -221,11 +219,9 @@ class ClassifierTask(Task):
                 f"task.args.model_path: {folder} holds {getattr(config, 'architectures', None) or 'a model with no architectures in config.json'}, "
                 "not a sequence classifier (…ForSequenceClassification); for a sentence encoder use examples.hf_encoder_task"
             )
-        with quiet_loading():
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = transformers.AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+        model, tokenizer = load_pretrained(folder, "AutoModelForSequenceClassification")
         names = [str(config.id2label[i]) for i in range(config.num_labels)]
-        return SequenceClassifier(model.float().eval()).eval(), tokenizer, names
+        return SequenceClassifier(model).eval(), tokenizer, names
 
     def teacher(self) -> nn.Module:
         """The fine-tuned classifier, returning class logits, in eval mode on the CPU."""

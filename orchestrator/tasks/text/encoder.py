@@ -95,9 +95,18 @@ def is_sequence_classifier(config: Any) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or [])
 
 
+def load_pretrained(folder: Path, auto_class: str) -> tuple[nn.Module, Any]:
+    """A local folder's model, by a transformers Auto class name (fp32, eval mode, CPU), and its tokenizer: loaded
+    quietly with local_files_only, so never from a hub."""
+    transformers = require_transformers()
+    with quiet_loading():
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = getattr(transformers, auto_class).from_pretrained(folder, local_files_only=True)
+    return model.float().eval(), tokenizer
+
+
 def load_encoder(folder: str | Path, seq_len: int, field: str = "task.args.model_path") -> tuple[SentenceEncoder, Any]:
     """The encoder (eval mode, fp32, CPU) and its tokenizer from a local folder: no network, ever."""
-    transformers = require_transformers()
     folder = Path(folder).expanduser()
     config = checked_config(folder, seq_len, field)
     if is_sequence_classifier(config):
@@ -105,10 +114,8 @@ def load_encoder(folder: str | Path, seq_len: int, field: str = "task.args.model
             f"{field}: {folder} is a sequence classifier ({', '.join(config.architectures)}); this task embeds sentences, "
             "so use examples.hf_classifier_task for a classifier"
         )
-    with quiet_loading():
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
-    return SentenceEncoder(model.float().eval()).eval(), tokenizer
+    model, tokenizer = load_pretrained(folder, "AutoModel")
+    return SentenceEncoder(model).eval(), tokenizer
 
 
 @contextmanager
