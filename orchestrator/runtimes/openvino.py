@@ -86,12 +86,8 @@ def require_nncf() -> Any:
     """The `nncf` module (OpenVINO int8), or a MissingExtra naming the extra to install."""
     if importlib.util.find_spec("nncf") is None:
         raise MissingExtra(f"int8 on runtime 'openvino' needs NNCF from the 'openvino' extra, which is not installed: run {INSTALL_HINT}")
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # NNCF logs its backend choices when imported
-    try:
+    with quiet():  # NNCF logs its backend choices when imported
         import nncf
-    finally:
-        logging.disable(previous)
     nncf.set_log_level(logging.ERROR)
     return nncf
 

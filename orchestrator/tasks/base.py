@@ -55,7 +55,10 @@ def paired_drop(
     """(drop, ci95_low, ci95_high) of baseline minus candidate on the same items: a bootstrap of per-item differences."""
     baseline, candidate = torch.as_tensor(baseline).double(), torch.as_tensor(candidate).double()
     if baseline.shape != candidate.shape:
-        raise ValueError(f"a paired drop needs the same items: {tuple(baseline.shape)} vs {tuple(candidate.shape)}")
+        raise ValueError(
+            "a paired drop needs the same items on both sides (the same queries, the same examples): "
+            f"{tuple(baseline.shape)} vs {tuple(candidate.shape)}"
+        )
     diff = (baseline - candidate) if higher_is_better else (candidate - baseline)
     low, high = bootstrap_interval(lambda v, _: float(v.mean()), diff, diff, seed=seed)
     return float(diff.mean()), low, high

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from orchestrator.tasks.base import paired_drop
 from orchestrator.tasks.text.retrieval import mean_with_interval, top_k
 
 Qrels = Sequence[Mapping[int, int]]
@@ -63,13 +64,6 @@ def relevance_per_query(metric: str, queries: torch.Tensor, passages: torch.Tens
         raise ValueError(f"{len(queries)} queries but labels for {len(qrels)}")
     ranked = top_k(queries, passages, min(int(k), len(passages)))
     return _PER_QUERY[name](ranked, qrels, int(k))
-
-
-def paired_drop(teacher: torch.Tensor, candidate: torch.Tensor, seed: int = 0) -> tuple[float, float, float]:
-    """Teacher minus candidate, averaged over the same queries, with a seeded bootstrap interval of the paired difference."""
-    if teacher.shape != candidate.shape:
-        raise ValueError(f"a paired drop needs the same queries: {tuple(teacher.shape)} vs {tuple(candidate.shape)}")
-    return mean_with_interval(teacher.double() - candidate.double(), seed=seed)
 
 
 class RelevanceEvaluator:

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
+from orchestrator.tasks.base import paired_drop
 from orchestrator.tasks.text.relevance import (
     mrr_per_query,
     ndcg_per_query,
-    paired_drop,
     recall_per_query_labeled,
     relevance_per_query,
 )
