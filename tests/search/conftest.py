@@ -32,6 +32,26 @@ FAST = {
 }
 
 
+def minilm_ci_config(folder: Path, **search) -> Path:
+    """search_spaces/minilm.yaml at its CI size with a small space over depth, FFN, int8, KD and two runtimes, written
+    to folder/minilm.yaml; `search` overrides the search section (trials, ...), a None leaving that key out."""
+    from tests.conftest import MINILM_CI, REPO
+
+    config = yaml.safe_load((REPO / "search_spaces" / "minilm.yaml").read_text())
+    config["task"]["args"] = {**config["task"]["args"], **MINILM_CI}
+    config["objective"]["max_quality_drop"] = 0.5  # the mechanics are under test, not the recommendation
+    config["traffic"].update(peak_rps=500, serving_batch_size=16, latency_slo_p95_ms=10000)
+    config["search"].update(sampler="random", scheduler="none", measure_batch_repeats=3, measure_latency_repeats=5,
+                            measure_rounds=2, **search)  # fmt: skip
+    config["search"] = {key: value for key, value in config["search"].items() if value is not None}
+    config["space"] = {"keep_layers": {"choices": [3, 6]}, "prune_ffn_ratio": {"choices": [0.0, 0.5]},
+                       "bits": {"choices": [32, 8]}, "kd_steps": {"choices": [0, 10]}, "kd_batch_size": 16,
+                       "kd_learning_rate": 0.0001, "runtime": {"choices": ["eager", "onnxruntime"]}}  # fmt: skip
+    path = folder / "minilm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def _merge(base: dict, overrides: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in overrides.items():

@@ -7,28 +7,16 @@ import json
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from orchestrator.deploy import export_trial, load
 from orchestrator.search.runner import start_search
-from tests.conftest import MINILM_CI, REPO
+from tests.search.conftest import minilm_ci_config
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_minilm_search_recommends_exports_and_embeds(tmp_path, minilm_task):
-    config = yaml.safe_load((REPO / "search_spaces" / "minilm.yaml").read_text())
-    config["task"]["args"] = {**config["task"]["args"], **MINILM_CI}
-    config["objective"]["max_quality_drop"] = 0.5
-    config["traffic"].update(peak_rps=500, serving_batch_size=16, latency_slo_p95_ms=10000)
-    config["search"].update(trials=4, sampler="random", scheduler="none", measure_batch_repeats=3,
-                            measure_latency_repeats=5, measure_rounds=2)  # fmt: skip
-    config["space"] = {"keep_layers": {"choices": [3, 6]}, "prune_ffn_ratio": {"choices": [0.0, 0.5]},
-                       "bits": {"choices": [32, 8]}, "kd_steps": {"choices": [0, 10]}, "kd_batch_size": 16,
-                       "kd_learning_rate": 0.0001, "runtime": {"choices": ["eager", "onnxruntime"]}}  # fmt: skip
-    path = tmp_path / "minilm.yaml"
-    path.write_text(yaml.safe_dump(config))
-    run = start_search(path, out=tmp_path / "runs")
+    run = start_search(minilm_ci_config(tmp_path, trials=4), out=tmp_path / "runs")
 
     frame = pd.read_csv(run / "trials.csv")
     assert (frame["status"] == "finished").all(), frame["error"].dropna().tolist()
