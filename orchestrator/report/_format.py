@@ -57,6 +57,12 @@ def ci(low: Any, high: Any) -> str:
     return f"[{float(low):.4f}, {float(high):.4f}]"
 
 
+def drop_ci(value: Any, low: Any, high: Any) -> str:
+    """A drop with its paired 95% interval where one was measured: 0.0042 [0.0010, 0.0080]."""
+    text = drop(value)
+    return text if missing(low) or missing(high) or text == DASH else f"{text} {ci(low, high)}"
+
+
 def ratio(value: Any) -> str:
     """0.257× style multiplier."""
     return DASH if missing(value) else f"{float(value):.3g}×"

@@ -124,6 +124,14 @@ def quality_drop(candidate: dict[str, Any]) -> Any:
     return candidate.get("quality_drop", candidate.get("accuracy_drop"))
 
 
+def _test_drop_text(rec: dict[str, Any]) -> str:
+    """', drop 0.0042 [paired 95% CI -0.0030, 0.0110]' where the summary holds the held-out paired interval."""
+    low, high = rec.get("test_drop_ci95") or [None, None]
+    if f.missing(rec.get("test_drop")) or f.missing(low) or f.missing(high):
+        return ""
+    return f", drop {f.drop(rec['test_drop'])} [paired 95% CI {float(low):.4f}, {float(high):.4f}]"
+
+
 def headline(run: RunData) -> Items:
     """The recommended candidate against the baseline: knobs, quality, serving, $, savings, size, throughput."""
     rec, base = run.recommended, run.baseline
@@ -135,7 +143,7 @@ def headline(run: RunData) -> Items:
         ("recommended", f"trial {rec['trial_id']}: {recipe_text(run, rec)}"),
         ("quality", f"{run.metric} {f.quality(rec['quality'])} on validation (baseline {f.quality(base.get('quality'))}), "
                     f"drop {f.drop(quality_drop(rec))} within the bound {run.max_drop:g}; on test "
-                    f"{f.quality(rec.get('test_accuracy'))} (baseline {f.quality(base_test)})"),
+                    f"{f.quality(rec.get('test_accuracy'))} (baseline {f.quality(base_test)})" + _test_drop_text(rec)),
         ("serving", f"{f.integer(rec['replicas'])} × {rec['instance_type']}" + _how_priced(run, rec)),
         ("runtime", _runtime_line(run, rec)),
         ("monthly $", f"{f.usd(rec['monthly_usd'])}/month"),

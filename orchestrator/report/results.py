@@ -15,6 +15,8 @@ SHAPE_COLUMNS = (
     "teacher_encoder_layers", "teacher_encoder_heads_per_layer", "teacher_encoder_ffn_per_layer",
 )  # fmt: skip
 # The contract's columns first (DESIGN.md), then everything else a trial reports.
+# Every text metric a trial records beside its objective (val): the labeled ones not chosen, and agreement with the teacher.
+DIAGNOSTIC_COLUMNS = ("ndcg_at_10", "recall_at_10", "mrr_at_10", "agreement_at_10", "fidelity")
 CONTRACT_COLUMNS = [
     "trial_id", "status", "prune_ratio", "prune_method", "bits", "kd_temperature", "kd_alpha", "kd_steps",
     "accuracy", "accuracy_drop", "params", "size_bytes", "peak_mem_bytes", "throughput_sps", "latency_p50_ms",
@@ -31,7 +33,7 @@ EXTRA_COLUMNS = [
     "recipe_key", "node_id", "host",
     # paired drop intervals (val, test) and text tasks' diagnostics (tasks/text/embedding.py)
     "quality_drop_ci95_low", "quality_drop_ci95_high", "test_quality_drop", "test_quality_drop_ci95_low",
-    "test_quality_drop_ci95_high", "ndcg_at_10", "recall_at_10", "mrr_at_10", "agreement_at_10", "fidelity",
+    "test_quality_drop_ci95_high", *DIAGNOSTIC_COLUMNS,
 ]  # fmt: skip
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
 

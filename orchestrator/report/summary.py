@@ -101,28 +101,48 @@ def recommend(
 
     Where that candidate costs no less than the priced, feasible baseline, compression saves
     nothing at this traffic and the baseline itself is recommended. `test_quality(row)`
-    evaluates a candidate on the test split (memoized by the caller). Returns the chosen row
-    (or None) and the candidates passed over.
+    evaluates a candidate on the test split (memoized by the caller); where its result carries
+    the paired interval of the drop (`drop`, `drop_ci95_high`), the check is `heldout_holds`'s.
+    Returns the chosen row (or None) and the candidates passed over.
     """
     candidates = rank_candidates(frame[within_bound(frame, max_drop)])
     base = baseline_row(frame)
     passed_over = []
     for _, row in candidates.iterrows():
         test = test_quality(row)
-        test_drop = baseline_test - test["value"]
-        if test_drop <= max_drop + 1e-12:
+        test_drop = test["drop"] if test.get("drop") is not None else baseline_test - test["value"]
+        high = test.get("drop_ci95_high")
+        if heldout_holds(test_drop, high, max_drop):
             if compression_saves_nothing(row, base):
                 test_quality(base)  # the summary reports the baseline's held-out figures
                 return base, passed_over
             return row, passed_over
+        measured = f"test drop {test_drop:.4f}" + (f" (paired 95% CI up to {high:.4f})" if _finite(high) else "")
         passed_over.append(
             {
                 "trial_id": row["trial_id"],
                 "monthly_usd": _clean(row["monthly_usd"]),
-                "reason": f"test drop {test_drop:.4f} exceeds the bound {max_drop} (validation drop {row['quality_drop']:.4f})",
+                "reason": f"{measured} exceeds the bound {max_drop} (validation drop {row['quality_drop']:.4f})",
             }
         )
     return None, passed_over
+
+
+def heldout_holds(test_drop: float, drop_ci95_high: float | None, max_drop: float) -> bool:
+    """Whether a candidate's drop on the held-out test split is within the bound, with 97.5% confidence where it can be.
+
+    With a paired interval (per-item differences to the teacher on the same test items), the whole
+    interval must lie within the bound: its upper end, not just the point drop. Selecting the
+    cheapest of many candidates on val favours those whose val drop came out low by chance; the
+    upper end of a fresh, paired interval on test is what guards against that. Without per-item
+    scores (a task that reports only a total), the point drop is all there is.
+    """
+    worst = drop_ci95_high if _finite(drop_ci95_high) else test_drop
+    return float(worst) <= max_drop + 1e-12
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def search_cost(frame: pd.DataFrame, cpus_per_trial: float, gpus_per_trial: float, catalog: Catalog) -> dict[str, Any]:

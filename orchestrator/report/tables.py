@@ -17,6 +17,7 @@ import pandas as pd
 from orchestrator.cost.model import CostResult, explain
 from orchestrator.report import _format as f
 from orchestrator.runtimes import REGISTRY
+from orchestrator.report.results import DIAGNOSTIC_COLUMNS
 from orchestrator.report.summary import KNOB_COLUMNS, SHAPE_COLUMNS, rank_candidates, recipe_of, within_bound
 
 
@@ -35,9 +36,14 @@ class Table:
 
 PARETO_CSV_COLUMNS = [
     "trial_id", "recommended", "quality_metric", "quality", "quality_drop", "accuracy_drop", "quality_ci95_low", "quality_ci95_high",
-    "test_accuracy", "instance_type", "replicas", "monthly_usd", "projected", "throughput_sps", "latency_p95_ms",
-    "startup_seconds", "kernel_archs", "size_bytes", "peak_mem_bytes", *KNOB_COLUMNS, *SHAPE_COLUMNS, "recipe_key",
+    "quality_drop_ci95_low", "quality_drop_ci95_high", "test_accuracy", "test_quality_drop", "test_quality_drop_ci95_low",
+    "test_quality_drop_ci95_high", "instance_type", "replicas", "monthly_usd", "projected", "throughput_sps", "latency_p95_ms",
+    "startup_seconds", "kernel_archs", "size_bytes", "peak_mem_bytes", *KNOB_COLUMNS, *SHAPE_COLUMNS, *DIAGNOSTIC_COLUMNS,
+    "recipe_key",
 ]  # fmt: skip
+# How the diagnostics read in the report's tables.
+_DIAGNOSTIC_LABELS = {"ndcg_at_10": "nDCG@10", "recall_at_10": "recall@10", "mrr_at_10": "MRR@10",
+                      "agreement_at_10": "agreement@10", "fidelity": "fidelity"}  # fmt: skip
 # The cost model's wording for a CPU price projected from another architecture (orchestrator.cost._projection).
 _CROSS_ARCH = re.compile(r"^cross-architecture \(measured on ([^,()]+), instance is ([^,()]+)\)")
 
@@ -65,14 +71,33 @@ def pareto_table(trials: pd.DataFrame, recommended_id: str | None, knobs_shown: 
         knobs = recipe_of(r, knobs_shown)
         rows.append([
             str(r["trial_id"]) + (" ★" if r["recommended"] else "") + (" (seeded)" if r["trial_id"] in seeded else ""), f.knobs_text(knobs, with_runtime=False),
-            f.runtime(r["runtime"]), f.quality(r["quality"]), f.drop(r["quality_drop"]), f.quality(r["test_accuracy"]),
+            f.runtime(r["runtime"]), f.quality(r["quality"]), _val_drop(r), f.quality(r["test_accuracy"]), _test_drop(r),
             f"{f.integer(r['replicas'])} × {r['instance_type']}", f.usd(r["monthly_usd"]), f.sps(r["throughput_sps"]),
             f.seconds(r["startup_seconds"]), f.size(r["size_bytes"]),
         ])  # fmt: skip
         marks.append(bool(r["recommended"]))
-    columns = ["trial", "recipe", "runtime", "quality (val)", "drop", "quality (test)", "serving", "$/month", "throughput",
-               "start-up (s)", "size"]  # fmt: skip
+    columns = ["trial", "recipe", "runtime", "quality (val)", "drop (val) [paired 95% CI]", "quality (test)",
+               "drop (test) [paired 95% CI]", "serving", "$/month", "throughput", "start-up (s)", "size"]  # fmt: skip
+    diagnostics = [c for c in DIAGNOSTIC_COLUMNS if c in front and front[c].notna().any() and not (front["quality_metric"] == c).all()]
+    if diagnostics:  # text tasks: the labeled metrics not chosen, and agreement with the teacher, beside the objective
+        columns.insert(7, "diagnostics (val)")
+        for row, (_, r) in zip(rows, front.iterrows()):
+            row.insert(7, diagnostics_text(r, [c for c in diagnostics if c != r["quality_metric"]]))
     return Table(columns, rows, marks)
+
+
+def diagnostics_text(row: pd.Series | dict[str, Any], names: Sequence[str]) -> str:
+    """A candidate's diagnostics in one cell: agreement@10 0.8090 · fidelity 0.9940."""
+    parts = [f"{_DIAGNOSTIC_LABELS.get(n, n)} {f.quality(row.get(n))}" for n in names if not f.missing(row.get(n))]
+    return " · ".join(parts) or f.DASH
+
+
+def _val_drop(r: pd.Series) -> str:
+    return f.drop_ci(r["quality_drop"], r.get("quality_drop_ci95_low"), r.get("quality_drop_ci95_high"))
+
+
+def _test_drop(r: pd.Series) -> str:
+    return f.drop_ci(r.get("test_quality_drop"), r.get("test_quality_drop_ci95_low"), r.get("test_quality_drop_ci95_high"))
 
 
 def explanation_frame(record: dict[str, Any]) -> pd.DataFrame:
@@ -170,10 +195,14 @@ def heldout_table(trials: pd.DataFrame, summary: dict[str, Any]) -> Table:
     if rec:
         r = _row(trials, rec["trial_id"])
         test_drop = base_test["value"] - rec["test_accuracy"] if base_test.get("value") is not None else None
+        if not f.missing(_get(r, "test_quality_drop")):
+            test_drop = _get(r, "test_quality_drop")  # signed by the metric's direction, paired over the same items
         rows.append([
             f"recommended ({rec['trial_id']})", f.quality(rec.get("quality")), f.ci(*(rec.get("val_ci95") or [None, None])),
             f.integer(_get(r, "quality_n")), f.quality(rec.get("test_accuracy")), f.ci(*(rec.get("test_ci95") or [None, None])),
-            f.integer(rec.get("test_n")), f.drop(test_drop),
+            f.integer(rec.get("test_n")),
+            f.drop_ci(rec.get("quality_drop"), _get(r, "quality_drop_ci95_low"), _get(r, "quality_drop_ci95_high")),
+            f.drop_ci(test_drop, _get(r, "test_quality_drop_ci95_low"), _get(r, "test_quality_drop_ci95_high")),
         ])  # fmt: skip
         marks.append(True)
     if base:
@@ -182,10 +211,11 @@ def heldout_table(trials: pd.DataFrame, summary: dict[str, Any]) -> Table:
             f"baseline ({base['trial_id']})", f.quality(base.get("quality")),
             f.ci(_get(r, "quality_ci95_low"), _get(r, "quality_ci95_high")), f.integer(_get(r, "quality_n")),
             f.quality(base_test.get("value")), f.ci(base_test.get("ci95_low"), base_test.get("ci95_high")),
-            f.integer(base_test.get("n_examples")), f.drop(0.0 if base_test else None),
+            f.integer(base_test.get("n_examples")), f.drop(0.0), f.drop(0.0 if base_test else None),
         ])  # fmt: skip
         marks.append(False)
-    cols = ["candidate", "val quality", "val 95% CI", "val n", "test quality", "test 95% CI", "test n", "test drop"]
+    cols = ["candidate", "val quality", "val 95% CI", "val n", "test quality", "test 95% CI", "test n",
+            "val drop [paired 95% CI]", "test drop [paired 95% CI]"]  # fmt: skip
     return Table(cols, rows, marks)
 
 

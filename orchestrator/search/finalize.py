@@ -47,14 +47,19 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_f
             recipe = recipe_from_config(knobs, seed=settings.seed).model_dump(mode="json")
             pending[row["trial_id"]] = remote.remote(task_ref, recipe, device, threads)
 
+    finished = frame["status"] == "finished"
+    baseline_rows = frame[finished & frame["baseline"].fillna(False).astype(bool)]
+    base_id = baseline_rows.iloc[0]["trial_id"] if len(baseline_rows) else None
+
     def get(row: pd.Series) -> dict:
+        """The trial's test result, with its paired drop against the baseline's (what `recommend` checks)."""
         submit(row)
         if row["trial_id"] not in done:
             done[row["trial_id"]] = dict(ray.get(pending.pop(row["trial_id"])))
+            if base_id is not None and row["trial_id"] != base_id:
+                pair_with_baseline(done[row["trial_id"]], get(baseline_rows.iloc[0]), settings.seed)
         return done[row["trial_id"]]
 
-    finished = frame["status"] == "finished"
-    baseline_rows = frame[finished & frame["baseline"].fillna(False).astype(bool)]
     for _, row in pd.concat([baseline_rows, frame[frame["pareto"]]]).iterrows():
         submit(row)  # evaluate the baseline and the Pareto set in parallel
     baseline_test = get(baseline_rows.iloc[0])["value"] if len(baseline_rows) else float("nan")
@@ -62,7 +67,6 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_f
     for key in list(pending):
         done[key] = dict(ray.get(pending.pop(key)))
     frame["test_accuracy"] = frame["trial_id"].map(lambda t: done[t]["value"] if t in done else None)
-    base_id = baseline_rows.iloc[0]["trial_id"] if len(baseline_rows) else None
     add_test_drops(frame, done, base_id, seed=settings.seed)
     if recommended is not None:
         recommended = frame[frame["trial_id"] == recommended["trial_id"]].iloc[0]
@@ -96,18 +100,25 @@ def add_test_drops(frame: pd.DataFrame, done: dict[str, dict], baseline_id: Any,
     """
     base = done.get(baseline_id) if baseline_id is not None else None
     for result in done.values():
-        drop = low = high = None
-        if base is not None:
-            drop = base["value"] - result["value"] if result["higher_is_better"] else result["value"] - base["value"]
-            items, base_items = result.get("items"), base.get("items")
-            if items is not None and base_items is not None and len(items) == len(base_items) >= 2:
-                drop, low, high = paired_drop(torch.tensor(base_items, dtype=torch.float64), torch.tensor(items, dtype=torch.float64), result["higher_is_better"], seed)
-        result.update(drop=drop, drop_ci95_low=low, drop_ci95_high=high)
+        if base is None:
+            result.update(drop=None, drop_ci95_low=None, drop_ci95_high=None)
+        else:
+            pair_with_baseline(result, base, seed)
     for result in done.values():
         result.pop("items", None)
     for column, key in (("test_quality_drop", "drop"), ("test_quality_drop_ci95_low", "drop_ci95_low"),
                         ("test_quality_drop_ci95_high", "drop_ci95_high")):  # fmt: skip
         frame[column] = frame["trial_id"].map(lambda t, key=key: done[t][key] if t in done else None)
+
+
+def pair_with_baseline(result: dict, base: dict, seed: int = 0) -> None:
+    """Set `drop` and its paired 95% interval on one test result (the point drop alone without per-item scores)."""
+    drop = base["value"] - result["value"] if result["higher_is_better"] else result["value"] - base["value"]
+    low = high = None
+    items, base_items = result.get("items"), base.get("items")
+    if items is not None and base_items is not None and len(items) == len(base_items) >= 2:
+        drop, low, high = paired_drop(torch.tensor(base_items, dtype=torch.float64), torch.tensor(items, dtype=torch.float64), result["higher_is_better"], seed)
+    result.update(drop=drop, drop_ci95_low=low, drop_ci95_high=high)
 
 
 def drop_intervals(row: pd.Series) -> dict[str, Any]:

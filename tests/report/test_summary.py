@@ -36,6 +36,21 @@ def test_candidate_failing_the_test_check_is_passed_over_for_the_next_cheapest()
     assert [p["trial_id"] for p in passed] == ["a"] and "test drop" in passed[0]["reason"]
 
 
+def test_the_held_out_check_takes_the_upper_end_of_the_paired_interval_where_there_is_one():
+    frame = _frame([_row("base", 0.99, 1000.0, baseline=True), _row("a", 0.986, 100.0), _row("b", 0.984, 200.0)])
+    # a: point drop 0.004 within the 0.01 bound, but its paired interval reaches 0.013: not sure enough.
+    # b: point drop 0.006 with the interval's upper end at 0.009: the whole interval is within the bound.
+    results = {"a": {"value": 0.496, "drop": 0.004, "drop_ci95_low": -0.005, "drop_ci95_high": 0.013},
+               "b": {"value": 0.494, "drop": 0.006, "drop_ci95_low": 0.003, "drop_ci95_high": 0.009}}  # fmt: skip
+    rec, passed = recommend(frame, 0.01, baseline_test=0.50, test_quality=lambda r: results[r["trial_id"]])
+    assert rec["trial_id"] == "b"
+    assert [p["trial_id"] for p in passed] == ["a"] and "paired 95% CI up to 0.0130" in passed[0]["reason"]
+    # Without an interval (a task that reports only totals) the point drop decides, as before.
+    results["a"] = {"value": 0.496, "drop": 0.004, "drop_ci95_low": None, "drop_ci95_high": None}
+    rec, passed = recommend(frame, 0.01, baseline_test=0.50, test_quality=lambda r: results[r["trial_id"]])
+    assert rec["trial_id"] == "a" and passed == []
+
+
 def test_savings_need_a_feasible_baseline_and_the_keys_are_always_there():
     frame = _frame([_row("base", 0.99, None, feasible=False, baseline=True), _row("a", 0.985, 100.0)])
     rec = frame[frame["trial_id"] == "a"].iloc[0]

@@ -114,8 +114,10 @@ def test_pareto_frame_is_the_front_cheapest_first_with_the_recommended_marked(fr
     assert str(front["replicas"].dtype) == "Int64"
     table = tables.pareto_table(frame, "s1")
     assert table.highlight == [False, True, False] and table.rows[1][0] == "s1 ★"
-    assert table.rows[1][6] == "2 × c7i.large" and table.rows[1][7] == "$200.00"
-    assert table.rows[1][2] == "eager PyTorch" and table.rows[1][9] == fmt.DASH  # a table from before runtimes: eager
+    cell = dict(zip(table.columns, table.rows[1]))
+    assert cell["serving"] == "2 × c7i.large" and cell["$/month"] == "$200.00"
+    assert cell["runtime"] == "eager PyTorch" and cell["start-up (s)"] == fmt.DASH  # a table from before runtimes: eager
+    assert "diagnostics (val)" not in table.columns  # a task without text diagnostics gets no such column
 
 
 def test_failures_show_the_cause_without_terminal_codes(frame):
@@ -242,8 +244,28 @@ def test_heldout_table_has_both_candidates_with_intervals(tmp_path):
     run = load_run(make_run(tmp_path))
     rows = tables.heldout_table(run.trials, run.summary).rows
     assert rows[0][0] == "recommended (t3)" and rows[1][0] == "baseline (t0base)"
-    assert rows[0][2] == "[0.9740, 0.9890]" and rows[0][5] == "[0.9720, 0.9880]" and rows[0][7] == "0.0060"
+    assert rows[0][2] == "[0.9740, 0.9890]" and rows[0][5] == "[0.9720, 0.9880]" and rows[0][8] == "0.0060"
     assert rows[1][2] == "[0.9800, 0.9950]" and rows[1][4] == "0.9890"
+
+
+def test_a_text_run_shows_paired_drop_intervals_and_the_diagnostics_beside_the_objective(tmp_path):
+    run = load_run(make_run(tmp_path))
+    trials = run.trials.assign(
+        quality_metric="ndcg_at_10", ndcg_at_10=run.trials["quality"], recall_at_10=0.7, mrr_at_10=0.5,
+        agreement_at_10=0.809, fidelity=0.9943, quality_drop_ci95_low=run.trials["quality_drop"] - 0.002,
+        quality_drop_ci95_high=run.trials["quality_drop"] + 0.003, test_quality_drop=0.0061,
+        test_quality_drop_ci95_low=0.0011, test_quality_drop_ci95_high=0.0092,
+    )  # fmt: skip
+    pareto = tables.pareto_table(trials, "t3")
+    cell = dict(zip(pareto.columns, pareto.rows[[r[0] for r in pareto.rows].index("t3 ★")]))
+    assert cell["drop (val) [paired 95% CI]"] == "0.0060 [0.0040, 0.0090]"
+    assert cell["drop (test) [paired 95% CI]"] == "0.0061 [0.0011, 0.0092]"
+    # The objective itself is not repeated among the diagnostics; the labeled metrics not chosen and agreement are.
+    assert cell["diagnostics (val)"] == "recall@10 0.7000 · MRR@10 0.5000 · agreement@10 0.8090 · fidelity 0.9943"
+    rec = dict(zip(tables.heldout_table(trials, run.summary).columns, tables.heldout_table(trials, run.summary).rows[0]))
+    assert rec["val drop [paired 95% CI]"] == "0.0060 [0.0040, 0.0090]"
+    assert rec["test drop [paired 95% CI]"] == "0.0061 [0.0011, 0.0092]"
+    assert "quality_drop_ci95_high" in tables.pareto_frame(trials, "t3") and "fidelity" in tables.pareto_frame(trials, "t3")
 
 
 def test_a_run_with_no_recommendation_still_reports(tmp_path):
