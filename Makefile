@@ -36,7 +36,7 @@ demo: $(STAMP)
 	test -f "$$run/report.html" || { echo "make demo: the search did not finish (see above)" >&2; exit 1; }; \
 	echo "$$run/report.html"
 
-# The 12-trial search on the pretrained MiniLM (about 20 minutes on 2 cores); prints the report's path last.
+# The 12-trial search on the pretrained MiniLM (17 to 19 minutes on 2 cores); prints the report's path last.
 demo-minilm: $(STAMP)
 	@run="$$($(PY) -m orchestrator search search_spaces/minilm.yaml --out reports | tail -n 1)"; \
 	test -f "$$run/report.html" || { echo "make demo-minilm: the search did not finish (see above)" >&2; exit 1; }; \
