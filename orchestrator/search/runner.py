@@ -348,7 +348,9 @@ def _new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict
             time_attr="training_iteration",
             metric="quality",
             mode="max",
-            max_t=max(2, max_kd // settings.eval_every_steps + 1),
+            # Reports: one per eval_every steps strictly inside distillation, then the final row. Every rung
+            # falls before a trial's distillation ends, where stopping it still saves steps.
+            max_t=max(2, -(-max_kd // settings.eval_every_steps)),
             grace_period=1,
             reduction_factor=2,
         )

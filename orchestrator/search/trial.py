@@ -105,6 +105,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     task = context.task
 
     def on_eval(step: int, value: float) -> None:
+        if step >= recipe.kd_steps:
+            return  # the end of distillation: a stop here would save only the measurement; the final row follows
         tune.report({"quality": value, "kd_step": step, "final": False, "objective_monthly_usd": NO_PRICE_USD})
 
     teacher = task.teacher()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import pandas as pd
 import pytest
@@ -24,6 +26,10 @@ def test_asha_stops_poor_candidates_and_optuna_sees_them_pruned(write_config, tm
     assert len(stopped) >= 1, "ASHA stopped no trial; the intermediate reports did not reach it"
     assert stopped["error"].str.contains("stopped early").all()
     assert not stopped["pareto"].astype(bool).any()
+    # Rungs judge distillation in progress: no intermediate report at its last step, where a stop saves nothing.
+    reports = [json.loads(line) for f in (run_dir / "tune").glob("*/result.json") for line in f.read_text().splitlines() if line.strip()]
+    steps = {r["kd_step"] for r in reports if r.get("final") is False}
+    assert steps and max(steps) < 60, steps
     study = optuna.load_study(study_name=run_dir.name, storage=f"sqlite:///{run_dir / 'optuna.db'}")
     pruned = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.PRUNED]
     assert len(pruned) == len(stopped)
