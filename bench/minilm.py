@@ -286,7 +286,7 @@ def search_comparison(args: argparse.Namespace) -> dict:
     import yaml
 
     out_dir = Path(args.search_out or tempfile.mkdtemp(prefix="hedgerow-minilm-search-"))
-    done = {s: _existing_run(Path(p)) for p in args.search_runs or [] for s in [_scheduler_of(Path(p))]}
+    done = {run["scheduler"]: run for run in (_existing_run(Path(p)) for p in args.search_runs or [])}
     runs = [_search_figures(done[s] if s in done else _run_search(SEARCH_CONFIG, s, args.search_trials, out_dir))
             for s in ("none", "asha")]  # fmt: skip
     objective = yaml.safe_load(SEARCH_CONFIG.read_text()).get("objective", {})
@@ -299,24 +299,17 @@ def search_comparison(args: argparse.Namespace) -> dict:
     }
 
 
-def _scheduler_of(run_dir: Path) -> str:
-    import yaml
-
-    return str(yaml.safe_load((run_dir / "config.yaml").read_text()).get("search", {}).get("scheduler", "asha"))
-
-
 def _existing_run(run_dir: Path) -> dict:
-    """A finished run folder as `_run_search` returns one; wall time from run.json's start to trials.csv's write."""
+    """A finished run folder as `_run_search` returns one (its config.yaml says which scheduler); wall time from
+    run.json's start to trials.csv's write."""
     import yaml
+    from datetime import datetime
 
     started = json.loads((run_dir / "run.json").read_text()).get("created")
-    wall = None
-    if started:
-        from datetime import datetime
-
-        wall = (run_dir / "trials.csv").stat().st_mtime - datetime.fromisoformat(str(started)).timestamp()
+    wall = (run_dir / "trials.csv").stat().st_mtime - datetime.fromisoformat(str(started)).timestamp() if started else None
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    return {"scheduler": _scheduler_of(run_dir), "run_dir": str(run_dir), "wall_seconds": round(wall, 1) if wall else None, "config": config}
+    scheduler = str(config.get("search", {}).get("scheduler", "asha"))
+    return {"scheduler": scheduler, "run_dir": str(run_dir), "wall_seconds": round(wall, 1) if wall else None, "config": config}
 
 
 def compare_runs(runs: list[dict], max_drop: float) -> dict:

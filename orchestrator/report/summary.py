@@ -8,6 +8,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from orchestrator.cost.catalog import Catalog
+from orchestrator.report import _format as f
 from orchestrator.report.results import SHAPE_COLUMNS
 
 KNOB_COLUMNS = [
@@ -117,7 +118,7 @@ def recommend(
                 test_quality(base)  # the summary reports the baseline's held-out figures
                 return base, passed_over
             return row, passed_over
-        measured = f"test drop {test_drop:.4f}" + (f" (paired 95% CI up to {high:.4f})" if _finite(high) else "")
+        measured = f"test drop {test_drop:.4f}" + (f" (paired 95% CI up to {high:.4f})" if f.finite(high) else "")
         passed_over.append(
             {
                 "trial_id": row["trial_id"],
@@ -137,12 +138,8 @@ def heldout_holds(test_drop: float, drop_ci95_high: float | None, max_drop: floa
     upper end of a fresh, paired interval on test is what guards against that. Without per-item
     scores (a task that reports only a total), the point drop is all there is.
     """
-    worst = drop_ci95_high if _finite(drop_ci95_high) else test_drop
+    worst = drop_ci95_high if f.finite(drop_ci95_high) else test_drop
     return float(worst) <= max_drop + 1e-12
-
-
-def _finite(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def search_cost(frame: pd.DataFrame, cpus_per_trial: float, gpus_per_trial: float, catalog: Catalog) -> dict[str, Any]:

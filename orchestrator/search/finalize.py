@@ -102,7 +102,7 @@ def add_test_drops(frame: pd.DataFrame, done: dict[str, dict], baseline_id: Any,
     for result in done.values():
         if base is None:
             result.update(drop=None, drop_ci95_low=None, drop_ci95_high=None)
-        else:
+        elif "drop" not in result:  # those `recommend` checked are paired already (finalize's get)
             pair_with_baseline(result, base, seed)
     for result in done.values():
         result.pop("items", None)
