@@ -179,6 +179,7 @@ class ClassifierTask(Task):
     name = "hf-classifier"
     higher_is_better = True
     sequence_inputs = ("input_ids", "attention_mask")
+    predict_batch_size = 64  # texts judged at once: a transformer's activations grow with texts × length
 
     def __init__(self, **settings: Any) -> None:
         self.settings = ClassifierSettings(**settings)
@@ -236,10 +237,6 @@ class ClassifierTask(Task):
     def compact(self, inputs: Inputs) -> Inputs:
         """Drop padding columns no text in the batch uses."""
         return trim_padding(inputs)
-
-    def predict(self, model: nn.Module, inputs: Inputs, batch_size: int = 64) -> torch.Tensor:
-        """Class logits, in batches of 64 texts (a transformer's activations grow with batch × length)."""
-        return super().predict(model, inputs, batch_size)
 
     def save_preprocessor(self, folder: Path) -> dict[str, Any]:
         """The tokenizer's files and the class names, for an export that labels raw text exactly as this task did."""

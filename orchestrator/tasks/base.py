@@ -9,7 +9,7 @@ from typing import Any, Iterator, Literal, Mapping, NamedTuple, TypedDict
 import torch
 from torch import nn
 
-from orchestrator.tasks.batches import Inputs, batch_size as n_examples, repeat_to, run, take, to_device
+from orchestrator.tasks.batches import Inputs, batch_size as n_examples, repeat_to, run_in_chunks, take
 from orchestrator.tasks.losses import kd_loss, regression_kd_loss
 from orchestrator.tasks.metrics import METRICS, bootstrap_interval
 
@@ -83,6 +83,9 @@ class Task(abc.ABC):
     targets: class ids get KL + CE, float targets MSE to the teacher and to the
     targets; a task may override it. The `val` split is what a search optimizes;
     `test` is held out to confirm the final choice, and the two never overlap.
+    A split is judged `predict_batch_size` examples at a time (`predict`), so the
+    memory it takes follows that chunk, never the split's size; only the outputs
+    of the whole split are kept.
     """
 
     name: str = "task"
@@ -90,6 +93,7 @@ class Task(abc.ABC):
     higher_is_better: bool = True
     sequence_inputs: tuple[str, ...] = ()  # named inputs whose dimension 1 is a sequence length (exported dynamic)
     distill_targets_are_teacher: bool = False  # True: train targets are the teacher's outputs, so KD needn't rerun it
+    predict_batch_size: int = 512  # examples run at once when judging a model: its activations at this batch bound memory
 
     @abc.abstractmethod
     def teacher(self) -> nn.Module:
@@ -143,15 +147,10 @@ class Task(abc.ABC):
         return [next(batches)[0] for _ in range(n_batches)]
 
     @torch.inference_mode()
-    def predict(self, model: nn.Module, inputs: Inputs, batch_size: int = 512) -> torch.Tensor:
-        """Model outputs for `inputs`, batched, on the model's device, returned on the CPU."""
-        device = model_device(model)
-        n = n_examples(inputs)
-        outputs = [
-            run(model, to_device(take(inputs, slice(i, i + batch_size)), device)).float().cpu()
-            for i in range(0, n, batch_size)
-        ]
-        return torch.cat(outputs)
+    def predict(self, model: nn.Module, inputs: Inputs, batch_size: int | None = None) -> torch.Tensor:
+        """Model outputs for `inputs`, `batch_size` (default `predict_batch_size`) at a time on the model's device,
+        returned on the CPU in order: memory follows the chunk, never the split. An override keeps the chunking."""
+        return run_in_chunks(model, inputs, batch_size or self.predict_batch_size, device=model_device(model))
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
         """The task's metric on a split's outputs; override it for a metric of your own."""

@@ -4,12 +4,20 @@ A transformer takes `input_ids` and `attention_mask`; a CNN takes one image tens
 Everything that slices, batches, moves or feeds inputs (the Task's own helpers,
 distillation, calibration, measurement) goes through these functions, so the engine
 never looks inside a batch.
+
+A pass over many examples (a split, a large request) goes through `run_in_chunks`:
+the model sees at most one chunk at a time, so its activations, which grow with the
+rows it is fed (attention scores with rows x heads x length squared), are bounded by
+the chunk, never by the split. Whoever drives a long pass may watch its progress with
+`watch_passes`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Mapping, Union
+from typing import Callable, Iterator, Mapping, Union
 
 import torch
 from torch import nn
@@ -59,6 +67,57 @@ def repeat_to(inputs: Inputs, n: int) -> Inputs:
 def run(model: nn.Module, inputs: Inputs) -> torch.Tensor:
     """The model's output: `model(x)` for a tensor, `model(**inputs)` for named tensors."""
     return model(inputs) if isinstance(inputs, torch.Tensor) else model(**inputs)
+
+
+PassWatcher = Callable[[int, int], None]  # (examples done, examples in the pass)
+_watcher: contextvars.ContextVar[PassWatcher | None] = contextvars.ContextVar("hedgerow_pass_watcher", default=None)
+
+
+@contextlib.contextmanager
+def watch_passes(watcher: PassWatcher) -> Iterator[None]:
+    """Call `watcher(done, total)` after every chunk of every chunked pass run inside the block (progress lines)."""
+    token = _watcher.set(watcher)
+    try:
+        yield
+    finally:
+        _watcher.reset(token)
+
+
+def report_progress(done: int, total: int) -> None:
+    """Tell the watcher of the enclosing `watch_passes` block, if any, how far a chunked pass is."""
+    watcher = _watcher.get()
+    if watcher is not None:
+        watcher(done, total)
+
+
+def run_in_chunks(
+    model: nn.Module,
+    inputs: Inputs,
+    chunk_size: int,
+    device: torch.device | str | None = None,
+    prepare: Callable[[Inputs], Inputs] | None = None,
+) -> torch.Tensor:
+    """The model's outputs for every example, `chunk_size` examples at a time, in order, as float32 on the CPU.
+
+    Memory follows the chunk, not the number of examples: only the outputs of the whole pass are kept.
+    `device`: where each chunk is moved before the model runs it (None: where it is); `prepare`: applied
+    to each chunk first (e.g. dropping padding no example of the chunk uses).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    total = batch_size(inputs)
+    if total == 0:
+        return run(model, inputs).float().cpu()
+    outputs = []
+    for start in range(0, total, chunk_size):
+        chunk = take(inputs, slice(start, start + chunk_size))
+        if prepare is not None:
+            chunk = prepare(chunk)
+        if device is not None:
+            chunk = to_device(chunk, device)
+        outputs.append(run(model, chunk).float().cpu())
+        report_progress(min(start + chunk_size, total), total)
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
 def nbytes(inputs: Inputs) -> int:

@@ -114,6 +114,32 @@ def test_evaluate_judges_a_bad_model_as_bad(task):
     assert quality["value"] < 0.6 and quality["ci95_low"] <= quality["value"] <= quality["ci95_high"]
 
 
+def test_judging_a_split_runs_at_most_predict_batch_size_examples_at_once_in_order(task):
+    inputs, _ = task.data("val")
+    teacher, seen = task.teacher(), []
+
+    class Noting(nn.Module):
+        """The teacher, noting how many examples each call runs."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = teacher
+
+        def forward(self, x=None, **named):
+            seen.append(batch_size(x if x is not None else named))
+            return run(self.inner, x if x is not None else named)
+
+    task.evaluate(Noting().eval(), "val")  # eval: evaluate restores the mode it found, on the shared teacher too
+    assert max(seen) <= task.predict_batch_size and sum(seen) == batch_size(inputs)
+    seen.clear()
+    with torch.inference_mode():
+        in_sevens, at_once = task.predict(Noting().eval(), inputs, batch_size=7), run(teacher, inputs).float()
+    assert max(seen) <= 7 and sum(seen) == batch_size(inputs)
+    # Each example's outputs as in one batch, in the split's order; a text task's chunks drop padding, which the
+    # attention mask hid: the same outputs up to float rounding.
+    assert in_sevens.shape == at_once.shape and torch.allclose(in_sevens, at_once, atol=1e-5)
+
+
 @pytest.mark.parametrize("batch_size", [1, 7, 400])  # 400: more than any CI split holds (digits val: 359), so examples repeat
 def test_example_batch_has_the_input_shape(task, batch_size):
     batch = task.example_batch(batch_size)

@@ -29,7 +29,7 @@ from torch import nn
 from orchestrator.safe_files import write_atomic
 from orchestrator.tasks._cache import cache_dir, settings_key
 from orchestrator.tasks.base import Split, Task, model_device
-from orchestrator.tasks.batches import Inputs, run, take, to_device
+from orchestrator.tasks.batches import Inputs, run_in_chunks, take
 from orchestrator.tasks.text.contrastive import cloze_pairs, contrastive_kd_loss
 from orchestrator.tasks.text.encoder import load_encoder, tokenize, trim_padding
 from orchestrator.tasks.text.labeled import LabeledSplit, inverse_cloze_sets
@@ -78,6 +78,7 @@ class EmbeddingTask(Task):
     higher_is_better = True
     distill_targets_are_teacher = True  # train targets are the teacher's cached embeddings
     sequence_inputs = ("input_ids", "attention_mask")
+    predict_batch_size = 64  # a transformer's activations grow with texts × length (attention: × length again)
 
     def __init__(self, texts: Sequence[str], labeled: dict[str, LabeledSplit] | None = None, **settings: Any) -> None:
         """`texts`: the corpus's paragraphs; `labeled`: val and test sets of your own (BEIR), else built from `texts`."""
@@ -173,16 +174,14 @@ class EmbeddingTask(Task):
         return built
 
     @torch.inference_mode()
-    def predict(self, model: nn.Module, inputs: Inputs, batch_size: int = 64) -> torch.Tensor:
-        """Embeddings, batched by similar length with unused padding dropped: the same outputs, less work."""
-        device = model_device(model)
+    def predict(self, model: nn.Module, inputs: Inputs, batch_size: int | None = None) -> torch.Tensor:
+        """Embeddings, `batch_size` (default `predict_batch_size`) texts at a time, batched by similar length with
+        unused padding dropped: the same outputs, less work."""
         lengths = inputs["attention_mask"].sum(dim=1)
         order = torch.argsort(lengths, descending=True, stable=True)
-        chunks = []
-        for i in range(0, len(order), batch_size):
-            batch = trim_padding(take(inputs, order[i : i + batch_size]))
-            chunks.append(run(model, to_device(batch, device)).float().cpu())
-        out = torch.cat(chunks)
+        out = run_in_chunks(
+            model, take(inputs, order), batch_size or self.predict_batch_size, device=model_device(model), prepare=trim_padding
+        )
         result = torch.empty_like(out)
         result[order] = out
         return result
