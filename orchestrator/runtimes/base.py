@@ -99,8 +99,11 @@ class Runtime(abc.ABC):
         return recorded_kernel_archs(steps)
 
     @abc.abstractmethod
-    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path) -> SavedProgram | None:
-        """Write the program the trial served into `out_dir`, load it back and judge it on val (None: the weights are the program)."""
+    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path, *,
+             batch_size: int) -> SavedProgram | None:  # fmt: skip
+        """Write the program the trial served into `out_dir`, load it back and judge it on val (None: the weights are
+        the program). Every pass over `inputs` runs `batch_size` examples at a time (`run_in_chunks`): memory follows
+        the serving batch, never the split."""
 
     @abc.abstractmethod
     def load(self, export: ExportView, device: torch.device) -> nn.Module:

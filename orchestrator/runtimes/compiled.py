@@ -21,7 +21,7 @@ from orchestrator.errors import first_line
 from orchestrator.runtimes._export import export_args, quiet
 from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, max_abs_diff
 from orchestrator.tasks.base import Task, model_device
-from orchestrator.tasks.batches import Inputs, batch_size, repeat_to, run, take, to_device
+from orchestrator.tasks.batches import Inputs, batch_size, repeat_to, run, run_in_chunks, take, to_device
 from orchestrator.techniques import (
     Context,
     Int8Settings,
@@ -269,7 +269,8 @@ class CompiledRuntime(Runtime):
         """Its PT2E stage quantizes int8 for inductor."""
         return True
 
-    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path) -> SavedProgram:
+    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path, *,
+             batch_size: int) -> SavedProgram:  # fmt: skip
         """The eager program behind the compiled module as a .pt2, loaded back, compiled again and judged on val."""
         if not isinstance(served, CompiledModule):
             raise RuntimeFailed(f"runtime 'compiled': expected the compiled module the trial built, got {type(served).__name__}")
@@ -283,7 +284,7 @@ class CompiledRuntime(Runtime):
             "dynamic": False,
         }  # fmt: skip
         with torch.inference_mode():
-            reference = run(served, inputs).float()
+            reference = run_in_chunks(served, inputs, batch_size)
         try:
             with quiet():
                 args, kwargs, dynamic = export_args(inputs, task.sequence_inputs)
@@ -293,7 +294,7 @@ class CompiledRuntime(Runtime):
             example = repeat_to(take(inputs, slice(0, 1)), settings["static_batch"])
             module, _ = compile_program(loaded, example, task.sequence_inputs, freezing=settings["freezing"])
             with torch.inference_mode():
-                outputs = run(module, inputs)
+                outputs = run_in_chunks(module, inputs, batch_size)
             quality = task.evaluate(module, "val")["value"]
         except Exception as exc:  # noqa: BLE001
             path.unlink(missing_ok=True)

@@ -26,7 +26,8 @@ class EagerRuntime(Runtime):
         """None: the compressed module is what it serves."""
         return []
 
-    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path) -> SavedProgram | None:
+    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path, *,
+             batch_size: int) -> SavedProgram | None:  # fmt: skip
         """Nothing beyond the weights export writes for every runtime."""
         return None
 

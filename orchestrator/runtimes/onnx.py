@@ -27,7 +27,7 @@ from orchestrator.errors import first_line
 from orchestrator.runtimes._export import export_args, quiet
 from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, max_abs_diff
 from orchestrator.tasks.base import Task
-from orchestrator.tasks.batches import Inputs, run
+from orchestrator.tasks.batches import Inputs, run_in_chunks
 from orchestrator.techniques import Context, StepRecord, TechniqueConfig, count_params, int8_mode, register
 
 ONNX_FILE = "model.onnx"
@@ -222,7 +222,8 @@ class OnnxRuntime(Runtime):
         """ONNX Runtime quantizes its own graph: int8 is part of its stage."""
         return True
 
-    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path) -> SavedProgram:
+    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path, *,
+             batch_size: int) -> SavedProgram:  # fmt: skip
         """Copy the ONNX file the trial served into the export, open it again and judge it on val."""
         if not isinstance(served, OnnxModule):
             raise RuntimeFailed(f"runtime 'onnxruntime': expected the ONNX Runtime module the trial built, got {type(served).__name__}")
@@ -230,7 +231,7 @@ class OnnxRuntime(Runtime):
 
         step = next(s for s in steps if s.stage == "runtime")
         with torch.inference_mode():
-            reference = run(served, inputs).float()
+            reference = run_in_chunks(served, inputs, batch_size)
         mode = step.details.get("int8", "none")
         fmt = {"none": "onnx", "static": "onnx_int8_qdq", "dynamic": "onnx_int8_dynamic"}[mode]
         files = served.files()
@@ -239,7 +240,7 @@ class OnnxRuntime(Runtime):
             shutil.copyfile(source, out_dir / (name if source == served.path else source.name))
         module = OnnxModule(out_dir / name, threads=served.threads, graph_optimization=served.graph_optimization)
         with torch.inference_mode():
-            outputs = run(module, inputs)
+            outputs = run_in_chunks(module, inputs, batch_size)
         diff = max_abs_diff(outputs, reference)
         quality = task.evaluate(module, "val")["value"]
         settings = {

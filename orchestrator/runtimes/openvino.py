@@ -44,7 +44,7 @@ from orchestrator.runtimes.base import (
 )
 from orchestrator.runtimes.onnx import ONNX_FILE, export_onnx, feeds
 from orchestrator.tasks.base import Task
-from orchestrator.tasks.batches import Inputs, run
+from orchestrator.tasks.batches import Inputs, run_in_chunks
 from orchestrator.tasks.text.encoder import MissingExtra
 from orchestrator.techniques import (
     Context,
@@ -253,21 +253,22 @@ class OpenVinoRuntime(Runtime):
         """NNCF quantizes the IR itself: int8 is part of its stage."""
         return True
 
-    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path) -> SavedProgram:
+    def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path, *,
+             batch_size: int) -> SavedProgram:  # fmt: skip
         """Copy the IR the trial served into the export, compile it again and judge it on val."""
         if not isinstance(served, OpenVinoModule):
             raise RuntimeFailed(f"runtime 'openvino': expected the OpenVINO module the trial built, got {type(served).__name__}")
         ov = require_openvino()
         step = next(s for s in steps if s.stage == "runtime")
         with torch.inference_mode():
-            reference = run(served, inputs).float()
+            reference = run_in_chunks(served, inputs, batch_size)
         int8 = step.details.get("int8", "none") != "none"
         name = IR_INT8_FILE if int8 else IR_FILE
         shutil.copyfile(served.path, out_dir / name)
         shutil.copyfile(served.weights_path, (out_dir / name).with_suffix(".bin"))
         module = OpenVinoModule(out_dir / name, threads=served.threads)
         with torch.inference_mode():
-            outputs = run(module, inputs)
+            outputs = run_in_chunks(module, inputs, batch_size)
         diff = max_abs_diff(outputs, reference)
         quality = task.evaluate(module, "val")["value"]
         settings = {

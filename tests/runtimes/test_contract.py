@@ -31,6 +31,7 @@ TASK = textwrap.dedent(
         """A seeded small CNN on random 8x8 images, labelled by its own predictions."""
 
         name = "small"
+        predict_batch_size = 8  # judged 8 at a time: no pass over val (128) may run more at once
 
         def __init__(self):
             torch.manual_seed(0)
@@ -60,13 +61,30 @@ BUILD = TASK + textwrap.dedent(
     from orchestrator.runtimes import REGISTRY, ServedProgram
     from orchestrator.tasks.batches import run
 
+    def rows_seen_by_modules(seen):
+        """Wrap nn.Module.__call__ to note the batch dimension of every call (symbolic ones, in export tracing, skipped)."""
+        call = torch.nn.Module.__call__
+
+        def noting(self, *args, **kwargs):
+            first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim() > 0), None)
+            if first is not None and isinstance(first.shape[0], int):
+                seen.append(first.shape[0])
+            return call(self, *args, **kwargs)
+
+        return call, noting
+
     def build(name, bits, out):
         task, runtime = SmallTask(), REGISTRY.get(name)
         compressed = apply_recipe(task, Recipe(runtime=name, bits=bits), serving_batch_size=8)
         model, steps = compressed.model, compressed.record.steps
         metrics = measure(model, task.example_batch(8), threads=1, batch_repeats=3, latency_repeats=3)
         inputs, _ = task.data("val")
-        saved = runtime.save(model, steps, task, inputs, out)
+        seen = []
+        call, torch.nn.Module.__call__ = rows_seen_by_modules(seen)
+        try:
+            saved = runtime.save(model, steps, task, inputs, out, batch_size=8)
+        finally:
+            torch.nn.Module.__call__ = call
         with torch.inference_mode():
             torch.save(run(model, inputs).float(), out / "served_outputs.pt")
         if saved is None:  # its program is the module itself: the safetensors weights export writes for every runtime
@@ -82,6 +100,7 @@ BUILD = TASK + textwrap.dedent(
             "served_program": isinstance(model, ServedProgram),
             "kernel_archs": runtime.kernel_archs(steps),
             "saved": None if saved is None else {**saved.__dict__},
+            "most_rows_at_once_in_save": max(seen, default=0),
             "val": task.evaluate(model, "val")["value"],
         }))
 
@@ -165,6 +184,8 @@ def test_every_runtime_builds_measures_exports_and_loads_in_a_fresh_process(cont
     if saved is not None:
         assert saved["format"] in runtime.program_formats and (folder / saved["file"]).is_file()
         assert saved["quality"] == pytest.approx(built["val"], abs=0.02)
+    # ...running the 128 val examples 8 at a time, the serving batch it was given: memory follows the batch, not the split
+    assert 0 < built["most_rows_at_once_in_save"] <= 8 if saved is not None else built["most_rows_at_once_in_save"] == 0
     # load, in a process that never built it: the same outputs, as the trial served them
     served, again = torch.load(folder / "served_outputs.pt"), torch.load(folder / "loaded_outputs.pt")
     assert again.shape == served.shape
