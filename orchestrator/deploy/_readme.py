@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.deploy.loader import RUNTIMES
+from orchestrator.deploy.loader import RUNTIMES, serving_batch_size
 from orchestrator.deploy.manifest import Manifest
 
 _RUNTIME_CHOICES = " | ".join(f'"{name}"' for name in RUNTIMES if name != "auto")
@@ -71,6 +71,8 @@ def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
         "",
         f"`load(..., runtime={_RUNTIME_CHOICES})` picks another program; s3:// paths take",
         "`endpoint_url=` for S3-compatible stores. Credentials come from the standard AWS chain.",
+        f"A batch of any size runs {_batch_text(manifest)} at a time (`load(..., batch_size=N)` for another number):",
+        "memory follows that number, not the batch's size.",
         "",
         "## Serve it with Ray Serve",
         "",
@@ -93,6 +95,10 @@ def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
     if manifest.notes:
         lines += ["## Notes", "", *[f"- {note}" for note in manifest.notes], ""]
     return "\n".join(lines)
+
+
+def _batch_text(manifest: Manifest) -> str:
+    return f"{serving_batch_size(manifest)} examples (the serving batch it was priced at)"
 
 
 def _input_text(manifest: Manifest) -> str:

@@ -35,8 +35,17 @@ def _export(args: argparse.Namespace) -> int:
     )
     if result.published is not None:
         progress(f"{len(result.published.uploaded)} objects uploaded, {len(result.published.skipped)} already there")
+    progress(f"peak resident memory {peak_rss_bytes() / 2**30:.2f} GiB")
     print(result.location)
     return 0
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far (getrusage's ru_maxrss: KiB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -4,23 +4,35 @@ The candidate is rebuilt from its recipe (seeded, so deterministic on a CPU)
 with the task's teacher, and must match the trial's validation quality within
 a tolerance. The export is written to a staging folder, loaded back through
 `orchestrator.deploy.load` and compared with the rebuilt model before it is
-moved into place (a local folder) or published (S3, manifest last).
+moved into place (a local folder) or published (S3, manifest last). A local
+staging folder is locked while its export runs; one that a killed export left
+behind holds no lock, and the next export to the same place removes it.
+
+Every pass over the val split runs in chunks: the reference outputs, each
+reload and each runtime's program in chunks of the serving batch, the quality
+checks in the task's own (`Task.predict_batch_size`). An export needs the memory
+of the model, its programs and one chunk's activations, whatever the size of the
+split: no more than the search that produced the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import importlib.metadata
 import logging
+import os
 import platform
 import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
+from torch import nn
 
 import orchestrator
 from orchestrator.cost.catalog import InstanceType, load_catalog
@@ -28,9 +40,11 @@ from orchestrator.deploy import _readme
 from orchestrator.deploy._defaults import DEFAULT_TOLERANCE
 from orchestrator.deploy._errors import ExportError
 from orchestrator.deploy.loader import load
+from orchestrator.deploy.progress import PassProgress
 from orchestrator.deploy.manifest import (
     MANIFEST_NAME,
     PT2_PROGRAM,
+    Architecture,
     Deployment,
     Manifest,
     Program,
@@ -65,11 +79,12 @@ from orchestrator.deploy.weights import architecture, load_module, save_weights
 from orchestrator.errors import InputError
 from orchestrator.runtimes import REGISTRY
 from orchestrator.tasks.base import Task
-from orchestrator.tasks.batches import run as run_model
+from orchestrator.tasks.batches import Inputs, run_in_chunks, watch_passes
 from orchestrator.tasks.registry import load_task
 
 log = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
+PARTIAL, OLD = ".partial-", ".old-"  # .<trial>.partial-<id>: an export being written; .<trial>.old-<id>: the one it replaces
 TOKENIZER_DIR = "tokenizer"
 _VERSIONED = ("torch", "onnxruntime", "onnx", "safetensors", "torch-pruning", "torchao", "numpy", "boto3", "ray")
 
@@ -103,8 +118,13 @@ def export_trial(
     s3_settings: S3Settings | None = None,
     on_object: Callable[[str, bool], None] | None = None,
     progress: Callable[[str], None] = lambda message: None,
+    progress_every_s: float = 10.0,
 ) -> ExportResult:
-    """Export one trial of a run (default: the recommended one) to a folder or to s3://bucket/prefix."""
+    """Export one trial of a run (default: the recommended one) to a folder or to s3://bucket/prefix.
+
+    Every pass over the val split runs in chunks (see the module's docstring), so memory follows the chunk, not
+    the split; a pass that takes longer than `progress_every_s` reports how far it is through `progress`.
+    """
     if not 0 <= tolerance < 1:
         raise InputError(
             f"--tolerance: expected a fraction of the metric in [0, 1) (0.005 is half a point), got {tolerance}"
@@ -123,11 +143,40 @@ def export_trial(
         final_uri = str(final)
 
     task = load_task(run.config.task.name, run.config.task.args, field="config.yaml task.name")
+    unit = "texts" if task.sequence_inputs else "examples"
+    with watch_passes(PassProgress(progress, unit, every_s=progress_every_s)):
+        rebuilt = _rebuild_checked(run, trial, task, tolerance, progress)
+        if to_s3:
+            staging = Path(tempfile.mkdtemp(prefix="hedgerow-export-"))
+            try:
+                manifest = write_export(staging, run, trial, task, rebuilt, final_uri, tolerance, endpoint_url, progress)
+                progress(f"publishing to {final_uri}")
+                published = publish(staging, target, settings, on_object=on_object)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            return ExportResult(location=final_uri, manifest=manifest, published=published)
+
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_staging(final.parent):
+            progress(f"removed {stale}: the unfinished export of an interrupted run")
+        staging = final.parent / f".{trial.trial_id}{PARTIAL}{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+        with held(staging):  # while this export runs, no other one takes its staging folder for stale
+            try:
+                manifest = write_export(staging, run, trial, task, rebuilt, final_uri, tolerance, None, progress)
+                _replace_dir(staging, final)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(location=final_uri, manifest=manifest)
+
+
+def _rebuild_checked(run: RunFolder, trial: Trial, task: Task, tolerance: float, progress: Callable[[str], None]) -> Rebuilt:
+    """The trial's candidate rebuilt from its recipe, checked against the trial's teacher, quality and stages."""
     progress(f"rebuilding trial {trial.trial_id} ({trial.recipe.key()}) from its recipe")
     rebuilt = rebuild(
         task, trial.recipe, device=trial.record["compression"]["device"], threads=trial.row.get("threads"),
         serving_batch_size=run.config.traffic.serving_batch_size,
-    )
+    )  # fmt: skip
     recorded = run.meta.get("teacher_fingerprint")
     if recorded and recorded != rebuilt.teacher_fingerprint:
         raise QualityMismatch(
@@ -141,32 +190,43 @@ def export_trial(
         raise ExportError(
             f"trial {trial.trial_id}: the rebuilt candidate differs from the trial's record: {'; '.join(problems)}"
         )
+    return rebuilt
 
-    if to_s3:
-        staging = Path(tempfile.mkdtemp(prefix="hedgerow-export-"))
+
+def remove_stale_staging(folder: Path) -> list[Path]:
+    """Remove what killed exports left in `folder`: staging folders no running export holds, and the previous
+    version of an export whose replacement is already in place; returns what was removed."""
+    removed = []
+    for path in sorted(folder.glob(f".*{PARTIAL}*")) + sorted(folder.glob(f".*{OLD}*")):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        if OLD in path.name and not (folder / path.name[1:].split(OLD)[0]).is_dir():
+            continue  # killed between two renames: this is the only copy of that export; left for a person to see
         try:
-            manifest = write_export(staging, run, trial, task, rebuilt, final_uri, tolerance, endpoint_url, progress)
-            progress(f"publishing to {final_uri}")
-            published = publish(staging, target, settings, on_object=on_object)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return ExportResult(location=final_uri, manifest=manifest, published=published)
+            with held(path):
+                shutil.rmtree(path)
+        except BlockingIOError:
+            continue  # another export is writing it now
+        removed.append(path)
+    return removed
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".{trial.trial_id}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+
+@contextlib.contextmanager
+def held(folder: Path) -> Iterator[None]:
+    """An exclusive lock on a folder for the block (BlockingIOError where another process holds it); a killed
+    process's lock goes with it, which is how a stale staging folder is told from one in use."""
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        manifest = write_export(staging, run, trial, task, rebuilt, final_uri, tolerance, None, progress)
-        _replace_dir(staging, final)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(location=final_uri, manifest=manifest)
+        os.close(fd)
 
 
 def _replace_dir(new: Path, final: Path) -> None:
     old = None
     if final.exists():
-        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        old = final.parent / f".{final.name}{OLD}{uuid.uuid4().hex[:8]}"
         final.rename(old)
     new.rename(final)
     if old is not None:
@@ -184,7 +244,11 @@ def write_export(
     endpoint_url: str | None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> Manifest:
-    """Write every file of the export into root, manifest.json last, then load it back and compare."""
+    """Write every file of the export into root, manifest.json last, then load it back and compare.
+
+    The model runs the val split `serving_batch_size` examples at a time: memory follows the serving batch.
+    """
+    batch = run.config.traffic.serving_batch_size
     runtime_name = trial.recipe.runtime
     served = rebuilt.model.cpu().eval()
     eager = REGISTRY.get(runtime_name).loads_anywhere  # its program is the weights
@@ -192,28 +256,19 @@ def write_export(
     model = served if eager else rebuilt.float_model
     if model is None:
         raise ExportError(f"runtime {runtime_name!r}: the rebuild kept no float model before the runtime stage")
-    weight_steps = rebuilt.steps if eager else rebuilt.weight_steps()
     inputs, _ = task.data("val")
+    progress(f"running the val split through the model, {batch} at a time (the reference every check compares with)")
     with torch.inference_mode():
-        reference = run_model(model, inputs).float()  # one batch, as the loader's predict runs it
-    arch = architecture(task, weight_steps, inputs, rebuilt.teacher_fingerprint)
+        reference = run_in_chunks(model, inputs, batch)
+    arch = architecture(task, rebuilt.steps if eager else rebuilt.weight_steps(), inputs, rebuilt.teacher_fingerprint)
     text = task.save_preprocessor(root / TOKENIZER_DIR)
     if text is not None:
         arch = arch.model_copy(update={"text": TextInput(tokenizer=TOKENIZER_DIR, **text)})
-
     progress("writing weights (safetensors) and checking they reload exactly")
-    save_weights(model, root / WEIGHTS_NAME, arch.weights_format)
-    reloaded_module = load_module(task, arch, root / WEIGHTS_NAME)
-    with torch.inference_mode():
-        reloaded = run_model(reloaded_module, inputs).float()
-    if not torch.equal(reloaded, reference):
-        raise ExportError(
-            f"{WEIGHTS_NAME}: the reloaded weights do not reproduce the model (max difference {(reloaded - reference).abs().max():.3g})"
-        )
-
+    _write_weights(model, task, arch, inputs, reference, root, batch)
     if eager:
         progress("writing runnable programs (torch.export, ONNX)")
-        programs = _programs(model, rebuilt, task, arch.weights_format, inputs, reference, root)
+        programs = _programs(model, rebuilt, task, arch.weights_format, inputs, reference, root, batch)
         runtime, why = _default_runtime(programs)
         serving = ServingRuntime(
             name=runtime_name, library="torch", version=torch.__version__,
@@ -222,7 +277,7 @@ def write_export(
         )  # fmt: skip
     else:
         progress(f"writing the {runtime_name} program the trial served, and loading it back")
-        program, serving = runtime_program(served, runtime_name, rebuilt.steps, task, inputs, root)
+        program, serving = runtime_program(served, runtime_name, rebuilt.steps, task, inputs, root, batch_size=batch)
         check_program_quality(program.quality, f"{program.file}: the program", trial, tolerance)
         programs = [program]
         runtime = serving.loader_runtime
@@ -230,28 +285,9 @@ def write_export(
             f"the trial built, measured and priced this candidate on runtime {runtime_name!r}: {program.file} is that program "
             f"(val {rebuilt.quality['metric']} {program.quality:.4f}); {WEIGHTS_NAME} holds the float weights it was built from"
         )
-    deployment = _deployment(trial)
+    deployment = _deployment(trial, batch)
     instance = _instance(run, deployment.instance_type)
-    threads = int(trial.row.get("threads") or 1)
-    traffic = run.config.traffic
-    serve = build_serve_config(
-        app_name=f"hedgerow-{trial.trial_id}",
-        model_path=final_location,
-        runtime=runtime,
-        deployment=deployment,
-        instance=instance,
-        threads=threads,
-        throughput_sps=float(trial.row.get("throughput_sps") or 1.0),
-        batch_latency_p95_ms=float(trial.row.get("batch_latency_p95_ms") or traffic.latency_slo_p95_ms),
-        serving_batch_size=traffic.serving_batch_size,
-        target_utilization=traffic.target_utilization,
-        latency_slo_p95_ms=traffic.latency_slo_p95_ms,
-        endpoint_url=redact(endpoint_url) if endpoint_url else None,  # never a user:password@ in a shipped file
-        smt_yield=run.config.deployment.smt_yield,
-    )
-    serve_lines = explain(deployment, instance, threads, serve, run.config.deployment.smt_yield)
-    (root / SERVE_CONFIG_NAME).write_text(dump_serve_config(serve, serve_lines))
-
+    serve_lines = _write_serve_config(root, run, trial, deployment, instance, runtime, final_location, endpoint_url)
     manifest = Manifest(
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         run_id=run.run_id,
@@ -283,20 +319,63 @@ def write_export(
     (root / "README.md").write_text(_readme.render(manifest, final_location, serve_lines))
     manifest.files = file_entries(root)
     (root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
-
     progress("loading the export back and comparing its outputs")
+    _check_loaded(root, task, trial, inputs, reference, runtime, eager, tolerance, batch)
+    return manifest
+
+
+def _write_weights(model: nn.Module, task: Task, arch: Architecture, inputs: Inputs, reference: torch.Tensor, root: Path,
+                   batch: int) -> None:  # fmt: skip
+    """model.safetensors, loaded back into the task's architecture: it must reproduce the model exactly."""
+    save_weights(model, root / WEIGHTS_NAME, arch.weights_format)
+    reloaded_module = load_module(task, arch, root / WEIGHTS_NAME)
+    with torch.inference_mode():
+        reloaded = run_in_chunks(reloaded_module, inputs, batch)
+    if not torch.equal(reloaded, reference):
+        raise ExportError(
+            f"{WEIGHTS_NAME}: the reloaded weights do not reproduce the model (max difference {(reloaded - reference).abs().max():.3g})"
+        )
+
+
+def _write_serve_config(root: Path, run: RunFolder, trial: Trial, deployment: Deployment, instance: InstanceType | None,
+                        runtime: str, final_location: str, endpoint_url: str | None) -> list[str]:  # fmt: skip
+    """serve_config.yaml sized by the cost model's answer; returns the lines that explain it (for the README)."""
+    threads = int(trial.row.get("threads") or 1)
+    traffic = run.config.traffic
+    serve = build_serve_config(
+        app_name=f"hedgerow-{trial.trial_id}",
+        model_path=final_location,
+        runtime=runtime,
+        deployment=deployment,
+        instance=instance,
+        threads=threads,
+        throughput_sps=float(trial.row.get("throughput_sps") or 1.0),
+        batch_latency_p95_ms=float(trial.row.get("batch_latency_p95_ms") or traffic.latency_slo_p95_ms),
+        serving_batch_size=traffic.serving_batch_size,
+        target_utilization=traffic.target_utilization,
+        latency_slo_p95_ms=traffic.latency_slo_p95_ms,
+        endpoint_url=redact(endpoint_url) if endpoint_url else None,  # never a user:password@ in a shipped file
+        smt_yield=run.config.deployment.smt_yield,
+    )
+    serve_lines = explain(deployment, instance, threads, serve, run.config.deployment.smt_yield)
+    (root / SERVE_CONFIG_NAME).write_text(dump_serve_config(serve, serve_lines))
+    return serve_lines
+
+
+def _check_loaded(root: Path, task: Task, trial: Trial, inputs: Inputs, reference: torch.Tensor, runtime: str, eager: bool,
+                  tolerance: float, batch: int) -> None:  # fmt: skip
+    """The written export, loaded as a user loads it, reproduces the model (and its runtime program scores as the trial)."""
     checks = (REGISTRY.weights(), runtime) if eager else (REGISTRY.weights(),)
     for check in checks:
-        outputs = load(root, runtime=check).predict(inputs)  # type: ignore[arg-type]
+        outputs = load(root, runtime=check, batch_size=batch).predict(inputs)
         if not torch.equal(outputs, reference):
             raise ExportError(
                 f"the export loaded with runtime {check!r} does not reproduce the model (max difference {(outputs - reference).abs().max():.3g})"
             )
     if not eager:
-        loaded = load(root, runtime=runtime)  # type: ignore[arg-type]
+        loaded = load(root, runtime=runtime, batch_size=batch)
         value = task.evaluate(loaded.module, "val")["value"]
         check_program_quality(value, f"the export loaded with runtime {runtime!r}", trial, tolerance)
-    return manifest
 
 
 def check_program_quality(value: float | None, what: str, trial: Trial, tolerance: float) -> None:
@@ -308,7 +387,7 @@ def check_program_quality(value: float | None, what: str, trial: Trial, toleranc
         )
 
 
-def _programs(model, rebuilt: Rebuilt, task: Task, fmt: str, inputs, reference, root: Path) -> list[Program]:
+def _programs(model, rebuilt: Rebuilt, task: Task, fmt: str, inputs, reference, root: Path, batch: int) -> list[Program]:
     if fmt.startswith("int8"):
         quantize = next(s for s in rebuilt.steps if s.stage == "quantize")
         calibration = task.calibration_batches(
@@ -323,9 +402,9 @@ def _programs(model, rebuilt: Rebuilt, task: Task, fmt: str, inputs, reference, 
                 rebuilt.float_model, task, inputs, root, calibration, dynamic=fmt == "int8_dynamic"
             )
         return [int8_fx_pt2_reason(), onnx]
-    programs = [torch_export_program(model, inputs, reference, root, task.sequence_inputs)]
+    programs = [torch_export_program(model, inputs, reference, root, task.sequence_inputs, batch_size=batch)]
     if fmt == "float":
-        programs.append(onnx_fp32_program(model, task, inputs, reference, root))
+        programs.append(onnx_fp32_program(model, task, inputs, reference, root, batch_size=batch))
     else:
         from orchestrator.deploy.programs import HALF_ONNX_REASON
 
@@ -342,7 +421,7 @@ def _default_runtime(programs: list[Program]) -> tuple[str, str]:
     )
 
 
-def _deployment(trial: Trial) -> Deployment:
+def _deployment(trial: Trial, serving_batch_size: int) -> Deployment:
     cost = trial.record.get("cost") or {}
     chosen = next((c for c in cost.get("per_instance", []) if c.get("instance_type") == cost.get("instance_type")), {})
     return Deployment(
@@ -355,6 +434,7 @@ def _deployment(trial: Trial) -> Deployment:
         region=cost.get("region"),
         catalog_as_of=str(cost["catalog_as_of"]) if cost.get("catalog_as_of") else None,
         reason=cost.get("reason"),
+        serving_batch_size=serving_batch_size,
     )
 
 

@@ -16,20 +16,32 @@ from orchestrator.deploy.manifest import MANIFEST_NAME, PT2_PROGRAM, Manifest, r
 from orchestrator.errors import InputError
 from orchestrator.runtimes import REGISTRY, ExportView
 from orchestrator.safe_files import check_relative_path, join_inside
-from orchestrator.tasks.batches import run, to_device
+from orchestrator.tasks.batches import report_progress, run, run_in_chunks, to_device
 
 RUNTIMES = ("auto", *REGISTRY.names, PT2_PROGRAM)  # older names ("torch", "onnx") are accepted too
+DEFAULT_BATCH_SIZE = 64  # for exports that do not record the serving batch they were priced at
+
+
+def serving_batch_size(manifest: Manifest) -> int:
+    """The batch the candidate was measured and priced at, from the manifest (older exports: their metrics, else 64)."""
+    recorded = manifest.deployment.serving_batch_size or manifest.metrics.get("serving_batch_size")
+    return int(recorded) if recorded else DEFAULT_BATCH_SIZE
 
 
 @dataclass
 class LoadedModel:
-    """An export, loaded: `predict(batch)` runs a batch of inputs and returns the outputs (float32, on CPU)."""
+    """An export, loaded: `predict(batch)` runs a batch of inputs and returns the outputs (float32, on CPU).
+
+    Inputs of any size run `batch_size` examples at a time (the serving batch the candidate was priced at, unless
+    `load` was given another): memory follows that batch, never the number of inputs.
+    """
 
     manifest: Manifest
     root: Path
     runtime: str
     module: nn.Module
     device: torch.device
+    batch_size: int = DEFAULT_BATCH_SIZE
     _tokenizer: Any = None
 
     @property
@@ -46,7 +58,8 @@ class LoadedModel:
     @torch.inference_mode()
     def text_outputs(self, texts: Sequence[str]) -> torch.Tensor:
         """The model's raw outputs for a list of strings (embeddings, or a classifier's logits), one row per text,
-        tokenized by the tokenizer shipped in the export."""
+        tokenized by the tokenizer shipped in the export, `batch_size` texts at a time (each chunk padded to its own
+        longest text: the attention mask hides padding, so the outputs are one batch's up to float rounding)."""
         spec = self.manifest.architecture.text
         if spec is None:
             raise ValueError("this export takes tensors, not text: use predict()")
@@ -56,10 +69,16 @@ class LoadedModel:
             return torch.empty(0)
         if self._tokenizer is None:
             self._tokenizer = _load_tokenizer(self.root / spec.tokenizer)
-        encoded = self._tokenizer(
-            list(texts), padding="longest", truncation=True, max_length=spec.max_length, return_tensors="pt"
-        )
-        return self._run_named({name: encoded[name].long() for name in spec.input_names})
+        outputs = []
+        for start in range(0, len(texts), self.batch_size):
+            encoded = self._tokenizer(
+                list(texts[start : start + self.batch_size]), padding="longest", truncation=True,
+                max_length=spec.max_length, return_tensors="pt",
+            )  # fmt: skip
+            named = self._checked_named({name: encoded[name].long() for name in spec.input_names})
+            outputs.append(run(self.module, to_device(named, self.device)).float().cpu())
+            report_progress(min(start + self.batch_size, len(texts)), len(texts))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """Embeddings of a list of strings (one row per text), from an embedding export."""
@@ -90,16 +109,20 @@ class LoadedModel:
             return self.classify(batch) if self.labels is not None else self.embed(batch)
         return self._run_named(batch) if arch.named_inputs else self._run_tensor(batch)
 
-    def _run_named(self, batch: Any) -> torch.Tensor:
+    def _checked_named(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Named inputs as the export takes them (names, dtypes, shapes), else ValueError saying what is expected."""
         arch = self.manifest.architecture
-        if arch.named_inputs:
-            if not isinstance(batch, Mapping) or set(batch) != set(arch.named_inputs):
-                got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
-                raise ValueError(f"expected named inputs {sorted(arch.named_inputs)}, got {got}")
-            named = {name: torch.as_tensor(batch[name], dtype=getattr(torch, spec.dtype)) for name, spec in arch.named_inputs.items()}
-            check_named_batch(named, arch.named_inputs)
-            return run(self.module, to_device(named, self.device)).float().cpu()
-        raise ValueError("this export takes one tensor, not named inputs")
+        if not arch.named_inputs:
+            raise ValueError("this export takes one tensor, not named inputs")
+        if not isinstance(batch, Mapping) or set(batch) != set(arch.named_inputs):
+            got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+            raise ValueError(f"expected named inputs {sorted(arch.named_inputs)}, got {got}")
+        named = {name: torch.as_tensor(batch[name], dtype=getattr(torch, spec.dtype)) for name, spec in arch.named_inputs.items()}
+        check_named_batch(named, arch.named_inputs)
+        return named
+
+    def _run_named(self, batch: Any) -> torch.Tensor:
+        return run_in_chunks(self.module, self._checked_named(batch), self.batch_size, device=self.device)
 
     def _run_tensor(self, batch: Any) -> torch.Tensor:
         arch = self.manifest.architecture
@@ -108,7 +131,7 @@ class LoadedModel:
             raise ValueError(
                 f"expected a batch shaped (N, {', '.join(map(str, self.input_shape))}), got {tuple(batch.shape)}"
             )
-        return self.module(batch.to(self.device)).float().cpu()
+        return run_in_chunks(self.module, batch, self.batch_size, device=self.device)
 
 
 def labeled(logits: torch.Tensor, labels: Sequence[str]) -> list[dict[str, Any]]:
@@ -162,6 +185,7 @@ def load(
     runtime: str = "auto",
     device: str = "cpu",
     cache: Path | None = None,
+    batch_size: int | None = None,
 ) -> LoadedModel:
     """Load an export: every file's SHA-256 is checked against the manifest before anything is read.
 
@@ -172,8 +196,12 @@ def load(
     "torch_export" (model.pt2 run by torch); older names "torch" and "onnx" still work. The programs
     were exported on the CPU and run there only.
     device: "cpu", "cuda", or "auto" (cuda where there is one and the weights run there).
+    batch_size: examples the model runs at once, whatever `predict` is given (None: the serving batch the
+    candidate was priced at); memory follows it.
     A tampered, truncated or missing file raises VerificationError.
     """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError(f"batch_size: expected a whole number of examples, at least 1, got {batch_size!r}")
     if runtime not in ("auto", PT2_PROGRAM):
         try:
             runtime = REGISTRY.canonical(runtime)
@@ -198,7 +226,10 @@ def load(
             )
         chosen = weights  # a .pt2 exported on the CPU pins its device; the weights load on any device
     module = _module(root, manifest, chosen, dev)
-    return LoadedModel(manifest=manifest, root=root, runtime=chosen, module=module, device=dev)
+    return LoadedModel(
+        manifest=manifest, root=root, runtime=chosen, module=module, device=dev,
+        batch_size=batch_size or serving_batch_size(manifest),
+    )  # fmt: skip
 
 
 def _program_file(manifest: Manifest, formats: tuple[str, ...], runtime: str) -> tuple[str, str]:

@@ -176,6 +176,10 @@ class Deployment(_Model):
     region: str | None = None
     catalog_as_of: str | None = None
     reason: str | None = None
+    serving_batch_size: int | None = Field(
+        None, ge=1, description="the batch the candidate was measured and priced at: Serve batches requests up to it, "
+        "and `load(...)` runs larger inputs in chunks of it (absent in exports written before it was recorded)",
+    )  # fmt: skip
 
 
 class Manifest(_Model):

@@ -22,7 +22,7 @@ from orchestrator.runtimes._export import export_args, quiet
 from orchestrator.runtimes.base import max_abs_diff
 from orchestrator.runtimes.onnx import ONNX_INT8_NAME, OnnxModule, export_onnx, feeds, quantize_onnx  # noqa: F401  (re-exported)
 from orchestrator.tasks.base import Task
-from orchestrator.tasks.batches import Inputs, run
+from orchestrator.tasks.batches import Inputs, run_in_chunks
 from orchestrator.techniques import StepRecord
 from orchestrator.techniques.details import RuntimeDetails
 
@@ -39,9 +39,11 @@ _max_diff = max_abs_diff
 
 
 def torch_export_program(
-    model: nn.Module, inputs: Inputs, reference: torch.Tensor, out_dir: Path, sequence_inputs: tuple[str, ...] = ()
+    model: nn.Module, inputs: Inputs, reference: torch.Tensor, out_dir: Path, sequence_inputs: tuple[str, ...] = (),
+    *, batch_size: int,
 ) -> Program:
-    """model.pt2 with a dynamic batch dimension (and sequence length), loaded back and checked against the model's outputs."""
+    """model.pt2 with a dynamic batch dimension (and sequence length), loaded back and checked against the model's
+    outputs, `batch_size` inputs at a time."""
     path = out_dir / PT2_NAME
     try:
         with quiet():
@@ -50,7 +52,7 @@ def torch_export_program(
             torch.export.save(program, str(path))
             loaded = torch.export.load(str(path)).module()
             with torch.inference_mode():
-                outputs = run(loaded, inputs)
+                outputs = run_in_chunks(loaded, inputs, batch_size)
     except Exception as exc:  # noqa: BLE001  (any exporter failure means "no program", with its reason)
         path.unlink(missing_ok=True)
         return Program(
@@ -94,15 +96,15 @@ def onnx_program(
 
 
 def onnx_fp32_program(
-    model: nn.Module, task: Task, inputs: Inputs, reference: torch.Tensor, out_dir: Path
+    model: nn.Module, task: Task, inputs: Inputs, reference: torch.Tensor, out_dir: Path, *, batch_size: int
 ) -> Program:
-    """model.onnx for a float32 candidate, checked against its outputs under ONNX Runtime."""
+    """model.onnx for a float32 candidate, checked against its outputs under ONNX Runtime, `batch_size` inputs at a time."""
     path, reason = onnx_program(model, inputs, out_dir, sequence_inputs=task.sequence_inputs)
     if path is None:
         return Program(format="onnx", written=False, reason=reason)
     module = OnnxModule(path)
     with torch.inference_mode():
-        outputs = run(module, inputs)
+        outputs = run_in_chunks(module, inputs, batch_size)
     diff = _max_diff(outputs, reference)
     return Program(
         format="onnx",
@@ -174,11 +176,12 @@ def _onnx_int8(
 
 
 def runtime_program(served: nn.Module, runtime: str, steps: list[StepRecord], task: Task, inputs: Inputs,
-                    out_dir: Path) -> tuple[Program, ServingRuntime]:  # fmt: skip
-    """The artifact the trial's runtime served, written by that runtime, loaded back and judged on val."""
+                    out_dir: Path, *, batch_size: int) -> tuple[Program, ServingRuntime]:  # fmt: skip
+    """The artifact the trial's runtime served, written by that runtime, loaded back and judged on val
+    (`batch_size` inputs at a time)."""
     chosen = REGISTRY.get(runtime)
     try:
-        saved = chosen.save(served, steps, task, inputs, out_dir)
+        saved = chosen.save(served, steps, task, inputs, out_dir, batch_size=batch_size)
     except RuntimeFailed as exc:
         raise ExportError(str(exc)) from exc
     if saved is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -168,12 +169,18 @@ def test_a_missing_file_fails_verification_on_load(exports, tmp_path):
 
 
 def test_export_verb_defaults_to_the_recommended_trial_and_prints_the_folder(run_dir, tmp_path, capsys):
+    stale = tmp_path / run_dir.name / ".int8stat.partial-0badf00d"  # what a killed export leaves: no lock on it
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"half written")
     status, out, err = run_cli(["export", str(run_dir), "--dest", str(tmp_path)], capsys)
     assert status == 0, err
     folder = out.strip().splitlines()[-1]
     assert folder == str(tmp_path / run_dir.name / "int8stat")
     assert (tmp_path / run_dir.name / "int8stat" / "manifest.json").is_file()
     assert not [p for p in (tmp_path / run_dir.name).iterdir() if p.name.startswith(".")]  # no staging left behind
+    assert f"removed {stale}: the unfinished export of an interrupted run" in err
+    peak = re.search(r"peak resident memory (\d+\.\d\d) GiB", err)
+    assert peak and 0 < float(peak.group(1)) < 64, err[-2000:]  # this process's own peak, in GiB
 
 
 def test_int8_weights_refuse_a_gpu_and_auto_picks_the_cpu(exports):

@@ -12,11 +12,12 @@ import torch
 HIDDEN, LAYERS, HEADS, FFN, MAX_POSITIONS = 32, 2, 4, 64, 64
 
 
-def save_tiny_bert(root: Path, seed: int = 0) -> Path:
+def save_tiny_bert(root: Path, seed: int = 0, max_positions: int = MAX_POSITIONS, heads: int = HEADS) -> Path:
     """Write config, weights and tokenizer files to root/my-encoder with save_pretrained; return that folder."""
     import transformers
 
     tokenizer, config = _tokenizer_and_config(root, seed)
+    config.max_position_embeddings, config.num_attention_heads = max_positions, heads
     folder = root / "my-encoder"
     transformers.BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
