@@ -66,9 +66,10 @@ BUILD = TASK + textwrap.dedent(
         call = torch.nn.Module.__call__
 
         def noting(self, *args, **kwargs):
-            first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim() > 0), None)
-            if first is not None and isinstance(first.shape[0], int):
-                seen.append(first.shape[0])
+            if not torch.compiler.is_compiling():  # what torch.compile traces is not a call on data
+                first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim() > 0), None)
+                if first is not None and isinstance(first.shape[0], int):
+                    seen.append(first.shape[0])
             return call(self, *args, **kwargs)
 
         return call, noting
