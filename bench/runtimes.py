@@ -74,7 +74,9 @@ from _runtimes_figures import openvino_target, print_table, ratio_stats, summari
 
 from orchestrator.compress import Recipe, apply_recipe  # noqa: E402
 from orchestrator.measure import count_params, interleaved_throughput, serialized_size_bytes  # noqa: E402
-from orchestrator.runtimes import RUNTIMES as ALL_RUNTIMES  # noqa: E402
+from orchestrator.runtimes import REGISTRY  # noqa: E402
+
+ALL_RUNTIMES = REGISTRY.names
 from orchestrator.runtimes import kernel_archs, startup_seconds  # noqa: E402
 from orchestrator.tasks import load_task  # noqa: E402
 

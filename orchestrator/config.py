@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -18,47 +18,23 @@ from orchestrator.compress.recipe import Recipe
 from orchestrator.cost.traffic import Traffic
 from orchestrator.errors import InputError
 from orchestrator.safe_files import MAX_CONFIG_BYTES, check_yaml_nodes, read_text
+from orchestrator.techniques import TECHNIQUES
+from orchestrator.techniques.domains import Choices, Domain, Range, values_to_check
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 PATH_ARG_SUFFIXES = ("_path", "_file", "_dir")  # task arguments that name local files, resolved like the catalog
-KNOBS = tuple(name for name in Recipe.model_fields if name not in ("version", "seed"))
+KNOBS = tuple(TECHNIQUES.names())
 INDEX_SUFFIX = "_index"  # numeric choices are sampled by position: `bits_index` for `bits`
 
 
 def knob_of_param(param: str) -> str:
     """The knob an Optuna parameter samples (`bits_index` → `bits`); the search writes it, the report reads it."""
     stem = param.removesuffix(INDEX_SUFFIX)
-    return stem if stem != param and stem in Recipe.model_fields else param
+    return stem if stem != param and stem in KNOBS else param
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Choices(_Strict):
-    """Pick one of these values."""
-
-    choices: list[Any] = Field(min_length=1)
-
-
-class Range(_Strict):
-    """A number between low and high (inclusive), optionally on a log scale or a step grid."""
-
-    low: float
-    high: float
-    log: bool = False
-    step: float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "Range":
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError("a log-scale range needs low > 0")
-        return self
-
-
-Knob = Union[Choices, Range, bool, int, float, str]
 
 
 class TaskSpec(_Strict):
@@ -142,7 +118,7 @@ class SearchConfig(_Strict):
     traffic: Traffic
     deployment: Deployment = Deployment()
     search: SearchSettings = SearchSettings()
-    space: dict[str, Knob]
+    space: dict[str, Domain]
 
     @field_validator("space", mode="before")
     @classmethod
@@ -158,8 +134,8 @@ class SearchConfig(_Strict):
 
     @model_validator(mode="after")
     def _knob_values_valid(self) -> "SearchConfig":
-        for name, knob in self.space.items():
-            for value in knob_values(knob):
+        for name, domain in self.space.items():
+            for value in values_to_check(domain):
                 _check_knob_value(name, value)
         return self
 
@@ -180,18 +156,9 @@ def _parse_knob(name: str, spec: Any) -> Any:
         raise ValueError(f"space.{name}{'.' + where if where else ''}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
-def knob_values(knob: Knob) -> list[Any]:
-    """The values a knob spec can take that must each be valid (choices, or a range's ends)."""
-    if isinstance(knob, Choices):
-        return knob.choices
-    if isinstance(knob, Range):
-        return [knob.low, knob.high]
-    return [knob]
-
-
 def _check_knob_value(name: str, value: Any) -> None:
     field = Recipe.model_fields[name]
-    adapter = TypeAdapter(Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation)
+    adapter = TypeAdapter(Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation)
     try:
         adapter.validate_python(value)
     except ValidationError as exc:

@@ -1,9 +1,13 @@
-"""Knowledge distillation from the teacher, optionally quantization-aware (fake-quantized weights)."""
+"""Knowledge distillation from the teacher, optionally quantization-aware (fake-quantized weights).
+
+The `distill` technique's knobs (kd_*, qat) apply only where a candidate distills (kd_steps > 0);
+qat also needs a quantized candidate (bits 8 or 4), whose weights it fake-quantizes while training.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -14,17 +18,18 @@ from orchestrator.compress.hidden_states import HiddenStateMatch, captured
 from orchestrator.compress.prune import prunable_weights
 from orchestrator.compress.quantize import fake_quantize
 from orchestrator.tasks.batches import run, to_device
-from orchestrator.tasks.losses import kd_loss, regression_kd_loss  # noqa: F401  (re-exported: the task owns its loss)
-from orchestrator.techniques import Context, StepRecord, TechniqueConfig, register
+from orchestrator.tasks.losses import DistillLoss, LossSettings
+from orchestrator.techniques import Context, Knob, Knobs, Stage, StepRecord, Technique, TechniqueConfig
 
 
 class DistillConfig(TechniqueConfig):
     """KD settings; the loss is the task's (`Task.distill_loss`): KL + CE for class ids, MSE for float targets."""
 
+    stage = Stage.DISTILL
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0.0, le=1.0)
-    loss: Literal["auto", "cosine", "mse", "contrastive"] = Field(
-        "auto",
+    loss: DistillLoss = Field(
+        DistillLoss.AUTO,
         description="for embedding tasks: 1 − cosine or squared distance to the teacher (auto: the task's default), "
         "or contrastive: in-batch InfoNCE on (query, passage) training pairs plus 1 − cosine to the teacher",
     )
@@ -54,12 +59,11 @@ class FakeQuantWeight(nn.Module):
         return fake_quantize(weight, self.bits, self.group_size)
 
 
-@register(DistillConfig)
 def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """Train the student toward the teacher's softened outputs for `steps` optimizer steps."""
     details: dict = {"steps": config.steps}
     if config.steps == 0:
-        return model, StepRecord(stage="distill", technique="none", config=config.model_dump(), details=details)
+        return model, StepRecord.of(config, "none", details=details)
     device = ctx.device
     student = model.to(device)
     teacher = ctx.teacher.to(device).eval()
@@ -77,13 +81,14 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
     warmup_steps = round(config.warmup_fraction * config.steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.steps, warmup_steps))
     # The contrastive loss trains on (query, passage) pairs: each batch is its queries, then their passages.
-    make_batches = ctx.task.pair_batches if config.loss == "contrastive" else ctx.task.train_batches
+    make_batches = ctx.task.pair_batches if config.loss.trains_on_pairs else ctx.task.train_batches
     batches = make_batches(config.batch_size, seed=config.seed)
+    loss_settings = LossSettings(temperature=config.temperature, alpha=config.alpha, loss=config.loss)
     losses: list[float] = []
     evals: list[tuple[int, float]] = []
     # A task whose training targets are the teacher's own (cached) outputs spares a teacher forward pass per step.
     hidden = HiddenStateMatch(student, teacher) if config.hidden_weight > 0 else None
-    reuse_targets = bool(getattr(ctx.task, "distill_targets_are_teacher", False)) and hidden is None
+    reuse_targets = ctx.task.distill_targets_are_teacher and hidden is None
     student.train()
     for step in range(1, config.steps + 1):
         x, y = next(batches)
@@ -94,7 +99,7 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
             with captured(hidden.student_layers) as student_states:
                 student_out = run(student, x)
             mask = ctx.task.token_mask(x)
-            loss = ctx.task.distill_loss(student_out, teacher_logits, y, config)
+            loss = ctx.task.distill_loss(student_out, teacher_logits, y, loss_settings)
             loss = loss + config.hidden_weight * hidden.loss(student_states, teacher_states, mask)
         else:
             if reuse_targets:
@@ -102,7 +107,7 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
             else:
                 with torch.no_grad():
                     teacher_logits = run(teacher, x)
-            loss = ctx.task.distill_loss(run(student, x), teacher_logits, y, config)
+            loss = ctx.task.distill_loss(run(student, x), teacher_logits, y, loss_settings)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -128,7 +133,7 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
         hidden_state_layers=len(hidden.student_layers) if hidden is not None else 0,
         intermediate_val=evals,
     )
-    return student, StepRecord(stage="distill", technique="kd", config=config.model_dump(), details=details)
+    return student, StepRecord.of(config, "kd", details=details)
 
 
 def learning_rate_factor(step: int, steps: int, warmup_steps: int) -> float:
@@ -152,3 +157,75 @@ def _zero_masks(model: nn.Module) -> dict[nn.Parameter, torch.Tensor]:
 def _reapply(masks: dict[nn.Parameter, torch.Tensor]) -> None:
     for weight, mask in masks.items():
         weight.mul_(mask)
+
+
+def _distills(knobs: Knobs) -> bool:
+    return int(knobs["kd_steps"]) > 0
+
+
+def _stages(recipe: Any) -> list[TechniqueConfig]:
+    if recipe.kd_steps == 0:
+        return []
+    return [
+        DistillConfig(
+            temperature=recipe.kd_temperature, alpha=recipe.kd_alpha, loss=recipe.kd_loss, hidden_weight=recipe.kd_hidden_weight,
+            steps=recipe.kd_steps, learning_rate=recipe.kd_learning_rate, batch_size=recipe.kd_batch_size,
+            qat_bits=recipe.bits if recipe.qat else None,
+            qat_group_size=recipe.int4_group_size if recipe.qat and recipe.bits == 4 else None,
+            preserve_sparsity=recipe.prune_method in ("unstructured", "semi_structured_2_4"), seed=recipe.seed,
+        )
+    ]  # fmt: skip
+
+
+def _describe(knobs: Knobs, shown: frozenset[str]) -> list[str]:
+    """'KD 200 steps (T 4, α 0.7, contrastive loss, lr 3.0e-04) · QAT', or 'no distillation'."""
+    steps = int(knobs.get("kd_steps", 0) or 0)
+    if steps == 0:
+        return ["no distillation"] if "kd_steps" in knobs else []
+    settings = [
+        f"T {float(knobs['kd_temperature']):.2g}" if "kd_temperature" in knobs else None,
+        f"α {float(knobs['kd_alpha']):.2g}" if "kd_alpha" in knobs else None,
+        f"{knobs['kd_loss']} loss" if str(knobs.get("kd_loss", DistillLoss.AUTO)) != DistillLoss.AUTO else None,
+        f"lr {float(knobs['kd_learning_rate']):.1e}" if "kd_learning_rate" in knobs else None,
+    ]
+    inner = ", ".join(s for s in settings if s)
+    return [f"KD {steps} steps" + (f" ({inner})" if inner else "")] + (["QAT"] if knobs.get("qat") else [])
+
+
+def _check(recipe: Any) -> list[str]:
+    problems = []
+    if recipe.qat and recipe.bits > 8:
+        problems.append(f"qat: quantization-aware training needs bits <= 8, got bits={recipe.bits}")
+    elif recipe.qat and recipe.kd_steps == 0:
+        problems.append("qat: quantization-aware training happens during distillation; set kd_steps > 0")
+    return problems
+
+
+TECHNIQUE = Technique(
+    name="distill",
+    knobs=(
+        Knob("kd_temperature", float, 4.0, "softmax temperature of the KL term (class logits)", {"gt": 0},
+             applies=_distills, in_key_when_default=True),
+        Knob("kd_alpha", float, 0.7, "weight of the teacher term against the labels", {"ge": 0.0, "le": 1.0},
+             applies=_distills, in_key_when_default=True),
+        Knob("kd_loss", DistillLoss, DistillLoss.AUTO, "the distillation loss, one the task offers (Task.distill_losses)",
+             applies=_distills),
+        Knob("kd_hidden_weight", float, 0.0, "transformers: weight of hidden-state matching", {"ge": 0.0, "le": 100.0},
+             applies=_distills),
+        Knob("kd_steps", int, 0, "optimizer steps of distillation (0: none)", {"ge": 0}, in_key_when_default=True),
+        Knob("kd_learning_rate", float, 1e-3, "peak learning rate (linear warm-up, then cosine decay)", {"gt": 0},
+             applies=_distills, in_key_when_default=True),
+        Knob("kd_batch_size", int, 64, "training examples per step", {"ge": 1}, applies=_distills,
+             in_key_when_default=True),
+        Knob("qat", bool, False, "fake-quantize weights to the candidate's bits while distilling",
+             applies=lambda k: _distills(k) and int(k["bits"]) <= 8, inactive=False, in_key_when_default=True),
+    ),  # fmt: skip
+    sampled_as=("kd_steps", "kd_temperature", "kd_alpha", "kd_loss", "kd_hidden_weight", "kd_learning_rate",
+                "kd_batch_size", "qat"),  # fmt: skip
+    stages=_stages,
+    describe=_describe,
+    check=_check,
+    handlers={DistillConfig: distill},
+    stage_order=30,
+    sample_order=50,
+)

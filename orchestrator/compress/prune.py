@@ -1,8 +1,12 @@
-"""Pruning: structured (Torch-Pruning), unstructured magnitude, and 2:4 semi-structured (CUDA)."""
+"""Pruning: structured (Torch-Pruning), unstructured magnitude, and 2:4 semi-structured (CUDA).
+
+The `prune` technique's knobs: prune_method, and where something is pruned its ratio (2:4 is always
+50%), the importance of structured pruning and the scope of unstructured pruning.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import torch
 import torch_pruning as tp
@@ -10,16 +14,19 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from orchestrator.techniques import Context, StepRecord, TechniqueConfig, register
 from orchestrator.errors import UnsupportedOnDevice
+from orchestrator.techniques import UNSET, Context, Knob, Knobs, Stage, StepRecord, Technique, TechniqueConfig
+from orchestrator.techniques.domains import candidate_values, mildest_ratio
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-MAX_PRUNE_RATIO = 0.95
+MAX_PRUNE_RATIO = 0.95  # of channels, weights, heads or neurons: a model pruned further keeps too little to judge
+PruneMethod = Literal["none", "structured", "unstructured", "semi_structured_2_4"]
 
 
 class StructuredPruneConfig(TechniqueConfig):
     """Remove whole conv channels and linear neurons by an L1 or L2 magnitude importance."""
 
+    stage = Stage.PRUNE
     ratio: float = Field(ge=0.0, le=MAX_PRUNE_RATIO)
     importance: Literal["l1", "l2"] = "l2"
 
@@ -27,12 +34,15 @@ class StructuredPruneConfig(TechniqueConfig):
 class UnstructuredPruneConfig(TechniqueConfig):
     """Zero the smallest-magnitude weights, globally or per layer, with no masks left behind."""
 
+    stage = Stage.PRUNE
     ratio: float = Field(ge=0.0, le=MAX_PRUNE_RATIO)
     scope: Literal["global", "layer"] = "global"
 
 
 class SemiStructured24Config(TechniqueConfig):
     """Keep the 2 largest of every 4 weights in Linear layers (50%), for sparse tensor cores."""
+
+    stage = Stage.PRUNE
 
 
 def output_layer(model: nn.Module) -> nn.Module | None:
@@ -63,7 +73,6 @@ def layer_widths(model: nn.Module) -> dict[str, int]:
     }
 
 
-@register(StructuredPruneConfig)
 def structured_prune(model: nn.Module, config: StructuredPruneConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """Dependency-aware channel pruning with Torch-Pruning; BatchNorm and consumers shrink too."""
     model = model.cpu().eval()
@@ -91,10 +100,9 @@ def structured_prune(model: nn.Module, config: StructuredPruneConfig, ctx: Conte
         "layer_widths": layer_widths(model),
         "pruning_history": history,
     }
-    return model, StepRecord(stage="prune", technique="structured", config=config.model_dump(), details=details)
+    return model, StepRecord.of(config, "structured", details=details)
 
 
-@register(UnstructuredPruneConfig)
 def unstructured_prune(model: nn.Module, config: UnstructuredPruneConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """L1-magnitude pruning of conv/linear weights, made permanent (prune.remove) at once."""
     model = model.cpu().eval()
@@ -114,7 +122,7 @@ def unstructured_prune(model: nn.Module, config: UnstructuredPruneConfig, ctx: C
         "weight_sparsity": _weight_sparsity(model),
         "sparse_size_bytes": sparse_storage_bytes(model),
     }
-    return model, StepRecord(stage="prune", technique="unstructured", config=config.model_dump(), details=details)
+    return model, StepRecord.of(config, "unstructured", details=details)
 
 
 def _weight_sparsity(model: nn.Module) -> float:
@@ -150,7 +158,6 @@ def two_four_mask(weight: torch.Tensor) -> torch.Tensor:
     return mask.reshape(rows, cols)
 
 
-@register(SemiStructured24Config)
 def semi_structured_prune(model: nn.Module, config: SemiStructured24Config, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """Zero weights to the 2:4 pattern on Linear layers whose shapes sparse kernels accept (CUDA only)."""
     if ctx.device.type != "cuda":
@@ -174,9 +181,7 @@ def semi_structured_prune(model: nn.Module, config: SemiStructured24Config, ctx:
             skipped.append(name)
     fallbacks = [f"{name}: kept dense (not a Linear layer with rows % 64 == 0 and cols % 64 == 0)" for name in skipped]
     details = {"pruned_layers": pruned, "dense_layers": skipped, "weight_sparsity": _weight_sparsity(model)}
-    return model, StepRecord(
-        stage="prune", technique="semi_structured_2_4", config=config.model_dump(), details=details, fallbacks=fallbacks
-    )
+    return model, StepRecord.of(config, "semi_structured_2_4", details=details, fallbacks=fallbacks)
 
 
 def _fits_2_4(weight: torch.Tensor) -> bool:
@@ -202,3 +207,69 @@ def to_semi_structured(model: nn.Module, layer_names: list[str]) -> list[str]:
 def _unwrap(modules: dict[str, nn.Module], name: str) -> nn.Module | None:
     # Half-precision models are wrapped (see quantize.CastInput): their layers gain a "model." prefix.
     return modules.get(name) or modules.get(f"model.{name}")
+
+
+def _prunes(knobs: Knobs) -> bool:
+    return knobs["prune_method"] != "none"
+
+
+def _stages(recipe: Any) -> list[TechniqueConfig]:
+    if recipe.prune_method == "structured":
+        return [StructuredPruneConfig(ratio=recipe.prune_ratio, importance=recipe.prune_importance)]
+    if recipe.prune_method == "unstructured":
+        return [UnstructuredPruneConfig(ratio=recipe.prune_ratio, scope=recipe.prune_scope)]
+    if recipe.prune_method == "semi_structured_2_4":
+        return [SemiStructured24Config()]
+    return []
+
+
+def _describe(knobs: Knobs, shown: frozenset[str]) -> list[str]:
+    """'no pruning', 'structured 50% (l2)', 'unstructured 88% (global)'."""
+    method = knobs.get("prune_method")
+    if method is None:
+        return []
+    if method == "none":
+        return ["no pruning"]
+    detail = knobs.get("prune_importance") if method == "structured" else knobs.get("prune_scope")
+    ratio = f" {float(knobs['prune_ratio']) * 100:.0f}%" if "prune_ratio" in knobs else ""
+    return [f"{method}{ratio}" + (f" ({detail})" if detail else "")]
+
+
+def _seeds(space: Mapping[str, Any], teacher_layers: int | None) -> list[dict[str, Any]]:
+    """Each pruning method of the space alone, at the smallest ratio the space allows."""
+    ratio = mildest_ratio(space.get("prune_ratio"))
+    methods = candidate_values(space.get("prune_method"))
+    return [{"prune_method": m, "prune_ratio": ratio} for m in ("structured", "unstructured") if m in methods and ratio is not None]
+
+
+def _check(recipe: Any) -> list[str]:
+    if recipe.prune_method == "none" and recipe.prune_ratio > 0:
+        return ["prune_ratio: must be 0 when prune_method is 'none'"]
+    if recipe.prune_method == "semi_structured_2_4" and recipe.prune_ratio != 0.5:
+        return ["prune_ratio: semi_structured_2_4 always prunes 50% (2 of every 4); set 0.5 or leave it out"]
+    return []
+
+
+TECHNIQUE = Technique(
+    name="prune",
+    knobs=(
+        Knob("prune_method", PruneMethod, "none", "structured (channels, neurons), unstructured (weights) or 2:4 (CUDA)",
+             in_key_when_default=True),
+        Knob("prune_ratio", float, 0.0, "share of channels or weights removed", {"ge": 0.0, "le": MAX_PRUNE_RATIO},
+             applies=_prunes, forced=lambda k: 0.5 if k["prune_method"] == "semi_structured_2_4" else UNSET,
+             inactive=0.0, in_key_when_default=True),
+        Knob("prune_importance", Literal["l1", "l2"], "l2", "structured: the magnitude that ranks channels",
+             applies=lambda k: k["prune_method"] == "structured", in_key_when_default=True),
+        Knob("prune_scope", Literal["global", "layer"], "global", "unstructured: rank weights over the model or per layer",
+             applies=lambda k: k["prune_method"] == "unstructured", in_key_when_default=True),
+    ),  # fmt: skip
+    stages=_stages,
+    describe=_describe,
+    seeds=_seeds,
+    check=_check,
+    handlers={StructuredPruneConfig: structured_prune, UnstructuredPruneConfig: unstructured_prune,
+              SemiStructured24Config: semi_structured_prune},  # fmt: skip
+    stage_order=20,
+    sample_order=10,
+    seed_order=30,
+)

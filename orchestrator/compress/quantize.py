@@ -1,23 +1,45 @@
-"""Quantization: bf16/fp16, int8 with real int8 kernels, int4 weight-only (or fake-quantized on CPU)."""
+"""Quantization: bf16/fp16, int8 with real int8 kernels, int4 weight-only (or fake-quantized on CPU).
+
+The `quantize` technique's knobs: bits (32: none), and for int4 its group size. A runtime that
+quantizes its own program (ONNX Runtime, OpenVINO, torch.compile's PT2E) takes int8 over: the
+recipe then adds no torch int8 stage before the runtime's.
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import torch
 from pydantic import Field
 from torch import nn
 
 from orchestrator.compress.prune import PRUNABLE, prunable_weights
-from orchestrator.techniques import Context, Int8Settings, StepRecord, TechniqueConfig, int8_mode, int8_torchao, register
+from orchestrator.runtimes import REGISTRY
+from orchestrator.techniques import (
+    Context,
+    Int8Settings,
+    Knob,
+    Knobs,
+    Stage,
+    StepRecord,
+    Technique,
+    TechniqueConfig,
+    int8_mode,
+    int8_torchao,
+)
 from orchestrator.techniques.details import x86_only
+from orchestrator.techniques.domains import candidate_values
+
+Bits = Literal[32, 16, 8, 4]
+BIT_TEXT = {32: "fp32", 16: "bf16", 8: "int8"}
 
 
 class HalfPrecisionConfig(TechniqueConfig):
     """16-bit floats: bf16 on CPU, fp16 on CUDA (or as chosen)."""
 
+    stage = Stage.QUANTIZE
     keeps_float_weights = False
     dtype: Literal["auto", "bf16", "fp16"] = "auto"
 
@@ -29,6 +51,7 @@ class Int8Config(Int8Settings):
 class Int4WeightOnlyConfig(TechniqueConfig):
     """4-bit weights in groups: torchao int4 on CUDA; fake-quantized (quality only) on CPU."""
 
+    stage = Stage.QUANTIZE
     keeps_float_weights = False
     group_size: int = Field(32, ge=8)
 
@@ -73,17 +96,15 @@ def packed_int4_bytes(numel: int, rows: int, cols: int, group_size: int, scale_b
     return math.ceil(numel / 2) + rows * groups_per_row * scale_bytes
 
 
-@register(HalfPrecisionConfig)
 def half_precision(model: nn.Module, config: HalfPrecisionConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """Cast weights to bf16 (CPU default) or fp16 (CUDA default) behind a float32 interface."""
     name = config.dtype if config.dtype != "auto" else ("fp16" if ctx.device.type == "cuda" else "bf16")
     dtype = torch.float16 if name == "fp16" else torch.bfloat16
     wrapped = CastInput(model.to(ctx.device, dtype=dtype).eval(), dtype)
     details = {"dtype": name, "capability": _cpu_capability() if ctx.device.type == "cpu" else None}
-    return wrapped, StepRecord(stage="quantize", technique=name, config=config.model_dump(), details=details)
+    return wrapped, StepRecord.of(config, name, details=details)
 
 
-@register(Int8Config)
 def int8(model: nn.Module, config: Int8Config, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """int8 by device: torch.ao FX static/dynamic on CPU, torchao dynamic-activation int8 on CUDA."""
     model = model.eval()
@@ -120,7 +141,7 @@ def int8(model: nn.Module, config: Int8Config, ctx: Context) -> tuple[nn.Module,
             )
     for name in float_layers:
         fallbacks.append(f"{name}: stays float (the {mode} int8 backend does not quantize it)")
-    return quantized, StepRecord(stage="quantize", technique=f"int8_{mode}", config=config.model_dump(), details=details, fallbacks=fallbacks)
+    return quantized, StepRecord.of(config, f"int8_{mode}", details=details, fallbacks=fallbacks)
 
 
 def dynamic_int8(model: nn.Module) -> nn.Module:
@@ -154,7 +175,6 @@ def _int8_static_fx(model: nn.Module, config: Int8Config, ctx: Context) -> nn.Mo
         return convert_fx(prepared)
 
 
-@register(Int4WeightOnlyConfig)
 def int4_weight_only(model: nn.Module, config: Int4WeightOnlyConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """torchao int4 weight-only on CUDA Linear layers; elsewhere group-wise fake quantization."""
     model = model.eval()
@@ -168,10 +188,9 @@ def int4_weight_only(model: nn.Module, config: Int4WeightOnlyConfig, ctx: Contex
         "float_layers": [],
         "packed_size_bytes": packed_model_bytes(model, sizes),
     }
-    record = StepRecord(
-        stage="quantize",
-        technique="int4_fake",
-        config=config.model_dump(),
+    record = StepRecord.of(
+        config,
+        "int4_fake",
         details=details,
         fallbacks=[f"int4 is not accelerated on this device ({ctx.device.type}): weights are fake-quantized for quality; size counts packed 4-bit weights"],
     )
@@ -218,7 +237,7 @@ def _int4_torchao(model: nn.Module, config: Int4WeightOnlyConfig) -> tuple[nn.Mo
     details = {"backend": "torchao", "accelerated": True, "quantized_layers": sorted(eligible), "float_layers": float_layers}
     fallbacks = [f"{n}: stays bf16 (torchao int4 needs a Linear with in_features % {config.group_size} == 0)" for n in float_layers]
     wrapped = CastInput(model, torch.bfloat16)
-    return wrapped, StepRecord(stage="quantize", technique="int4_torchao", config=config.model_dump(), details=details, fallbacks=fallbacks)
+    return wrapped, StepRecord.of(config, "int4_torchao", details=details, fallbacks=fallbacks)
 
 
 def quantized_and_float_layers(model: nn.Module) -> tuple[list[str], list[str]]:
@@ -235,3 +254,51 @@ def quantized_and_float_layers(model: nn.Module) -> tuple[list[str], list[str]]:
 
 def _cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
+
+
+def _stages(recipe: Any) -> list[TechniqueConfig]:
+    if recipe.bits == 16:
+        return [HalfPrecisionConfig()]
+    if recipe.bits == 8 and not REGISTRY.get(recipe.runtime).quantizes_int8():
+        return [Int8Config()]
+    if recipe.bits == 4:
+        return [Int4WeightOnlyConfig(group_size=recipe.int4_group_size)]
+    return []
+
+
+def _describe(knobs: Knobs, shown: frozenset[str]) -> list[str]:
+    """'fp32', 'bf16', 'int8', 'int4 g32'."""
+    if "bits" not in knobs:
+        return []
+    bits = int(knobs["bits"])
+    group = f" g{knobs['int4_group_size']}" if bits == 4 and "int4_group_size" in knobs else ""
+    return [BIT_TEXT.get(bits, f"int{bits}") + group]
+
+
+def _seeds(space: Mapping[str, Any], teacher_layers: int | None) -> list[dict[str, Any]]:
+    """Each quantized bit width of the space alone (8, 16, 4 bits), on each runtime of the space that serves it,
+    the cheapest to build first."""
+    seeds = []
+    for bits in sorted((b for b in candidate_values(space.get("bits")) if b != 32), reverse=True):
+        serving = REGISTRY.serving(bits)
+        named = [r for r in candidate_values(space.get("runtime")) or [serving[0]] if r in serving] or serving[:1]
+        seeds += [{"bits": bits, "runtime": r} for r in sorted(named, key=lambda r: REGISTRY.get(r).build_cost)]
+    return seeds
+
+
+TECHNIQUE = Technique(
+    name="quantize",
+    knobs=(
+        Knob("bits", Bits, 32, "32 (float), 16 (bf16 on CPU, fp16 on CUDA), 8 (int8), 4 (int4 weights)",
+             in_key_when_default=True),
+        Knob("int4_group_size", int, 32, "int4: weights per quantization group", {"ge": 8},
+             applies=lambda k: int(k["bits"]) == 4, in_key_when_default=True),
+    ),  # fmt: skip
+    stages=_stages,
+    describe=_describe,
+    seeds=_seeds,
+    handlers={HalfPrecisionConfig: half_precision, Int8Config: int8, Int4WeightOnlyConfig: int4_weight_only},
+    stage_order=40,
+    sample_order=30,
+    seed_order=10,
+)

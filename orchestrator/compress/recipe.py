@@ -1,86 +1,76 @@
-"""A recipe: every compression knob in one validated model, applied as prune → distill → quantize."""
+"""A recipe: every knob of one candidate in one validated model, applied as prune → distill → quantize → runtime.
+
+The Recipe's fields are the knobs the registered techniques declare (techniques/knobs.py), in the order
+registered below: one line per technique. A package adds its own through the `hedgerow.techniques` entry
+point, loaded here before the Recipe is built.
+"""
 
 from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 from torch import nn
 
-from orchestrator.compress.distill import DistillConfig
-from orchestrator.compress.prune import (
-    MAX_PRUNE_RATIO,
-    SemiStructured24Config,
-    StructuredPruneConfig,
-    UnstructuredPruneConfig,
-    to_semi_structured,
-)
-from orchestrator.compress.quantize import HalfPrecisionConfig, Int4WeightOnlyConfig, Int8Config
-from orchestrator.compress.transformer_prune import FFNPruneConfig, HeadPruneConfig, LayerDropConfig
-from orchestrator.runtimes import REGISTRY
+from orchestrator.compress import distill, prune, quantize, transformer_prune
+from orchestrator.compress.prune import to_semi_structured
+from orchestrator.runtimes import RUNTIME_KNOB
 from orchestrator.tasks.base import Task
-from orchestrator.techniques import Context, StepRecord, TechniqueConfig, apply_technique
+from orchestrator.techniques import (
+    TECHNIQUES,
+    UNSET,
+    Context,
+    Knob,
+    Stage,
+    StepRecord,
+    TechniqueConfig,
+    TechniqueRegistry,
+    apply_technique,
+)
 from orchestrator.techniques.details import PruneDetails, QuantizeDetails, RuntimeDetails
 
-PruneMethod = Literal["none", "structured", "unstructured", "semi_structured_2_4"]
-Bits = Literal[32, 16, 8, 4]
-RuntimeName = Literal[REGISTRY.names]  # type: ignore[valid-type]  # the registered runtimes' names
+TECHNIQUES.add(prune.TECHNIQUE)
+TECHNIQUES.add(transformer_prune.TECHNIQUE)
+TECHNIQUES.add(quantize.TECHNIQUE)
+TECHNIQUES.add(distill.TECHNIQUE)
+TECHNIQUES.add(RUNTIME_KNOB)
+TECHNIQUES.load_plugins()
 RECIPE_VERSION = 1
-LATER_KNOBS = ("prune_heads_ratio", "prune_ffn_ratio", "keep_layers", "kd_loss", "kd_hidden_weight", "runtime")
 
 
-class Recipe(BaseModel):
+class RecipeBase(BaseModel):
     """Every knob of one candidate. Round-trips through JSON, so export rebuilds what a trial measured."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: Literal[1] = RECIPE_VERSION
-    prune_method: PruneMethod = "none"
-    prune_ratio: float = Field(0.0, ge=0.0, le=MAX_PRUNE_RATIO)
-    prune_importance: Literal["l1", "l2"] = "l2"
-    prune_scope: Literal["global", "layer"] = "global"
-    prune_heads_ratio: float = Field(0.0, ge=0.0, le=MAX_PRUNE_RATIO, description="transformers: share of attention heads removed per layer")
-    prune_ffn_ratio: float = Field(0.0, ge=0.0, le=MAX_PRUNE_RATIO, description="transformers: share of FFN neurons removed per layer")
-    keep_layers: int | None = Field(None, ge=1, description="transformers: encoder layers kept, evenly spread (None: all)")
-    bits: Bits = 32
-    int4_group_size: int = Field(32, ge=8)
-    kd_temperature: float = Field(4.0, gt=0)
-    kd_alpha: float = Field(0.7, ge=0.0, le=1.0)
-    kd_loss: Literal["auto", "cosine", "mse", "contrastive"] = "auto"
-    kd_hidden_weight: float = Field(0.0, ge=0.0, le=100.0, description="transformers: weight of hidden-state matching")
-    kd_steps: int = Field(0, ge=0)
-    kd_learning_rate: float = Field(1e-3, gt=0)
-    kd_batch_size: int = Field(64, ge=1)
-    qat: bool = False
-    runtime: RuntimeName = Field("eager", description="how the candidate is served: eager torch, torch.compile (inductor), or ONNX Runtime")
-    seed: int = 0
-
     @model_validator(mode="before")
     @classmethod
-    def _two_four_ratio(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("prune_method") == "semi_structured_2_4" and "prune_ratio" not in data:
-            data = {**data, "prune_ratio": 0.5}
-        return data
+    def _forced(cls, data: Any) -> Any:
+        """A knob left out takes the value the other knobs fix it to, where they do (2:4 prunes 50%)."""
+        if not isinstance(data, dict):
+            return data
+        given = dict(data)
+        decided = TECHNIQUES.with_defaults(given)
+        for knob in TECHNIQUES.sampling_order():
+            if knob.name in given:
+                continue
+            try:
+                forced = knob.forced(decided) if knob.applies(decided) else UNSET
+            except (TypeError, ValueError, KeyError, IndexError):
+                continue  # another knob's value is invalid: field validation names it
+            if forced is not UNSET:
+                given[knob.name] = forced
+        return given
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Recipe":
-        if self.prune_method == "none" and self.prune_ratio > 0:
-            raise ValueError("prune_ratio: must be 0 when prune_method is 'none'")
-        if self.prune_method == "semi_structured_2_4" and self.prune_ratio != 0.5:
-            raise ValueError("prune_ratio: semi_structured_2_4 always prunes 50% (2 of every 4); set 0.5 or leave it out")
-        if self.qat and self.bits > 8:
-            raise ValueError(f"qat: quantization-aware training needs bits <= 8, got bits={self.bits}")
-        runtime = REGISTRY.get(self.runtime)
-        if self.bits not in runtime.bits:
-            raise ValueError(
-                f"runtime: {self.runtime!r} serves {runtime.describe_bits()}, got bits={self.bits}; "
-                f"{self.bits}-bit candidates run on the {' or '.join(REGISTRY.serving(self.bits))} runtime"
-            )
-        if self.qat and self.kd_steps == 0:
-            raise ValueError("qat: quantization-aware training happens during distillation; set kd_steps > 0")
+    def _consistent(self) -> "RecipeBase":
+        for technique in TECHNIQUES:
+            problems = technique.check(self)
+            if problems:
+                raise ValueError(problems[0])
         return self
 
     def key(self) -> str:
@@ -88,48 +78,52 @@ class Recipe(BaseModel):
 
         Knobs added after version 1 count only when set, so earlier run folders keep their keys.
         """
-        unset = {name for name in LATER_KNOBS if getattr(self, name) == Recipe.model_fields[name].default}
+        unset = {k.name for k in TECHNIQUES.knobs() if not k.in_key_when_default and getattr(self, k.name) == k.default}
         return hashlib.sha256(self.model_dump_json(exclude=unset).encode()).hexdigest()[:16]
 
     def stages(self) -> list[TechniqueConfig]:
-        """The technique configs this recipe applies, in order."""
-        runtime = REGISTRY.get(self.runtime)
-        stages: list[TechniqueConfig] = []
-        if self.keep_layers is not None:
-            stages.append(LayerDropConfig(keep_layers=self.keep_layers))
-        if self.prune_heads_ratio > 0:
-            stages.append(HeadPruneConfig(ratio=self.prune_heads_ratio))
-        if self.prune_ffn_ratio > 0:
-            stages.append(FFNPruneConfig(ratio=self.prune_ffn_ratio))
-        if self.prune_method == "structured":
-            stages.append(StructuredPruneConfig(ratio=self.prune_ratio, importance=self.prune_importance))
-        elif self.prune_method == "unstructured":
-            stages.append(UnstructuredPruneConfig(ratio=self.prune_ratio, scope=self.prune_scope))
-        elif self.prune_method == "semi_structured_2_4":
-            stages.append(SemiStructured24Config())
-        if self.kd_steps > 0:
-            stages.append(
-                DistillConfig(
-                    temperature=self.kd_temperature,
-                    alpha=self.kd_alpha,
-                    loss=self.kd_loss,
-                    hidden_weight=self.kd_hidden_weight,
-                    steps=self.kd_steps,
-                    learning_rate=self.kd_learning_rate,
-                    batch_size=self.kd_batch_size,
-                    qat_bits=self.bits if self.qat else None,
-                    qat_group_size=self.int4_group_size if self.qat and self.bits == 4 else None,
-                    preserve_sparsity=self.prune_method in ("unstructured", "semi_structured_2_4"),
-                    seed=self.seed,
-                )
-            )
-        if self.bits == 16:
-            stages.append(HalfPrecisionConfig())
-        elif self.bits == 8 and not runtime.quantizes_int8():
-            stages.append(Int8Config())
-        elif self.bits == 4:
-            stages.append(Int4WeightOnlyConfig(group_size=self.int4_group_size))
-        return stages + runtime.stages(self.bits)  # a runtime that quantizes its own program adds its int8 stage here
+        """The technique configs this recipe applies, in pipeline order (each technique's `stage_order`)."""
+        ordered = sorted(TECHNIQUES, key=lambda t: t.stage_order)
+        return [config for technique in ordered for config in technique.stages(self)]
+
+    def knobs(self) -> dict[str, Any]:
+        """The knob values, as JSON holds them."""
+        return self.model_dump(mode="json", exclude={"version", "seed"})
+
+
+def _one_of(knob: Knob) -> Callable[[Any], Any]:
+    """A validator for a knob whose values a registry holds (asked when a value is checked)."""
+
+    def check(value: Any) -> Any:
+        allowed = tuple(knob.allowed()) if knob.allowed else ()
+        if value not in allowed:
+            listed = ", ".join(repr(v) for v in allowed[:-1]) + f" or {allowed[-1]!r}" if len(allowed) > 1 else repr(allowed)
+            raise ValueError(f"Input should be {listed}")
+        return value
+
+    return check
+
+
+def _field(knob: Knob) -> tuple[Any, Any]:
+    annotation = Annotated[knob.annotation, AfterValidator(_one_of(knob))] if knob.allowed else knob.annotation
+    return annotation, Field(knob.default, description=knob.description or None, **knob.bounds)
+
+
+def build_recipe_model() -> type[RecipeBase]:
+    """The Recipe model of the registered techniques' knobs; the registry takes no technique after this."""
+    TECHNIQUES.freeze()
+    fields: dict[str, Any] = {"version": (Literal[1], RECIPE_VERSION)}
+    fields.update({knob.name: _field(knob) for knob in TECHNIQUES.knobs()})
+    fields["seed"] = (int, 0)
+    return create_model("Recipe", __base__=RecipeBase, __module__=__name__, __doc__=RecipeBase.__doc__, **fields)
+
+
+Recipe = build_recipe_model()
+
+
+def techniques() -> TechniqueRegistry:
+    """The techniques a Recipe is made of, registered above (and by plug-ins), in Recipe order."""
+    return TECHNIQUES
 
 
 class CompressionRecord(BaseModel):
@@ -208,26 +202,26 @@ def summarize_steps(recipe: Recipe, device: torch.device, steps: list[StepRecord
     record = CompressionRecord(recipe=recipe, device=str(device), steps=steps, notes=list(ctx.notes))
     for step in steps:
         record.fallbacks.extend(step.fallbacks)
-        if step.stage == "quantize":
+        if step.stage is Stage.QUANTIZE:
             quantized = QuantizeDetails.of(step)
             record.accelerated = quantized.accelerated
             record.quantized_layers = list(quantized.quantized_layers)
             record.float_layers = list(quantized.float_layers)
             record.deployed_size_bytes = quantized.packed_size_bytes
-        if step.stage == "runtime" and RuntimeDetails.of(step).artifact_size_bytes is not None:
+        if step.stage is Stage.RUNTIME and RuntimeDetails.of(step).artifact_size_bytes is not None:
             record.deployed_size_bytes = RuntimeDetails.of(step).artifact_size_bytes  # the file the runtime serves (ONNX)
-        if step.stage == "prune" and PruneDetails.of(step).sparse_size_bytes is not None:
+        if step.stage is Stage.PRUNE and PruneDetails.of(step).sparse_size_bytes is not None:
             record.sparse_size_bytes = PruneDetails.of(step).sparse_size_bytes
     return record
 
 
-def _finish_two_four(model: nn.Module, recipe: Recipe, steps: list[StepRecord]) -> str:
+def _finish_two_four(model: nn.Module, recipe: RecipeBase, steps: list[StepRecord]) -> str:
     if recipe.bits not in (16,):
         return (
             f"2:4 weights kept dense: sparse semi-structured kernels are used here with 16-bit weights only, "
             f"and this recipe has bits={recipe.bits}"
         )
-    pruned = next(s for s in steps if s.stage == "prune").details["pruned_layers"]
+    pruned = next(s for s in steps if s.stage is Stage.PRUNE).details["pruned_layers"]
     converted = to_semi_structured(model, pruned)
     return f"2:4 sparse kernels on {len(converted)} Linear layers: {', '.join(converted)}"
 

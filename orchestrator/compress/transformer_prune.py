@@ -16,7 +16,7 @@ survive is kept as plain attributes on the pruned modules (never in the state_di
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 import torch_pruning as tp
@@ -24,10 +24,10 @@ from pydantic import Field
 from torch import nn
 
 from orchestrator.compress.encoder_families import EncoderFamily, discover_family, family_of, needs_message
-from orchestrator.techniques import Context, StepRecord, TechniqueConfig, register
+from orchestrator.compress.prune import MAX_PRUNE_RATIO
+from orchestrator.techniques import Context, Knob, Knobs, Stage, StepRecord, Technique, TechniqueConfig
 from orchestrator.techniques.details import PruneDetails
-
-MAX_PRUNE_RATIO = 0.95
+from orchestrator.techniques.domains import candidate_values, mildest_ratio
 
 # Plain (non-state) attributes recording original-teacher indices on the pruned modules.
 _LAYER_INDEX = "_hedgerow_layer_index"  # on each encoder layer
@@ -41,18 +41,21 @@ _STILL_APPLIES = "bits 8 (int8), runtime, and distillation (kd_steps, without kd
 class HeadPruneConfig(TechniqueConfig):
     """Remove round(ratio × heads) attention heads in every layer, the smallest by L2 magnitude."""
 
+    stage = Stage.PRUNE
     ratio: float = Field(ge=0.0, le=MAX_PRUNE_RATIO)
 
 
 class FFNPruneConfig(TechniqueConfig):
     """Remove round(ratio × intermediate_size) feed-forward neurons in every layer, the smallest by L2 magnitude."""
 
+    stage = Stage.PRUNE
     ratio: float = Field(ge=0.0, le=MAX_PRUNE_RATIO)
 
 
 class LayerDropConfig(TechniqueConfig):
     """Keep `keep_layers` evenly spaced encoder layers (always including the last) and drop the rest."""
 
+    stage = Stage.PRUNE
     keep_layers: int = Field(ge=1)
 
 
@@ -334,10 +337,9 @@ def layer_drop_indices(n: int, keep: int) -> list[int]:
 
 def _record(technique: str, config: TechniqueConfig, params_before: int, model: nn.Module, **extra: Any) -> StepRecord:
     details = {"params_before": params_before, "params_after": _n_params(model), **extra, "structure": structure_of(model)}
-    return StepRecord(stage="prune", technique=technique, config=config.model_dump(), details=details)
+    return StepRecord.of(config, technique, details=details)
 
 
-@register(HeadPruneConfig)
 def prune_heads(model: nn.Module, config: HeadPruneConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """Remove the least important attention heads, the same number in every layer."""
     model = model.cpu().eval()
@@ -357,7 +359,6 @@ def prune_heads(model: nn.Module, config: HeadPruneConfig, ctx: Context) -> tupl
     return model, _record("heads", config, params_before, model, heads_removed_per_layer=removed)
 
 
-@register(FFNPruneConfig)
 def prune_ffn(model: nn.Module, config: FFNPruneConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """Remove the least important feed-forward neurons in every layer (Torch-Pruning's Linear slicing)."""
     model = model.cpu().eval()
@@ -392,7 +393,6 @@ def _remove_least_important(
     return removed
 
 
-@register(LayerDropConfig)
 def drop_layers(model: nn.Module, config: LayerDropConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """Keep evenly spaced encoder layers (see `layer_drop_indices`) and drop the rest."""
     model = model.cpu().eval()
@@ -424,7 +424,7 @@ def encoder_shape(before: dict[str, list] | None, steps: list[StepRecord]) -> di
     FFN neurons per layer (report/results.SHAPE_COLUMNS), from the structure its last transformer prune recorded; {} without one."""
     if before is None:
         return {}
-    recorded = [PruneDetails.of(s).structure for s in reversed(steps) if s.stage == "prune"]
+    recorded = [PruneDetails.of(s).structure for s in reversed(steps) if s.stage is Stage.PRUNE]
     after = next((s for s in recorded if s is not None), before)
 
     def per_layer(structure: dict[str, list], key: str) -> int:
@@ -436,3 +436,72 @@ def encoder_shape(before: dict[str, list] | None, steps: list[StepRecord]) -> di
         shape[f"{prefix}encoder_heads_per_layer"] = per_layer(structure, "kept_heads")
         shape[f"{prefix}encoder_ffn_per_layer"] = per_layer(structure, "kept_ffn")
     return shape
+
+
+# (knob, what it prunes, the encoder shape columns that say how much is left of how much)
+ENCODER_DIMS = (
+    ("keep_layers", "layers", "encoder_layers", "teacher_encoder_layers"),
+    ("prune_heads_ratio", "heads", "encoder_heads_per_layer", "teacher_encoder_heads_per_layer"),
+    ("prune_ffn_ratio", "FFN", "encoder_ffn_per_layer", "teacher_encoder_ffn_per_layer"),
+)
+
+
+def _stages(recipe: Any) -> list[TechniqueConfig]:
+    stages: list[TechniqueConfig] = []
+    if recipe.keep_layers is not None:
+        stages.append(LayerDropConfig(keep_layers=recipe.keep_layers))
+    if recipe.prune_heads_ratio > 0:
+        stages.append(HeadPruneConfig(ratio=recipe.prune_heads_ratio))
+    if recipe.prune_ffn_ratio > 0:
+        stages.append(FFNPruneConfig(ratio=recipe.prune_ffn_ratio))
+    return stages
+
+
+def _describe(knobs: Knobs, shown: frozenset[str]) -> list[str]:
+    """'4 of 6 layers', 'heads 6 of 12', 'FFN 768 of 1536' for each dimension shown (or pruned), from the encoder shape
+    the trial recorded; a run from before shapes were recorded falls back to the knobs ('4 layers', 'FFN −50%')."""
+    parts = []
+    for knob, what, kept, total in ENCODER_DIMS:
+        shaped = kept in knobs and total in knobs
+        if shaped and (knob in shown or int(knobs[kept]) != int(knobs[total])):
+            n, of = int(knobs[kept]), int(knobs[total])
+            parts.append(f"{n} of {of} layers" if what == "layers" else f"{what} {n} of {of}")
+        elif knob == "keep_layers" and knob in knobs:
+            parts.append(f"{int(knobs[knob])} layers")
+        elif knob in knobs and knob != "keep_layers" and float(knobs[knob] or 0) > 0:
+            parts.append(f"{what} −{float(knobs[knob]) * 100:.0f}%")
+    return parts
+
+
+def _seeds(space: Mapping[str, Any], teacher_layers: int | None) -> list[dict[str, Any]]:
+    """One layer fewer than the teacher, then the smallest FFN and head ratios, each alone."""
+    seeds: list[dict[str, Any]] = []
+    if teacher_layers:
+        fewer = [k for k in candidate_values(space.get("keep_layers")) if isinstance(k, int) and k < teacher_layers]
+        if fewer:
+            seeds.append({"keep_layers": max(fewer)})
+    for name in ("prune_ffn_ratio", "prune_heads_ratio"):
+        ratio = mildest_ratio(space.get(name))
+        if ratio is not None:
+            seeds.append({name: ratio})
+    return seeds
+
+
+TECHNIQUE = Technique(
+    name="transformer_prune",
+    knobs=(
+        Knob("prune_heads_ratio", float, 0.0, "transformers: share of attention heads removed per layer",
+             {"ge": 0.0, "le": MAX_PRUNE_RATIO}),
+        Knob("prune_ffn_ratio", float, 0.0, "transformers: share of FFN neurons removed per layer",
+             {"ge": 0.0, "le": MAX_PRUNE_RATIO}),
+        Knob("keep_layers", int | None, None, "transformers: encoder layers kept, evenly spread (None: all)", {"ge": 1}),
+    ),  # fmt: skip
+    sampled_as=("keep_layers", "prune_heads_ratio", "prune_ffn_ratio"),
+    stages=_stages,
+    describe=_describe,
+    seeds=_seeds,
+    handlers={HeadPruneConfig: prune_heads, FFNPruneConfig: prune_ffn, LayerDropConfig: drop_layers},
+    stage_order=10,
+    sample_order=20,
+    seed_order=20,
+)

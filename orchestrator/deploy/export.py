@@ -78,6 +78,7 @@ from orchestrator.deploy.serve_config import SERVE_CONFIG_NAME, build_serve_conf
 from orchestrator.deploy.weights import architecture, load_module, save_weights
 from orchestrator.errors import InputError
 from orchestrator.runtimes import REGISTRY
+from orchestrator.techniques import Stage
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs, run_in_chunks, watch_passes
 from orchestrator.tasks.registry import load_task
@@ -389,7 +390,7 @@ def check_program_quality(value: float | None, what: str, trial: Trial, toleranc
 
 def _programs(model, rebuilt: Rebuilt, task: Task, fmt: str, inputs, reference, root: Path, batch: int) -> list[Program]:
     if fmt.startswith("int8"):
-        quantize = next(s for s in rebuilt.steps if s.stage == "quantize")
+        quantize = next(s for s in rebuilt.steps if s.stage is Stage.QUANTIZE)
         calibration = task.calibration_batches(
             int(quantize.config.get("calibration_batches", 8)), int(quantize.config.get("calibration_batch_size", 64))
         )

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from orchestrator.compress.recipe import Recipe, RuntimeName
+from orchestrator.compress.recipe import Recipe
 from orchestrator.deploy._errors import UnsafeExport, VerificationError
 from orchestrator.runtimes import REGISTRY
 from orchestrator.errors import UnsafeFile
@@ -22,15 +22,26 @@ MAX_FILES = 10_000
 PT2_PROGRAM = "torch_export"  # `load(runtime="torch_export")`: the .pt2 program run by torch, without the task's code
 
 
-def _loader_name(value: Any) -> Any:
-    """A runtime as manifests name it: older manifests' 'torch' and 'onnx' read as 'eager' and 'onnxruntime'."""
+def _runtime_name(value: Any) -> str:
+    """A registered runtime as manifests name it: older manifests' 'torch' and 'onnx' read as 'eager' and 'onnxruntime'."""
     try:
-        return value if value == PT2_PROGRAM else REGISTRY.canonical(value)
+        return REGISTRY.canonical(value)
     except (ValueError, TypeError):
-        return value  # left for the Literal to refuse, naming what is expected
+        raise ValueError(f"expected one of {', '.join(map(repr, REGISTRY.names))}, got {value!r}") from None
 
 
-LoaderRuntime = Annotated[Literal[(*REGISTRY.names, PT2_PROGRAM)], BeforeValidator(_loader_name)]  # type: ignore[valid-type]
+def _loader_name(value: Any) -> str:
+    """What `load(runtime=...)` takes: a registered runtime, or the .pt2 program run by torch."""
+    if value == PT2_PROGRAM:
+        return PT2_PROGRAM
+    try:
+        return REGISTRY.canonical(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"expected one of {', '.join(map(repr, (*REGISTRY.names, PT2_PROGRAM)))}, got {value!r}") from None
+
+
+RuntimeName = Annotated[str, BeforeValidator(_runtime_name)]  # checked against the registry when read, not when imported
+LoaderRuntime = Annotated[str, BeforeValidator(_loader_name)]
 _CONTENT_TYPES = {
     ".json": "application/json",
     ".yaml": "application/yaml",
@@ -153,7 +164,7 @@ class Architecture(_Model):
 class ServingRuntime(_Model):
     """The runtime the trial built, measured and priced the candidate on, and how to serve it the same way."""
 
-    name: Annotated[RuntimeName, BeforeValidator(_loader_name)]
+    name: RuntimeName
     library: str = Field(description="the library that runs it: torch or onnxruntime")
     version: str | None
     program: str | None = Field(None, description="the file this runtime serves (None: the safetensors weights)")

@@ -23,7 +23,7 @@ from orchestrator.runtimes.base import max_abs_diff
 from orchestrator.runtimes.onnx import ONNX_INT8_NAME, OnnxModule, export_onnx, feeds, quantize_onnx  # noqa: F401  (re-exported)
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs, run_in_chunks
-from orchestrator.techniques import StepRecord
+from orchestrator.techniques import Stage, StepRecord
 from orchestrator.techniques.details import RuntimeDetails
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def runtime_program(served: nn.Module, runtime: str, steps: list[StepRecord], ta
         raise ExportError(str(exc)) from exc
     if saved is None:
         raise ExportError(f"runtime {chosen.name!r}: its program is the weights; export writes them for every runtime")
-    step = next((s for s in steps if s.stage == "runtime"), None)
+    step = next((s for s in steps if s.stage is Stage.RUNTIME), None)
     program = Program(
         format=saved.format, file=saved.file, written=True, max_abs_diff=saved.max_abs_diff, quality=saved.quality,
         reason=saved.reason,

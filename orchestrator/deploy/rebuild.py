@@ -84,7 +84,7 @@ def check_quality(rebuilt: Rebuilt, trial_value: float, tolerance: float, trial_
 def check_steps(rebuilt: Rebuilt, recorded_steps: list[dict]) -> list[str]:
     """Differences between the rebuilt stages and the trial's record (techniques, pruned widths)."""
     problems = []
-    done = [(s.stage, s.technique) for s in rebuilt.steps]
+    done = [(str(s.stage), s.technique) for s in rebuilt.steps]
     want = [(s["stage"], s["technique"]) for s in recorded_steps]
     if done != want:
         problems.append(f"stages {done} differ from the trial's {want}")

@@ -29,6 +29,7 @@ from orchestrator.compress.prune import layer_widths
 from orchestrator.compress.quantize import dynamic_int8
 from orchestrator.deploy._errors import ExportError, VerificationError
 from orchestrator.deploy.manifest import Architecture, InputSpec
+from orchestrator.techniques import Stage
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs
 from orchestrator.techniques.details import PruneDetails
@@ -41,8 +42,8 @@ _HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def weights_format(steps: list[StepRecord]) -> str:
     """The weights format of a candidate from its quantize stage; formats not exportable raise ExportError."""
-    quantize = next((s for s in steps if s.stage == "quantize"), None)
-    prune = next((s for s in steps if s.stage == "prune"), None)
+    quantize = next((s for s in steps if s.stage is Stage.QUANTIZE), None)
+    prune = next((s for s in steps if s.stage is Stage.PRUNE), None)
     if (
         prune is not None
         and prune.technique == "semi_structured_2_4"
@@ -68,11 +69,11 @@ def weights_format(steps: list[StepRecord]) -> str:
 
 def architecture(task: Task, steps: list[StepRecord], inputs: Inputs, teacher_fingerprint: str) -> Architecture:
     """What the loader needs to rebuild the module: pruned widths and history, quantization, input shapes."""
-    prune = next((s for s in steps if s.stage == "prune"), None)
-    quantize = next((s for s in steps if s.stage == "quantize"), None)
+    prune = next((s for s in steps if s.stage is Stage.PRUNE), None)
+    quantize = next((s for s in steps if s.stage is Stage.QUANTIZE), None)
     pruned = PruneDetails.of(prune) if prune is not None else None
     history = pruned.pruning_history if pruned is not None and prune.technique == "structured" else None
-    structures = [PruneDetails.of(s).structure for s in reversed(steps) if s.stage == "prune"]
+    structures = [PruneDetails.of(s).structure for s in reversed(steps) if s.stage is Stage.PRUNE]
     return Architecture(
         prune_technique=prune.technique if prune else None,
         layer_widths=pruned.layer_widths if pruned else None,
@@ -227,9 +228,8 @@ def read_weights(path: Path) -> "OrderedDict[str, Any]":
 
 def base_architecture(task: Task) -> nn.Module:
     """The task's unpruned architecture: `build_model()` where the task has one (no training), else its teacher."""
-    build = getattr(task, "build_model", None)
-    model = build() if callable(build) else copy.deepcopy(task.teacher())
-    return model.cpu().eval()
+    model = task.build_model()
+    return (model if model is not None else copy.deepcopy(task.teacher())).cpu().eval()
 
 
 def build_module(task: Task, arch: Architecture) -> nn.Module:

@@ -11,7 +11,9 @@ from orchestrator.report import _format as f
 from orchestrator.report import plots, tables
 from orchestrator.report.importance import Importance, param_importances
 from orchestrator.report.rundata import RunData
-from orchestrator.report.summary import SHAPE_COLUMNS, recipe_of, runtime_of
+from orchestrator.report import recipes
+from orchestrator.report.recipes import SHAPE_COLUMNS
+from orchestrator.report.summary import runtime_of
 
 Items = list[tuple[str, str]]
 
@@ -107,9 +109,8 @@ def verdict(run: RunData) -> str:
 def recipe_text(run: RunData, candidate: dict[str, Any]) -> str:
     """A summary candidate's recipe in one line: the knobs the space searched, and its encoder's shape where recorded."""
     row = run.row(candidate.get("trial_id"))
-    knobs = {k: v for k, v in (candidate.get("knobs") or {}).items() if k in run.knobs}
-    shape = recipe_of(row, ()) if row is not None else {}
-    return f.knobs_text({**knobs, **shape}, with_runtime=False)
+    shape = {c: row[c] for c in SHAPE_COLUMNS if c in row} if row is not None else {}
+    return recipes.recipe_text({**(candidate.get("knobs") or {}), **shape}, run.knobs, with_runtime=False)
 
 
 def runtime_text(candidate: dict[str, Any]) -> str:
@@ -281,7 +282,9 @@ def knobs_table(run: RunData) -> tables.Table:
     transformer's depth and widths."""
     if not run.recommended:
         return tables.Table(["knob", "recommended", "baseline"], [])
-    rec, base = run.recommended.get("knobs", {}), (run.baseline or {}).get("knobs", {})
+    # A knob that does not apply to a candidate (kd_* without distillation) is left out of its column.
+    rec = recipes.applicable(run.recommended.get("knobs", {}), run.knobs)
+    base = recipes.applicable((run.baseline or {}).get("knobs", {}), run.knobs)
     rows = [[k, f.number(rec.get(k), 6), f.number(base.get(k), 6)] for k in run.knobs if k in rec or k in base]
     # A transformer's depth and widths, as the trials recorded them (the baseline's are the teacher's).
     rec_row, base_row = run.row(run.recommended.get("trial_id")), run.row((run.baseline or {}).get("trial_id"))

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from orchestrator.report import _format as fmt
+from orchestrator.report.recipes import knob_applies
 
 STYLE = {
     "svg.hashsalt": "hedgerow-report",
@@ -235,8 +236,6 @@ def knob_plots(
 
     Knobs in `log_knobs` (sampled on a log scale) get a log x axis.
     """
-    from orchestrator.report.tables import knob_applies
-
     done = trials[trials["status"] == "finished"]
     knobs = [k for k in knobs if k in done]
     if done.empty or not knobs:

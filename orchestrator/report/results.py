@@ -8,23 +8,20 @@ from typing import Any
 
 import pandas as pd
 
-# A transformer candidate's depth and widths and its teacher's, as each trial records them
-# (compress/transformer_prune.encoder_shape).
-SHAPE_COLUMNS = (
-    "encoder_layers", "encoder_heads_per_layer", "encoder_ffn_per_layer",
-    "teacher_encoder_layers", "teacher_encoder_heads_per_layer", "teacher_encoder_ffn_per_layer",
-)  # fmt: skip
-# The contract's columns first (DESIGN.md), then everything else a trial reports.
+from orchestrator.report.recipes import SHAPE_COLUMNS, TECHNIQUES
+
 # Every text metric a trial records beside its objective (val): the labeled ones not chosen, and agreement with the teacher.
 DIAGNOSTIC_COLUMNS = ("ndcg_at_10", "recall_at_10", "mrr_at_10", "agreement_at_10", "fidelity")
+# The contract's columns first (docs/architecture.md, "The run folder"), then everything else a trial reports.
 CONTRACT_COLUMNS = [
     "trial_id", "status", "prune_ratio", "prune_method", "bits", "kd_temperature", "kd_alpha", "kd_steps",
     "accuracy", "accuracy_drop", "params", "size_bytes", "peak_mem_bytes", "throughput_sps", "latency_p50_ms",
     "latency_p95_ms", "device", "instance_type", "replicas", "monthly_usd", "feasible", "pareto",
 ]  # fmt: skip
+KNOB_COLUMNS = [k for k in TECHNIQUES.names() if k not in CONTRACT_COLUMNS]  # the other knobs, in Recipe order
 EXTRA_COLUMNS = [
     "test_accuracy", "baseline", "seeded", "trial_number", "error", "quality_metric", "quality", "quality_drop", "quality_ci95_low", "quality_ci95_high",
-    "quality_n", "keep_layers", "prune_heads_ratio", "prune_ffn_ratio", "kd_loss", "kd_hidden_weight", "prune_importance", "prune_scope", "int4_group_size", "kd_learning_rate", "kd_batch_size", "qat", "runtime", "startup_seconds", "kernel_archs",
+    "quality_n", *KNOB_COLUMNS, "startup_seconds", "kernel_archs",
     *SHAPE_COLUMNS,  # a transformer's depth and widths, the candidate's and its teacher's
     "nonzero_params", "sparse_size_bytes", "raw_throughput_sps", "per_core_sps", "throughput_ratio_to_teacher",
     "teacher_reference_sps", "batch_latency_p95_ms", "flops_per_sample", "device_kind",

@@ -15,7 +15,8 @@ import pandas as pd
 from orchestrator.config import read_yaml
 from orchestrator.errors import InputError, UnsafeFile, first_line
 from orchestrator.report.results import with_quality_drop
-from orchestrator.report.summary import DEFAULT_RUNTIME, shown_knobs
+from orchestrator.report.recipes import shown_knobs
+from orchestrator.report.summary import DEFAULT_RUNTIME
 from orchestrator.safe_files import (
     MAX_JSON_BYTES,
     MAX_TABLE_BYTES,

@@ -9,13 +9,8 @@ import pandas as pd
 
 from orchestrator.cost.catalog import Catalog
 from orchestrator.report import _format as f
-from orchestrator.report.results import SHAPE_COLUMNS
+from orchestrator.report.recipes import knob_names
 
-KNOB_COLUMNS = [
-    "prune_method", "prune_ratio", "prune_importance", "prune_scope", "keep_layers", "prune_heads_ratio",
-    "prune_ffn_ratio", "bits", "int4_group_size", "kd_steps", "kd_temperature", "kd_alpha", "kd_loss", "kd_hidden_weight",
-    "kd_learning_rate", "kd_batch_size", "qat", "runtime",
-]  # fmt: skip
 HOURS = 3600.0
 DEFAULT_RUNTIME = "eager"  # the Recipe's default: what a row without a runtime (or a run from before it) was served with
 
@@ -39,23 +34,9 @@ def runtime_of(row: pd.Series | dict[str, Any]) -> str:
     return _clean(row.get("runtime")) or DEFAULT_RUNTIME
 
 
-def shown_knobs(space: Any) -> list[str]:
-    """The knobs a report describes: those the search space sampled or fixed, in KNOB_COLUMNS order (every knob
-    for a run folder whose config holds no space). A knob the space never named stayed at the Recipe's default
-    in every trial: listing it says nothing about this search."""
-    if not isinstance(space, dict) or not space:
-        return list(KNOB_COLUMNS)
-    return [k for k in KNOB_COLUMNS if k in space]
-
-
-def recipe_of(row: pd.Series | dict[str, Any], knobs: list[str] | tuple[str, ...] = tuple(KNOB_COLUMNS)) -> dict[str, Any]:
-    """What a recipe string describes for a trial row: its shown knobs and, for a transformer, its encoder shape."""
-    return {k: row[k] for k in (*knobs, *SHAPE_COLUMNS) if k in row}
-
-
 def knobs_of(row: pd.Series) -> dict[str, Any]:
     """The recipe knobs of a trial row."""
-    return {k: _clean(row[k]) for k in KNOB_COLUMNS if k in row}
+    return {k: _clean(row[k]) for k in knob_names() if k in row}
 
 
 def within_bound(frame: pd.DataFrame, max_drop: float) -> pd.Series:

@@ -18,7 +18,8 @@ from orchestrator.cost.model import CostResult, explain
 from orchestrator.report import _format as f
 from orchestrator.runtimes import REGISTRY
 from orchestrator.report.results import DIAGNOSTIC_COLUMNS
-from orchestrator.report.summary import KNOB_COLUMNS, SHAPE_COLUMNS, rank_candidates, recipe_of, within_bound
+from orchestrator.report.recipes import SHAPE_COLUMNS, knob_applies, knob_names, recipe_text
+from orchestrator.report.summary import rank_candidates, within_bound
 
 
 @dataclass
@@ -38,7 +39,7 @@ PARETO_CSV_COLUMNS = [
     "trial_id", "recommended", "quality_metric", "quality", "quality_drop", "accuracy_drop", "quality_ci95_low", "quality_ci95_high",
     "quality_drop_ci95_low", "quality_drop_ci95_high", "test_accuracy", "test_quality_drop", "test_quality_drop_ci95_low",
     "test_quality_drop_ci95_high", "instance_type", "replicas", "monthly_usd", "projected", "throughput_sps", "latency_p95_ms",
-    "startup_seconds", "kernel_archs", "size_bytes", "peak_mem_bytes", *KNOB_COLUMNS, *SHAPE_COLUMNS, *DIAGNOSTIC_COLUMNS,
+    "startup_seconds", "kernel_archs", "size_bytes", "peak_mem_bytes", *knob_names(), *SHAPE_COLUMNS, *DIAGNOSTIC_COLUMNS,
     "recipe_key",
 ]  # fmt: skip
 # How the diagnostics read in the report's tables.
@@ -62,15 +63,14 @@ def pareto_frame(trials: pd.DataFrame, recommended_id: str | None) -> pd.DataFra
     return out.reset_index(drop=True)
 
 
-def pareto_table(trials: pd.DataFrame, recommended_id: str | None, knobs_shown: Sequence[str] = KNOB_COLUMNS) -> Table:
+def pareto_table(trials: pd.DataFrame, recommended_id: str | None, knobs_shown: Sequence[str] | None = None) -> Table:
     """The Pareto set for reading: recipe, quality, test quality, where it runs and what it costs."""
     front = pareto_frame(trials, recommended_id)
     seeded = set(trials.loc[trials["seeded"].isin([True]), "trial_id"]) if "seeded" in trials else set()
     rows, marks = [], []
     for _, r in front.iterrows():
-        knobs = recipe_of(r, knobs_shown)
         rows.append([
-            str(r["trial_id"]) + (" ★" if r["recommended"] else "") + (" (seeded)" if r["trial_id"] in seeded else ""), f.knobs_text(knobs, with_runtime=False),
+            str(r["trial_id"]) + (" ★" if r["recommended"] else "") + (" (seeded)" if r["trial_id"] in seeded else ""), recipe_text(r, knobs_shown, with_runtime=False),
             f.runtime(r["runtime"]), f.quality(r["quality"]), _val_drop(r), f.quality(r["test_accuracy"]), _test_drop(r),
             f"{f.integer(r['replicas'])} × {r['instance_type']}", f.usd(r["monthly_usd"]), f.sps(r["throughput_sps"]),
             f.seconds(r["startup_seconds"]), f.size(r["size_bytes"]),
@@ -237,18 +237,18 @@ def node_measurements_table(summary: dict[str, Any]) -> Table | None:
     return Table(columns, out)
 
 
-def failures_table(trials: pd.DataFrame, knobs_shown: Sequence[str] = KNOB_COLUMNS) -> Table:
+def failures_table(trials: pd.DataFrame, knobs_shown: Sequence[str] | None = None) -> Table:
     """Trials that did not finish (failed, or stopped early by the scheduler), with their reasons."""
     bad = trials[trials["status"] != "finished"].sort_values("trial_id")
     rows = [
-        [str(r["trial_id"]), str(r["status"]), f.knobs_text(recipe_of(r, knobs_shown)),
+        [str(r["trial_id"]), str(r["status"]), recipe_text(r, knobs_shown),
          f.short_error(r.get("error"))]
         for _, r in bad.iterrows()
     ]  # fmt: skip
     return Table(["trial", "status", "recipe", "reason"], rows)
 
 
-def infeasible_table(trials: pd.DataFrame, records: dict[str, dict], knobs_shown: Sequence[str] = KNOB_COLUMNS) -> Table:
+def infeasible_table(trials: pd.DataFrame, records: dict[str, dict], knobs_shown: Sequence[str] | None = None) -> Table:
     """Finished trials no instance can serve within the SLO and memory, with the cheapest instance's reason."""
     bad = finished(trials)
     bad = bad[~bad["feasible"].astype(bool)].sort_values("trial_id")
@@ -259,7 +259,7 @@ def infeasible_table(trials: pd.DataFrame, records: dict[str, dict], knobs_shown
             where, why = f.DASH, str(r.get("cost_reason") or "no instance could be priced")
         else:
             where, why = f"{f.integer(ref['replicas'])} × {ref['instance_type']} at {f.usd(ref['monthly_usd'])}", ref["reason"]
-        rows.append([str(r["trial_id"]) + (" (baseline)" if r["baseline"] else ""), f.knobs_text(recipe_of(r, knobs_shown)),
+        rows.append([str(r["trial_id"]) + (" (baseline)" if r["baseline"] else ""), recipe_text(r, knobs_shown),
                      f.quality(r["quality"]), where, why])  # fmt: skip
     return Table(["trial", "recipe", "quality (val)", "cheapest instance, SLO aside", "why it is infeasible there"], rows)
 
@@ -284,29 +284,10 @@ def fallbacks_table(trials: pd.DataFrame) -> Table:
     return Table(["trial", "fallbacks"], [[str(r["trial_id"]), str(r["fallbacks"])] for _, r in done.iterrows()])
 
 
-def knob_applies(trials: pd.DataFrame, knob: str) -> pd.Series:
-    """Where a knob has an effect (the search space's conditions): prune_ratio only when pruning, kd_* only with KD..."""
-    method = trials["prune_method"].fillna("none") if "prune_method" in trials else pd.Series("none", index=trials.index)
-    steps = trials["kd_steps"].fillna(0).astype(float) if "kd_steps" in trials else pd.Series(0.0, index=trials.index)
-    bits = trials["bits"].fillna(32).astype(float) if "bits" in trials else pd.Series(32.0, index=trials.index)
-    rules = {
-        "prune_ratio": method != "none",
-        "prune_importance": method == "structured",
-        "prune_scope": method.isin(["unstructured"]),
-        "int4_group_size": bits == 4,
-        "qat": (steps > 0) & (bits <= 8),
-    }
-    if knob in rules:
-        return rules[knob].astype(bool)
-    if knob.startswith("kd_") and knob != "kd_steps":
-        return (steps > 0).astype(bool)
-    return pd.Series(True, index=trials.index)
-
-
 def varying_knobs(trials: pd.DataFrame) -> list[str]:
-    """Knobs that take more than one value among finished trials where they apply, in KNOB_COLUMNS order."""
+    """Knobs that take more than one value among finished trials where they apply, in Recipe order."""
     done = finished(trials)
-    return [k for k in KNOB_COLUMNS if k in done and done.loc[knob_applies(done, k), k].dropna().astype(str).nunique() > 1]
+    return [k for k in knob_names() if k in done and done.loc[knob_applies(done, k), k].dropna().astype(str).nunique() > 1]
 
 
 def importance_table(importances: dict[str, dict[str, float]]) -> Table:
@@ -390,7 +371,7 @@ def serving_text(row: pd.Series | dict[str, Any], record: dict[str, Any] | None)
 
 def runtimes_table(
     trials: pd.DataFrame, best: dict[str, pd.Series | None], records: dict[str, dict], recommended_id: str | None,
-    knobs_shown: Sequence[str] = KNOB_COLUMNS,
+    knobs_shown: Sequence[str] | None = None,
 ) -> Table:
     """For each runtime searched: its trials and its cheapest feasible candidate within the bound."""
     rows, marks = [], []
@@ -406,7 +387,7 @@ def runtimes_table(
         recommended = str(r["trial_id"]) == str(recommended_id)
         rows.append([
             label, counted, str(r["trial_id"]) + (" ★" if recommended else ""),
-            f.knobs_text(recipe_of(r, knobs_shown), with_runtime=False), f.archs(r.get("kernel_archs")),
+            recipe_text(r, knobs_shown, with_runtime=False), f.archs(r.get("kernel_archs")),
             f.sps(r["throughput_sps"]), f.seconds(r.get("startup_seconds")), serving_text(r, record), f.usd(r["monthly_usd"]),
         ])  # fmt: skip
         marks.append(recommended)

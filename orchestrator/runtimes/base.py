@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ from torch import nn
 from orchestrator.techniques.details import QuantizeDetails, RuntimeDetails
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs
-from orchestrator.techniques import StepRecord, TechniqueConfig
+from orchestrator.techniques import Handler, Stage, StepRecord, TechniqueConfig
 
 BIT_NAMES = {32: "float32", 16: "16-bit", 8: "int8", 4: "int4"}
 
@@ -82,6 +82,8 @@ class Runtime(abc.ABC):
     cpu_only: ClassVar[str | None] = None  # why it runs on the CPU only, where it does
     program_formats: ClassVar[tuple[str, ...]] = ()  # manifest program formats its loader runs
     loads_anywhere: ClassVar[bool] = False  # its program is the weights, which load on any device
+    build_cost: ClassVar[int] = 100  # how dear a candidate is to build on it, relative to the others: seeds try cheap first
+    handlers: ClassVar[Mapping[type, Handler]] = {}  # the handler of each config type its stages use
 
     @abc.abstractmethod
     def stages(self, bits: int) -> list[TechniqueConfig]:
@@ -123,11 +125,11 @@ def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def recorded_kernel_archs(steps: Iterable[StepRecord]) -> list[str] | None:
     """The CPU architectures recorded by a candidate's build steps: a runtime stage's, else its quantize stage's."""
     steps = list(steps)
-    for step in (s for s in steps if s.stage == "runtime"):
+    for step in (s for s in steps if s.stage is Stage.RUNTIME):
         archs = RuntimeDetails.of(step).kernel_archs
         if archs is not None:
             return list(archs)
-    for step in (s for s in steps if s.stage == "quantize"):
+    for step in (s for s in steps if s.stage is Stage.QUANTIZE):
         archs = QuantizeDetails.of(step).archs()
         if archs is not None:
             return archs

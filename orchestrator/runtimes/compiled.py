@@ -25,12 +25,12 @@ from orchestrator.tasks.batches import Inputs, batch_size, repeat_to, run, run_i
 from orchestrator.techniques import (
     Context,
     Int8Settings,
+    Stage,
     StepRecord,
     TechniqueConfig,
     count_params,
     int8_mode,
     int8_torchao,
-    register,
     weights_bytes,
 )
 
@@ -47,6 +47,7 @@ class Pt2eInt8Config(Int8Settings):
 class CompileConfig(TechniqueConfig):
     """torch.compile with inductor; weights frozen (constant-folded, prepacked for oneDNN); batch and sequence dynamic."""
 
+    stage = Stage.RUNTIME
     keeps_float_weights = False
     freezing: bool = True
 
@@ -128,7 +129,6 @@ def _named(inputs: Inputs) -> dict[str, torch.Tensor]:
     return {"": inputs} if isinstance(inputs, torch.Tensor) else dict(inputs)
 
 
-@register(Pt2eInt8Config)
 def pt2e_int8(model: nn.Module, config: Pt2eInt8Config, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """int8 through torchao PT2E for inductor on the CPU; on CUDA, torchao's int8 (torch.compile fuses it there)."""
     model = model.eval()
@@ -171,7 +171,7 @@ def pt2e_int8(model: nn.Module, config: Pt2eInt8Config, ctx: Context) -> tuple[n
         "stripped_float_weights": stripped,
         "kernel_archs": ["x86_64"],  # oneDNN's int8 kernels through the x86 inductor quantizer
     }
-    return converted, StepRecord(stage="quantize", technique=f"int8_pt2e_{mode}", config=config.model_dump(), details=details)
+    return converted, StepRecord.of(config, f"int8_pt2e_{mode}", details=details)
 
 
 def strip_unused_weights(program: torch.fx.GraphModule) -> int:
@@ -217,7 +217,6 @@ def compile_program(program: nn.Module, example: Inputs, sequence_inputs: tuple[
         raise RuntimeFailed(compile_failure(exc)) from exc
 
 
-@register(CompileConfig)
 def compile_model(model: nn.Module, config: CompileConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """torch.compile the model and run one serving batch now, so compile failures and cold-start time show at build."""
     model.eval()  # a PT2E program's patched eval() returns None, not the module
@@ -236,7 +235,7 @@ def compile_model(model: nn.Module, config: CompileConfig, ctx: Context) -> tupl
         "static_shape": "compiled once for the serving batch (and sequence length); smaller batches are padded up to it",
         "torch": torch.__version__,
     }
-    return wrapped, StepRecord(stage="runtime", technique="compiled", config=config.model_dump(), details=details)
+    return wrapped, StepRecord.of(config, "compiled", details=details)
 
 
 def compile_failure(exc: BaseException) -> str:
@@ -260,6 +259,8 @@ class CompiledRuntime(Runtime):
     name = "compiled"
     label = "torch.compile/inductor"
     program_formats = ("torch_export_pt2e_int8", "torch_export")
+    build_cost = 3  # inductor compiles every candidate
+    handlers = {Pt2eInt8Config: pt2e_int8, CompileConfig: compile_model}
 
     def stages(self, bits: int) -> list[TechniqueConfig]:
         """PT2E int8 (for bits 8), then torch.compile."""
@@ -274,8 +275,8 @@ class CompiledRuntime(Runtime):
         """The eager program behind the compiled module as a .pt2, loaded back, compiled again and judged on val."""
         if not isinstance(served, CompiledModule):
             raise RuntimeFailed(f"runtime 'compiled': expected the compiled module the trial built, got {type(served).__name__}")
-        step = next(s for s in steps if s.stage == "runtime")
-        int8 = any(s.stage == "quantize" and s.technique.startswith("int8_pt2e") for s in steps)
+        step = next(s for s in steps if s.stage is Stage.RUNTIME)
+        int8 = any(s.stage is Stage.QUANTIZE and s.technique.startswith("int8_pt2e") for s in steps)
         name, fmt = (PT2E_NAME, "torch_export_pt2e_int8") if int8 else (PT2_NAME, "torch_export")
         path = out_dir / name
         settings = {

@@ -21,6 +21,7 @@ class EagerRuntime(Runtime):
     aliases = ("torch",)
     bits = (32, 16, 8, 4)
     loads_anywhere = True
+    build_cost = 0
 
     def stages(self, bits: int) -> list[TechniqueConfig]:
         """None: the compressed module is what it serves."""

@@ -28,7 +28,7 @@ from orchestrator.runtimes._export import export_args, quiet
 from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, max_abs_diff
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs, run_in_chunks
-from orchestrator.techniques import Context, StepRecord, TechniqueConfig, count_params, int8_mode, register
+from orchestrator.techniques import Context, Stage, StepRecord, TechniqueConfig, count_params, int8_mode
 
 ONNX_FILE = "model.onnx"
 ONNX_INT8_NAME = "model.int8.onnx"
@@ -38,6 +38,7 @@ ONNXRUNTIME_ARCHS = ["x86_64", "arm64"]  # ONNX Runtime's CPU provider (MLAS) sh
 class OnnxRuntimeConfig(TechniqueConfig):
     """Serve with ONNX Runtime (CPU provider); int8 by its own quantizer, static QDQ or dynamic."""
 
+    stage = Stage.RUNTIME
     keeps_float_weights = False
     int8: Literal["none", "auto", "static", "dynamic"] = "none"
     calibration_batches: int = Field(8, ge=1)
@@ -150,7 +151,6 @@ def quantize_onnx(source: Path, dest: Path, mode: str, calibration: list[Inputs]
     )
 
 
-@register(OnnxRuntimeConfig)
 def onnxruntime_session(model: nn.Module, config: OnnxRuntimeConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """Export the float model to ONNX, quantize it with ONNX Runtime when asked, and open an InferenceSession on it."""
     import onnxruntime
@@ -202,7 +202,7 @@ def onnxruntime_session(model: nn.Module, config: OnnxRuntimeConfig, ctx: Contex
         "accelerated": True,
     }
     technique = "onnxruntime" if mode == "none" else f"onnxruntime_int8_{mode}"
-    return module, StepRecord(stage="runtime", technique=technique, config=config.model_dump(), details=details)
+    return module, StepRecord.of(config, technique, details=details)
 
 
 class OnnxRuntime(Runtime):
@@ -213,6 +213,8 @@ class OnnxRuntime(Runtime):
     aliases = ("onnx",)
     cpu_only = "ONNX Runtime's CPU provider"
     program_formats = ("onnx_int8_qdq", "onnx_int8_dynamic", "onnx")
+    build_cost = 1  # an ONNX export, and for int8 ONNX Runtime's quantizer
+    handlers = {OnnxRuntimeConfig: onnxruntime_session}
 
     def stages(self, bits: int) -> list[TechniqueConfig]:
         """One stage: export, quantize (int8 for bits 8) and open a session."""
@@ -229,7 +231,7 @@ class OnnxRuntime(Runtime):
             raise RuntimeFailed(f"runtime 'onnxruntime': expected the ONNX Runtime module the trial built, got {type(served).__name__}")
         import onnxruntime
 
-        step = next(s for s in steps if s.stage == "runtime")
+        step = next(s for s in steps if s.stage is Stage.RUNTIME)
         with torch.inference_mode():
             reference = run_in_chunks(served, inputs, batch_size)
         mode = step.details.get("int8", "none")

@@ -46,13 +46,7 @@ from orchestrator.runtimes.onnx import ONNX_FILE, export_onnx, feeds
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs, run_in_chunks
 from orchestrator.tasks.text.encoder import MissingExtra
-from orchestrator.techniques import (
-    Context,
-    StepRecord,
-    TechniqueConfig,
-    count_params,
-    register,
-)
+from orchestrator.techniques import Context, Stage, StepRecord, TechniqueConfig, count_params
 
 INSTALL_HINT = "pip install 'hedgerow[openvino]'"
 IR_FILE, IR_INT8_FILE = "model.xml", "model.int8.xml"  # each with its weights beside it: model.bin, model.int8.bin
@@ -66,6 +60,7 @@ PRECISION = "f32"
 class OpenVinoConfig(TechniqueConfig):
     """Serve with OpenVINO's CPU plugin; int8 by NNCF's post-training quantization, calibrated on the task's batches."""
 
+    stage = Stage.RUNTIME
     keeps_float_weights = False
     int8: bool = False
     bias_correction: bool = False  # NNCF's (fast) bias correction after quantizing; see the module's docstring
@@ -176,7 +171,6 @@ def quantize_ir(source: Path, dest: Path, calibration: list[Inputs], transformer
     )
 
 
-@register(OpenVinoConfig)
 def openvino_program(model: nn.Module, config: OpenVinoConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
     """Export the float model to ONNX, convert it to OpenVINO IR, quantize it with NNCF when asked, compile it for the CPU."""
     ov = require_openvino()
@@ -229,7 +223,7 @@ def openvino_program(model: nn.Module, config: OpenVinoConfig, ctx: Context) -> 
         "accelerated": True,
     }
     technique = "openvino_int8_nncf" if config.int8 else "openvino"
-    return module, StepRecord(stage="runtime", technique=technique, config=config.model_dump(), details=details)
+    return module, StepRecord.of(config, technique, details=details)
 
 
 class OpenVinoRuntime(Runtime):
@@ -239,6 +233,8 @@ class OpenVinoRuntime(Runtime):
     label = "OpenVINO"
     cpu_only = "OpenVINO's CPU plugin"
     program_formats = ("openvino_int8", "openvino")
+    build_cost = 2  # the ONNX export, a conversion to IR, and for int8 NNCF's calibration
+    handlers = {OpenVinoConfig: openvino_program}
 
     def check_available(self) -> None:
         """MissingExtra (exit 2) naming the extra where openvino or nncf is not installed."""
@@ -259,7 +255,7 @@ class OpenVinoRuntime(Runtime):
         if not isinstance(served, OpenVinoModule):
             raise RuntimeFailed(f"runtime 'openvino': expected the OpenVINO module the trial built, got {type(served).__name__}")
         ov = require_openvino()
-        step = next(s for s in steps if s.stage == "runtime")
+        step = next(s for s in steps if s.stage is Stage.RUNTIME)
         with torch.inference_mode():
             reference = run_in_chunks(served, inputs, batch_size)
         int8 = step.details.get("int8", "none") != "none"

@@ -23,6 +23,7 @@ import torch
 
 from orchestrator.compress.transformer_prune import teacher_structure
 from orchestrator.config import SearchConfig, load_config, to_yaml
+from orchestrator.techniques.domains import values_to_check
 from orchestrator.cost.catalog import Catalog, load_catalog
 from orchestrator.errors import InputError, UnsafeFile, first_line
 from orchestrator.safe_files import read_json, write_atomic
@@ -374,8 +375,5 @@ def _new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict
 
 
 def _max_kd_steps(config: SearchConfig) -> int:
-    from orchestrator.config import knob_values
-
-    knob = config.space.get("kd_steps")
-    values = knob_values(knob) if knob is not None else [0]
-    return int(max(values))
+    domain = config.space.get("kd_steps")
+    return int(max(values_to_check(domain) if domain is not None else [0]))

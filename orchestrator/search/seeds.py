@@ -24,81 +24,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.config import Choices, Knob, Range
-from orchestrator.runtimes import REGISTRY
 from orchestrator.search.space import BASELINE, DefineByRun, choice_param
-
-RUNTIME_BUILD_ORDER = ("eager", "onnxruntime", "openvino", "compiled")  # cheapest to build first
-
-
-def _values(knob: Knob | None) -> list[Any]:
-    """Every value a knob can take that a seed may use: its choices, a range's low end, or the fixed value."""
-    if knob is None:
-        return []
-    if isinstance(knob, Choices):
-        return list(knob.choices)
-    if isinstance(knob, Range):
-        return [knob.low]
-    return [knob]
+from orchestrator.techniques import TECHNIQUES
+from orchestrator.techniques.domains import Choices, Domain, Range
 
 
-def _mildest(knob: Knob | None) -> float | None:
-    """The smallest non-zero ratio a knob allows, or None."""
-    ratios = [v for v in _values(knob) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0]
-    return min(ratios) if ratios else None
+def single_technique_candidates(space: dict[str, Domain], teacher_layers: int | None = None) -> list[dict[str, Any]]:
+    """Every single-technique candidate the space allows, in the order they are tried; knob values as a Recipe takes them.
+
+    Each technique declares its own (`Technique.seeds`), and `seed_order` puts the cheapest to try first."""
+    ordered = sorted(TECHNIQUES, key=lambda t: t.seed_order)
+    return [{**BASELINE, **candidate} for technique in ordered for candidate in technique.seeds(space, teacher_layers)]
 
 
-def _runtimes(space: dict[str, Knob], bits: int) -> list[str]:
-    """The runtimes of the space that serve `bits`, cheapest to build first."""
-    serving = REGISTRY.serving(bits)
-    named = [r for r in _values(space.get("runtime")) or [serving[0]] if r in serving] or serving[:1]
-    return sorted(named, key=lambda r: RUNTIME_BUILD_ORDER.index(r) if r in RUNTIME_BUILD_ORDER else len(RUNTIME_BUILD_ORDER))
-
-
-def single_technique_candidates(space: dict[str, Knob], teacher_layers: int | None = None) -> list[dict[str, Any]]:
-    """Every single-technique candidate the space allows, in the order they are tried; knob values as a Recipe takes them."""
-    candidates: list[dict[str, Any]] = []
-    for bits in sorted((b for b in _values(space.get("bits")) if b != 32), reverse=True):
-        candidates += [{"bits": bits, "runtime": runtime} for runtime in _runtimes(space, bits)]
-    if teacher_layers:
-        fewer = [k for k in _values(space.get("keep_layers")) if isinstance(k, int) and k < teacher_layers]
-        if fewer:
-            candidates.append({"keep_layers": max(fewer)})
-    for name in ("prune_ffn_ratio", "prune_heads_ratio"):
-        ratio = _mildest(space.get(name))
-        if ratio is not None:
-            candidates.append({name: ratio})
-    for method in ("structured", "unstructured"):
-        ratio = _mildest(space.get("prune_ratio"))
-        if method in _values(space.get("prune_method")) and ratio is not None:
-            candidates.append({"prune_method": method, "prune_ratio": ratio})
-    return [{**BASELINE, **c} for c in candidates]
-
-
-def seed_candidates(space: dict[str, Knob], trials: int, teacher_layers: int | None = None) -> list[dict[str, Any]]:
+def seed_candidates(space: dict[str, Domain], trials: int, teacher_layers: int | None = None) -> list[dict[str, Any]]:
     """The candidates enqueued after the teacher: the first of `single_technique_candidates`, at most a third of `trials`."""
     return single_technique_candidates(space, teacher_layers)[: trials // 3]
 
 
-def seed_point(space: dict[str, Knob], candidate: dict[str, Any], teacher_layers: int | None = None) -> dict[str, Any]:
+def seed_point(space: dict[str, Domain], candidate: dict[str, Any], teacher_layers: int | None = None) -> dict[str, Any]:
     """The Optuna parameters (as `points_to_evaluate` takes them) of a candidate's knobs that the space can express."""
     point: dict[str, Any] = {}
-    for name, knob in space.items():
+    for name, domain in space.items():
         if name not in candidate:
             continue
         value = candidate[name]
         if name == "keep_layers" and value is None:
             value = teacher_layers
-        if isinstance(knob, Choices):
-            param, options, values = choice_param(name, knob)
+        if isinstance(domain, Choices):
+            param, options, values = choice_param(name, domain)
             if value in values:
                 point[param] = options[values.index(value)]
-        elif isinstance(knob, Range) and isinstance(value, (int, float)) and knob.low <= value <= knob.high:
+        elif isinstance(domain, Range) and isinstance(value, (int, float)) and domain.low <= value <= domain.high:
             point[name] = value
     return point
 
 
-def seed_points(space: dict[str, Knob], trials: int, teacher_layers: int | None = None) -> list[dict[str, Any]]:
+def seed_points(space: dict[str, Domain], trials: int, teacher_layers: int | None = None) -> list[dict[str, Any]]:
     """`seed_candidates` as enqueued points, in order."""
     return [seed_point(space, c, teacher_layers) for c in seed_candidates(space, trials, teacher_layers)]
 
@@ -110,7 +72,7 @@ class SeededSpace(DefineByRun):
     are random), so trials.csv shows which came first.
     """
 
-    def __init__(self, space: dict[str, Knob], n_seeds: int) -> None:
+    def __init__(self, space: dict[str, Domain], n_seeds: int) -> None:
         super().__init__(space)
         self.n_seeds = n_seeds
 

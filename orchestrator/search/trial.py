@@ -238,7 +238,7 @@ def final_row(
         "final": True,
         "baseline": bool(config.get("baseline", False)),
         "recipe_key": recipe.key(),
-        **{k: v for k, v in recipe.model_dump().items() if k != "version"},
+        **{k: v for k, v in recipe.model_dump(mode="json").items() if k != "version"},
         "quality_metric": quality["metric"],
         "quality": quality["value"],
         "quality_ci95_low": quality["ci95_low"],

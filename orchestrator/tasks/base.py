@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from orchestrator.tasks.batches import Inputs, batch_size as n_examples, repeat_to, run_in_chunks, take
-from orchestrator.tasks.losses import kd_loss, regression_kd_loss
+from orchestrator.tasks.losses import DistillLoss, LossSettings, kd_loss, regression_kd_loss
 from orchestrator.tasks.metrics import METRICS, bootstrap_interval
 
 Split = Literal["train", "val", "test"]
@@ -85,7 +85,11 @@ class Task(abc.ABC):
     `test` is held out to confirm the final choice, and the two never overlap.
     A split is judged `predict_batch_size` examples at a time (`predict`), so the
     memory it takes follows that chunk, never the split's size; only the outputs
-    of the whole split are kept.
+    of the whole split are kept. A task judges its own way by overriding
+    `evaluate_items` (or its hooks `quality_of`, `per_item_scores`,
+    `diagnostics_of`); `evaluate` is its quality. What a task offers beyond the
+    contract is declared: `distill_losses` (a task offering
+    `DistillLoss.CONTRASTIVE` implements `pair_batches`) and `build_model`.
     """
 
     name: str = "task"
@@ -94,6 +98,7 @@ class Task(abc.ABC):
     sequence_inputs: tuple[str, ...] = ()  # named inputs whose dimension 1 is a sequence length (exported dynamic)
     distill_targets_are_teacher: bool = False  # True: train targets are the teacher's outputs, so KD needn't rerun it
     predict_batch_size: int = 512  # examples run at once when judging a model: its activations at this batch bound memory
+    distill_losses: tuple[DistillLoss, ...] = (DistillLoss.AUTO,)  # the losses distillation may ask this task for
 
     @abc.abstractmethod
     def teacher(self) -> nn.Module:
@@ -122,9 +127,15 @@ class Task(abc.ABC):
                 idx = order[start : start + batch_size]
                 yield take(inputs, idx), targets[idx]
 
+    def build_model(self) -> nn.Module | None:
+        """Optional hook: the task's architecture, untrained, for loading exported weights into without building the
+        teacher; None (the default): the teacher itself is the architecture."""
+        return None
+
     def pair_batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[Inputs, torch.Tensor]]:
-        """Optional hook: endless batches of `batch_size` (query, passage) training pairs, the queries first and their
-        passages after (2 × batch_size rows), with the teacher's outputs as targets; for contrastive distillation."""
+        """Hook of a task that offers `DistillLoss.CONTRASTIVE`: endless batches of `batch_size` (query, passage)
+        training pairs, the queries first and their passages after (2 × batch_size rows), with the teacher's outputs
+        as targets."""
         raise ValueError(
             f"kd_loss contrastive: task {self.name!r} has no (query, passage) training pairs; "
             "it applies to sentence-embedding tasks (minilm, examples.hf_encoder_task)"
@@ -218,9 +229,10 @@ class Task(abc.ABC):
         return None
 
     def distill_loss(
-        self, student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, settings: Any
+        self, student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, settings: LossSettings
     ) -> torch.Tensor:
-        """The distillation loss for one batch; `settings` carries temperature and alpha (DistillConfig).
+        """The distillation loss for one batch; `settings` carries the temperature, alpha and the loss asked for
+        (one of `distill_losses`).
 
         Class ids (integer targets): alpha·T²·KL(teacher_T ‖ student_T) + (1 − alpha)·CE, Hinton et al.
         Float targets (regression, embeddings): alpha·MSE(student, teacher) + (1 − alpha)·MSE(student, targets).

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from orchestrator.techniques.registry import StepRecord, TechniqueConfig
+from orchestrator.techniques.registry import Stage, StepRecord, TechniqueConfig
 
 Int8Mode = Literal["static", "dynamic"]
 
@@ -15,6 +15,7 @@ Int8Mode = Literal["static", "dynamic"]
 class Int8Settings(TechniqueConfig):
     """int8 with calibrated activations (static) or activations quantized per batch (dynamic); auto picks by `int8_mode`."""
 
+    stage = Stage.QUANTIZE
     keeps_float_weights = False
     mode: Literal["auto", "static", "dynamic"] = "auto"
     calibration_batches: int = Field(8, ge=1)
@@ -52,4 +53,4 @@ def int8_torchao(model: nn.Module, config: Int8Settings) -> tuple[nn.Module, Ste
         "accelerated": True,
     }
     fallbacks = [f"{n}: stays float (torchao int8 quantizes Linear layers only)" for n in float_layers]
-    return model, StepRecord(stage="quantize", technique="int8_torchao", config=config.model_dump(), details=details, fallbacks=fallbacks)
+    return model, StepRecord.of(config, "int8_torchao", details=details, fallbacks=fallbacks)

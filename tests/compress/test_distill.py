@@ -18,9 +18,9 @@ from orchestrator.compress import (
     StructuredPruneConfig,
     UnstructuredPruneConfig,
     apply_technique,
-    kd_loss,
 )
 from orchestrator.compress.prune import prunable_weights
+from orchestrator.tasks.losses import LossSettings, kd_loss
 
 STUDENT = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
 TEACHER = torch.tensor([[1.5, 1.0, -0.5], [-1.0, 0.0, 2.0]])
@@ -156,16 +156,14 @@ def test_the_regression_default_loss_equals_a_hand_computation():
     targets = torch.tensor([[2.0], [2.0], [1.0]])
     # MSE to the teacher: (0.25 + 1 + 0) / 3; MSE to the targets: (1 + 0 + 0.25) / 3
     expected = 0.7 * (1.25 / 3) + 0.3 * (1.25 / 3)
-    loss = RegressionTask(n_examples=60).distill_loss(student, teacher, targets, DistillConfig(alpha=0.7))
+    loss = RegressionTask(n_examples=60).distill_loss(student, teacher, targets, LossSettings(alpha=0.7))
     assert loss.item() == pytest.approx(expected)
-    only_teacher = RegressionTask(n_examples=60).distill_loss(student, teacher, targets, DistillConfig(alpha=1.0))
+    only_teacher = RegressionTask(n_examples=60).distill_loss(student, teacher, targets, LossSettings(alpha=1.0))
     assert only_teacher.item() == pytest.approx(1.25 / 3)
 
 
 def test_class_ids_still_get_hintons_loss(digits_task):
-    from orchestrator.compress import DistillConfig
-
-    settings = DistillConfig(temperature=3.0, alpha=0.4)
+    settings = LossSettings(temperature=3.0, alpha=0.4)
     assert torch.equal(
         digits_task.distill_loss(STUDENT, TEACHER, TARGETS, settings), kd_loss(STUDENT, TEACHER, TARGETS, 3.0, 0.4)
     )

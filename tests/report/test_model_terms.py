@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import yaml
 
 from orchestrator.report import _format as fmt
 from orchestrator.report.content import build
 from orchestrator.report.rundata import load_run
-from orchestrator.report.summary import KNOB_COLUMNS, shown_knobs
+from orchestrator.report.recipes import knob_names, recipe_text, shown_knobs
 from tests.report._fake import make_run
 
 MINILM_SHAPE = {"teacher_encoder_layers": 6, "teacher_encoder_heads_per_layer": 12, "teacher_encoder_ffn_per_layer": 1536}
@@ -18,27 +20,27 @@ CNN_ONLY = ("prune_method", "prune_ratio", "prune_scope", "prune_importance", "i
 def test_a_transformer_recipe_says_how_deep_and_wide_the_model_is():
     knobs = {"keep_layers": 4, "prune_ffn_ratio": 0.25, "bits": 8, "kd_steps": 200, "runtime": "onnxruntime",
              "encoder_layers": 4, "encoder_heads_per_layer": 12, "encoder_ffn_per_layer": 1152, **MINILM_SHAPE}  # fmt: skip
-    assert fmt.knobs_text(knobs) == "4 of 6 layers · FFN 1152 of 1536 · int8 · KD 200 steps · ONNX Runtime"
+    assert recipe_text(knobs) == "4 of 6 layers · FFN 1152 of 1536 · int8 · KD 200 steps · ONNX Runtime"
     # Heads were not searched and not pruned: not mentioned. The teacher itself reads as the whole model.
     teacher = {"keep_layers": None, "prune_ffn_ratio": 0.0, "bits": 32, "kd_steps": 0, "encoder_layers": 6,
                "encoder_heads_per_layer": 12, "encoder_ffn_per_layer": 1536, **MINILM_SHAPE}  # fmt: skip
-    assert fmt.knobs_text(teacher) == "6 of 6 layers · FFN 1536 of 1536 · fp32 · no distillation"
+    assert recipe_text(teacher) == "6 of 6 layers · FFN 1536 of 1536 · fp32 · no distillation"
 
 
 def test_a_cnn_recipe_keeps_its_pruning_method_and_kd_settings():
     knobs = {"prune_method": "unstructured", "prune_ratio": 0.88, "prune_scope": "global", "bits": 8, "kd_steps": 100,
              "kd_temperature": 7.9, "kd_alpha": 0.55, "kd_learning_rate": 3.7e-4, "qat": True}  # fmt: skip
-    assert fmt.knobs_text(knobs) == "unstructured 88% (global) · int8 · KD 100 steps (T 7.9, α 0.55, lr 3.7e-04) · QAT"
+    assert recipe_text(knobs) == "unstructured 88% (global) · int8 · KD 100 steps (T 7.9, α 0.55, lr 3.7e-04) · QAT"
 
 
 def test_a_run_from_before_shapes_were_recorded_falls_back_to_the_knobs():
-    assert fmt.knobs_text({"keep_layers": 3, "prune_heads_ratio": 0.5, "bits": 32}) == "3 layers · heads −50% · fp32"
+    assert recipe_text({"keep_layers": 3, "prune_heads_ratio": 0.5, "bits": 32}) == "3 layers · heads −50% · fp32"
 
 
 def test_the_knobs_shown_are_the_spaces_and_every_knob_without_one():
     space = {"keep_layers": {"choices": [3, 6]}, "bits": {"choices": [32, 8]}, "kd_batch_size": 16, "runtime": "eager"}
-    assert shown_knobs(space) == ["keep_layers", "bits", "kd_batch_size", "runtime"]  # sampled and fixed, in table order
-    assert shown_knobs(None) == shown_knobs({}) == KNOB_COLUMNS
+    assert shown_knobs(space) == ["keep_layers", "bits", "runtime", "kd_batch_size"]  # sampled and fixed, in the order decided
+    assert shown_knobs(None) == shown_knobs({}) == knob_names()
 
 
 def transformer_run(tmp_path):
@@ -58,13 +60,19 @@ def transformer_run(tmp_path):
     for column, value in MINILM_SHAPE.items():
         frame[column] = value
     frame.to_csv(root / "trials.csv", index=False)
+    summary = json.loads((root / "summary.json").read_text())  # the summary's knobs, as the search would write them
+    for candidate, is_baseline in ((summary["recommended"], False), (summary["baseline"], True)):
+        candidate["knobs"].update(keep_layers=None if is_baseline else 4, prune_ffn_ratio=0.0 if is_baseline else 0.5)
+    (root / "summary.json").write_text(json.dumps(summary))
     return load_run(root)
 
 
 def test_a_transformer_report_shows_only_the_knobs_its_space_searched_in_model_terms(tmp_path):
     report = build(transformer_run(tmp_path))
     knob_rows = [row[0] for row in report.knobs.rows]
+    # Only knobs the space searched, and only where they apply: kd_batch_size for the distilled candidate alone.
     assert knob_rows[: len(knob_rows) - 3] == ["keep_layers", "prune_ffn_ratio", "bits", "kd_steps", "kd_batch_size"]
+    assert next(row for row in report.knobs.rows if row[0] == "kd_batch_size")[1:] == ["64", "—"]
     assert knob_rows[-3:] == ["encoder_layers", "encoder_heads_per_layer", "encoder_ffn_per_layer"]
     recipes = [row[1] for row in report.pareto.rows]
     assert recipes and all("4 of 6 layers · FFN 768 of 1536" in r or "6 of 6 layers" in r for r in recipes), recipes
@@ -88,4 +96,6 @@ def test_a_run_folder_without_its_space_still_reports_every_knob(tmp_path):
     config.pop("space")
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     report = build(load_run(root))
-    assert {row[0] for row in report.knobs.rows} >= set(CNN_ONLY) - {"qat"}
+    # Every knob that applies to the recommended (structured int8, distilled) or the baseline candidate.
+    assert {row[0] for row in report.knobs.rows} >= {"prune_method", "prune_ratio", "prune_importance", "kd_temperature", "kd_alpha", "qat"}
+    assert not {row[0] for row in report.knobs.rows} & {"prune_scope", "int4_group_size"}  # they apply to neither

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.report import _format as fmt
+from orchestrator.report.recipes import recipe_text
 from orchestrator.report import content, tables
 from orchestrator.report.build import build_report
 from orchestrator.report.rundata import load_run
@@ -205,9 +206,9 @@ def test_formats_for_runtimes():
     assert fmt.archs("any") == "any CPU" and fmt.archs(None) == fmt.DASH
     assert fmt.seconds(0.41234) == "0.412" and fmt.seconds(12.5) == "12.5" and fmt.seconds(float("nan")) == fmt.DASH
     knobs = {"prune_method": "none", "bits": 8, "kd_steps": 0, "runtime": "onnxruntime"}
-    assert fmt.knobs_text(knobs) == "no pruning · int8 · no distillation · ONNX Runtime"
-    assert fmt.knobs_text(knobs, with_runtime=False) == "no pruning · int8 · no distillation"
-    assert fmt.knobs_text({**knobs, "runtime": "eager"}) == "no pruning · int8 · no distillation"
+    assert recipe_text(knobs) == "no pruning · int8 · no distillation · ONNX Runtime"
+    assert recipe_text(knobs, with_runtime=False) == "no pruning · int8 · no distillation"
+    assert recipe_text({**knobs, "runtime": "eager"}) == "no pruning · int8 · no distillation"
 
 
 def test_runtimes_note_on_a_same_architecture_win_claims_no_arm64(runtimes_run):

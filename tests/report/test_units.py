@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from orchestrator.report import _format as fmt
+from orchestrator.report.recipes import knob_applies
+from orchestrator.report.recipes import recipe_text
 from orchestrator.report import content, html, markdown, plots, tables
 from orchestrator.report.build import build_report
 from orchestrator.report.importance import NOT_ENOUGH, param_importances
@@ -86,10 +88,10 @@ def test_threshold_plot_marks_ratios_and_is_none_without_pruned_trials(frame):
 
 
 def test_knobs_apply_only_where_the_space_allows_them(frame):
-    assert tables.knob_applies(frame, "prune_ratio").tolist() == [p != "none" for p in frame["prune_method"]]
-    assert tables.knob_applies(frame, "kd_alpha").tolist() == [s > 0 for s in frame["kd_steps"]]
-    assert tables.knob_applies(frame, "qat").tolist() == [s > 0 and b <= 8 for s, b in zip(frame["kd_steps"], frame["bits"])]
-    assert tables.varying_knobs(frame) == ["prune_method", "prune_ratio", "bits", "kd_steps", "kd_alpha"]
+    assert knob_applies(frame, "prune_ratio").tolist() == [p != "none" for p in frame["prune_method"]]
+    assert knob_applies(frame, "kd_alpha").tolist() == [s > 0 for s in frame["kd_steps"]]
+    assert knob_applies(frame, "qat").tolist() == [s > 0 and b <= 8 for s, b in zip(frame["kd_steps"], frame["bits"])]
+    assert tables.varying_knobs(frame) == ["prune_method", "prune_ratio", "bits", "kd_steps", "kd_alpha"]  # as decided
     svg = plots.knob_plots(frame, tables.varying_knobs(frame), reference_usd={"u1": 1500.0}, metric="accuracy",
                            log_knobs=frozenset({"kd_alpha"}))  # fmt: skip
     _svg_ok(svg)
@@ -177,7 +179,7 @@ def test_importance_names_the_knob_not_the_index_optuna_samples(tmp_path):
 def test_formats():
     assert fmt.usd(1234.5) == "$1,234.50" and fmt.usd(None) == fmt.DASH and fmt.usd(float("nan")) == fmt.DASH
     assert fmt.size(928701) == "907 KiB" and fmt.ratio(0.2571) == "0.257×" and fmt.percent(0.6) == "60.0%"
-    assert fmt.knobs_text({"prune_method": "unstructured", "prune_ratio": 0.877, "prune_scope": "global", "bits": 8,
+    assert recipe_text({"prune_method": "unstructured", "prune_ratio": 0.877, "prune_scope": "global", "bits": 8,
                            "kd_steps": 100, "kd_temperature": 7.9, "kd_alpha": 0.55, "kd_learning_rate": 3.7e-4,
                            "qat": True}) == "unstructured 88% (global) · int8 · KD 100 steps (T 7.9, α 0.55, lr 3.7e-04) · QAT"  # fmt: skip
     assert fmt.short_error(None) == "no reason recorded"

@@ -133,7 +133,7 @@ def test_a_space_naming_openvino_without_the_extra_is_refused_naming_it(monkeypa
         REGISTRY.get("openvino").check_available()
     with pytest.raises(InputError, match="runtime 'openvino'"):
         ov_runtime.OpenVinoModule("model.xml")
-    from orchestrator.config import Choices
+    from orchestrator.techniques.domains import Choices
     from orchestrator.search.space import check_runtimes
 
     space = {"bits": Choices(choices=[32, 8]), "runtime": Choices(choices=["eager", "openvino"])}
@@ -143,7 +143,7 @@ def test_a_space_naming_openvino_without_the_extra_is_refused_naming_it(monkeypa
 
 
 def test_a_gpu_search_is_refused_openvino():
-    from orchestrator.config import Choices
+    from orchestrator.techniques.domains import Choices
     from orchestrator.search.space import check_runtimes
 
     with pytest.raises(InputError, match="'openvino' runs on OpenVINO's CPU plugin"):

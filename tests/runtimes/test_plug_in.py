@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent(
 
     import pytest
     from orchestrator.compress import Recipe
-    from orchestrator.config import Choices
+    from orchestrator.techniques.domains import Choices
     from orchestrator.deploy.manifest import ServingRuntime
     from orchestrator.errors import InputError
     from orchestrator.report import _format

@@ -10,7 +10,8 @@ import pickle
 
 import optuna
 
-from orchestrator.config import Choices, Range, SearchSettings
+from orchestrator.config import SearchSettings
+from orchestrator.techniques.domains import Choices, Range
 from orchestrator.search.searcher import ConstrainedOptunaSearch, fail_stale_trials, make_searcher
 from orchestrator.search.space import BASELINE
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.config import Choices, Range
+from orchestrator.techniques.domains import Choices, Range
 from orchestrator.search.seeds import seed_candidates, single_technique_candidates
 from orchestrator.search.space import BASELINE
 
@@ -63,7 +63,8 @@ def test_a_space_with_nothing_to_compress_alone_seeds_nothing():
 
 def test_the_minilm_demo_space_tries_int8_alone_on_every_runtime_it_searches_within_twelve_trials():
     # The Target "a 12-trial search includes int8 alone on every runtime of its space", on the shipped space.
-    from orchestrator.config import knob_values, load_config
+    from orchestrator.config import load_config
+    from orchestrator.techniques.domains import values_to_check as knob_values
     from tests.conftest import REPO
 
     space = load_config(REPO / "search_spaces" / "minilm.yaml").space

@@ -5,17 +5,18 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from orchestrator.config import Choices, Range
+from orchestrator.techniques.domains import Choices, Range
 from orchestrator.errors import InputError
+from orchestrator.tasks.losses import DistillLoss
 from orchestrator.search.space import (
     BASELINE,
     DefineByRun,
     baseline_point,
     check_space_fits,
     grid_space,
-    knob_of_param,
     recipe_from_config,
 )
+from orchestrator.config import knob_of_param
 
 SPACE = {
     "prune_method": Choices(choices=["none", "structured", "unstructured", "semi_structured_2_4"]),
@@ -151,7 +152,7 @@ def test_index_parameters_name_their_knob():
 def test_runtime_is_sampled_only_for_float32_and_int8_candidates():
     import optuna
 
-    from orchestrator.config import Choices
+    from orchestrator.techniques.domains import Choices
     from orchestrator.search.space import DefineByRun
 
     space = {"bits": Choices(choices=[32, 16, 8]), "runtime": Choices(choices=["eager", "compiled", "onnxruntime"])}
@@ -171,7 +172,7 @@ def test_runtime_is_sampled_only_for_float32_and_int8_candidates():
 
 
 def test_a_runtime_space_that_cannot_be_served_is_refused_up_front():
-    from orchestrator.config import Choices
+    from orchestrator.techniques.domains import Choices
     from orchestrator.errors import InputError
     from orchestrator.search.space import check_runtimes
 
@@ -186,8 +187,9 @@ def test_a_runtime_space_that_cannot_be_served_is_refused_up_front():
 def test_transformer_knobs_are_checked_against_any_encoder_family(family):
     from tests.compress.test_encoder_families import HEADS, LAYERS, make
 
-    class Task:  # what check_space_fits reads of a task: its name and teacher
+    class Task:  # what check_space_fits reads of a task: its name, the losses it offers, and its teacher
         name = f"tiny-{family}"
+        distill_losses = (DistillLoss.AUTO,)
 
         def teacher(self):
             return make(family)

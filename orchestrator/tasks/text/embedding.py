@@ -30,6 +30,7 @@ from orchestrator.safe_files import write_atomic
 from orchestrator.tasks._cache import cache_dir, settings_key
 from orchestrator.tasks.base import Split, Task, model_device
 from orchestrator.tasks.batches import Inputs, run_in_chunks, take
+from orchestrator.tasks.losses import DistillLoss, LossSettings
 from orchestrator.tasks.text.contrastive import cloze_pairs, contrastive_kd_loss
 from orchestrator.tasks.text.encoder import load_encoder, tokenize, trim_padding
 from orchestrator.tasks.text.labeled import LabeledSplit, inverse_cloze_sets
@@ -79,6 +80,7 @@ class EmbeddingTask(Task):
     distill_targets_are_teacher = True  # train targets are the teacher's cached embeddings
     sequence_inputs = ("input_ids", "attention_mask")
     predict_batch_size = 64  # a transformer's activations grow with texts × length (attention: × length again)
+    distill_losses = tuple(DistillLoss)  # the task's own (cosine), mse, and contrastive on its training pairs
 
     def __init__(self, texts: Sequence[str], labeled: dict[str, LabeledSplit] | None = None, **settings: Any) -> None:
         """`texts`: the corpus's paragraphs; `labeled`: val and test sets of your own (BEIR), else built from `texts`."""
@@ -280,18 +282,17 @@ class EmbeddingTask(Task):
         return {"max_length": self.settings.seq_len, "input_names": list(self.sequence_inputs)}
 
     def distill_loss(
-        self, student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, settings: Any
+        self, student_out: torch.Tensor, teacher_out: torch.Tensor, targets: torch.Tensor, settings: LossSettings
     ) -> torch.Tensor:
         """Pull the student's embeddings onto the teacher's: 1 − cosine (default) or squared distance (`mse`); or,
         on a pair batch (`contrastive`), rank each query's own passage first among the batch's, plus 1 − cosine.
 
         The embeddings are L2-normalised, so `mse` is 2 × (1 − cosine): under Adam, which is blind to a loss's
         scale, it takes the same steps as `cosine` (bench/minilm.py measured the same nDCG@10 to five digits)."""
-        kind = getattr(settings, "loss", "auto")
-        if kind == "contrastive":
+        if settings.loss is DistillLoss.CONTRASTIVE:
             n = len(student_out) // 2
             return contrastive_kd_loss(student_out[:n], student_out[n:], teacher_out[:n], teacher_out[n:])
-        if kind == "mse":
+        if settings.loss is DistillLoss.MSE:
             return F.mse_loss(student_out, teacher_out, reduction="sum") / len(student_out)
         return (1.0 - F.cosine_similarity(student_out, teacher_out, dim=-1)).mean()
 

@@ -9,14 +9,14 @@ from typing import Any, Iterable
 import torch
 
 from orchestrator.tasks.batches import run
-from orchestrator.techniques import StepRecord
+from orchestrator.techniques import Stage, StepRecord
 from orchestrator.techniques.details import RuntimeDetails
 
 
 def startup_seconds(model: Any, steps: Iterable[StepRecord], batch: Any) -> tuple[float, str]:
     """(seconds, how) from a runtime's program to its first served batch: recorded at build for compiled and
     onnxruntime; for eager, the first batch of a fresh copy of the module (nothing to compile)."""
-    for step in (s for s in steps if s.stage == "runtime"):
+    for step in (s for s in steps if s.stage is Stage.RUNTIME):
         details = RuntimeDetails.of(step)
         if details.startup_seconds is not None:
             return float(details.startup_seconds), str(details.startup_method or "measured while building")
