@@ -165,7 +165,7 @@ def run_searches(
 
     from ray import tune
 
-    from orchestrator.search.runner import RunPaths, _new_tuner
+    from orchestrator.search.runner import RunPaths, new_tuner
 
     from ray import cloudpickle
 
@@ -185,7 +185,7 @@ def run_searches(
                     with tempfile.TemporaryDirectory(prefix="hedgerow-se-") as tmp:
                         paths = RunPaths(Path(tmp))
                         meta = {"study_name": f"{sampler}-s{seed}-b{budget}", "tune_storage": tmp}
-                        tuner = _new_tuner(trainable, config, paths, meta)
+                        tuner = new_tuner(trainable, config, paths, meta)
                         started = time.perf_counter()
                         results = tuner.fit()
                         wall = time.perf_counter() - started

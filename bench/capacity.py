@@ -124,7 +124,7 @@ def _metrics(row: dict, record: dict, measured_instance_type: str | None) -> Any
     """The cost model's input for one stored trial, from its trials.csv row and record."""
     from orchestrator.compress import StepRecord
     from orchestrator.cost.model import CandidateMetrics
-    from orchestrator.search.trial import kernel_archs
+    from orchestrator.runtimes import kernel_archs
 
     steps = [StepRecord.model_validate(s) for s in record.get("compression", {}).get("steps", [])]
     device = record["metrics"]["device"]

@@ -62,7 +62,8 @@ def worker(threads: int | None, kd_steps: int, reference_root: str | None) -> No
     from orchestrator.config import load_config
     from orchestrator.cost.model import price_candidate
     from orchestrator.search.runner import prepare
-    from orchestrator.search.trial import candidate_metrics, kernel_archs, measure_candidate
+    from orchestrator.runtimes import kernel_archs
+    from orchestrator.search.trial import candidate_metrics, measure_candidate
 
     config = load_config(CONFIG)
     prepared = prepare(config)

@@ -16,7 +16,7 @@ Two parts:
   bench/data/digits_table.csv with a sidecar bench/data/digits_table.json (grid,
   machine, traffic, catalog, teacher quality, method).
 * the default: each searcher (TPE, NSGA-II, GP, random, grid order) runs on the
-  product's own Tuner (`orchestrator.search.runner._new_tuner`: ConstrainedOptunaSearch
+  product's own Tuner (`orchestrator.search.runner.new_tuner`: ConstrainedOptunaSearch
   with the define-by-run space, ConcurrencyLimiter, reuse_actors) over a space of
   exactly the table's grid values; the trainable looks its recipe up in the table
   instead of compressing. 5 seeds × budgets 10, 20, 40, and 240 (the trials needed
@@ -176,7 +176,7 @@ def main() -> None:
         "table": {"file": f"bench/data/{TABLE_CSV.name}", "rows": len(rows), "grid": sidecar["grid"],
                   "teacher_val_quality": sidecar["teacher"]["val_quality"], "max_quality_drop": sidecar["objective"]["max_quality_drop"],
                   "traffic": sidecar["config"]["traffic"], "measured_on": sidecar["machine"], "build_seconds": sidecar["build_seconds"]},  # fmt: skip
-        "setup": "each run is orchestrator.search.runner._new_tuner (ConstrainedOptunaSearch, DefineByRun space of exactly the "
+        "setup": "each run is orchestrator.search.runner.new_tuner (ConstrainedOptunaSearch, DefineByRun space of exactly the "
                  "table's grid values as Choices, numeric ones searched by position, sampler from searcher.make_sampler with the budget as settings.trials, "
                  "ConcurrencyLimiter max_concurrent=1, reuse_actors=True) on one ray.init(num_cpus=2); the trainable looks "
                  "the proposed knobs up in the table and reports the row with final=True, quality, objective_monthly_usd, "

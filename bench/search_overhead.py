@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write  # noqa: E402
 
 from orchestrator.config import load_config  # noqa: E402
-from orchestrator.search.runner import RunPaths, _new_tuner  # noqa: E402
+from orchestrator.search.runner import RunPaths, new_tuner  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TRIAL_SECONDS = 0.2
@@ -46,7 +46,7 @@ def run(concurrency: int, trials: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         paths = RunPaths(Path(tmp))
         meta = {"study_name": f"overhead-{concurrency}", "tune_storage": tmp}
-        tuner = _new_tuner(tune.with_resources(trivial_trial, {"cpu": 1}), config, paths, meta)
+        tuner = new_tuner(tune.with_resources(trivial_trial, {"cpu": 1}), config, paths, meta)
         started = time.perf_counter()
         results = tuner.fit()
         wall = time.perf_counter() - started

@@ -9,7 +9,7 @@ import traceback
 from typing import Callable, Sequence
 
 import orchestrator
-from orchestrator._noise import drop_known_noise
+from orchestrator.noise import drop_known_noise
 from orchestrator.errors import InputError
 
 Handler = Callable[[argparse.Namespace], int]

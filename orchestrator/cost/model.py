@@ -1,7 +1,7 @@
 """The cost model: (candidate metrics, traffic, catalog) -> cheapest feasible instance, replicas, $ per month.
 
 Pure functions; nothing here measures or fetches. For every catalog instance the throughput
-one instance sustains comes from `orchestrator.cost._projection` (measured or projected,
+one instance sustains comes from `orchestrator.cost.projection` (measured or projected,
 with the method stated), then:
 
     replicas    = max(min_replicas, ceil(peak_rps / (throughput_sps x target_utilization)))
@@ -24,7 +24,7 @@ from fractions import Fraction
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from orchestrator.cost._projection import num, project
+from orchestrator.cost.projection import num, project
 from orchestrator.cost.candidate import CandidateMetrics
 from orchestrator.cost.catalog import GIB_BYTES, Catalog, InstanceType
 from orchestrator.cost.traffic import HOURS_PER_DAY, Traffic

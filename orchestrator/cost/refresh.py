@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from orchestrator.cost._projection import num
+from orchestrator.cost.projection import num
 from orchestrator.cost.catalog import (
     BUNDLED_INSTANCES,
     INSTANCE_COLUMNS,

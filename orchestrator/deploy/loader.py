@@ -152,7 +152,7 @@ def _load_tokenizer(folder: Path) -> Any:
 
 
 def _cache_root() -> Path:
-    from orchestrator.tasks._cache import cache_dir
+    from orchestrator.tasks.cache import cache_dir
 
     return cache_dir() / "exports"
 

@@ -18,9 +18,9 @@ from orchestrator.deploy._errors import ExportError
 from orchestrator.deploy.manifest import Program, ServingRuntime
 from orchestrator.errors import first_line
 from orchestrator.runtimes import REGISTRY, RuntimeFailed
-from orchestrator.runtimes._export import export_args, quiet
+from orchestrator.runtimes.graph_export import export_args, quiet
 from orchestrator.runtimes.base import max_abs_diff
-from orchestrator.runtimes.onnx import ONNX_INT8_NAME, OnnxModule, export_onnx, feeds, quantize_onnx  # noqa: F401  (re-exported)
+from orchestrator.runtimes.onnx import ONNX_INT8_NAME, OnnxModule, export_onnx, quantize_onnx
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs, run_in_chunks
 from orchestrator.techniques import Stage, StepRecord

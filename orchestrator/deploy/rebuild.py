@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from orchestrator._threads import torch_threads
+from orchestrator.threads import torch_threads
 from orchestrator.compress import Recipe, StepRecord, apply_recipe
 from orchestrator.deploy._errors import ExportError, QualityMismatch
 from orchestrator.tasks.base import Quality, Task

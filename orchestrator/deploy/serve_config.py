@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cost._projection import cores_capacity, num
+from orchestrator.cost.projection import cores_capacity, num
 from orchestrator.cost.catalog import InstanceType
 from orchestrator.deploy.manifest import Deployment
 from orchestrator.runtimes import REGISTRY

@@ -27,7 +27,7 @@ from torch.utils._pytree import tree_flatten
 from orchestrator.runtimes.base import ServedProgram
 from orchestrator.tasks.base import model_device
 from orchestrator.tasks.batches import Inputs, batch_size, nbytes, run, take, tensors, to_device
-from orchestrator.techniques.sizes import count_params, weights_bytes  # noqa: F401  (re-exported: measure's size figures)
+from orchestrator.techniques.sizes import count_params, weights_bytes
 
 
 class DeviceInfo(BaseModel):

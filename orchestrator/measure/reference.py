@@ -25,7 +25,7 @@ from torch import nn
 
 from orchestrator.measure.metrics import DeviceInfo, device_info, time_batches
 from orchestrator.safe_files import write_atomic
-from orchestrator.tasks._cache import cache_dir, settings_key
+from orchestrator.tasks.cache import cache_dir, settings_key
 from orchestrator.tasks.base import model_device
 from orchestrator.tasks.batches import Inputs, batch_size, describe
 from orchestrator.tasks.checkpoint import tensor_fingerprint

@@ -45,7 +45,7 @@ PARETO_CSV_COLUMNS = [
 # How the diagnostics read in the report's tables.
 _DIAGNOSTIC_LABELS = {"ndcg_at_10": "nDCG@10", "recall_at_10": "recall@10", "mrr_at_10": "MRR@10",
                       "agreement_at_10": "agreement@10", "fidelity": "fidelity"}  # fmt: skip
-# The cost model's wording for a CPU price projected from another architecture (orchestrator.cost._projection).
+# The cost model's wording for a CPU price projected from another architecture (orchestrator.cost.projection).
 _CROSS_ARCH = re.compile(r"^cross-architecture \(measured on ([^,()]+), instance is ([^,()]+)\)")
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from orchestrator.errors import first_line
-from orchestrator.runtimes._export import export_args, quiet
+from orchestrator.runtimes.graph_export import export_args, quiet
 from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, max_abs_diff
 from orchestrator.tasks.base import Task, model_device
 from orchestrator.tasks.batches import Inputs, batch_size, repeat_to, run, run_in_chunks, take, to_device

@@ -24,7 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from orchestrator.errors import first_line
-from orchestrator.runtimes._export import export_args, quiet
+from orchestrator.runtimes.graph_export import export_args, quiet
 from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, max_abs_diff
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.batches import Inputs, run_in_chunks

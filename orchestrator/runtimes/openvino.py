@@ -34,7 +34,7 @@ from pydantic import Field
 from torch import nn
 
 from orchestrator.errors import first_line
-from orchestrator.runtimes._export import quiet
+from orchestrator.runtimes.graph_export import quiet
 from orchestrator.runtimes.base import (
     ExportView,
     Runtime,

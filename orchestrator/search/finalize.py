@@ -144,7 +144,7 @@ def measure_on_node_types(
     returns one row per (candidate, instance type): projected and measured side by side.
     """
     from orchestrator.cost.model import CostResult, with_measured
-    from orchestrator.search.node_types import labelled_nodes, price_measured, remeasure
+    from orchestrator.search.remeasure import labelled_nodes, price_measured, remeasure
     from orchestrator.search.trial import write_record, load_record, record_path
 
     nodes = labelled_nodes(prepared.catalog, cpus_needed=prepared.config.search.resources_per_trial.cpu)

@@ -260,7 +260,7 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
                 _forget_unrestorable(paths, config, meta, tune_path)
             # The teacher's depth where the space searches keep_layers: its "one layer fewer" seed.
             depth = len(structure["kept_layers"]) if structure is not None and "keep_layers" in config.space else None
-            tuner = _new_tuner(trainable, config, paths, meta, depth)
+            tuner = new_tuner(trainable, config, paths, meta, depth)
         results = tuner.fit()
         summary = finalize(paths, prepared, results, meta["study_name"], teacher_fingerprint=fingerprint)
         write_json(paths.summary_json, summary)
@@ -331,7 +331,7 @@ def _forget_unrestorable(paths: RunPaths, config: SearchConfig, meta: dict, tune
         shutil.rmtree(tune_path, ignore_errors=True)
 
 
-def _new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict, teacher_layers: int | None = None) -> Any:
+def new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict, teacher_layers: int | None = None) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter

@@ -25,7 +25,7 @@ from orchestrator.cost.model import CandidateMetrics, CostResult, price_candidat
 from orchestrator.cost.traffic import Traffic
 from orchestrator.errors import UnsafeFile
 from orchestrator.measure import Metrics, ReferenceThroughput, measure, reference_throughput
-from orchestrator.runtimes import kernel_archs, startup_seconds  # noqa: F401  (kernel_archs: re-exported)
+from orchestrator.runtimes import kernel_archs, startup_seconds
 from orchestrator.safe_files import read_json, write_atomic
 from orchestrator.search.space import recipe_from_config
 from orchestrator.tasks.base import Evaluation, Task, model_device, paired_drop

@@ -12,8 +12,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from orchestrator._threads import torch_threads
-from orchestrator.tasks._cache import cache_dir, settings_key
+from orchestrator.threads import torch_threads
+from orchestrator.tasks.cache import cache_dir, settings_key
 from orchestrator.tasks.base import Split, Task
 from orchestrator.tasks.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 

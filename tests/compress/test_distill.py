@@ -148,7 +148,6 @@ def test_bad_distill_settings_name_the_field(field, value):
 
 
 def test_the_regression_default_loss_equals_a_hand_computation():
-    from orchestrator.compress import DistillConfig
     from tests.tasks.regression_task import RegressionTask
 
     student = torch.tensor([[1.0], [2.0], [0.5]])

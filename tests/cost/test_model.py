@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.cost._projection import accelerator_key
+from orchestrator.cost.projection import accelerator_key
 from orchestrator.cost.catalog import load_catalog
 from orchestrator.cost.model import EXPLAIN_COLUMNS, CandidateMetrics, explain, price_candidate
 from orchestrator.cost.traffic import Traffic

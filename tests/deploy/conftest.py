@@ -17,7 +17,7 @@ from orchestrator.compress import Recipe, apply_recipe
 from orchestrator.config import parse_config, to_yaml
 from orchestrator.cost.catalog import load_catalog
 from orchestrator.cost.model import CandidateMetrics, price_candidate
-from orchestrator._threads import torch_threads
+from orchestrator.threads import torch_threads
 from orchestrator.report.results import COLUMNS
 
 # One candidate per exported weights format; a few distillation steps keep each rebuild under a second.

@@ -12,7 +12,7 @@ import yaml
 from orchestrator.compress import apply_recipe
 from orchestrator.deploy import VerificationError, load
 from orchestrator.deploy.manifest import Manifest, sha256_file
-from orchestrator._threads import torch_threads
+from orchestrator.threads import torch_threads
 from tests.deploy.conftest import RECIPES, TRIAL_THREADS, run_cli
 
 

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from orchestrator._threads import torch_threads
+from orchestrator.threads import torch_threads
 from orchestrator.compress import Recipe, apply_recipe
 from orchestrator.deploy import load
 from orchestrator.tasks.batches import run as run_model

@@ -63,7 +63,7 @@ def test_the_manifest_lists_the_tokenizer_and_a_variable_sequence_length(exporte
 def references(exported):
     """Embeddings of TEXTS by models built here, apart from any export: each trial's own model (rebuilt as the trial
     built it) and, for the int8 trial, the float model it quantized."""
-    from orchestrator._threads import torch_threads
+    from orchestrator.threads import torch_threads
     from orchestrator.compress import apply_recipe
     from orchestrator.tasks.batches import run as run_model
 

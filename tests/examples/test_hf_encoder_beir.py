@@ -12,7 +12,7 @@ import yaml
 from orchestrator.cli import main
 from orchestrator.tasks.registry import load_task
 from orchestrator.tasks.text.relevance import ndcg_per_query
-from orchestrator.tasks.text.retrieval import top_k
+from orchestrator.tasks.text.agreement import top_k
 from tests.tasks.text.tiny_bert import save_tiny_bert
 
 FACTORY = "examples.hf_encoder_task:make_task"

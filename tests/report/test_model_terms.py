@@ -7,7 +7,6 @@ import json
 import pandas as pd
 import yaml
 
-from orchestrator.report import _format as fmt
 from orchestrator.report.content import build
 from orchestrator.report.rundata import load_run
 from orchestrator.report.recipes import knob_names, recipe_text, shown_knobs

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from orchestrator._threads import torch_threads
+from orchestrator.threads import torch_threads
 from orchestrator.compress import Recipe, apply_recipe
 from orchestrator.techniques import StepRecord
 from orchestrator.measure import measure

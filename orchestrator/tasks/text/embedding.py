@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from orchestrator.safe_files import write_atomic
-from orchestrator.tasks._cache import cache_dir, settings_key
+from orchestrator.tasks.cache import cache_dir, settings_key
 from orchestrator.tasks.base import Split, Task, model_device
 from orchestrator.tasks.batches import Inputs, run_in_chunks, take
 from orchestrator.tasks.losses import DistillLoss, LossSettings
@@ -35,7 +35,7 @@ from orchestrator.tasks.text.contrastive import cloze_pairs, contrastive_kd_loss
 from orchestrator.tasks.text.encoder import load_encoder, tokenize, trim_padding
 from orchestrator.tasks.text.labeled import LabeledSplit, inverse_cloze_sets
 from orchestrator.tasks.text.relevance import RELEVANCE_METRICS, relevance_per_query
-from orchestrator.tasks.text.retrieval import cosine_per_text, mean_with_interval, recall_per_query
+from orchestrator.tasks.text.agreement import cosine_per_text, mean_with_interval, recall_per_query
 
 log = logging.getLogger(__name__)
 

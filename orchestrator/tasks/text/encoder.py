@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orchestrator._noise import drop_known_noise
+from orchestrator.noise import drop_known_noise
 from orchestrator.errors import InputError
 
 INSTALL_HINT = "pip install 'hedgerow[transformers]'"

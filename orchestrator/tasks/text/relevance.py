@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from orchestrator.tasks.base import paired_drop
-from orchestrator.tasks.text.retrieval import mean_with_interval, top_k
+from orchestrator.tasks.text.agreement import mean_with_interval, top_k
 
 Qrels = Sequence[Mapping[int, int]]
 RELEVANCE_METRICS = ("ndcg_at_10", "recall_at_10", "mrr_at_10")

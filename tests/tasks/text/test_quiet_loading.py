@@ -37,7 +37,7 @@ def test_warnings_still_reach_the_user_while_loading(caplog):
 
 
 def test_only_the_two_known_library_messages_are_dropped(caplog):
-    from orchestrator._noise import drop_known_noise
+    from orchestrator.noise import drop_known_noise
 
     drop_known_noise()
     drop_known_noise()  # idempotent: one filter per logger

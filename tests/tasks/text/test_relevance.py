@@ -58,7 +58,7 @@ def test_the_paired_interval_is_narrower_than_the_unpaired_one_on_the_same_queri
     candidate = (teacher - 0.01 + 0.02 * torch.rand(500, generator=generator, dtype=torch.float64) - 0.01).clamp(0, 1)
     drop, low, high = paired_drop(teacher, candidate)
     assert drop == pytest.approx(float((teacher - candidate).mean())) and low <= drop <= high
-    from orchestrator.tasks.text.retrieval import mean_with_interval
+    from orchestrator.tasks.text.agreement import mean_with_interval
 
     _, t_low, t_high = mean_with_interval(teacher)
     assert high - low < (t_high - t_low) / 5, "pairing removes the spread of query difficulty"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orchestrator.tasks.text.retrieval import cosine_per_text, mean_with_interval, recall_per_query, top_k
+from orchestrator.tasks.text.agreement import cosine_per_text, mean_with_interval, recall_per_query, top_k
 
 
 def unit(*rows):

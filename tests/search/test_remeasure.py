@@ -13,7 +13,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from orchestrator.search.node_types import INSTANCE_TYPE_LABEL
+from orchestrator.search.remeasure import INSTANCE_TYPE_LABEL
 from orchestrator.search.runner import start_search
 
 pytestmark = pytest.mark.slow
@@ -90,7 +90,7 @@ def test_the_report_shows_measured_and_projected_side_by_side_with_the_error(mea
 
 def test_a_node_naming_an_unknown_type_or_without_cpus_is_warned_about_and_the_search_goes_on(labelled_cluster):
     from orchestrator.cost.catalog import load_catalog
-    from orchestrator.search.node_types import labelled_nodes
+    from orchestrator.search.remeasure import labelled_nodes
 
     warnings: list[str] = []
     nodes = labelled_nodes(load_catalog(), warn=warnings.append)

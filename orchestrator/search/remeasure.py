@@ -62,10 +62,11 @@ def _measure_here(task: Any, recipe_json: dict, settings_json: dict, serving_bat
     import ray
     import torch
 
-    from orchestrator._threads import torch_threads
+    from orchestrator.threads import torch_threads
     from orchestrator.compress.recipe import Recipe, apply_recipe
     from orchestrator.config import SearchSettings
-    from orchestrator.search.trial import candidate_metrics, kernel_archs, measure_candidate
+    from orchestrator.runtimes import kernel_archs
+    from orchestrator.search.trial import candidate_metrics, measure_candidate
 
     recipe = Recipe.model_validate(recipe_json)
     settings = SearchSettings.model_validate(settings_json)
