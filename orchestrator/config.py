@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -214,16 +214,20 @@ def read_yaml(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES, allow_symlink
     return data
 
 
-def load_config(path: str | Path, allow_symlink: bool = True) -> SearchConfig:
+def load_config(path: str | Path, allow_symlink: bool = True, upgrade: Callable[[dict], dict] | None = None) -> SearchConfig:
     """Read and validate a config file; relative paths resolve against the file's folder.
 
     That is `deployment.catalog`, and task arguments named `*_path`, `*_file` or `*_dir`
     (a model folder, a texts file), so a run folder's config.yaml holds absolute paths.
 
     allow_symlink=False for a run folder's config.yaml: files inside a run folder are never links.
+    `upgrade`: applied to the mapping read before it is validated (a run folder of an earlier format).
     """
     path = Path(path)
-    config = parse_config(read_yaml(path, allow_symlink=allow_symlink), str(path))
+    raw = read_yaml(path, allow_symlink=allow_symlink)
+    if upgrade is not None and isinstance(raw, dict):
+        raw = upgrade(raw)
+    config = parse_config(raw, str(path))
     catalog = config.deployment.catalog
     if catalog != "bundled" and not Path(catalog).is_absolute():
         config.deployment.catalog = str((path.parent / catalog).resolve())

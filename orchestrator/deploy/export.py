@@ -175,7 +175,7 @@ def _rebuild_checked(run: RunFolder, trial: Trial, task: Task, tolerance: float,
     """The trial's candidate rebuilt from its recipe, checked against the trial's teacher, quality and stages."""
     progress(f"rebuilding trial {trial.trial_id} ({trial.recipe.key()}) from its recipe")
     rebuilt = rebuild(
-        task, trial.recipe, device=trial.record["compression"]["device"], threads=trial.row.get("threads"),
+        task, trial.recipe, device=trial.record.compression.device, threads=trial.row.get("threads"),
         serving_batch_size=run.config.traffic.serving_batch_size,
     )  # fmt: skip
     recorded = run.meta.get("teacher_fingerprint")
@@ -186,7 +186,7 @@ def _rebuild_checked(run: RunFolder, trial: Trial, task: Task, tolerance: float,
             "ran, or with HEDGEROW_CACHE_DIR pointing at the search's teacher cache"
         )
     check_quality(rebuilt, trial.quality, tolerance, trial.trial_id)
-    problems = check_steps(rebuilt, trial.record["compression"]["steps"])
+    problems = check_steps(rebuilt, trial.record.compression.steps)
     if problems:
         raise ExportError(
             f"trial {trial.trial_id}: the rebuilt candidate differs from the trial's record: {'; '.join(problems)}"
@@ -304,7 +304,7 @@ def write_export(
             passed=True,
             test_value=trial.test_quality,
         ),
-        metrics=trial.record.get("metrics", {}),
+        metrics=trial.record.metrics,
         deployment=deployment,
         architecture=arch,
         weights=WEIGHTS_NAME,
@@ -423,18 +423,18 @@ def _default_runtime(programs: list[Program]) -> tuple[str, str]:
 
 
 def _deployment(trial: Trial, serving_batch_size: int) -> Deployment:
-    cost = trial.record.get("cost") or {}
-    chosen = next((c for c in cost.get("per_instance", []) if c.get("instance_type") == cost.get("instance_type")), {})
+    cost = trial.record.cost
+    chosen = next((c for c in cost.per_instance if c.instance_type == cost.instance_type), None)
     return Deployment(
-        instance_type=cost.get("instance_type"),
-        accelerator=cost.get("accelerator"),
-        replicas=cost.get("replicas"),
-        hourly_replicas=chosen.get("hourly_replicas"),
-        monthly_usd=cost.get("monthly_usd"),
-        projected=bool(cost.get("projected", False)),
-        region=cost.get("region"),
-        catalog_as_of=str(cost["catalog_as_of"]) if cost.get("catalog_as_of") else None,
-        reason=cost.get("reason"),
+        instance_type=cost.instance_type,
+        accelerator=cost.accelerator,
+        replicas=cost.replicas,
+        hourly_replicas=chosen.hourly_replicas if chosen is not None else None,
+        monthly_usd=cost.monthly_usd,
+        projected=cost.projected,
+        region=cost.region,
+        catalog_as_of=str(cost.catalog_as_of),
+        reason=cost.reason,
         serving_batch_size=serving_batch_size,
     )
 

@@ -81,15 +81,15 @@ def check_quality(rebuilt: Rebuilt, trial_value: float, tolerance: float, trial_
     )
 
 
-def check_steps(rebuilt: Rebuilt, recorded_steps: list[dict]) -> list[str]:
+def check_steps(rebuilt: Rebuilt, recorded_steps: list[StepRecord]) -> list[str]:
     """Differences between the rebuilt stages and the trial's record (techniques, pruned widths)."""
     problems = []
     done = [(str(s.stage), s.technique) for s in rebuilt.steps]
-    want = [(s["stage"], s["technique"]) for s in recorded_steps]
+    want = [(str(s.stage), s.technique) for s in recorded_steps]
     if done != want:
         problems.append(f"stages {done} differ from the trial's {want}")
     for new, old in zip(rebuilt.steps, recorded_steps):
         for key in ("layer_widths", "pruning_history"):
-            if key in old.get("details", {}) and new.details.get(key) != old["details"][key]:
+            if key in old.details and new.details.get(key) != old.details[key]:
                 problems.append(f"{new.stage}: {key} differs from the trial's record")
     return problems

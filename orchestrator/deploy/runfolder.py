@@ -12,9 +12,11 @@ import pandas as pd
 from pydantic import ValidationError
 
 from orchestrator.compress.recipe import Recipe
-from orchestrator.config import SearchConfig, load_config
+from orchestrator.config import SearchConfig
 from orchestrator.cost.catalog import did_you_mean
 from orchestrator.errors import InputError, UnsafeFile
+from orchestrator.report import upgrade
+from orchestrator.report.records import RECORD_VERSION, Summary, TrialRecord, read_config, read_summary
 from orchestrator.report.rundata import load_trials
 from orchestrator.safe_files import join_inside, read_json, read_json_if_present
 
@@ -28,16 +30,19 @@ class Trial:
 
     trial_id: str
     row: dict[str, Any]
-    record: dict[str, Any]
-    recipe: Recipe
+    record: TrialRecord
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.record.recipe
 
     @property
     def quality(self) -> float:
-        return float(self.record["quality"]["value"])
+        return self.record.quality_value
 
     @property
     def test_quality(self) -> float | None:
-        value = self.row.get("test_accuracy")
+        value = self.row.get("test_quality")
         return None if value is None else float(value)
 
 
@@ -47,12 +52,12 @@ class RunFolder:
 
     root: Path
     config: SearchConfig
-    summary: dict[str, Any]
+    summary: Summary
     trials: pd.DataFrame
 
     @property
     def run_id(self) -> str:
-        return str(self.summary.get("run_id") or self.root.name)
+        return self.summary.run_id or self.root.name
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -62,10 +67,9 @@ class RunFolder:
     def trial(self, trial_id: str | None = None) -> Trial:
         """The named trial, or the recommended one; unknown or unfinished trials are InputErrors."""
         if trial_id is None:
-            recommended = self.summary.get("recommended") or {}
-            trial_id = recommended.get("trial_id")
+            trial_id = self.summary.recommended.trial_id if self.summary.recommended is not None else None
             if not trial_id:
-                note = self.summary.get("recommendation_note") or "no candidate met the quality bound"
+                note = self.summary.recommendation_note or "no candidate met the quality bound"
                 raise InputError(
                     f"{self.root}: the run recommends no trial ({note}); pass --trial ID to export another "
                     f"(finished trials: {', '.join(self._finished_ids()) or 'none'})"
@@ -92,20 +96,22 @@ class RunFolder:
             raise InputError(
                 f"{path}: the record of trial {trial_id} is missing from the run folder (expected trials/<recipe_key>.json)"
             )
-        record = read_json(path)
-        if not isinstance(record.get("recipe"), dict):
-            raise UnsafeFile(f"{path}: field 'recipe': expected an object (the trial's recipe), got {record.get('recipe')!r:.60}")
+        raw = read_json(path)
+        if not isinstance(raw.get("recipe"), dict):
+            raise UnsafeFile(f"{path}: field 'recipe': expected an object (the trial's recipe), got {raw.get('recipe')!r:.60}")
+        if raw.get("version") != RECORD_VERSION:
+            raise UnsafeFile(f"{path}: record version {raw.get('version')!r}; this Hedgerow reads version {RECORD_VERSION}")
         try:
-            recipe = Recipe.model_validate(record["recipe"])
+            record = TrialRecord.model_validate(upgrade.record(raw))
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in err["loc"])
-            raise UnsafeFile(f"{path}: field 'recipe.{where}': {err['msg']}") from None
-        if recipe.key() != row.get("recipe_key"):
+            raise UnsafeFile(f"{path}: field '{where}': {err['msg']}") from None
+        if record.recipe.key() != row.get("recipe_key"):
             raise InputError(
-                f"{path}: its recipe hashes to {recipe.key()}, not the trial's recipe_key {row.get('recipe_key')}"
+                f"{path}: its recipe hashes to {record.recipe.key()}, not the trial's recipe_key {row.get('recipe_key')}"
             )
-        return Trial(trial_id=trial_id, row=row, record=record, recipe=recipe)
+        return Trial(trial_id=trial_id, row=row, record=record)
 
     def _finished_ids(self) -> list[str]:
         return [str(t) for t in self.trials.loc[self.trials["status"] == "finished", "trial_id"]]
@@ -125,9 +131,9 @@ def open_run(path: str | Path) -> RunFolder:
         if len(runs) > 1:
             hint += f" (it holds {len(runs)} run folders: {', '.join(runs)})"
         raise InputError(f"RUN_DIR: {root} is not a Hedgerow run folder (missing {', '.join(missing)}){hint}")
-    summary = read_json(root / "summary.json")
+    summary = read_summary(root / "summary.json")
     trials = load_trials(root / "trials.csv")
-    return RunFolder(root=root, config=load_config(root / "config.yaml", allow_symlink=False), summary=summary, trials=trials)
+    return RunFolder(root=root, config=read_config(root / "config.yaml"), summary=summary, trials=trials)
 
 
 def _clean_row(row: pd.Series) -> dict[str, Any]:

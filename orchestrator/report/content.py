@@ -13,7 +13,8 @@ from orchestrator.report.importance import Importance, param_importances
 from orchestrator.report.rundata import RunData
 from orchestrator.report import recipes
 from orchestrator.report.recipes import SHAPE_COLUMNS
-from orchestrator.report.summary import runtime_of
+from orchestrator.report.records import Candidate, TrialRecord
+from orchestrator.techniques.domains import Range
 
 Items = list[tuple[str, str]]
 
@@ -75,118 +76,112 @@ def reference_usd(run: RunData) -> dict[str, float]:
     done = tables.finished(run.trials)
     for _, row in done[~done["feasible"].astype(bool)].iterrows():
         ref = tables.cheapest_priced(run.records.get(row.get("recipe_key")) if isinstance(row.get("recipe_key"), str) else None)
-        if ref is not None:
-            out[str(row["trial_id"])] = float(ref["monthly_usd"])
+        if ref is not None and ref.monthly_usd is not None:
+            out[str(row["trial_id"])] = float(ref.monthly_usd)
     return out
 
 
 def verdict(run: RunData) -> str:
     """The report in one sentence."""
     rec, base = run.recommended, run.baseline
-    if not rec:
-        return "No recommendation: " + str(run.summary.get("recommendation_note") or "no candidate qualified") + "."
-    if run.summary.get("keep_baseline"):
+    if rec is None:
+        return "No recommendation: " + str(run.summary.recommendation_note or "no candidate qualified") + "."
+    if run.summary.keep_baseline:
         return (
-            f"Keep the uncompressed model ({runtime_text(rec)}) on {f.integer(rec['replicas'])} × {rec['instance_type']} for "
-            f"{f.usd(rec['monthly_usd'])}/month: {run.summary.get('keep_baseline_reason')}."
+            f"Keep the uncompressed model ({runtime_text(rec)}) on {f.integer(rec.replicas)} × {rec.instance_type} for "
+            f"{f.usd(rec.monthly_usd)}/month: {run.summary.keep_baseline_reason}."
         )
     text = (
-        f"Serve trial {rec['trial_id']} ({recipe_text(run, rec)}) with {f.runtime(runtime_of(rec))} "
-        f"on {f.integer(rec['replicas'])} × {rec['instance_type']} for {f.usd(rec['monthly_usd'])}/month"
+        f"Serve trial {rec.trial_id} ({recipe_text(run, rec)}) with {f.runtime(rec.runtime)} "
+        f"on {f.integer(rec.replicas)} × {rec.instance_type} for {f.usd(rec.monthly_usd)}/month"
     )
-    if rec.get("savings_usd") is not None and base and base.get("monthly_usd"):
+    if rec.savings_usd is not None and base is not None and base.monthly_usd:
         text += (
-            f": {f.usd(rec['savings_usd'])}/month ({f.percent(rec['savings_ratio'])}) less than the uncompressed baseline's "
-            f"{f.usd(base['monthly_usd'])} on {f.integer(base['replicas'])} × {base['instance_type']}"
+            f": {f.usd(rec.savings_usd)}/month ({f.percent(rec.savings_ratio)}) less than the uncompressed baseline's "
+            f"{f.usd(base.monthly_usd)} on {f.integer(base.replicas)} × {base.instance_type}"
         )
-    elif base:
+    elif base is not None:
         text += "; the uncompressed baseline cannot meet the SLO on any instance in the catalog"
-    text += f", giving up {f.drop(quality_drop(rec))} of {run.metric} (bound {run.max_drop:g})"
-    startup = rec.get("startup_seconds")
-    return text + (f"; cold start {f.seconds(startup)} s." if not f.missing(startup) else ".")
+    text += f", giving up {f.drop(rec.quality_drop)} of {run.metric} (bound {run.max_drop:g})"
+    return text + (f"; cold start {f.seconds(rec.startup_seconds)} s." if not f.missing(rec.startup_seconds) else ".")
 
 
-def recipe_text(run: RunData, candidate: dict[str, Any]) -> str:
+def recipe_text(run: RunData, candidate: Candidate) -> str:
     """A summary candidate's recipe in one line: the knobs the space searched, and its encoder's shape where recorded."""
-    row = run.row(candidate.get("trial_id"))
+    row = run.row(candidate.trial_id)
     shape = {c: row[c] for c in SHAPE_COLUMNS if c in row} if row is not None else {}
-    return recipes.recipe_text({**(candidate.get("knobs") or {}), **shape}, run.knobs, with_runtime=False)
+    return recipes.recipe_text({**candidate.knobs, **shape}, run.knobs, with_runtime=False)
 
 
-def runtime_text(candidate: dict[str, Any]) -> str:
+def runtime_text(candidate: Candidate) -> str:
     """'ONNX Runtime, cold start 0.412 s': a summary candidate's runtime and start-up, where recorded."""
-    startup = candidate.get("startup_seconds")
-    cold = f", cold start {f.seconds(startup)} s" if not f.missing(startup) else ""
-    return f.runtime(runtime_of(candidate)) + cold
+    cold = f", cold start {f.seconds(candidate.startup_seconds)} s" if not f.missing(candidate.startup_seconds) else ""
+    return f.runtime(candidate.runtime) + cold
 
 
-def quality_drop(candidate: dict[str, Any]) -> Any:
-    """A summary candidate's drop in quality (summaries written before `quality_drop` kept it as accuracy_drop)."""
-    return candidate.get("quality_drop", candidate.get("accuracy_drop"))
-
-
-def _test_drop_text(rec: dict[str, Any]) -> str:
+def _test_drop_text(rec: Candidate) -> str:
     """', drop 0.0042 [paired 95% CI -0.0030, 0.0110]' where the summary holds the held-out paired interval."""
-    low, high = rec.get("test_drop_ci95") or [None, None]
-    if f.missing(rec.get("test_drop")) or f.missing(low) or f.missing(high):
+    low, high = rec.test_drop_ci95 or [None, None]
+    if f.missing(rec.test_drop) or f.missing(low) or f.missing(high):
         return ""
-    return f", drop {f.drop(rec['test_drop'])} [paired 95% CI {float(low):.4f}, {float(high):.4f}]"
+    return f", drop {f.drop(rec.test_drop)} [paired 95% CI {float(low):.4f}, {float(high):.4f}]"
 
 
 def headline(run: RunData) -> Items:
     """The recommended candidate against the baseline: knobs, quality, serving, $, savings, size, throughput."""
     rec, base = run.recommended, run.baseline
-    if not rec:
-        return [("recommendation", str(run.summary.get("recommendation_note") or "none"))]
-    base = base or {}
-    base_test = (base.get("test") or {}).get("value")
+    if rec is None:
+        return [("recommendation", str(run.summary.recommendation_note or "none"))]
+    base = base or Candidate(trial_id="")
+    base_test = (base.test or {}).get("value")
     items: Items = [
-        ("recommended", f"trial {rec['trial_id']}: {recipe_text(run, rec)}"),
-        ("quality", f"{run.metric} {f.quality(rec['quality'])} on validation (baseline {f.quality(base.get('quality'))}), "
-                    f"drop {f.drop(quality_drop(rec))} within the bound {run.max_drop:g}; on test "
-                    f"{f.quality(rec.get('test_accuracy'))} (baseline {f.quality(base_test)})" + _test_drop_text(rec)),
-        ("serving", f"{f.integer(rec['replicas'])} × {rec['instance_type']}" + _how_priced(run, rec)),
+        ("recommended", f"trial {rec.trial_id}: {recipe_text(run, rec)}"),
+        ("quality", f"{run.metric} {f.quality(rec.quality)} on validation (baseline {f.quality(base.quality)}), "
+                    f"drop {f.drop(rec.quality_drop)} within the bound {run.max_drop:g}; on test "
+                    f"{f.quality(rec.test_quality)} (baseline {f.quality(base_test)})" + _test_drop_text(rec)),
+        ("serving", f"{f.integer(rec.replicas)} × {rec.instance_type}" + _how_priced(run, rec)),
         ("runtime", _runtime_line(run, rec)),
-        ("monthly $", f"{f.usd(rec['monthly_usd'])}/month"),
+        ("monthly $", f"{f.usd(rec.monthly_usd)}/month"),
     ]  # fmt: skip
-    if run.summary.get("keep_baseline"):
-        items.append(("savings", f"none: {run.summary.get('keep_baseline_reason')}"))
-    elif rec.get("savings_usd") is not None:
-        spend = 1 - rec["savings_ratio"] if f.finite(rec.get("savings_ratio")) else None
-        items.append(("savings", f"{f.usd(rec['savings_usd'])}/month saved: {f.percent(rec['savings_ratio'])} less than the "
-                                 f"baseline's {f.usd(base.get('monthly_usd'))}/month on {f.integer(base.get('replicas'))} × "
-                                 f"{base.get('instance_type')} ({f.ratio(spend)} its spend)"))  # fmt: skip
+    if run.summary.keep_baseline:
+        items.append(("savings", f"none: {run.summary.keep_baseline_reason}"))
+    elif rec.savings_usd is not None:
+        spend = 1 - rec.savings_ratio if f.finite(rec.savings_ratio) else None
+        items.append(("savings", f"{f.usd(rec.savings_usd)}/month saved: {f.percent(rec.savings_ratio)} less than the "
+                                 f"baseline's {f.usd(base.monthly_usd)}/month on {f.integer(base.replicas)} × "
+                                 f"{base.instance_type} ({f.ratio(spend)} its spend)"))  # fmt: skip
     else:
         items.append(("savings", _no_savings(run)))
     for label, key, show in (("size", "size_bytes", f.size), ("throughput", "throughput_sps", f.sps)):
-        r, b = rec.get(key), base.get(key)
+        r, b = getattr(rec, key), getattr(base, key)
         ratio = r / b if f.finite(r) and f.finite(b) and b else None
         items.append((label, f"{show(r)} against the baseline's {show(b)} ({f.ratio(ratio)})"))
-    floor = run.summary.get("replica_floor")
+    floor = run.summary.replica_floor
     if floor and floor.get("text"):
         items.append(("replica floor", str(floor["text"])))
-    payback = run.summary.get("search_cost", {}).get("payback_days")
+    payback = run.summary.search_cost.get("payback_days")
     if payback is not None:
-        items.append(("payback", f"the search cost {_usd_small(run.summary['search_cost'].get('usd'))}, paid back by "
+        items.append(("payback", f"the search cost {_usd_small(run.summary.search_cost.get('usd'))}, paid back by "
                                  f"{_days(payback)} of savings"))  # fmt: skip
     return items
 
 
-def _how_priced(run: RunData, rec: dict[str, Any]) -> str:
+def _how_priced(run: RunData, rec: Candidate) -> str:
     """How the recommended instance's throughput was found: measured, projected, or projected across architectures."""
-    arch, measured_on = tables.instance_arch(run.record(rec["trial_id"]), rec["instance_type"])
+    arch, measured_on = tables.instance_arch(run.record(rec.trial_id), rec.instance_type)
     if measured_on is not None:
         return f" (throughput projected across architectures: measured on {measured_on}, the instance is {arch})"
-    return " (throughput projected from the measured device)" if rec.get("projected") else " (throughput measured)"
+    return " (throughput projected from the measured device)" if rec.projected else " (throughput measured)"
 
 
-def _runtime_line(run: RunData, rec: dict[str, Any]) -> str:
+def _runtime_line(run: RunData, rec: Candidate) -> str:
     """The recommended candidate's runtime and its cold start, with how the start-up was measured."""
-    text = f"{f.runtime(runtime_of(rec))} (runtime {runtime_of(rec)})"
-    startup = rec.get("startup_seconds")
+    text = f"{f.runtime(rec.runtime)} (runtime {rec.runtime})"
+    startup = rec.startup_seconds
     if f.missing(startup):
         return text + "; cold start not recorded (a run from before start-up was measured)"
-    how = ((run.record(rec["trial_id"]) or {}).get("startup") or {}).get("method")
+    record = run.record(rec.trial_id)
+    how = record.startup.get("method") if record is not None else None
     return (
         text + f"; cold start {f.seconds(startup)} s, measured apart from throughput" + (f": {how}" if how else "")
         + ". It is what a new replica waits before serving when the fleet scales out"
@@ -196,32 +191,33 @@ def _runtime_line(run: RunData, rec: dict[str, Any]) -> str:
 def runtimes_note(run: RunData, best: dict[str, pd.Series | None]) -> str:
     """Why the recommended runtime won: its candidate's kernels and instance against each other runtime's cheapest."""
     rec = run.recommended
-    if not rec:
+    if rec is None:
         return "No candidate is recommended; the table shows each runtime's cheapest feasible candidate within the bound."
-    name = runtime_of(rec)
-    record = run.record(rec["trial_id"])
-    arch, measured_on = tables.instance_arch(record, rec["instance_type"])
-    row = run.row(rec["trial_id"])
+    name = rec.runtime
+    record = run.record(rec.trial_id)
+    arch, measured_on = tables.instance_arch(record, rec.instance_type)
+    row = run.row(rec.trial_id)
     archs = row.get("kernel_archs") if row is not None else None
-    lead = f"{f.runtime(name)} is recommended: trial {rec['trial_id']}'s kernels run on {f.archs(archs)}"
-    serving = f"{f.integer(rec['replicas'])} × {rec['instance_type']}"
+    lead = f"{f.runtime(name)} is recommended: trial {rec.trial_id}'s kernels run on {f.archs(archs)}"
+    serving = f"{f.integer(rec.replicas)} × {rec.instance_type}"
     if arch is not None:
-        price = f.usd_rate((tables.chosen_entry(record, rec["instance_type"]) or {}).get("on_demand_usd_per_hour"))
+        entry = tables.chosen_entry(record, rec.instance_type)
+        price = f.usd_rate(entry.on_demand_usd_per_hour if entry is not None else None)
         if measured_on:
             lead += (
                 f", so it can use {arch} instances: {serving} ({price}, throughput projected across architectures "
-                f"from {measured_on}) cost {f.usd(rec['monthly_usd'])}/month."
+                f"from {measured_on}) cost {f.usd(rec.monthly_usd)}/month."
             )
         else:
-            lead += f"; {serving} ({arch}, {price}) cost {f.usd(rec['monthly_usd'])}/month."
+            lead += f"; {serving} ({arch}, {price}) cost {f.usd(rec.monthly_usd)}/month."
     else:
-        lead += f": {serving} cost {f.usd(rec['monthly_usd'])}/month."
+        lead += f": {serving} cost {f.usd(rec.monthly_usd)}/month."
     others = [_runtime_against(run, other, r, arch) for other, r in best.items() if other != name]
-    ties = [r for other, r in best.items() if other != name and r is not None and r["monthly_usd"] == rec["monthly_usd"]]
+    ties = [r for other, r in best.items() if other != name and r is not None and r["monthly_usd"] == rec.monthly_usd]
     if ties:
         others.append(
             f"Where the $/month ties, the smaller quality drop wins, then the more throughput the fleet has to spare: trial "
-            f"{rec['trial_id']} measured {f.integer(rec['throughput_sps'])} sps against "
+            f"{rec.trial_id} measured {f.integer(rec.throughput_sps)} sps against "
             + ", ".join(f"trial {r['trial_id']}'s {f.integer(r['throughput_sps'])} sps" for r in ties) + "."
         )
     return " ".join([lead, *others])
@@ -244,14 +240,14 @@ def _runtime_against(run: RunData, name: str, row: pd.Series | None, winner_arch
 
 def _no_savings(run: RunData) -> str:
     base = run.baseline
-    if not base:
+    if base is None:
         return "no figure: the baseline trial did not finish"
-    ref = tables.cheapest_priced(run.record(base["trial_id"]))
+    ref = tables.cheapest_priced(run.record(base.trial_id))
     text = "no figure: the uncompressed baseline is infeasible on every instance in the catalog"
     if ref is not None:
         text += (
-            f" (its cheapest, {f.integer(ref['replicas'])} × {ref['instance_type']} at {f.usd(ref['monthly_usd'])}/month, "
-            f"fails: {ref['reason']}); compression is what makes serving within the SLO possible"
+            f" (its cheapest, {f.integer(ref.replicas)} × {ref.instance_type} at {f.usd(ref.monthly_usd)}/month, "
+            f"fails: {ref.reason}); compression is what makes serving within the SLO possible"
         )
     return text
 
@@ -280,14 +276,15 @@ def _usd_small(value: Any) -> str:
 def knobs_table(run: RunData) -> tables.Table:
     """The knobs the search space sampled or fixed, for the recommended candidate next to the baseline, and a
     transformer's depth and widths."""
-    if not run.recommended:
+    if run.recommended is None:
         return tables.Table(["knob", "recommended", "baseline"], [])
     # A knob that does not apply to a candidate (kd_* without distillation) is left out of its column.
-    rec = recipes.applicable(run.recommended.get("knobs", {}), run.knobs)
-    base = recipes.applicable((run.baseline or {}).get("knobs", {}), run.knobs)
+    rec = recipes.applicable(run.recommended.knobs, run.knobs)
+    base = recipes.applicable(run.baseline.knobs if run.baseline is not None else {}, run.knobs)
     rows = [[k, f.number(rec.get(k), 6), f.number(base.get(k), 6)] for k in run.knobs if k in rec or k in base]
     # A transformer's depth and widths, as the trials recorded them (the baseline's are the teacher's).
-    rec_row, base_row = run.row(run.recommended.get("trial_id")), run.row((run.baseline or {}).get("trial_id"))
+    rec_row = run.row(run.recommended.trial_id)
+    base_row = run.row(run.baseline.trial_id if run.baseline is not None else None)
     for column in SHAPE_COLUMNS[:3]:
         values = [row.get(column) if row is not None else None for row in (rec_row, base_row)]
         if any(not f.missing(v) for v in values):
@@ -297,8 +294,8 @@ def knobs_table(run: RunData) -> tables.Table:
 
 def search_cost(run: RunData) -> Items:
     """What the search cost and how soon its savings pay it back."""
-    cost = run.summary.get("search_cost") or {}
-    rec = run.recommended or {}
+    cost = run.summary.search_cost
+    savings = run.recommended.savings_usd if run.recommended is not None else None
     items: Items = [
         ("trial time", f"{f.number(cost.get('trial_seconds'), 6)} s summed over trials"),
         ("CPU", f"{f.hours(cost.get('cpu_hours'))} at {_usd_small(cost.get('usd_per_vcpu_hour'))}/vCPU-hour "
@@ -307,10 +304,10 @@ def search_cost(run: RunData) -> Items:
                 f"({cost.get('usd_per_gpu_hour_from')}, the catalog's cheapest)"),
         ("search cost", f"{_usd_small(cost.get('usd'))} ({cost.get('method', '')})"),
     ]  # fmt: skip
-    days = run.summary.get("inputs", {}).get("traffic", {}).get("days_per_month")
+    days = run.summary.inputs.get("traffic", {}).get("days_per_month")
     if cost.get("payback_days") is not None:
         items.append(("payback", f"{_days(cost['payback_days'])} = {_usd_small(cost.get('usd'))} / "
-                                 f"({f.usd(rec.get('savings_usd'))}/month / {f.number(days, 6)} days/month)"))  # fmt: skip
+                                 f"({f.usd(savings)}/month / {f.number(days, 6)} days/month)"))  # fmt: skip
     else:
         items.append(("payback", "no figure: there are no savings against a priced baseline to pay it back"))
     return items
@@ -318,12 +315,10 @@ def search_cost(run: RunData) -> Items:
 
 def inputs(run: RunData) -> Items:
     """Everything the figures above follow from: traffic, SLO, catalog, measured device, hours."""
-    given = run.summary.get("inputs") or {}
-    traffic = given.get("traffic") or run.config.get("traffic") or {}
-    search = run.config.get("search") or {}
-    deployment = run.config.get("deployment") or {}
+    given = run.summary.inputs
+    traffic = given.get("traffic") or run.config.traffic.model_dump(mode="json")
+    search, deployment = run.config.search, run.config.deployment
     device = _device(run)
-    res = search.get("resources_per_trial") or {}
     profile = traffic.get("hourly_rps_profile")
     items: Items = [
         ("traffic", f"peak {f.number(traffic.get('peak_rps'), 10)} requests/s"
@@ -335,30 +330,30 @@ def inputs(run: RunData) -> Items:
         ("hours per month", f"{f.number(traffic.get('hours_per_month'), 10)} ({f.number(traffic.get('days_per_month'), 6)} days)"),
         ("quality", f"{run.metric} on the validation split; bound: at most {run.max_drop:g} below the baseline"),
         ("catalog", f"{given.get('catalog_file')} (as of {given.get('catalog_as_of')}), region {given.get('region')}"),
-        ("instance types", ", ".join(given.get("instance_types") or []) + f" (filter {deployment.get('instance_filter')})"),
+        ("instance types", ", ".join(given.get("instance_types") or []) + f" (filter {deployment.instance_filter})"),
         ("memory headroom", f"{f.number(given.get('memory_headroom'), 6)} of device memory kept free"),
         ("measured device", device),
         ("throughput", _throughput_method(run)),
-        ("measured on instance", str(deployment.get("measured_instance_type") or "not a catalog instance: every catalog "
+        ("measured on instance", str(deployment.measured_instance_type or "not a catalog instance: every catalog "
                                      "instance's throughput is projected from the measured device")),
-        ("search", f"{run.summary.get('n_trials')} trials, sampler {search.get('sampler')}, seed {search.get('seed')}, "
-                   f"scheduler {search.get('scheduler')}, {f.number(res.get('cpu'))} CPU and {f.number(res.get('gpu'))} GPU "
-                   "per trial"),
+        ("search", f"{run.summary.n_trials} trials, sampler {search.sampler}, seed {search.seed}, "
+                   f"scheduler {search.scheduler}, {f.number(search.resources_per_trial.cpu)} CPU and "
+                   f"{f.number(search.resources_per_trial.gpu)} GPU per trial"),
     ]  # fmt: skip
     return items
 
 
-def _leading_records(run: RunData) -> Iterator[dict]:
+def _leading_records(run: RunData) -> Iterator[TrialRecord]:
     """The stored records of the recommended trial, then the baseline: where run-wide facts are read from."""
-    for trial_id in ((run.recommended or {}).get("trial_id"), (run.baseline or {}).get("trial_id")):
-        record = run.record(trial_id)
-        if record:
+    for candidate in (run.recommended, run.baseline):
+        record = run.record(candidate.trial_id) if candidate is not None else None
+        if record is not None:
             yield record
 
 
 def _throughput_method(run: RunData) -> str:
     for record in _leading_records(run):
-        how = record.get("throughput")
+        how = record.throughput
         if how and how.get("reference"):
             ref = how["reference"]
             return (
@@ -374,8 +369,8 @@ def _throughput_method(run: RunData) -> str:
 
 def _device(run: RunData) -> str:
     for record in _leading_records(run):
-        if "device" in record.get("metrics", {}):
-            d = record["metrics"]["device"]
+        if "device" in record.metrics:
+            d = record.metrics["device"]
             return f"{d.get('name')} ({d.get('kind')}, {d.get('arch')}, {d.get('capability')}), {d.get('threads')} thread(s)"
     done = tables.finished(run.trials)
     if len(done) and "device" in done:
@@ -398,8 +393,8 @@ FORMULAS = [
 def counts(run: RunData) -> str:
     s = run.summary
     return (
-        f"{s.get('n_trials')} trials: {s.get('n_finished')} finished, {s.get('n_failed')} failed, "
-        f"{s.get('n_stopped', 0)} stopped early; {int(run.trials['pareto'].sum())} on the Pareto front"
+        f"{s.n_trials} trials: {s.n_finished} finished, {s.n_failed} failed, "
+        f"{s.n_stopped} stopped early; {int(run.trials['pareto'].sum())} on the Pareto front"
         + _seeded_note(run.trials)
     )
 
@@ -411,22 +406,21 @@ def _seeded_note(trials: pd.DataFrame) -> str:
 
 
 def _log_knobs(run: RunData) -> frozenset[str]:
-    space = run.config.get("space") or {}
-    return frozenset(k for k, v in space.items() if isinstance(v, dict) and v.get("log"))
+    return frozenset(k for k, domain in run.config.space.items() if isinstance(domain, Range) and domain.log)
 
 
 def build(run: RunData) -> Report:
     """Everything the report shows, figures included."""
-    rec_id = (run.recommended or {}).get("trial_id")
+    rec_id = run.recommended.trial_id if run.recommended is not None else None
     trials = run.trials
     record = run.record(rec_id)
     refs = reference_usd(run)
     importance = param_importances(run.root / "optuna.db", run.study_name)
-    external = (run.config.get("search") or {}).get("optuna_storage")
+    external = run.config.search.optuna_storage
     if external and not importance.values:
         importance.note = f"the Optuna study is kept outside the run folder ({external}) and the report reads only the folder"
     thresholds = tables.threshold_frame(trials, run.max_drop)
-    passed_over = {str(p["trial_id"]) for p in (run.recommended or {}).get("passed_over") or []}
+    passed_over = {str(p["trial_id"]) for p in (run.recommended.passed_over if run.recommended is not None else [])}
     best = tables.best_per_runtime(trials, run.max_drop, passed_over) if len(tables.runtimes_searched(trials)) > 1 else {}
     files: Items = [
         ("trials.csv", "every trial, one row each: knobs, quality, measurements, instance, replicas, $/month, reasons"),
@@ -436,7 +430,7 @@ def build(run: RunData) -> Report:
         ("config.yaml", "the resolved search config"),
     ]
     return Report(
-        title=f"Hedgerow cost report: {run.summary.get('task')} · {run.summary.get('run_id')}",
+        title=f"Hedgerow cost report: {run.summary.task} · {run.summary.run_id}",
         verdict=verdict(run),
         headline=headline(run),
         knobs=knobs_table(run),
@@ -444,15 +438,15 @@ def build(run: RunData) -> Report:
         pareto_csv=tables.pareto_frame(trials, rec_id),
         runtimes=tables.runtimes_table(trials, best, run.records, rec_id, run.knobs) if best else None,
         runtimes_note=runtimes_note(run, best) if best else "",
-        explanation=tables.explanation_table(record) if record else None,
+        explanation=tables.explanation_table(record) if record is not None else None,
         explanation_note=(
-            f"From trials/{record['row'].get('recipe_key', '')}.json; ★ marks the chosen instance." if record
+            f"From trials/{record.recipe.key()}.json; ★ marks the chosen instance." if record is not None
             else "No stored record for the recommended trial: no per-instance explanation."
         ),
         measured_on_types=tables.node_measurements_table(run.summary),
         threshold=tables.threshold_table(trials, run.max_drop),
         heldout=tables.heldout_table(trials, run.summary),
-        heldout_note=str(run.summary.get("recommendation_note") or ""),
+        heldout_note=str(run.summary.recommendation_note or ""),
         importance=importance,
         importance_table=tables.importance_table(importance.values),
         failures=tables.failures_table(trials, run.knobs),

@@ -1,7 +1,7 @@
 """A run folder as the report reads it: trials.csv, summary.json, config.yaml, trials/*.json, run.json.
 
 Nothing is recomputed here and nothing in the folder is written; the report is
-built from what the search stored.
+built from what the search stored, brought up to today's shape (report/upgrade.py).
 """
 
 from __future__ import annotations
@@ -12,21 +12,12 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.config import read_yaml
+from orchestrator.config import SearchConfig
 from orchestrator.errors import InputError, UnsafeFile, first_line
-from orchestrator.report.results import with_quality_drop
+from orchestrator.report import upgrade
 from orchestrator.report.recipes import shown_knobs
-from orchestrator.report.summary import DEFAULT_RUNTIME
-from orchestrator.safe_files import (
-    MAX_JSON_BYTES,
-    MAX_TABLE_BYTES,
-    check_regular_file,
-    parse_json,
-    read_json,
-    read_json_if_present,
-    read_text,
-)
-from orchestrator.tasks.text.legacy import metric_as_recorded
+from orchestrator.report.records import Candidate, Summary, TrialRecord, read_config, read_record, read_summary
+from orchestrator.safe_files import MAX_TABLE_BYTES, check_regular_file, read_json_if_present
 
 BOOL_COLUMNS = ("baseline", "feasible", "pareto", "qat", "projected", "accelerated")
 REQUIRED = ("summary.json", "trials.csv", "config.yaml")
@@ -37,37 +28,36 @@ class RunData:
     """Everything the report shows, as stored by the search."""
 
     root: Path
-    summary: dict[str, Any]
+    summary: Summary
     trials: pd.DataFrame
-    config: dict[str, Any]
+    config: SearchConfig
     run: dict[str, Any] = field(default_factory=dict)
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records: dict[str, TrialRecord] = field(default_factory=dict)
 
     @property
     def max_drop(self) -> float:
-        return float(self.summary.get("max_quality_drop", self.config.get("objective", {}).get("max_quality_drop", 0.0)))
+        return float(self.summary.max_quality_drop)
 
     @property
     def metric(self) -> str:
-        metric = str(self.summary.get("quality_metric") or self.config.get("objective", {}).get("metric", "quality"))
-        return metric_as_recorded(metric, self.trials.columns)  # an old text run's recall_at_10 was agreement
+        return self.summary.quality_metric
 
     @property
     def study_name(self) -> str:
-        return str(self.run.get("study_name") or self.summary.get("run_id") or self.root.name)
+        return str(self.run.get("study_name") or self.summary.run_id or self.root.name)
 
     @property
     def knobs(self) -> list[str]:
         """The knobs this run's search space sampled or fixed (every knob for a folder without its space)."""
-        return shown_knobs(self.config.get("space"))
+        return shown_knobs(self.config.space)
 
     @property
-    def baseline(self) -> dict[str, Any] | None:
-        return self.summary.get("baseline")
+    def baseline(self) -> Candidate | None:
+        return self.summary.baseline
 
     @property
-    def recommended(self) -> dict[str, Any] | None:
-        return self.summary.get("recommended")
+    def recommended(self) -> Candidate | None:
+        return self.summary.recommended
 
     def row(self, trial_id: str | None) -> pd.Series | None:
         """The trials.csv row of a trial id, or None."""
@@ -76,7 +66,7 @@ class RunData:
         match = self.trials[self.trials["trial_id"] == str(trial_id)]
         return match.iloc[0] if len(match) else None
 
-    def record(self, trial_id: str | None) -> dict[str, Any] | None:
+    def record(self, trial_id: str | None) -> TrialRecord | None:
         """A trial's full record (trials/<recipe_key>.json), or None where it has none."""
         row = self.row(trial_id)
         if row is None or not isinstance(row.get("recipe_key"), str):
@@ -85,7 +75,7 @@ class RunData:
 
 
 def load_trials(path: Path) -> pd.DataFrame:
-    """trials.csv with ids as strings and flag columns as plain bools (blank → False).
+    """trials.csv in today's columns, with ids as strings and flag columns as plain bools (blank → False).
 
     A damaged, oversized, linked or foreign table is UnsafeFile (exit 2), for the report and for export alike.
     """
@@ -97,27 +87,14 @@ def load_trials(path: Path) -> pd.DataFrame:
     missing = [c for c in ("trial_id", "status") if c not in frame.columns]
     if missing:
         raise UnsafeFile(f"{path}: not a Hedgerow trials table (no column {', '.join(missing)})")
-    frame = with_quality_drop(frame)
-    if "quality_metric" in frame:  # an old text run's recall_at_10 was agreement with the teacher
-        frame["quality_metric"] = frame["quality_metric"].map(
-            lambda m: metric_as_recorded(m, frame.columns) if isinstance(m, str) else m
-        )
+    frame = upgrade.trials(frame)
     for column in BOOL_COLUMNS:
         if column in frame:
             frame[column] = frame[column].map(_flag).astype(bool)
-    for column in ("status", "prune_method", "error", "instance_type", "cost_reason", "fallbacks"):
+    for column in ("status", "prune_method", "error", "instance_type", "cost_reason", "fallbacks", "kernel_archs"):
         if column in frame:
             frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
-    return with_runtime_columns(frame)
-
-
-def with_runtime_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """runtime, startup_seconds and kernel_archs in every table: a run from before them was eager, start-up unknown."""
-    runtime = frame["runtime"] if "runtime" in frame else pd.Series(None, index=frame.index, dtype=object)
-    frame["runtime"] = runtime.astype(object).where(runtime.notna() & (runtime.astype(str) != ""), DEFAULT_RUNTIME)
-    frame["startup_seconds"] = frame["startup_seconds"].astype(float) if "startup_seconds" in frame else float("nan")
-    archs = frame["kernel_archs"] if "kernel_archs" in frame else pd.Series(None, index=frame.index, dtype=object)
-    frame["kernel_archs"] = archs.astype(object).where(archs.notna(), None)
+    frame["startup_seconds"] = frame["startup_seconds"].astype(float)
     return frame
 
 
@@ -143,24 +120,20 @@ def load_run(run_dir: str | Path) -> RunData:
             f"RUN_DIR: {root} is not a finished Hedgerow run folder: no {', '.join(absent)} in it "
             f"(expected {', '.join(REQUIRED)}){hint}"
         )
-    summary = read_json(root / "summary.json")
-    config = read_yaml(root / "config.yaml", allow_symlink=False) or {}
     trials = load_trials(root / "trials.csv")
-    if not isinstance(config, dict):
-        raise UnsafeFile(f"{root / 'config.yaml'}: expected a mapping, got {type(config).__name__}")
-    if "run_id" not in summary:
-        raise InputError(f"RUN_DIR: {root}: summary.json is not a Hedgerow results file (no run_id)")
+    summary = read_summary(root / "summary.json")
+    summary.quality_metric = upgrade.metric_as_recorded(summary.quality_metric, trials.columns)
+    config = read_config(root / "config.yaml")
     run = read_json_if_present(root / "run.json")
     return RunData(root=root, summary=summary, trials=trials, config=config, run=run, records=_records(root / "trials"))
 
 
-def _records(folder: Path) -> dict[str, dict[str, Any]]:
+def _records(folder: Path) -> dict[str, TrialRecord]:
+    """Every readable record by recipe key; a half-written or foreign one is left out (its trials.csv row still shows)."""
     records = {}
     if folder.is_dir():
         for path in sorted(folder.glob("*.json")):
-            text = read_text(path, MAX_JSON_BYTES)  # a symlink or an oversized record is refused, not read
-            try:
-                records[path.stem] = parse_json(text, str(path))
-            except UnsafeFile:
-                continue  # a half-written record is left out; its trials.csv row still shows
+            record = read_record(path)
+            if record is not None:
+                records[path.stem] = record
     return records

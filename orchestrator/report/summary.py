@@ -10,6 +10,7 @@ import pandas as pd
 from orchestrator.cost.catalog import Catalog
 from orchestrator.report import _format as f
 from orchestrator.report.recipes import knob_names
+from orchestrator.report.records import Summary
 
 HOURS = 3600.0
 DEFAULT_RUNTIME = "eager"  # the Recipe's default: what a row without a runtime (or a run from before it) was served with
@@ -195,10 +196,9 @@ def _candidate(row: pd.Series) -> dict[str, Any]:
     return {
         "trial_id": row["trial_id"],
         "knobs": knobs_of(row),
-        "accuracy": _clean(row["accuracy"]),
-        "accuracy_drop": _clean(row["accuracy_drop"]),
         "quality": _clean(row["quality"]),
         "quality_drop": _clean(row["quality_drop"]),
+        "test_quality": _clean(row.get("test_quality")),
         "size_bytes": _int(row["size_bytes"]),
         "peak_mem_bytes": _int(row["peak_mem_bytes"]),
         "throughput_sps": _clean(row["throughput_sps"]),
@@ -208,7 +208,6 @@ def _candidate(row: pd.Series) -> dict[str, Any]:
         "replicas": _int(row["replicas"]),
         "monthly_usd": _clean(row["monthly_usd"]),
         "projected": _clean(row["projected"]),
-        "test_accuracy": _clean(row.get("test_accuracy")),
         "runtime": runtime_of(row),
         "startup_seconds": _clean(row.get("startup_seconds")),
     }
@@ -226,8 +225,8 @@ def build_summary(
     test_results: dict[str, dict],
     cost: dict[str, Any],
     inputs: dict[str, Any],
-) -> dict[str, Any]:
-    """summary.json's content (DESIGN.md contract keys plus what the report needs)."""
+) -> Summary:
+    """summary.json's content: the contract's keys (docs/architecture.md) and what the report needs."""
     base_row = baseline_row(frame)
     baseline = None
     if base_row is not None:
@@ -237,7 +236,7 @@ def build_summary(
         rec = _candidate(recommended)
         test = test_results[recommended["trial_id"]]
         rec.update(
-            test_accuracy=test["value"],
+            test_quality=test["value"],
             test_ci95=[test["ci95_low"], test["ci95_high"]],
             test_n=test["n_examples"],
             val_ci95=[_clean(recommended["quality_ci95_low"]), _clean(recommended["quality_ci95_high"])],
@@ -261,7 +260,7 @@ def build_summary(
     note = _note(rec, passed_over, keep_reason)
     if floor is not None:
         note += "; " + floor["text"]
-    return {
+    return Summary.model_validate({
         "run_id": run_id,
         "task": task,
         "quality_metric": metric,
@@ -279,7 +278,7 @@ def build_summary(
         "pareto": [_candidate(r) for _, r in pareto_rows.iterrows()],
         "search_cost": cost,
         "inputs": inputs,
-    }
+    })  # fmt: skip
 
 
 def _cheapest_compressed(

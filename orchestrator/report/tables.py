@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.cost.model import CostResult, explain
+from orchestrator.cost.model import InstanceCost, explain
 from orchestrator.report import _format as f
 from orchestrator.runtimes import REGISTRY
 from orchestrator.report.results import DIAGNOSTIC_COLUMNS
 from orchestrator.report.recipes import SHAPE_COLUMNS, knob_applies, knob_names, recipe_text
+from orchestrator.report.records import Summary, TrialRecord
 from orchestrator.report.summary import rank_candidates, within_bound
 
 
@@ -100,12 +101,12 @@ def _test_drop(r: pd.Series) -> str:
     return f.drop_ci(r.get("test_quality_drop"), r.get("test_quality_drop_ci95_low"), r.get("test_quality_drop_ci95_high"))
 
 
-def explanation_frame(record: dict[str, Any]) -> pd.DataFrame:
+def explanation_frame(record: TrialRecord) -> pd.DataFrame:
     """The cost model's per-instance explanation of a trial's record (orchestrator.cost.model.explain)."""
-    return explain(CostResult.model_validate(record["cost"]))
+    return explain(record.cost)
 
 
-def explanation_table(record: dict[str, Any]) -> Table:
+def explanation_table(record: TrialRecord) -> Table:
     """Every catalog instance for one candidate: throughput (measured or projected), replicas, $, feasible, reason."""
     frame = explanation_frame(record)
     rows, marks = [], []
@@ -187,28 +188,26 @@ def threshold_table(trials: pd.DataFrame, max_drop: float) -> Table:
     return Table(["method", "distillation", "trials within bound", "highest ratio within bound", "first ratio beyond it"], rows)
 
 
-def heldout_table(trials: pd.DataFrame, summary: dict[str, Any]) -> Table:
+def heldout_table(trials: pd.DataFrame, summary: Summary) -> Table:
     """Validation and test quality, with 95% intervals, of the recommended candidate and the baseline."""
     rows, marks = [], []
-    rec, base = summary.get("recommended"), summary.get("baseline")
-    base_test = (base or {}).get("test") or {}
-    if rec:
-        r = _row(trials, rec["trial_id"])
-        test_drop = base_test["value"] - rec["test_accuracy"] if base_test.get("value") is not None else None
-        if not f.missing(_get(r, "test_quality_drop")):
-            test_drop = _get(r, "test_quality_drop")  # signed by the metric's direction, paired over the same items
+    rec, base = summary.recommended, summary.baseline
+    base_test = (base.test if base is not None else None) or {}
+    if rec is not None:
+        r = _row(trials, rec.trial_id)
+        test_drop = _get(r, "test_quality_drop")  # signed by the metric's direction, paired over the same items
         rows.append([
-            f"recommended ({rec['trial_id']})", f.quality(rec.get("quality")), f.ci(*(rec.get("val_ci95") or [None, None])),
-            f.integer(_get(r, "quality_n")), f.quality(rec.get("test_accuracy")), f.ci(*(rec.get("test_ci95") or [None, None])),
-            f.integer(rec.get("test_n")),
-            f.drop_ci(rec.get("quality_drop"), _get(r, "quality_drop_ci95_low"), _get(r, "quality_drop_ci95_high")),
+            f"recommended ({rec.trial_id})", f.quality(rec.quality), f.ci(*(rec.val_ci95 or [None, None])),
+            f.integer(_get(r, "quality_n")), f.quality(rec.test_quality), f.ci(*(rec.test_ci95 or [None, None])),
+            f.integer(rec.test_n),
+            f.drop_ci(rec.quality_drop, _get(r, "quality_drop_ci95_low"), _get(r, "quality_drop_ci95_high")),
             f.drop_ci(test_drop, _get(r, "test_quality_drop_ci95_low"), _get(r, "test_quality_drop_ci95_high")),
         ])  # fmt: skip
         marks.append(True)
-    if base:
-        r = _row(trials, base["trial_id"])
+    if base is not None:
+        r = _row(trials, base.trial_id)
         rows.append([
-            f"baseline ({base['trial_id']})", f.quality(base.get("quality")),
+            f"baseline ({base.trial_id})", f.quality(base.quality),
             f.ci(_get(r, "quality_ci95_low"), _get(r, "quality_ci95_high")), f.integer(_get(r, "quality_n")),
             f.quality(base_test.get("value")), f.ci(base_test.get("ci95_low"), base_test.get("ci95_high")),
             f.integer(base_test.get("n_examples")), f.drop(0.0), f.drop(0.0 if base_test else None),
@@ -219,9 +218,9 @@ def heldout_table(trials: pd.DataFrame, summary: dict[str, Any]) -> Table:
     return Table(cols, rows, marks)
 
 
-def node_measurements_table(summary: dict[str, Any]) -> Table | None:
+def node_measurements_table(summary: Summary) -> Table | None:
     """Candidates measured again on the cluster's instance types: the projection beside the measurement, and its error."""
-    rows = summary.get("node_measurements") or []
+    rows = summary.node_measurements
     if not rows:
         return None
     out = []
@@ -248,7 +247,7 @@ def failures_table(trials: pd.DataFrame, knobs_shown: Sequence[str] | None = Non
     return Table(["trial", "status", "recipe", "reason"], rows)
 
 
-def infeasible_table(trials: pd.DataFrame, records: dict[str, dict], knobs_shown: Sequence[str] | None = None) -> Table:
+def infeasible_table(trials: pd.DataFrame, records: dict[str, TrialRecord], knobs_shown: Sequence[str] | None = None) -> Table:
     """Finished trials no instance can serve within the SLO and memory, with the cheapest instance's reason."""
     bad = finished(trials)
     bad = bad[~bad["feasible"].astype(bool)].sort_values("trial_id")
@@ -258,23 +257,23 @@ def infeasible_table(trials: pd.DataFrame, records: dict[str, dict], knobs_shown
         if ref is None:
             where, why = f.DASH, str(r.get("cost_reason") or "no instance could be priced")
         else:
-            where, why = f"{f.integer(ref['replicas'])} × {ref['instance_type']} at {f.usd(ref['monthly_usd'])}", ref["reason"]
+            where, why = f"{f.integer(ref.replicas)} × {ref.instance_type} at {f.usd(ref.monthly_usd)}", ref.reason
         rows.append([str(r["trial_id"]) + (" (baseline)" if r["baseline"] else ""), recipe_text(r, knobs_shown),
                      f.quality(r["quality"]), where, why])  # fmt: skip
     return Table(["trial", "recipe", "quality (val)", "cheapest instance, SLO aside", "why it is infeasible there"], rows)
 
 
-def cheapest_priced(record: dict[str, Any] | None) -> dict[str, Any] | None:
+def cheapest_priced(record: TrialRecord | None) -> InstanceCost | None:
     """The cheapest instance a record's cost model could put a price on, feasible or not."""
-    if not record:
+    if record is None:
         return None
-    priced = [c for c in record.get("cost", {}).get("per_instance", []) if c.get("monthly_usd") is not None]
-    return min(priced, key=lambda c: (c["monthly_usd"], c["instance_type"])) if priced else None
+    priced = [c for c in record.cost.per_instance if c.monthly_usd is not None]
+    return min(priced, key=lambda c: (c.monthly_usd, c.instance_type)) if priced else None
 
 
-def passed_over_table(summary: dict[str, Any]) -> Table:
+def passed_over_table(summary: Summary) -> Table:
     """Cheaper candidates the held-out test check set aside."""
-    passed = (summary.get("recommended") or {}).get("passed_over") or []
+    passed = summary.recommended.passed_over if summary.recommended is not None else []
     return Table(["trial", "$/month", "reason"], [[str(p["trial_id"]), f.usd(p.get("monthly_usd")), str(p["reason"])] for p in passed])
 
 
@@ -331,36 +330,35 @@ def best_per_runtime(trials: pd.DataFrame, max_drop: float, skip_ids: set[str]) 
     return best
 
 
-def chosen_entry(record: dict[str, Any] | None, instance_type: Any) -> dict[str, Any] | None:
+def chosen_entry(record: TrialRecord | None, instance_type: Any) -> InstanceCost | None:
     """A record's per-instance cost entry for one instance type, or None."""
-    if not record or f.missing(instance_type):
+    if record is None or f.missing(instance_type):
         return None
-    entries = record.get("cost", {}).get("per_instance", [])
-    return next((c for c in entries if c.get("instance_type") == instance_type), None)
+    return next((c for c in record.cost.per_instance if c.instance_type == instance_type), None)
 
 
-def instance_arch(record: dict[str, Any] | None, instance_type: Any) -> tuple[str | None, str | None]:
+def instance_arch(record: TrialRecord | None, instance_type: Any) -> tuple[str | None, str | None]:
     """(the CPU architecture of a candidate's instance, the architecture measured on where it was projected across).
 
     Read from the stored cost entry: a cross-architecture projection names both; otherwise a CPU
     instance shares the measured device's architecture. (None, None) for GPU instances or no record.
     """
     entry = chosen_entry(record, instance_type)
-    if entry is None or entry.get("accelerator"):
+    if record is None or entry is None or entry.accelerator:
         return None, None
-    across = cross_architecture(entry.get("projection_method"))
+    across = cross_architecture(entry.projection_method)
     if across is not None:
         return across[1], across[0]
-    return (record or {}).get("metrics", {}).get("device", {}).get("arch"), None
+    return record.metrics.get("device", {}).get("arch"), None
 
 
-def unpriced_for_kernels(record: dict[str, Any] | None) -> list[str]:
+def unpriced_for_kernels(record: TrialRecord | None) -> list[str]:
     """Instance types a candidate was not priced on because its kernels need another CPU architecture."""
-    entries = (record or {}).get("cost", {}).get("per_instance", [])
-    return [c["instance_type"] for c in entries if str(c.get("projection_method", "")).startswith("none: needs")]
+    entries = record.cost.per_instance if record is not None else []
+    return [c.instance_type for c in entries if c.projection_method.startswith("none: needs")]
 
 
-def serving_text(row: pd.Series | dict[str, Any], record: dict[str, Any] | None) -> str:
+def serving_text(row: pd.Series | dict[str, Any], record: TrialRecord | None) -> str:
     """'3 × c7g.xlarge', and where its price was projected across architectures, which ones."""
     text = f"{f.integer(row['replicas'])} × {row['instance_type']}"
     arch, measured_on = instance_arch(record, row["instance_type"])
@@ -370,7 +368,7 @@ def serving_text(row: pd.Series | dict[str, Any], record: dict[str, Any] | None)
 
 
 def runtimes_table(
-    trials: pd.DataFrame, best: dict[str, pd.Series | None], records: dict[str, dict], recommended_id: str | None,
+    trials: pd.DataFrame, best: dict[str, pd.Series | None], records: dict[str, TrialRecord], recommended_id: str | None,
     knobs_shown: Sequence[str] | None = None,
 ) -> Table:
     """For each runtime searched: its trials and its cheapest feasible candidate within the bound."""

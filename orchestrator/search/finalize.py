@@ -13,6 +13,7 @@ from orchestrator.cost.catalog import BUNDLED, BUNDLED_INSTANCES
 from orchestrator.cost.model import DEFAULT_MEMORY_HEADROOM
 from orchestrator.report.pareto import mark_pareto
 from orchestrator.report.results import rows_from_results, trials_frame
+from orchestrator.report.records import Summary
 from orchestrator.report.summary import build_summary, knobs_of, recommend, search_cost
 from orchestrator.safe_files import write_atomic
 from orchestrator.search.searcher import fail_stale_trials
@@ -20,7 +21,7 @@ from orchestrator.search.space import recipe_from_config
 from orchestrator.tasks.base import paired_drop
 
 
-def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_fingerprint: str | None = None) -> dict:
+def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_fingerprint: str | None = None) -> Summary:
     """Write trials.csv for a finished search and return its summary (the runner writes summary.json)."""
     import ray
 
@@ -66,7 +67,8 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_f
     recommended, passed_over = recommend(frame, config.objective.max_quality_drop, baseline_test, get)
     for key in list(pending):
         done[key] = dict(ray.get(pending.pop(key)))
-    frame["test_accuracy"] = frame["trial_id"].map(lambda t: done[t]["value"] if t in done else None)
+    frame["test_quality"] = frame["trial_id"].map(lambda t: done[t]["value"] if t in done else None)
+    frame["test_accuracy"] = frame["test_quality"]  # a deprecated alias (every metric), kept for one release
     add_test_drops(frame, done, base_id, seed=settings.seed)
     if recommended is not None:
         recommended = frame[frame["trial_id"] == recommended["trial_id"]].iloc[0]
@@ -83,9 +85,9 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_f
         cost=search_cost(frame, settings.resources_per_trial.cpu, settings.resources_per_trial.gpu, prepared.catalog),
         inputs=_inputs(prepared),
     )
-    summary["node_measurements"] = node_rows
-    if summary.get("recommended") and recommended is not None:
-        summary["recommended"].update(drop_intervals(recommended))
+    summary.node_measurements = node_rows
+    if summary.recommended is not None and recommended is not None:
+        summary.recommended = summary.recommended.model_copy(update=drop_intervals(recommended))
     _atomic_csv(frame, paths.trials_csv)
     return summary
 
@@ -143,9 +145,9 @@ def measure_on_node_types(
     candidate), rewrites those trials' records with the measured per-instance costs, and
     returns one row per (candidate, instance type): projected and measured side by side.
     """
-    from orchestrator.cost.model import CostResult, with_measured
+    from orchestrator.cost.model import with_measured
     from orchestrator.search.remeasure import labelled_nodes, price_measured, remeasure
-    from orchestrator.search.trial import write_record, load_record, record_path
+    from orchestrator.search.trial import load_record, record_path
 
     nodes = labelled_nodes(prepared.catalog, cpus_needed=prepared.config.search.resources_per_trial.cpu)
     if not nodes:
@@ -156,14 +158,14 @@ def measure_on_node_types(
     chosen = frame[finished & (frame["baseline"].fillna(False).astype(bool) | (frame["pareto"] & within))]
     records = {str(r["trial_id"]): load_record(str(paths.records), str(r["recipe_key"])) for _, r in chosen.iterrows()}
     chosen = chosen[[records[str(t)] is not None for t in chosen["trial_id"]]]
-    recipes = {str(r["trial_id"]): records[str(r["trial_id"])]["recipe"] for _, r in chosen.iterrows()}
+    recipes = {str(r["trial_id"]): records[str(r["trial_id"])].recipe.model_dump(mode="json") for _, r in chosen.iterrows()}
     print(f"[hedgerow] measuring {len(chosen)} candidate(s) again on {', '.join(sorted(nodes))} (node label "
           f"hedgerow.io/instance-type)", file=sys.stderr, flush=True)  # fmt: skip
     measurements = remeasure(chosen, recipes, prepared, teacher_fingerprint, nodes)
     rows: list[dict[str, Any]] = []
     for trial_id in [str(t) for t in chosen["trial_id"]]:
         record = records[trial_id]
-        projected = CostResult.model_validate(record["cost"])
+        projected = record.cost
         measured, mine = [], []
         for measurement in (m for m in measurements if m["trial_id"] == trial_id):
             cost, row = price_measured(measurement, projected, prepared)
@@ -178,9 +180,8 @@ def measure_on_node_types(
                               ("feasible", repriced.feasible), ("cost_reason", repriced.reason),
                               ("instance_throughput_sps", repriced.throughput_sps)):  # fmt: skip
             frame.loc[index, column] = value
-        record["cost"] = repriced.model_dump(mode="json")
-        record["node_measurements"] = mine
-        write_record(record_path(str(paths.records), str(frame.loc[index, "recipe_key"])), record)
+        record.cost, record.node_measurements = repriced, mine
+        record.write(record_path(str(paths.records), str(frame.loc[index, "recipe_key"])))
     frame["pareto"] = mark_pareto(frame)
     pd.DataFrame(rows).to_csv(paths.root / "node_measurements.csv", index=False)
     return rows

@@ -8,7 +8,6 @@ is what makes a resumed search run no recipe twice.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from dataclasses import dataclass
@@ -23,15 +22,13 @@ from orchestrator.config import SearchSettings
 from orchestrator.cost.catalog import Catalog
 from orchestrator.cost.model import CandidateMetrics, CostResult, price_candidate
 from orchestrator.cost.traffic import Traffic
-from orchestrator.errors import UnsafeFile
 from orchestrator.measure import Metrics, ReferenceThroughput, measure, reference_throughput
 from orchestrator.runtimes import kernel_archs, startup_seconds
-from orchestrator.safe_files import read_json, write_atomic
+from orchestrator.report.records import TrialRecord, read_record
 from orchestrator.search.space import recipe_from_config
 from orchestrator.tasks.base import Evaluation, Task, model_device, paired_drop
 
 NO_PRICE_USD = 1e9  # objective value for a candidate no instance can price at all
-RECORD_VERSION = 1
 
 
 @dataclass
@@ -71,22 +68,9 @@ def record_path(records_dir: str, key: str) -> Path:
     return Path(records_dir) / f"{key}.json"
 
 
-def write_record(path: Path, record: dict) -> None:
-    """Write a trial record through a temporary file and a rename: readers never see half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(record, indent=1, default=str))
-
-
-def load_record(records_dir: str, key: str) -> dict | None:
+def load_record(records_dir: str, key: str) -> TrialRecord | None:
     """A recipe's finished record, or None (then the recipe runs again): absent, damaged, linked or foreign."""
-    path = record_path(records_dir, key)
-    if not path.is_file():
-        return None
-    try:
-        record = read_json(path)  # a resumed run folder may come from elsewhere: no symlinks, capped, an object
-    except (OSError, UnsafeFile):
-        return None
-    return record if record.get("version") == RECORD_VERSION else None
+    return read_record(record_path(records_dir, key))
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
@@ -96,7 +80,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     recipe = recipe_from_config(config, seed=context.settings.seed)
     cached = load_record(context.records_dir, recipe.key())
     if cached is not None:
-        tune.report({**cached["row"], "cached": True})
+        tune.report({**cached.row, "cached": True})
         return
     started = time.perf_counter()
     device = resolve_device(context.settings)
@@ -130,21 +114,12 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     row.update(encoder_shape(context.teacher_structure, compressed.record.steps))
     row["startup_seconds"] = round(startup, 3)
     row["trial_seconds"] = round(time.perf_counter() - started, 3)
-    write_record(
-        record_path(context.records_dir, recipe.key()),
-        {
-            "version": RECORD_VERSION,
-            "row": row,
-            "recipe": recipe.model_dump(mode="json"),
-            "compression": json.loads(compressed.record.to_json()),
-            "metrics": metrics.model_dump(mode="json"),
-            "throughput": measured.describe(),
-            "startup": {"seconds": round(startup, 3), "method": startup_method, "runtime": recipe.runtime},
-            "quality": dict(quality),
-            "diagnostics": evaluation.diagnostics,
-            "cost": cost.model_dump(mode="json"),
-        },
-    )
+    TrialRecord(
+        row=row, recipe=recipe, compression=compressed.record, metrics=metrics.model_dump(mode="json"),
+        throughput=measured.describe(),
+        startup={"seconds": round(startup, 3), "method": startup_method, "runtime": recipe.runtime},
+        quality=dict(quality), diagnostics=evaluation.diagnostics, cost=cost,
+    ).write(record_path(context.records_dir, recipe.key()))  # fmt: skip
     tune.report(row)
 
 
@@ -233,6 +208,7 @@ def final_row(
     """The flat result a finished trial reports: every trials.csv column it can know."""
     metrics = measured.metrics
     drop, drop_low, drop_high = quality_drop(quality, context, evaluation.items if evaluation is not None else None)
+    diagnostics = evaluation.diagnostics if evaluation is not None else {}
     cheapest_any = min((c.monthly_usd for c in cost.per_instance if c.monthly_usd is not None), default=NO_PRICE_USD)
     return {
         "final": True,
@@ -247,9 +223,10 @@ def final_row(
         "quality_drop": drop,
         "quality_drop_ci95_low": drop_low,  # paired: a bootstrap over items of teacher minus candidate (None: no items)
         "quality_drop_ci95_high": drop_high,
-        **{name: value for name, value in (evaluation.diagnostics if evaluation is not None else {}).items()},
-        "accuracy": quality["value"] if quality["metric"] == "accuracy" else None,
-        "accuracy_drop": drop if quality["metric"] == "accuracy" else None,
+        **diagnostics,
+        "diagnostic_metrics": ",".join(diagnostics) or None,  # the columns above a task reported beside its metric
+        "accuracy": quality["value"],  # deprecated aliases of quality and quality_drop (every metric), for one release
+        "accuracy_drop": drop,
         "params": metrics.params,
         "nonzero_params": metrics.nonzero_params,
         "size_bytes": metrics.size_bytes,

@@ -18,6 +18,7 @@ from orchestrator.config import parse_config, to_yaml
 from orchestrator.cost.catalog import load_catalog
 from orchestrator.cost.model import CandidateMetrics, price_candidate
 from orchestrator.threads import torch_threads
+from orchestrator.report.records import Candidate, Summary, TrialRecord
 from orchestrator.report.results import COLUMNS
 
 # One candidate per exported weights format; a few distillation steps keep each rebuild under a second.
@@ -81,30 +82,22 @@ def write_run(root: Path, task, teacher, recipes: dict[str, Recipe], recommended
             "instance_type": cost.instance_type, "replicas": cost.replicas, "monthly_usd": cost.monthly_usd,
             "feasible": cost.feasible, "pareto": True, "test_accuracy": quality["value"],
         }  # fmt: skip
-        record = {
-            "version": 1,
-            "row": row,
-            "recipe": recipe.model_dump(mode="json"),
-            "compression": json.loads(compressed.record.to_json()),
-            "metrics": metrics,
-            "quality": dict(quality),
-            "cost": cost.model_dump(mode="json"),
-        }
-        (run / "trials" / f"{recipe.key()}.json").write_text(json.dumps(record, indent=1, default=str))
+        record = TrialRecord(
+            row=row, recipe=recipe, compression=compressed.record, metrics=metrics, quality=dict(quality), cost=cost
+        )
+        record.write(run / "trials" / f"{recipe.key()}.json")
         rows.append(row)
     frame = pd.DataFrame(rows)
     for column in COLUMNS:
         if column not in frame:
             frame[column] = None
     frame[COLUMNS].to_csv(run / "trials.csv", index=False)
-    summary = {
-        "run_id": run.name,
-        "task": "digits",
-        "n_trials": len(rows),
-        "n_failed": 0,
-        "recommended": {"trial_id": recommended},
-    }
-    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary = Summary(
+        run_id=run.name, task=config.task.name, quality_metric=config.objective.metric,
+        max_quality_drop=config.objective.max_quality_drop, n_trials=len(rows), n_finished=len(rows),
+        recommended=Candidate(trial_id=recommended),
+    )  # fmt: skip
+    summary.write(run / "summary.json")
     return run
 
 

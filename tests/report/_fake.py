@@ -13,12 +13,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from orchestrator.compress import CompressionRecord, Recipe
 from orchestrator.cost.catalog import load_catalog
 from orchestrator.cost.model import CandidateMetrics, price_candidate
 from orchestrator.cost.traffic import Traffic
 from orchestrator.report.pareto import mark_pareto
+from orchestrator.report.records import TrialRecord
 from orchestrator.report.results import trials_frame
 from orchestrator.report.summary import build_summary, recommend, search_cost
+from orchestrator.search.finalize import add_test_drops
 
 TRAFFIC = {"peak_rps": 2000, "latency_slo_p95_ms": 250, "serving_batch_size": 64, "target_utilization": 0.6,
            "min_replicas": 2, "hours_per_month": 730}  # fmt: skip
@@ -75,16 +78,19 @@ def _row(trial_id, knobs, quality, sps, p95, base_quality, traffic, catalog, sta
         "cost_reason": cost.reason, "trial_seconds": 10.0, "fallbacks": "int4 fell back" if trial_id == "t5" else "",
         "startup_seconds": startup, "kernel_archs": archs,
     }  # fmt: skip
-    record = {"version": 1, "row": row, "recipe": recipe, "compression": {"steps": [], "fallbacks": []},
-              "metrics": {"device": {"kind": "cpu", "name": "Test CPU", "arch": "x86_64", "capability": "AVX2", "threads": 1}},
-              "quality": {"metric": "accuracy", "value": quality}, "cost": cost.model_dump(mode="json"),
-              "startup": {"seconds": startup, "runtime": recipe["runtime"], "method": EAGER_STARTUP
-                          if recipe["runtime"] == "eager" else f"{recipe['runtime']} build + first batch, timed while building"},
-              "throughput": {"method": "ratio to the teacher × reference", "throughput_sps": sps, "ratio_to_teacher": sps / 400.0,
-                             "ratio_rounds": [sps / 400.0] * 5, "teacher_reference_sps": 400.0, "raw_throughput_sps": sps,
-                             "reference": {"throughput_sps": 400.0, "batch_shape": [64, 1, 8, 8], "host": "test-host",
-                                           "device": {"threads": 1}, "measured_at": "2026-11-26T00:00:00+0000",
-                                           "path": "/cache/reference/teacher-sps-test.json"}}}  # fmt: skip
+    typed = Recipe(**recipe)
+    record = TrialRecord(
+        row=row, recipe=typed, compression=CompressionRecord(recipe=typed, device="cpu", steps=[]),
+        metrics={"device": {"kind": "cpu", "name": "Test CPU", "arch": "x86_64", "capability": "AVX2", "threads": 1}},
+        quality={"metric": "accuracy", "value": quality}, cost=cost,
+        startup={"seconds": startup, "runtime": recipe["runtime"], "method": EAGER_STARTUP
+                 if recipe["runtime"] == "eager" else f"{recipe['runtime']} build + first batch, timed while building"},
+        throughput={"method": "ratio to the teacher × reference", "throughput_sps": sps, "ratio_to_teacher": sps / 400.0,
+                    "ratio_rounds": [sps / 400.0] * 5, "teacher_reference_sps": 400.0, "raw_throughput_sps": sps,
+                    "reference": {"throughput_sps": 400.0, "batch_shape": [64, 1, 8, 8], "host": "test-host",
+                                  "device": {"threads": 1}, "measured_at": "2026-11-26T00:00:00+0000",
+                                  "path": "/cache/reference/teacher-sps-test.json"}},
+    )  # fmt: skip
     return row, record
 
 
@@ -122,7 +128,9 @@ def make_run(
     tests = {r["trial_id"]: {"metric": "accuracy", "value": r["quality"] - 0.001, "higher_is_better": True, "split": "test",
                              "n_examples": 360, "ci95_low": r["quality"] - 0.012, "ci95_high": min(1.0, r["quality"] + 0.004)}
              for r in rows if r["status"] == "finished"}  # fmt: skip
-    frame["test_accuracy"] = frame["trial_id"].map(lambda t: tests[t]["value"] if t in tests else None)
+    frame["test_quality"] = frame["trial_id"].map(lambda t: tests[t]["value"] if t in tests else None)
+    frame["test_accuracy"] = frame["test_quality"]
+    add_test_drops(frame, {t: dict(r) for t, r in tests.items()}, "t0base")  # as finalize pairs each with the teacher
     chosen, passed = recommend(frame, 0.01, tests["t0base"]["value"], lambda row: tests[row["trial_id"]])
     inputs = {"traffic": {**traffic.model_dump(mode="json"), "days_per_month": traffic.days_per_month},
               "objective": {"metric": "accuracy", "max_quality_drop": 0.01}, "catalog_file": "bundled",
@@ -133,7 +141,7 @@ def make_run(
         test_results=tests, cost=search_cost(frame, 1.0, 0.0, catalog), inputs=inputs,
     )  # fmt: skip
     frame.to_csv(root / "trials.csv", index=False)
-    (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    summary.write(root / "summary.json")
     config = {"task": {"name": "digits"}, "objective": {"metric": "accuracy", "max_quality_drop": 0.01},
               "traffic": traffic_config,
               "deployment": {"catalog": "bundled", "region": "us-east-1", "instance_filter": instance_filter},
@@ -149,7 +157,7 @@ def make_run(
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     (root / "run.json").write_text(json.dumps({"run_id": name, "study_name": name}))
     for key, record in records.items():
-        (root / "trials" / f"{key}.json").write_text(json.dumps(record, default=str))
+        record.write(root / "trials" / f"{key}.json")
     return root
 
 

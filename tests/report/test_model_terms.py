@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 import yaml
 
 from orchestrator.report.content import build
@@ -89,12 +90,19 @@ def test_a_cnn_report_keeps_its_knobs(tmp_path):
     assert any("structured 30%" in row[1] for row in report.pareto.rows)
 
 
-def test_a_run_folder_without_its_space_still_reports_every_knob(tmp_path):
+def test_the_knob_table_shows_each_knob_of_the_space_that_applies_to_either_candidate(tmp_path):
+    report = build(load_run(make_run(tmp_path)))
+    # The recommended candidate is structured, int8 and distilled; the baseline none of these.
+    assert {row[0] for row in report.knobs.rows} >= {"prune_method", "prune_ratio", "prune_importance", "kd_temperature", "kd_alpha", "qat"}
+    assert not {row[0] for row in report.knobs.rows} & {"prune_scope", "int4_group_size"}  # they apply to neither
+
+
+def test_a_run_folder_whose_config_lost_its_space_is_refused_naming_the_field(tmp_path):
+    from orchestrator.errors import InputError
+
     root = make_run(tmp_path)
     config = yaml.safe_load((root / "config.yaml").read_text())
     config.pop("space")
     (root / "config.yaml").write_text(yaml.safe_dump(config))
-    report = build(load_run(root))
-    # Every knob that applies to the recommended (structured int8, distilled) or the baseline candidate.
-    assert {row[0] for row in report.knobs.rows} >= {"prune_method", "prune_ratio", "prune_importance", "kd_temperature", "kd_alpha", "qat"}
-    assert not {row[0] for row in report.knobs.rows} & {"prune_scope", "int4_group_size"}  # they apply to neither
+    with pytest.raises(InputError, match=r"config.yaml: space: Field required"):
+        load_run(root)

@@ -13,6 +13,11 @@ from orchestrator.report import content, tables
 from orchestrator.report.build import build_report
 from orchestrator.report.rundata import load_run
 from orchestrator.report.summary import build_summary
+
+
+def summary_json(*args, **kwargs) -> dict:
+    """The summary as summary.json holds it."""
+    return build_summary(*args, **kwargs).model_dump(mode="json")
 from tests.report._fake import make_run, strip_runtimes
 from tests.report.test_summary import COST, INPUTS, _frame, _row
 
@@ -58,7 +63,7 @@ def test_a_frame_without_runtime_columns_summarises_as_eager_with_no_startup():
     frame = _frame([_row("base", 0.99, 1000.0, baseline=True), _row("a", 0.985, 250.0)])
     rec = frame[frame["trial_id"] == "a"].iloc[0]
     tests = {"base": {"value": 0.99}, "a": {"value": 0.985, "ci95_low": 0.97, "ci95_high": 0.99, "n_examples": 360}}
-    summary = build_summary(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
+    summary = summary_json(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
                             passed_over=[], test_results=tests, cost=dict(COST), inputs=INPUTS)  # fmt: skip
     assert summary["recommended"]["runtime"] == "eager" and summary["recommended"]["startup_seconds"] is None
     assert summary["baseline"]["runtime"] == "eager"
@@ -85,12 +90,14 @@ def test_the_recommendation_says_which_runtime_serves_it_and_its_cold_start(runt
     assert "with ONNX Runtime on 3 × c7g.xlarge" in verdict and verdict.endswith("; cold start 0.412 s.")
     line = dict(content.headline(run))["runtime"]
     assert line.startswith("ONNX Runtime (runtime onnxruntime); cold start 0.412 s")
-    assert run.records["key-t8ort"]["startup"]["method"] in line  # how it was timed, from the trial's record
+    assert run.records["key-t8ort"].startup["method"] in line  # how it was timed, from the trial's record
 
 
 def test_keeping_the_baseline_names_its_runtime(tmp_path):
     run = load_run(make_run(tmp_path))
-    run.summary.update(keep_baseline=True, keep_baseline_reason="compression saves nothing", recommended=run.baseline)
+    run.summary = run.summary.model_copy(
+        update={"keep_baseline": True, "keep_baseline_reason": "compression saves nothing", "recommended": run.baseline}
+    )
     assert content.verdict(run).startswith("Keep the uncompressed model (eager PyTorch, cold start 0.05 s) on ")
 
 
@@ -122,8 +129,8 @@ def test_runtimes_note_explains_the_win_by_kernel_architectures(runtimes_run):
     assert note.startswith("ONNX Runtime is recommended: trial t8ort's kernels run on x86_64, arm64, so it can use "
                            "arm64 instances: 3 × c7g.xlarge ($0.145/h, throughput projected across architectures "
                            "from x86_64) cost $317.55/month.")  # fmt: skip
-    unpriced = [c["instance_type"] for c in run.records["key-t3"]["cost"]["per_instance"]
-                if c["projection_method"] == "none: needs x86_64"]  # fmt: skip
+    unpriced = [c.instance_type for c in run.records["key-t3"].cost.per_instance
+                if c.projection_method == "none: needs x86_64"]  # fmt: skip
     assert sorted(unpriced) == ["c7g.2xlarge", "c7g.xlarge"]
     assert (f"eager PyTorch's cheapest, trial t3, costs $586.37/month on 9 × c7i.large; its kernels run on x86_64 only, "
             f"so arm64 instances were not priced for it ({', '.join(unpriced)}: needs x86_64).") in note  # fmt: skip
@@ -215,8 +222,9 @@ def test_runtimes_note_on_a_same_architecture_win_claims_no_arm64(runtimes_run):
     run = load_run(runtimes_run)
     trials = run.trials.copy()
     trials.loc[trials["trial_id"] == "t8ort", "feasible"] = False  # ONNX Runtime out: torch.compile's t9cmp is cheapest
-    run.summary["recommended"] = {**run.summary["recommended"], "trial_id": "t9cmp", "runtime": "compiled",
-                                  "replicas": 2, "instance_type": "c7i.2xlarge", "monthly_usd": 521.22}  # fmt: skip
+    run.summary.recommended = run.summary.recommended.model_copy(update={
+        "trial_id": "t9cmp", "runtime": "compiled", "replicas": 2, "instance_type": "c7i.2xlarge", "monthly_usd": 521.22,
+    })  # fmt: skip
     note = content.runtimes_note(run, tables.best_per_runtime(trials, 0.01, set()))
     assert note.startswith("torch.compile/inductor is recommended: trial t9cmp's kernels run on x86_64 only; "
                            "2 × c7i.2xlarge (x86_64, $0.357/h) cost $521.22/month.")  # fmt: skip
@@ -226,10 +234,10 @@ def test_runtimes_note_on_a_same_architecture_win_claims_no_arm64(runtimes_run):
 def test_a_dollar_tie_between_runtimes_says_how_it_was_broken(runtimes_run):
     run = load_run(runtimes_run)
     rec = run.recommended
-    tied = pd.Series({"trial_id": "tie1", "monthly_usd": rec["monthly_usd"], "throughput_sps": 1000.0, "replicas": 1,
+    tied = pd.Series({"trial_id": "tie1", "monthly_usd": rec.monthly_usd, "throughput_sps": 1000.0, "replicas": 1,
                       "instance_type": "c7i.large", "kernel_archs": "x86_64"})  # fmt: skip
     note = content.runtimes_note(run, {"onnxruntime": None, "eager": tied})
     assert "Where the $/month ties, the smaller quality drop wins" in note and "trial tie1's 1,000 sps" in note
     cheaper_elsewhere = tied.copy()
-    cheaper_elsewhere["monthly_usd"] = rec["monthly_usd"] + 1
+    cheaper_elsewhere["monthly_usd"] = rec.monthly_usd + 1
     assert "ties" not in content.runtimes_note(run, {"onnxruntime": None, "eager": cheaper_elsewhere})

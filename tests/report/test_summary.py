@@ -9,6 +9,11 @@ from orchestrator.report.pareto import mark_pareto
 from orchestrator.report.results import trials_frame
 from orchestrator.report.summary import build_summary, recommend
 
+
+def summary_json(*args, **kwargs) -> dict:
+    """The summary as summary.json holds it."""
+    return build_summary(*args, **kwargs).model_dump(mode="json")
+
 COST = {"usd": 0.5, "cpu_hours": 1.0, "gpu_hours": 0.0}
 INPUTS = {"traffic": {"days_per_month": 730 / 24}}
 
@@ -55,7 +60,7 @@ def test_savings_need_a_feasible_baseline_and_the_keys_are_always_there():
     frame = _frame([_row("base", 0.99, None, feasible=False, baseline=True), _row("a", 0.985, 100.0)])
     rec = frame[frame["trial_id"] == "a"].iloc[0]
     tests = {"base": {"value": 0.99}, "a": {"value": 0.985, "ci95_low": 0.97, "ci95_high": 0.99, "n_examples": 360}}
-    summary = build_summary(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
+    summary = summary_json(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
                             passed_over=[], test_results=tests, cost=dict(COST), inputs=INPUTS)  # fmt: skip
     assert summary["recommended"]["savings_usd"] is None and summary["recommended"]["savings_ratio"] is None
     assert "payback_days" not in summary["search_cost"]
@@ -65,7 +70,7 @@ def test_savings_and_payback_are_recomputable():
     frame = _frame([_row("base", 0.99, 1000.0, baseline=True), _row("a", 0.985, 250.0)])
     rec = frame[frame["trial_id"] == "a"].iloc[0]
     tests = {"base": {"value": 0.99}, "a": {"value": 0.985, "ci95_low": 0.97, "ci95_high": 0.99, "n_examples": 360}}
-    summary = build_summary(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
+    summary = summary_json(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
                             passed_over=[], test_results=tests, cost=dict(COST), inputs=INPUTS)  # fmt: skip
     assert summary["recommended"]["savings_usd"] == 750.0
     assert summary["recommended"]["savings_ratio"] == 0.75
@@ -78,7 +83,7 @@ def test_savings_and_payback_are_recomputable():
 
 def _summary(frame, rec, tests, traffic=None, max_drop=0.01):
     inputs = {"traffic": {"days_per_month": 730 / 24, **(traffic or {})}}
-    return build_summary(frame, run_id="r", task="digits", metric="accuracy", max_drop=max_drop, recommended=rec,
+    return summary_json(frame, run_id="r", task="digits", metric="accuracy", max_drop=max_drop, recommended=rec,
                          passed_over=[], test_results=tests, cost=dict(COST), inputs=inputs)  # fmt: skip
 
 
@@ -154,7 +159,7 @@ def test_the_keep_reason_names_the_candidate_weighed_not_a_cheaper_one_that_fail
     tests = {**_tests(frame), "a": {"value": 0.95, "ci95_low": 0.9, "ci95_high": 1.0, "n_examples": 360}}
     rec, passed = recommend(frame, 0.01, baseline_test=0.99, test_quality=lambda r: tests[r["trial_id"]])
     assert rec["trial_id"] == "base" and [p["trial_id"] for p in passed] == ["a"]
-    summary = build_summary(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
+    summary = summary_json(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
                             passed_over=passed, test_results=tests, cost=dict(COST), inputs=INPUTS)  # fmt: skip
     assert "(trial b) costs $200.00/month, no less" in summary["keep_baseline_reason"]
     assert summary["recommendation_note"].endswith(summary["keep_baseline_reason"])

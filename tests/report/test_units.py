@@ -235,7 +235,7 @@ def test_explanation_table_lists_every_catalog_instance(tmp_path):
     run = load_run(make_run(tmp_path))
     record = run.record("t3")
     t = tables.explanation_table(record)
-    assert len(t.rows) == len(record["cost"]["per_instance"]) and sum(t.highlight) == 1
+    assert len(t.rows) == len(record.cost.per_instance) and sum(t.highlight) == 1
     chosen = t.rows[t.highlight.index(True)]
     assert chosen[0] == "c7i.large ★" and chosen[6] == "2" and chosen[7] == "$130.31" and "ceil(2000 rps" in chosen[9]
     gpu = [r for r in t.rows if r[1].startswith("1 ×")]
