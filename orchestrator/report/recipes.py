@@ -59,7 +59,7 @@ def recipe_text(values: Mapping[str, Any], knobs: Iterable[str] | None = None, w
     come from the encoder shape its trial recorded (SHAPE_COLUMNS in `values`). A runtime other than eager ends it
     (' · ONNX Runtime') unless `with_runtime` is False (shown beside it instead).
     """
-    shown = frozenset(k for k in values if k in TECHNIQUES.names()) if knobs is None else frozenset(knobs)
+    shown = frozenset(k for k in values.keys() if k in TECHNIQUES.names()) if knobs is None else frozenset(knobs)
     described = applicable(values, shown)
     described.update({c: clean(values[c]) for c in SHAPE_COLUMNS if c in values and clean(values[c]) is not None})
     parts = [

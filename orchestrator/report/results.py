@@ -10,8 +10,6 @@ import pandas as pd
 
 from orchestrator.report.recipes import SHAPE_COLUMNS, TECHNIQUES
 
-# Every text metric a trial records beside its objective (val): the labeled ones not chosen, and agreement with the teacher.
-DIAGNOSTIC_COLUMNS = ("ndcg_at_10", "recall_at_10", "mrr_at_10", "agreement_at_10", "fidelity")
 # The contract's columns first (docs/architecture.md, "The run folder"), then everything else a trial reports.
 CONTRACT_COLUMNS = [
     "trial_id", "status", "prune_ratio", "prune_method", "bits", "kd_temperature", "kd_alpha", "kd_steps",
@@ -20,7 +18,7 @@ CONTRACT_COLUMNS = [
 ]  # fmt: skip
 KNOB_COLUMNS = [k for k in TECHNIQUES.names() if k not in CONTRACT_COLUMNS]  # the other knobs, in Recipe order
 EXTRA_COLUMNS = [
-    "test_accuracy", "baseline", "seeded", "trial_number", "error", "quality_metric", "quality", "quality_drop", "quality_ci95_low", "quality_ci95_high",
+    "test_quality", "test_accuracy", "baseline", "seeded", "trial_number", "error", "quality_metric", "quality", "quality_drop", "quality_ci95_low", "quality_ci95_high",
     "quality_n", *KNOB_COLUMNS, "startup_seconds", "kernel_archs",
     *SHAPE_COLUMNS,  # a transformer's depth and widths, the candidate's and its teacher's
     "nonzero_params", "sparse_size_bytes", "raw_throughput_sps", "per_core_sps", "throughput_ratio_to_teacher",
@@ -28,9 +26,9 @@ EXTRA_COLUMNS = [
     "device_capability", "threads", "accelerated", "fallbacks", "instance_throughput_sps", "projected", "cost_reason",
     "trial_seconds",
     "recipe_key", "node_id", "host",
-    # paired drop intervals (val, test) and text tasks' diagnostics (tasks/text/embedding.py)
+    # paired drop intervals (val, test), then what the task reported beside its metric: the names, then each column
     "quality_drop_ci95_low", "quality_drop_ci95_high", "test_quality_drop", "test_quality_drop_ci95_low",
-    "test_quality_drop_ci95_high", *DIAGNOSTIC_COLUMNS,
+    "test_quality_drop_ci95_high", "diagnostic_metrics",
 ]  # fmt: skip
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
 
@@ -76,20 +74,18 @@ def rows_from_results(results: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def with_quality_drop(frame: pd.DataFrame) -> pd.DataFrame:
-    """`quality_drop` for every metric; run folders written before it existed kept it in `accuracy_drop`."""
-    if "accuracy_drop" in frame:
-        drop = frame["quality_drop"] if "quality_drop" in frame else pd.Series(float("nan"), index=frame.index)
-        frame["quality_drop"] = drop.astype(float).fillna(frame["accuracy_drop"].astype(float))
-    return frame
+def diagnostic_columns(frame: pd.DataFrame) -> list[str]:
+    """The diagnostics the run's trials recorded (each trial names its own in `diagnostic_metrics`), first seen first."""
+    names = frame["diagnostic_metrics"].dropna().astype(str) if "diagnostic_metrics" in frame else []
+    return list(dict.fromkeys(n for listed in names for n in listed.split(",") if n and n not in COLUMNS))
 
 
 def trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The trials table with the contract's columns in order (missing ones empty)."""
-    frame = with_quality_drop(pd.DataFrame(rows))
+    """The trials table: the contract's columns in order (missing ones empty), then every diagnostic a trial recorded."""
+    frame = pd.DataFrame(rows)
     for column in COLUMNS:
         if column not in frame:
             frame[column] = None
-    frame = frame[COLUMNS].copy()
+    frame = frame[COLUMNS + diagnostic_columns(frame)].copy()
     frame["feasible"] = frame["feasible"].astype("boolean")
     return frame.sort_values(["baseline", "trial_id"], ascending=[False, True], na_position="last").reset_index(drop=True)

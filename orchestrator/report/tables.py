@@ -17,7 +17,7 @@ import pandas as pd
 from orchestrator.cost.model import InstanceCost, explain
 from orchestrator.report import _format as f
 from orchestrator.runtimes import REGISTRY
-from orchestrator.report.results import DIAGNOSTIC_COLUMNS
+from orchestrator.report.results import diagnostic_columns
 from orchestrator.report.recipes import SHAPE_COLUMNS, knob_applies, knob_names, recipe_text
 from orchestrator.report.records import Summary, TrialRecord
 from orchestrator.report.summary import rank_candidates, within_bound
@@ -37,15 +37,12 @@ class Table:
 
 
 PARETO_CSV_COLUMNS = [
-    "trial_id", "recommended", "quality_metric", "quality", "quality_drop", "accuracy_drop", "quality_ci95_low", "quality_ci95_high",
-    "quality_drop_ci95_low", "quality_drop_ci95_high", "test_accuracy", "test_quality_drop", "test_quality_drop_ci95_low",
+    "trial_id", "recommended", "quality_metric", "quality", "quality_drop", "quality_ci95_low", "quality_ci95_high",
+    "quality_drop_ci95_low", "quality_drop_ci95_high", "test_quality", "test_quality_drop", "test_quality_drop_ci95_low",
     "test_quality_drop_ci95_high", "instance_type", "replicas", "monthly_usd", "projected", "throughput_sps", "latency_p95_ms",
-    "startup_seconds", "kernel_archs", "size_bytes", "peak_mem_bytes", *knob_names(), *SHAPE_COLUMNS, *DIAGNOSTIC_COLUMNS,
-    "recipe_key",
+    "startup_seconds", "kernel_archs", "size_bytes", "peak_mem_bytes", *knob_names(), *SHAPE_COLUMNS, "recipe_key",
+    "accuracy_drop", "test_accuracy",  # deprecated aliases of quality_drop and test_quality, kept for one release
 ]  # fmt: skip
-# How the diagnostics read in the report's tables.
-_DIAGNOSTIC_LABELS = {"ndcg_at_10": "nDCG@10", "recall_at_10": "recall@10", "mrr_at_10": "MRR@10",
-                      "agreement_at_10": "agreement@10", "fidelity": "fidelity"}  # fmt: skip
 # The cost model's wording for a CPU price projected from another architecture (orchestrator.cost.projection).
 _CROSS_ARCH = re.compile(r"^cross-architecture \(measured on ([^,()]+), instance is ([^,()]+)\)")
 
@@ -58,7 +55,8 @@ def finished(trials: pd.DataFrame) -> pd.DataFrame:
 def pareto_frame(trials: pd.DataFrame, recommended_id: str | None) -> pd.DataFrame:
     """The Pareto set, cheapest first, with the columns pareto.csv holds."""
     front = trials[trials["pareto"].astype(bool)].sort_values(["monthly_usd", "trial_id"], ascending=[True, True])
-    out = pd.DataFrame({c: front[c] if c in front else None for c in PARETO_CSV_COLUMNS if c != "recommended"})
+    columns = [c for c in PARETO_CSV_COLUMNS if c != "recommended"] + diagnostic_columns(trials)
+    out = pd.DataFrame({c: front[c] if c in front else None for c in columns})
     out.insert(1, "recommended", front["trial_id"] == recommended_id)
     out["replicas"] = out["replicas"].astype("Int64")
     return out.reset_index(drop=True)
@@ -72,15 +70,15 @@ def pareto_table(trials: pd.DataFrame, recommended_id: str | None, knobs_shown: 
     for _, r in front.iterrows():
         rows.append([
             str(r["trial_id"]) + (" ★" if r["recommended"] else "") + (" (seeded)" if r["trial_id"] in seeded else ""), recipe_text(r, knobs_shown, with_runtime=False),
-            f.runtime(r["runtime"]), f.quality(r["quality"]), _val_drop(r), f.quality(r["test_accuracy"]), _test_drop(r),
+            f.runtime(r["runtime"]), f.quality(r["quality"]), _val_drop(r), f.quality(r["test_quality"]), _test_drop(r),
             f"{f.integer(r['replicas'])} × {r['instance_type']}", f.usd(r["monthly_usd"]), f.sps(r["throughput_sps"]),
             f.seconds(r["startup_seconds"]), f.size(r["size_bytes"]),
         ])  # fmt: skip
         marks.append(bool(r["recommended"]))
     columns = ["trial", "recipe", "runtime", "quality (val)", "drop (val) [paired 95% CI]", "quality (test)",
                "drop (test) [paired 95% CI]", "serving", "$/month", "throughput", "start-up (s)", "size"]  # fmt: skip
-    diagnostics = [c for c in DIAGNOSTIC_COLUMNS if c in front and front[c].notna().any() and not (front["quality_metric"] == c).all()]
-    if diagnostics:  # text tasks: the labeled metrics not chosen, and agreement with the teacher, beside the objective
+    diagnostics = [c for c in diagnostic_columns(trials) if c in front and front[c].notna().any()]
+    if diagnostics:  # what the task reports beside its metric (a text task: the labeled metrics not chosen, agreement)
         columns.insert(7, "diagnostics (val)")
         for row, (_, r) in zip(rows, front.iterrows()):
             row.insert(7, diagnostics_text(r, [c for c in diagnostics if c != r["quality_metric"]]))
@@ -88,8 +86,8 @@ def pareto_table(trials: pd.DataFrame, recommended_id: str | None, knobs_shown: 
 
 
 def diagnostics_text(row: pd.Series | dict[str, Any], names: Sequence[str]) -> str:
-    """A candidate's diagnostics in one cell: agreement@10 0.8090 · fidelity 0.9940."""
-    parts = [f"{_DIAGNOSTIC_LABELS.get(n, n)} {f.quality(row.get(n))}" for n in names if not f.missing(row.get(n))]
+    """A candidate's diagnostics in one cell: agreement@10 0.8090 · fidelity 0.9940 (a metric's `_at_k` read as `@k`)."""
+    parts = [f"{n.replace('_at_', '@')} {f.quality(row.get(n))}" for n in names if not f.missing(row.get(n))]
     return " · ".join(parts) or f.DASH
 
 

@@ -19,8 +19,8 @@ INPUTS = {"traffic": {"days_per_month": 730 / 24}}
 
 
 def _row(tid, quality, monthly, feasible=True, baseline=False):
-    return {"trial_id": tid, "status": "finished", "baseline": baseline, "quality": quality, "accuracy": quality,
-            "accuracy_drop": 0.99 - quality, "monthly_usd": monthly, "feasible": feasible, "size_bytes": 1000,
+    return {"trial_id": tid, "status": "finished", "baseline": baseline, "quality": quality, "quality_drop": 0.99 - quality,
+            "monthly_usd": monthly, "feasible": feasible, "size_bytes": 1000,
             "throughput_sps": 100.0, "quality_ci95_low": quality - 0.01, "quality_ci95_high": quality + 0.01}  # fmt: skip
 
 
@@ -165,10 +165,10 @@ def test_the_keep_reason_names_the_candidate_weighed_not_a_cheaper_one_that_fail
     assert summary["recommendation_note"].endswith(summary["keep_baseline_reason"])
 
 
-def test_quality_drop_is_a_column_for_every_metric_and_accuracy_drop_only_for_accuracy():
-    from orchestrator.report.results import with_quality_drop
+def test_a_table_from_before_quality_drop_reads_its_accuracy_drop_and_keeps_the_aliases():
+    from orchestrator.report import upgrade
 
-    old = with_quality_drop(pd.DataFrame({"accuracy_drop": [0.01, None]}))
-    assert old["quality_drop"].tolist()[0] == 0.01
-    mixed = with_quality_drop(pd.DataFrame({"quality_drop": [0.2, 0.0], "accuracy_drop": [None, 0.0]}))
-    assert mixed["quality_drop"].tolist() == [0.2, 0.0]
+    old = upgrade.trials(pd.DataFrame({"trial_id": ["a", "b"], "accuracy_drop": [0.01, None]}))
+    assert old["quality_drop"].tolist()[0] == 0.01 and old["accuracy_drop"].tolist()[0] == 0.01
+    mixed = upgrade.trials(pd.DataFrame({"trial_id": ["a", "b"], "quality_drop": [0.2, 0.0], "accuracy_drop": [None, 0.0]}))
+    assert mixed["quality_drop"].tolist() == [0.2, 0.0] and mixed["accuracy_drop"].tolist() == [0.2, 0.0]

@@ -16,7 +16,7 @@ from orchestrator.report.recipes import recipe_text
 from orchestrator.report import content, html, markdown, plots, tables
 from orchestrator.report.build import build_report
 from orchestrator.report.importance import NOT_ENOUGH, param_importances
-from orchestrator.report.results import with_quality_drop
+from orchestrator.report import upgrade
 from orchestrator.report.rundata import load_run
 from tests.report._fake import make_run
 
@@ -39,7 +39,7 @@ ROWS = [
 
 @pytest.fixture
 def frame() -> pd.DataFrame:
-    return with_quality_drop(pd.DataFrame(ROWS, columns=COLUMNS))  # a table written before quality_drop existed
+    return upgrade.trials(pd.DataFrame(ROWS, columns=COLUMNS))  # a table written before quality_drop existed
 
 
 def _svg_ok(svg: str) -> ET.Element:
@@ -253,8 +253,9 @@ def test_heldout_table_has_both_candidates_with_intervals(tmp_path):
 def test_a_text_run_shows_paired_drop_intervals_and_the_diagnostics_beside_the_objective(tmp_path):
     run = load_run(make_run(tmp_path))
     trials = run.trials.assign(
-        quality_metric="ndcg_at_10", ndcg_at_10=run.trials["quality"], recall_at_10=0.7, mrr_at_10=0.5,
-        agreement_at_10=0.809, fidelity=0.9943, quality_drop_ci95_low=run.trials["quality_drop"] - 0.002,
+        quality_metric="ndcg_at_10", recall_at_10=0.7, mrr_at_10=0.5, agreement_at_10=0.809, fidelity=0.9943,
+        diagnostic_metrics="recall_at_10,mrr_at_10,agreement_at_10,fidelity",  # what the task reported beside its metric
+        quality_drop_ci95_low=run.trials["quality_drop"] - 0.002,
         quality_drop_ci95_high=run.trials["quality_drop"] + 0.003, test_quality_drop=0.0061,
         test_quality_drop_ci95_low=0.0011, test_quality_drop_ci95_high=0.0092,
     )  # fmt: skip
@@ -262,8 +263,8 @@ def test_a_text_run_shows_paired_drop_intervals_and_the_diagnostics_beside_the_o
     cell = dict(zip(pareto.columns, pareto.rows[[r[0] for r in pareto.rows].index("t3 ★")]))
     assert cell["drop (val) [paired 95% CI]"] == "0.0060 [0.0040, 0.0090]"
     assert cell["drop (test) [paired 95% CI]"] == "0.0061 [0.0011, 0.0092]"
-    # The objective itself is not repeated among the diagnostics; the labeled metrics not chosen and agreement are.
-    assert cell["diagnostics (val)"] == "recall@10 0.7000 · MRR@10 0.5000 · agreement@10 0.8090 · fidelity 0.9943"
+    # The task's diagnostics, as it named them: the labeled metrics not chosen, and agreement with the teacher.
+    assert cell["diagnostics (val)"] == "recall@10 0.7000 · mrr@10 0.5000 · agreement@10 0.8090 · fidelity 0.9943"
     rec = dict(zip(tables.heldout_table(trials, run.summary).columns, tables.heldout_table(trials, run.summary).rows[0]))
     assert rec["val drop [paired 95% CI]"] == "0.0060 [0.0040, 0.0090]"
     assert rec["test drop [paired 95% CI]"] == "0.0061 [0.0011, 0.0092]"
