@@ -181,6 +181,11 @@ class ClassifierTask(Task):
     sequence_inputs = ("input_ids", "attention_mask")
     predict_batch_size = 64  # texts judged at once: a transformer's activations grow with texts × length
 
+    @property
+    def label(self) -> str:
+        """The classifier's folder name: what the user compresses."""
+        return Path(self.settings.model_path).expanduser().resolve().name
+
     def __init__(self, **settings: Any) -> None:
         self.settings = ClassifierSettings(**settings)
         self.metric = self.settings.metric

@@ -430,7 +430,7 @@ def build(run: RunData) -> Report:
         ("config.yaml", "the resolved search config"),
     ]
     return Report(
-        title=f"Hedgerow cost report: {run.summary.task} · {run.summary.run_id}",
+        title=f"Hedgerow cost report: {run.summary.label or run.summary.task} · {run.summary.run_id}",
         verdict=verdict(run),
         headline=headline(run),
         knobs=knobs_table(run),

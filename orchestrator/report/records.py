@@ -110,6 +110,7 @@ class Summary(BaseModel):
 
     run_id: str
     task: str
+    label: str | None = Field(None, description="what was compressed, as a reader names it (the model's folder name)")
     quality_metric: str
     max_quality_drop: float
     n_trials: int

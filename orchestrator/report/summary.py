@@ -10,6 +10,7 @@ import pandas as pd
 from orchestrator.cost.catalog import Catalog
 from orchestrator.report import _format as f
 from orchestrator.report.recipes import knob_names
+from orchestrator.tasks.base import quality_drop
 from orchestrator.report.records import Summary
 
 HOURS = 3600.0
@@ -93,7 +94,7 @@ def recommend(
     passed_over = []
     for _, row in candidates.iterrows():
         test = test_quality(row)
-        test_drop = test["drop"] if test.get("drop") is not None else baseline_test - test["value"]
+        test_drop = test["drop"] if test.get("drop") is not None else quality_drop(baseline_test, test["value"], test.get("higher_is_better", True))
         high = test.get("drop_ci95_high")
         if heldout_holds(test_drop, high, max_drop):
             if compression_saves_nothing(row, base):
@@ -218,6 +219,7 @@ def build_summary(
     *,
     run_id: str,
     task: str,
+    label: str | None = None,
     metric: str,
     max_drop: float,
     recommended: pd.Series | None,
@@ -263,6 +265,7 @@ def build_summary(
     return Summary.model_validate({
         "run_id": run_id,
         "task": task,
+        "label": label or task,
         "quality_metric": metric,
         "max_quality_drop": max_drop,
         "n_trials": int(len(frame)),

@@ -26,8 +26,9 @@ from typing import Any
 
 import pandas as pd
 
+from orchestrator.techniques.details import x86_only
+
 DEFAULT_RUNTIME = "eager"  # (1) what a candidate recorded before runtimes were a knob was served with
-X86_ONLY_BACKENDS = ("x86", "fbgemm", "x86_inductor")  # (1) torch.ao FX/dynamic int8 and the x86 inductor quantizer
 RENAMED_METRICS = {"recall_at_10": "agreement_at_10"}  # (3)
 LABELED_RUN_MARKER = "agreement_at_10"  # (3) a trials.csv column every labeled text run has
 TEXT_DIAGNOSTICS = ("ndcg_at_10", "recall_at_10", "mrr_at_10", "agreement_at_10", "fidelity")  # (4) before they were named
@@ -114,8 +115,7 @@ def _step(step: dict[str, Any]) -> dict[str, Any]:
     details = step.get("details")
     if step.get("stage") != "quantize" or not isinstance(details, dict) or "kernel_archs" in details or not details.get("backend"):
         return step
-    archs = ["x86_64"] if details["backend"] in X86_ONLY_BACKENDS else None  # (1)
-    return {**step, "details": {**details, "kernel_archs": archs}}
+    return {**step, "details": {**details, "kernel_archs": x86_only(details["backend"])}}  # (1)
 
 
 def config(raw: dict[str, Any]) -> dict[str, Any]:

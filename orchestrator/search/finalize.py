@@ -18,7 +18,7 @@ from orchestrator.report.summary import build_summary, knobs_of, recommend, sear
 from orchestrator.safe_files import write_atomic
 from orchestrator.search.searcher import fail_stale_trials
 from orchestrator.search.space import recipe_from_config
-from orchestrator.tasks.base import paired_drop
+from orchestrator.tasks.base import paired_drop, quality_drop
 
 
 def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_fingerprint: str | None = None) -> Summary:
@@ -77,6 +77,7 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_f
         frame,
         run_id=paths.root.name,
         task=config.task.name,
+        label=prepared.task.label,
         metric=config.objective.metric,
         max_drop=config.objective.max_quality_drop,
         recommended=recommended,
@@ -115,7 +116,7 @@ def add_test_drops(frame: pd.DataFrame, done: dict[str, dict], baseline_id: Any,
 
 def pair_with_baseline(result: dict, base: dict, seed: int = 0) -> None:
     """Set `drop` and its paired 95% interval on one test result (the point drop alone without per-item scores)."""
-    drop = base["value"] - result["value"] if result["higher_is_better"] else result["value"] - base["value"]
+    drop = quality_drop(base["value"], result["value"], result["higher_is_better"])
     low = high = None
     items, base_items = result.get("items"), base.get("items")
     if items is not None and base_items is not None and len(items) == len(base_items) >= 2:

@@ -104,10 +104,10 @@ def validate(config_path: str | Path) -> Prepared:
     return prepare(load_config(config_path))
 
 
-def new_run_id(task_name: str) -> str:
-    """`<task>-<UTC time>-<6 hex>`: sortable by time, unique across machines."""
+def new_run_id(label: str) -> str:
+    """`<what is compressed>-<UTC time>-<6 hex>`: named after the task's label, sortable by time, unique across machines."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() else "-" for c in task_name.split(":")[-1])[:24]
+    safe = "".join(c if c.isalnum() else "-" for c in label.split(":")[-1].lower()).strip("-")[:32] or "run"
     return f"{safe}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
@@ -129,7 +129,7 @@ def start_search(
     check_address(config, address)
     prepared = prepare(config)
     prepared.task.teacher()  # a missing, tampered or pickled checkpoint is refused before a run folder exists
-    run_id = new_run_id(config.task.name)
+    run_id = new_run_id(prepared.task.label)
     paths = RunPaths(Path(out).resolve() / run_id)
     paths.root.mkdir(parents=True)
     paths.config.write_text(to_yaml(config))

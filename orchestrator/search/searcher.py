@@ -1,7 +1,7 @@
 """Ray Tune's OptunaSearch, multi-objective, with the quality bound as an Optuna constraint.
 
-Two things OptunaSearch does not do on its own (see FIELD-NOTES, Ray 2.60 /
-Optuna 5): pass constraints to the study (we call `Trial.set_constraint`
+Two things OptunaSearch does not do on its own (as of Ray 2.60 and Optuna 5):
+pass constraints to the study (we call `Trial.set_constraint`
 before the result is told), and keep trials that a scheduler stopped early out
 of the Pareto front (we tell them as PRUNED, not COMPLETE with partial values).
 It reads OptunaSearch's private `_ot_trials`: pinned by `ray[tune]<3` and

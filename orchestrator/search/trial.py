@@ -26,7 +26,7 @@ from orchestrator.measure import Metrics, ReferenceThroughput, measure, referenc
 from orchestrator.runtimes import kernel_archs, startup_seconds
 from orchestrator.report.records import TrialRecord, read_record
 from orchestrator.search.space import recipe_from_config
-from orchestrator.tasks.base import Evaluation, Task, model_device, paired_drop
+from orchestrator.tasks.base import Evaluation, Task, model_device, paired_drop, quality_drop
 
 NO_PRICE_USD = 1e9  # objective value for a candidate no instance can price at all
 
@@ -189,11 +189,9 @@ def candidate_metrics(measured: Measured, bits: int, measured_instance_type: str
     )
 
 
-def quality_drop(quality, context: TrialContext, items: torch.Tensor | None) -> tuple[float, float | None, float | None]:
+def drop_against_teacher(quality, context: TrialContext, items: torch.Tensor | None) -> tuple[float, float | None, float | None]:
     """(drop, ci95_low, ci95_high) against the teacher: paired over the same items where both have per-item scores."""
-    drop = context.baseline_quality - quality["value"]
-    if not quality["higher_is_better"]:
-        drop = -drop
+    drop = quality_drop(context.baseline_quality, quality["value"], quality["higher_is_better"])
     if items is None or context.baseline_items is None or len(items) != len(context.baseline_items) or len(items) < 2:
         return drop, None, None
     seed = context.settings.seed
@@ -207,7 +205,7 @@ def final_row(
 ) -> dict[str, Any]:  # fmt: skip
     """The flat result a finished trial reports: every trials.csv column it can know."""
     metrics = measured.metrics
-    drop, drop_low, drop_high = quality_drop(quality, context, evaluation.items if evaluation is not None else None)
+    drop, drop_low, drop_high = drop_against_teacher(quality, context, evaluation.items if evaluation is not None else None)
     diagnostics = evaluation.diagnostics if evaluation is not None else {}
     cheapest_any = min((c.monthly_usd for c in cost.per_instance if c.monthly_usd is not None), default=NO_PRICE_USD)
     return {

@@ -49,6 +49,11 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
+def quality_drop(baseline: float, candidate: float, higher_is_better: bool = True) -> float:
+    """How much quality a candidate gave up against the baseline: positive is worse, whichever way the metric points."""
+    return baseline - candidate if higher_is_better else candidate - baseline
+
+
 def paired_drop(
     baseline: torch.Tensor, candidate: torch.Tensor, higher_is_better: bool = True, seed: int = 0
 ) -> tuple[float, float, float]:
@@ -59,7 +64,7 @@ def paired_drop(
             "a paired drop needs the same items on both sides (the same queries, the same examples): "
             f"{tuple(baseline.shape)} vs {tuple(candidate.shape)}"
         )
-    diff = (baseline - candidate) if higher_is_better else (candidate - baseline)
+    diff = quality_drop(baseline, candidate, higher_is_better)
     low, high = bootstrap_interval(lambda v, _: float(v.mean()), diff, diff, seed=seed)
     return float(diff.mean()), low, high
 
@@ -126,6 +131,12 @@ class Task(abc.ABC):
             for start in range(0, len(order) - batch_size + 1, batch_size):
                 idx = order[start : start + batch_size]
                 yield take(inputs, idx), targets[idx]
+
+    @property
+    def label(self) -> str:
+        """What is compressed, as a reader names it (run folders and report titles): the task's name by default; a task
+        wrapping a model of the user's names the model."""
+        return self.name
 
     def build_model(self) -> nn.Module | None:
         """Optional hook: the task's architecture, untrained, for loading exported weights into without building the

@@ -39,6 +39,11 @@ class MiniLMTask(EmbeddingTask):
 
     name = "minilm"
 
+    @property
+    def label(self) -> str:
+        """The built-in task's own name (its weights live in a folder named by their package)."""
+        return self.name
+
     def __init__(self, **settings: Any) -> None:
         require_transformers()
         if "model_path" in settings:

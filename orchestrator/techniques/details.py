@@ -32,10 +32,8 @@ class QuantizeDetails(_Details):
     kernel_archs: list[str] | None = None
 
     def archs(self) -> list[str] | None:
-        """CPU architectures recorded at build; a record from before they were recorded is read from its backend."""
-        if self.kernel_archs is not None:
-            return list(self.kernel_archs)
-        return ["x86_64"] if self.backend in X86_ONLY_BACKENDS else None
+        """CPU architectures its kernels run on, as recorded at build (None: any CPU torch runs on)."""
+        return None if self.kernel_archs is None else list(self.kernel_archs)
 
 
 class RuntimeDetails(_Details):

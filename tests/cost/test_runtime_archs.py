@@ -9,7 +9,7 @@ from orchestrator.cost.traffic import Traffic
 from orchestrator.runtimes import kernel_archs
 
 ORT_INT8 = [StepRecord(stage="runtime", technique="onnxruntime_int8_static", config={}, details={"int8": "static"})]
-FX_INT8 = [StepRecord(stage="quantize", technique="int8_static", config={}, details={"backend": "x86", "mode": "static"})]
+FX_INT8 = [StepRecord(stage="quantize", technique="int8_static", config={}, details={"backend": "x86", "mode": "static", "kernel_archs": ["x86_64"]})]
 
 
 def _priced(steps: list[StepRecord]):

@@ -1,4 +1,4 @@
-"""A fourth runtime is one class and one registration: the recipe, the search space and the report pick it up."""
+"""A new runtime is one class and one registration: the recipe, the search space and the report pick it up."""
 
 from __future__ import annotations
 

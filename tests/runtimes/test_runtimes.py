@@ -175,7 +175,7 @@ def test_kernel_archs_of_recorded_steps():
     def step(stage, technique, **details):
         return StepRecord(stage=stage, technique=technique, config={}, details=details)
 
-    assert kernel_archs([step("quantize", "int8_dynamic", backend="x86")]) == ["x86_64"]
-    assert kernel_archs([step("quantize", "int8_dynamic", backend="qnnpack")]) is None
+    assert kernel_archs([step("quantize", "int8_dynamic", backend="x86", kernel_archs=["x86_64"])]) == ["x86_64"]
+    assert kernel_archs([step("quantize", "int8_dynamic", backend="qnnpack", kernel_archs=None)]) is None
     assert kernel_archs([step("runtime", "onnxruntime_int8_dynamic", kernel_archs=["x86_64", "arm64"])]) == ["x86_64", "arm64"]
     assert kernel_archs([step("runtime", "onnxruntime_int8_dynamic")]) is None  # read back as recorded, never from the name

@@ -52,7 +52,7 @@ def test_the_held_out_drop_is_paired_over_the_same_queries():
 def test_a_trial_drop_is_paired_only_where_teacher_and_candidate_both_have_items():
     import torch
 
-    from orchestrator.search.trial import quality_drop
+    from orchestrator.search.trial import drop_against_teacher as quality_drop
 
     settings = SimpleNamespace(seed=0)
     quality = {"value": 0.4, "higher_is_better": True}

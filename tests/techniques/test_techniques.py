@@ -34,7 +34,13 @@ def test_step_details_are_read_through_their_types_and_older_records_still_read(
     def step(stage, **details):
         return StepRecord(stage=stage, technique="t", config={}, details=details)
 
-    assert QuantizeDetails.of(step("quantize", backend="x86", kernel_archs=None)).archs() == ["x86_64"]  # a record from before
+    assert QuantizeDetails.of(step("quantize", backend="x86", kernel_archs=["x86_64"])).archs() == ["x86_64"]
     assert QuantizeDetails.of(step("quantize", backend="x86", kernel_archs=["x86_64", "arm64"])).archs() == ["x86_64", "arm64"]
+    # A record from before kernel archs were recorded reads them from its backend, once, when it is read.
+    from orchestrator.report import upgrade
+
+    old = {"stage": "quantize", "technique": "int8_static", "config": {}, "details": {"backend": "x86"}}
+    upgraded = upgrade.record({"compression": {"steps": [old]}})["compression"]["steps"][0]
+    assert QuantizeDetails.of(StepRecord.model_validate(upgraded)).archs() == ["x86_64"]
     details = RuntimeDetails.of(step("runtime", startup_seconds=0.5, how="kept, untyped"))
     assert details.startup_seconds == 0.5 and details.artifact_size_bytes is None

@@ -111,6 +111,11 @@ class EmbeddingTask(Task):
         """The Hugging Face folder the teacher and tokenizer come from."""
         return Path(self.settings.model_path).expanduser()
 
+    @property
+    def label(self) -> str:
+        """The model's folder name: what the user compresses."""
+        return self.model_folder.resolve().name
+
     def _load_teacher(self) -> None:
         self._teacher, self.tokenizer = load_encoder(self.model_folder, self.settings.seq_len)
 
