@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrator.deploy.loader import RUNTIMES, serving_batch_size
+from orchestrator.deploy.loader import runtimes, serving_batch_size
 from orchestrator.deploy.manifest import Manifest
 
-_RUNTIME_CHOICES = " | ".join(f'"{name}"' for name in RUNTIMES if name != "auto")
 
 _WHAT = {
     "model.safetensors": "weights (plain tensors; int8 as values + scales + zero points, layout in the header)",
@@ -69,7 +68,8 @@ def render(manifest: Manifest, location: str, serve_lines: list[str]) -> str:
         f"outputs = model.predict(batch)  # batch {_input_text(manifest)}",
         "```",
         "",
-        f"`load(..., runtime={_RUNTIME_CHOICES})` picks another program; s3:// paths take",
+        f"`load(..., runtime={' | '.join(repr(name) for name in runtimes() if name != 'auto')})` picks another program; "
+        "s3:// paths take",
         "`endpoint_url=` for S3-compatible stores. Credentials come from the standard AWS chain.",
         f"A batch of any size runs {_batch_text(manifest)} at a time (`load(..., batch_size=N)` for another number):",
         "memory follows that number, not the batch's size.",

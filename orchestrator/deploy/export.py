@@ -267,25 +267,8 @@ def write_export(
         arch = arch.model_copy(update={"text": TextInput(tokenizer=TOKENIZER_DIR, **text)})
     progress("writing weights (safetensors) and checking they reload exactly")
     _write_weights(model, task, arch, inputs, reference, root, batch)
-    if eager:
-        progress("writing runnable programs (torch.export, ONNX)")
-        programs = _programs(model, rebuilt, task, arch.weights_format, inputs, reference, root, batch)
-        runtime, why = _default_runtime(programs)
-        serving = ServingRuntime(
-            name=runtime_name, library="torch", version=torch.__version__,
-            program=next((p.file for p in programs if p.format == runtime and p.written), None), loader_runtime=runtime,  # type: ignore[arg-type]
-            startup_seconds=trial.row.get("startup_seconds"),
-        )  # fmt: skip
-    else:
-        progress(f"writing the {runtime_name} program the trial served, and loading it back")
-        program, serving = runtime_program(served, runtime_name, rebuilt.steps, task, inputs, root, batch_size=batch)
-        check_program_quality(program.quality, f"{program.file}: the program", trial, tolerance)
-        programs = [program]
-        runtime = serving.loader_runtime
-        why = (
-            f"the trial built, measured and priced this candidate on runtime {runtime_name!r}: {program.file} is that program "
-            f"(val {rebuilt.quality['metric']} {program.quality:.4f}); {WEIGHTS_NAME} holds the float weights it was built from"
-        )
+    programs, serving, why = _write_programs(root, trial, task, rebuilt, model, arch, inputs, reference, tolerance, batch, progress)
+    runtime = serving.loader_runtime
     deployment = _deployment(trial, batch)
     instance = _instance(run, deployment.instance_type)
     serve_lines = _write_serve_config(root, run, trial, deployment, instance, runtime, final_location, endpoint_url)
@@ -323,6 +306,33 @@ def write_export(
     progress("loading the export back and comparing its outputs")
     _check_loaded(root, task, trial, inputs, reference, runtime, eager, tolerance, batch)
     return manifest
+
+
+def _write_programs(root: Path, trial: Trial, task: Task, rebuilt: Rebuilt, model: nn.Module, arch: Architecture,
+                    inputs: Inputs, reference: torch.Tensor, tolerance: float, batch: int,
+                    progress: Callable[[str], None]) -> tuple[list[Program], ServingRuntime, str]:  # fmt: skip
+    """The runnable programs: eager's (torch.export, ONNX) from the weights, or the program another runtime served,
+    loaded back and judged; with the runtime that serves the export as measured, and why it is the default."""
+    runtime_name = trial.recipe.runtime
+    if REGISTRY.get(runtime_name).loads_anywhere:
+        progress("writing runnable programs (torch.export, ONNX)")
+        programs = _programs(model, rebuilt, task, arch.weights_format, inputs, reference, root, batch)
+        runtime, why = _default_runtime(programs)
+        serving = ServingRuntime(
+            name=runtime_name, library="torch", version=torch.__version__,
+            program=next((p.file for p in programs if p.format == runtime and p.written), None), loader_runtime=runtime,
+            startup_seconds=trial.row.get("startup_seconds"),
+        )  # fmt: skip
+        return programs, serving, why
+    progress(f"writing the {runtime_name} program the trial served, and loading it back")
+    served = rebuilt.model.cpu().eval()
+    program, serving = runtime_program(served, runtime_name, rebuilt.steps, task, inputs, root, batch_size=batch)
+    check_program_quality(program.quality, f"{program.file}: the program", trial, tolerance)
+    why = (
+        f"the trial built, measured and priced this candidate on runtime {runtime_name!r}: {program.file} is that program "
+        f"(val {rebuilt.quality['metric']} {program.quality:.4f}); {WEIGHTS_NAME} holds the float weights it was built from"
+    )
+    return [program], serving, why
 
 
 def _write_weights(model: nn.Module, task: Task, arch: Architecture, inputs: Inputs, reference: torch.Tensor, root: Path,

@@ -18,7 +18,12 @@ from orchestrator.runtimes import REGISTRY, ExportView
 from orchestrator.safe_files import check_relative_path, join_inside
 from orchestrator.tasks.batches import report_progress, run, run_in_chunks, to_device
 
-RUNTIMES = ("auto", *REGISTRY.names, PT2_PROGRAM)  # older names ("torch", "onnx") are accepted too
+
+
+def runtimes() -> tuple[str, ...]:
+    """What `load(runtime=...)` takes: auto, a registered runtime (older names "torch" and "onnx" too), torch_export."""
+    return ("auto", *REGISTRY.names, PT2_PROGRAM)
+
 DEFAULT_BATCH_SIZE = 64  # for exports that do not record the serving batch they were priced at
 
 
@@ -206,7 +211,7 @@ def load(
         try:
             runtime = REGISTRY.canonical(runtime)
         except ValueError:
-            raise InputError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}") from None
+            raise InputError(f"runtime: expected one of {', '.join(runtimes())}, got {runtime!r}") from None
     root, manifest = fetch(path_or_uri, endpoint_url, cache)
     cpu_only = manifest.architecture.weights_format.startswith("int8")  # torch.ao int8 kernels are CPU kernels
     if device == "auto":

@@ -40,7 +40,16 @@ def _loader_name(value: Any) -> str:
         raise ValueError(f"expected one of {', '.join(map(repr, (*REGISTRY.names, PT2_PROGRAM)))}, got {value!r}") from None
 
 
+def _program_format(value: Any) -> str:
+    """A program format some registered runtime loads (or the .pt2 program torch runs)."""
+    formats = (*REGISTRY.program_formats(), PT2_PROGRAM)
+    if value not in formats:
+        raise ValueError(f"expected one of {', '.join(map(repr, dict.fromkeys(formats)))}, got {value!r}")
+    return str(value)
+
+
 RuntimeName = Annotated[str, BeforeValidator(_runtime_name)]  # checked against the registry when read, not when imported
+ProgramFormat = Annotated[str, BeforeValidator(_program_format)]
 LoaderRuntime = Annotated[str, BeforeValidator(_loader_name)]
 _CONTENT_TYPES = {
     ".json": "application/json",
@@ -79,7 +88,7 @@ class FileEntry(_Model):
 class Program(_Model):
     """A runnable program of the model (or why there is none in that format)."""
 
-    format: Literal[REGISTRY.program_formats()]  # type: ignore[valid-type]  # the formats the registered runtimes load
+    format: ProgramFormat
     file: str | None = None
     written: bool
     reason: str

@@ -12,7 +12,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _WRAPPED = re.compile(r"^RayTaskError\((\w+)\)")
 
 DASH = "—"
-RUNTIME_NAMES = {runtime.name: runtime.label for runtime in REGISTRY}
 
 
 def missing(value: Any) -> bool:
@@ -122,9 +121,10 @@ def seconds(value: Any) -> str:
 
 
 def runtime(value: Any) -> str:
-    """A runtime knob as a reader knows it: onnxruntime -> ONNX Runtime (eager where none was recorded)."""
-    name = "eager" if missing(value) or value == "" else str(value)
-    return RUNTIME_NAMES.get(name, name)
+    """A runtime knob as a reader knows it: onnxruntime -> ONNX Runtime (a runtime no longer registered: its name)."""
+    if missing(value):
+        return DASH
+    return REGISTRY.get(str(value)).label if str(value) in REGISTRY.names else str(value)
 
 
 def archs(value: Any) -> str:

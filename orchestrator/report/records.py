@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 from orchestrator.compress.recipe import CompressionRecord, Recipe
 from orchestrator.config import SearchConfig, format_validation_error, load_config
@@ -86,21 +86,12 @@ class Candidate(BaseModel):
     throughput_ratio: float | None = None
     passed_over: list[dict[str, Any]] = []
 
-    # Deprecated aliases of the quality fields (the same values, whatever the metric), kept for one release.
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def accuracy(self) -> float | None:
-        return self.quality
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def accuracy_drop(self) -> float | None:
-        return self.quality_drop
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def test_accuracy(self) -> float | None:
-        return self.test_quality
+    @model_serializer(mode="wrap")
+    def _with_aliases(self, handler: Any) -> dict[str, Any]:
+        """As written: the fields, and the deprecated aliases of the quality fields (the same values, whatever the
+        metric), kept for one release (report/upgrade.ALIASES)."""
+        data = handler(self)
+        return {**data, **{old: data.get(new) for old, new in upgrade.ALIASES.items()}}
 
 
 class Summary(BaseModel):

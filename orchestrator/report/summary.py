@@ -11,10 +11,9 @@ from orchestrator.cost.catalog import Catalog
 from orchestrator.report import _format as f
 from orchestrator.report.recipes import knob_names
 from orchestrator.tasks.base import quality_drop
-from orchestrator.report.records import Summary
+from orchestrator.report.records import Candidate, Summary
 
 HOURS = 3600.0
-DEFAULT_RUNTIME = "eager"  # the Recipe's default: what a row without a runtime (or a run from before it) was served with
 
 
 def _clean(value: Any) -> Any:
@@ -23,17 +22,6 @@ def _clean(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return value
-
-
-def _int(value: Any) -> int | None:
-    """A count read from a column that also holds blanks (and so became float): 5.0 -> 5."""
-    value = _clean(value)
-    return None if value is None else int(value)
-
-
-def runtime_of(row: pd.Series | dict[str, Any]) -> str:
-    """The runtime a trial row or summary candidate is served with; eager where none was recorded."""
-    return _clean(row.get("runtime")) or DEFAULT_RUNTIME
 
 
 def knobs_of(row: pd.Series) -> dict[str, Any]:
@@ -194,24 +182,9 @@ def floor_note(frame: pd.DataFrame, max_drop: float, traffic: dict[str, Any]) ->
 
 
 def _candidate(row: pd.Series) -> dict[str, Any]:
-    return {
-        "trial_id": row["trial_id"],
-        "knobs": knobs_of(row),
-        "quality": _clean(row["quality"]),
-        "quality_drop": _clean(row["quality_drop"]),
-        "test_quality": _clean(row.get("test_quality")),
-        "size_bytes": _int(row["size_bytes"]),
-        "peak_mem_bytes": _int(row["peak_mem_bytes"]),
-        "throughput_sps": _clean(row["throughput_sps"]),
-        "latency_p95_ms": _clean(row["latency_p95_ms"]),
-        "instance_type": _clean(row["instance_type"]),
-        "instance_throughput_sps": _clean(row.get("instance_throughput_sps")),
-        "replicas": _int(row["replicas"]),
-        "monthly_usd": _clean(row["monthly_usd"]),
-        "projected": _clean(row["projected"]),
-        "runtime": runtime_of(row),
-        "startup_seconds": _clean(row.get("startup_seconds")),
-    }
+    """A trial row as summary.json describes it: every Candidate field the row holds, and its knobs."""
+    fields = {name: _clean(row[name]) for name in Candidate.model_fields if name in row and name != "knobs"}
+    return {**fields, "knobs": knobs_of(row)}
 
 
 def build_summary(

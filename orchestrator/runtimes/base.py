@@ -19,7 +19,7 @@ from torch import nn
 
 from orchestrator.techniques.details import QuantizeDetails, RuntimeDetails
 from orchestrator.tasks.base import Task
-from orchestrator.tasks.batches import Inputs
+from orchestrator.tasks.batches import Inputs, run_in_chunks
 from orchestrator.techniques import Handler, Stage, StepRecord, TechniqueConfig
 
 BIT_NAMES = {32: "float32", 16: "16-bit", 8: "int8", 4: "int4"}
@@ -115,6 +115,27 @@ class Runtime(abc.ABC):
         """The bit widths it serves, as a reader says them: 'float32 or int8 models (bits 32 or 8)'."""
         names = " or ".join(BIT_NAMES.get(b, str(b)) for b in self.bits)
         return f"{names} models (bits {' or '.join(str(b) for b in self.bits)})"
+
+
+def runtime_step(runtime: str, served: nn.Module, built: type, steps: list[StepRecord]) -> StepRecord:
+    """The runtime stage's record of the module a runtime built (what `save` writes); RuntimeFailed for another module."""
+    if not isinstance(served, built):
+        raise RuntimeFailed(f"runtime {runtime!r}: expected the {built.__name__} the trial built, got {type(served).__name__}")
+    return next(s for s in steps if s.stage is Stage.RUNTIME)
+
+
+def served_outputs(served: nn.Module, inputs: Inputs, batch_size: int) -> torch.Tensor:
+    """What the served module computes on the val split, `batch_size` examples at a time: what its saved program is
+    compared with."""
+    with torch.inference_mode():
+        return run_in_chunks(served, inputs, batch_size)
+
+
+def judge_saved(program: nn.Module, reference: torch.Tensor, task: Task, inputs: Inputs, batch_size: int) -> tuple[float, float]:
+    """(largest difference from the served module's outputs, val quality) of a program loaded back from an export."""
+    with torch.inference_mode():
+        outputs = run_in_chunks(program, inputs, batch_size)
+    return max_abs_diff(outputs, reference), task.evaluate(program, "val")["value"]
 
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -19,9 +19,9 @@ from torch import nn
 
 from orchestrator.errors import first_line
 from orchestrator.runtimes.graph_export import export_args, quiet
-from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, max_abs_diff
+from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, judge_saved, runtime_step, served_outputs
 from orchestrator.tasks.base import Task, model_device
-from orchestrator.tasks.batches import Inputs, batch_size, repeat_to, run, run_in_chunks, take, to_device
+from orchestrator.tasks.batches import Inputs, batch_size, repeat_to, run, take, to_device
 from orchestrator.techniques import (
     Context,
     Int8Settings,
@@ -273,9 +273,7 @@ class CompiledRuntime(Runtime):
     def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path, *,
              batch_size: int) -> SavedProgram:  # fmt: skip
         """The eager program behind the compiled module as a .pt2, loaded back, compiled again and judged on val."""
-        if not isinstance(served, CompiledModule):
-            raise RuntimeFailed(f"runtime 'compiled': expected the compiled module the trial built, got {type(served).__name__}")
-        step = next(s for s in steps if s.stage is Stage.RUNTIME)
+        step = runtime_step(self.name, served, CompiledModule, steps)
         int8 = any(s.stage is Stage.QUANTIZE and s.technique.startswith("int8_pt2e") for s in steps)
         name, fmt = (PT2E_NAME, "torch_export_pt2e_int8") if int8 else (PT2_NAME, "torch_export")
         path = out_dir / name
@@ -284,8 +282,7 @@ class CompiledRuntime(Runtime):
             "static_batch": int(step.details["static_batch"]), "sequence_inputs": list(step.details.get("sequence_inputs", [])),
             "dynamic": False,
         }  # fmt: skip
-        with torch.inference_mode():
-            reference = run_in_chunks(served, inputs, batch_size)
+        reference = served_outputs(served, inputs, batch_size)
         try:
             with quiet():
                 args, kwargs, dynamic = export_args(inputs, task.sequence_inputs)
@@ -294,13 +291,10 @@ class CompiledRuntime(Runtime):
                 loaded = torch.export.load(str(path)).module()
             example = repeat_to(take(inputs, slice(0, 1)), settings["static_batch"])
             module, _ = compile_program(loaded, example, task.sequence_inputs, freezing=settings["freezing"])
-            with torch.inference_mode():
-                outputs = run_in_chunks(module, inputs, batch_size)
-            quality = task.evaluate(module, "val")["value"]
+            diff, quality = judge_saved(module, reference, task, inputs, batch_size)
         except Exception as exc:  # noqa: BLE001
             path.unlink(missing_ok=True)
             raise RuntimeFailed(f"runtime 'compiled': the program could not be exported and compiled back ({first_line(exc)})") from exc
-        diff = max_abs_diff(outputs, reference)
         what = "torchao PT2E int8 program (x86 inductor quantizer), float weights it no longer reads stripped" if int8 else "torch.export program"
         reason = (
             f"{what}, dynamic batch{' and sequence length' if task.sequence_inputs else ''}; served by torch.compile "

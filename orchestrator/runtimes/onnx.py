@@ -25,9 +25,9 @@ from torch import nn
 
 from orchestrator.errors import first_line
 from orchestrator.runtimes.graph_export import export_args, quiet
-from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, max_abs_diff
+from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, judge_saved, runtime_step, served_outputs
 from orchestrator.tasks.base import Task
-from orchestrator.tasks.batches import Inputs, run_in_chunks
+from orchestrator.tasks.batches import Inputs
 from orchestrator.techniques import Context, Stage, StepRecord, TechniqueConfig, count_params, int8_mode
 
 ONNX_FILE = "model.onnx"
@@ -227,13 +227,10 @@ class OnnxRuntime(Runtime):
     def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path, *,
              batch_size: int) -> SavedProgram:  # fmt: skip
         """Copy the ONNX file the trial served into the export, open it again and judge it on val."""
-        if not isinstance(served, OnnxModule):
-            raise RuntimeFailed(f"runtime 'onnxruntime': expected the ONNX Runtime module the trial built, got {type(served).__name__}")
         import onnxruntime
 
-        step = next(s for s in steps if s.stage is Stage.RUNTIME)
-        with torch.inference_mode():
-            reference = run_in_chunks(served, inputs, batch_size)
+        step = runtime_step(self.name, served, OnnxModule, steps)
+        reference = served_outputs(served, inputs, batch_size)
         mode = step.details.get("int8", "none")
         fmt = {"none": "onnx", "static": "onnx_int8_qdq", "dynamic": "onnx_int8_dynamic"}[mode]
         files = served.files()
@@ -241,10 +238,7 @@ class OnnxRuntime(Runtime):
         for source in files:
             shutil.copyfile(source, out_dir / (name if source == served.path else source.name))
         module = OnnxModule(out_dir / name, threads=served.threads, graph_optimization=served.graph_optimization)
-        with torch.inference_mode():
-            outputs = run_in_chunks(module, inputs, batch_size)
-        diff = max_abs_diff(outputs, reference)
-        quality = task.evaluate(module, "val")["value"]
+        diff, quality = judge_saved(module, reference, task, inputs, batch_size)
         settings = {
             "provider": "CPUExecutionProvider", "int8": mode, "graph_optimization": served.graph_optimization,
             "intra_op_num_threads": served.threads, "how": step.details.get("how"), "kernel_archs": step.details.get("kernel_archs"),

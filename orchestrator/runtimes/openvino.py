@@ -35,16 +35,10 @@ from torch import nn
 
 from orchestrator.errors import first_line
 from orchestrator.runtimes.graph_export import quiet
-from orchestrator.runtimes.base import (
-    ExportView,
-    Runtime,
-    RuntimeFailed,
-    SavedProgram,
-    max_abs_diff,
-)
+from orchestrator.runtimes.base import ExportView, Runtime, RuntimeFailed, SavedProgram, judge_saved, runtime_step, served_outputs
 from orchestrator.runtimes.onnx import ONNX_FILE, export_onnx, feeds
 from orchestrator.tasks.base import Task
-from orchestrator.tasks.batches import Inputs, run_in_chunks
+from orchestrator.tasks.batches import Inputs
 from orchestrator.tasks.text.encoder import MissingExtra
 from orchestrator.techniques import Context, Stage, StepRecord, TechniqueConfig, count_params
 
@@ -252,21 +246,15 @@ class OpenVinoRuntime(Runtime):
     def save(self, served: nn.Module, steps: list[StepRecord], task: Task, inputs: Inputs, out_dir: Path, *,
              batch_size: int) -> SavedProgram:  # fmt: skip
         """Copy the IR the trial served into the export, compile it again and judge it on val."""
-        if not isinstance(served, OpenVinoModule):
-            raise RuntimeFailed(f"runtime 'openvino': expected the OpenVINO module the trial built, got {type(served).__name__}")
         ov = require_openvino()
-        step = next(s for s in steps if s.stage is Stage.RUNTIME)
-        with torch.inference_mode():
-            reference = run_in_chunks(served, inputs, batch_size)
+        step = runtime_step(self.name, served, OpenVinoModule, steps)
+        reference = served_outputs(served, inputs, batch_size)
         int8 = step.details.get("int8", "none") != "none"
         name = IR_INT8_FILE if int8 else IR_FILE
         shutil.copyfile(served.path, out_dir / name)
         shutil.copyfile(served.weights_path, (out_dir / name).with_suffix(".bin"))
         module = OpenVinoModule(out_dir / name, threads=served.threads)
-        with torch.inference_mode():
-            outputs = run_in_chunks(module, inputs, batch_size)
-        diff = max_abs_diff(outputs, reference)
-        quality = task.evaluate(module, "val")["value"]
+        diff, quality = judge_saved(module, reference, task, inputs, batch_size)
         settings = {
             "device": "CPU", "int8": step.details.get("int8", "none"), "inference_num_threads": served.threads,
             "performance_hint": "LATENCY", "inference_precision": PRECISION, "cpu_pinning": False, "how": step.details.get("how"),

@@ -59,14 +59,16 @@ def test_summary_candidates_carry_runtime_and_startup_from_trials_csv(runtimes_r
     assert CONTRACT <= set(rec)  # the contract's keys are all still there
 
 
-def test_a_frame_without_runtime_columns_summarises_as_eager_with_no_startup():
-    frame = _frame([_row("base", 0.99, 1000.0, baseline=True), _row("a", 0.985, 250.0)])
+def test_a_summary_candidate_carries_its_trials_runtime_and_a_start_up_only_where_measured():
+    rows = [{**_row("base", 0.99, 1000.0, baseline=True), "runtime": "eager"},
+            {**_row("a", 0.985, 250.0), "runtime": "onnxruntime", "startup_seconds": 0.412}]  # fmt: skip
+    frame = _frame(rows)
     rec = frame[frame["trial_id"] == "a"].iloc[0]
     tests = {"base": {"value": 0.99}, "a": {"value": 0.985, "ci95_low": 0.97, "ci95_high": 0.99, "n_examples": 360}}
     summary = summary_json(frame, run_id="r", task="digits", metric="accuracy", max_drop=0.01, recommended=rec,
                             passed_over=[], test_results=tests, cost=dict(COST), inputs=INPUTS)  # fmt: skip
-    assert summary["recommended"]["runtime"] == "eager" and summary["recommended"]["startup_seconds"] is None
-    assert summary["baseline"]["runtime"] == "eager"
+    assert summary["recommended"]["runtime"] == "onnxruntime" and summary["recommended"]["startup_seconds"] == 0.412
+    assert summary["baseline"]["runtime"] == "eager" and summary["baseline"]["startup_seconds"] is None
 
 
 # ---- 2. the runtime and the start-up in the tables and the recommendation ---------------------------------
@@ -207,7 +209,7 @@ def test_an_old_run_folder_without_runtime_columns_still_reports_as_eager(tmp_pa
 
 
 def test_formats_for_runtimes():
-    assert fmt.runtime("onnxruntime") == "ONNX Runtime" and fmt.runtime(None) == "eager PyTorch"
+    assert fmt.runtime("onnxruntime") == "ONNX Runtime" and fmt.runtime(None) == fmt.DASH  # none recorded: unknown
     assert fmt.runtime("tvm") == "tvm"
     assert fmt.archs("x86_64") == "x86_64 only" and fmt.archs("x86_64,arm64") == "x86_64, arm64"
     assert fmt.archs("any") == "any CPU" and fmt.archs(None) == fmt.DASH

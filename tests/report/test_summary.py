@@ -20,7 +20,7 @@ INPUTS = {"traffic": {"days_per_month": 730 / 24}}
 
 def _row(tid, quality, monthly, feasible=True, baseline=False):
     return {"trial_id": tid, "status": "finished", "baseline": baseline, "quality": quality, "quality_drop": 0.99 - quality,
-            "monthly_usd": monthly, "feasible": feasible, "size_bytes": 1000,
+            "monthly_usd": monthly, "runtime": "eager", "feasible": feasible, "size_bytes": 1000,
             "throughput_sps": 100.0, "quality_ci95_low": quality - 0.01, "quality_ci95_high": quality + 0.01}  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import yaml
 
 from orchestrator.report.build import build_report
 from orchestrator.report.rundata import load_run
-from orchestrator.tasks.text.legacy import metric_as_recorded
+from orchestrator.report.upgrade import metric_as_recorded
 from tests.report._fake import make_run
 
 
