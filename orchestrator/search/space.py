@@ -139,7 +139,7 @@ def check_space_fits(space: dict[str, Domain], task: Any) -> None:
         raise InputError(
             f"space.kd_loss: task {task.name!r} offers {', '.join(offered)}; got {', '.join(map(repr, refused))}{pairs}"
         )
-    structural = [k.name for k in TECHNIQUES.get("transformer_prune").knobs]
+    structural = [k.name for k in TECHNIQUES.get("transformer_prune").sampling()]
     used = [
         n for n in (*structural, "kd_hidden_weight")
         if n in space and any(v not in (0, 0.0, None) for v in values_to_check(space[n]))
