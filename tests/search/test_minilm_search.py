@@ -1,9 +1,11 @@
-"""The real MiniLM through search → report → export → embed, on real Ray, at its CI size."""
+"""The real MiniLM through search → report → export → embed, on real Ray, at its CI size: one 6-trial search whose
+first three trials are the teacher, then int8 alone on each runtime of the space (the seeds), then sampled ones."""
 
 from __future__ import annotations
 
 import json
 
+import optuna
 import pandas as pd
 import pytest
 import torch
@@ -15,11 +17,20 @@ from tests.search.conftest import minilm_ci_config
 pytestmark = pytest.mark.slow
 
 
-def test_a_minilm_search_recommends_exports_and_embeds(tmp_path, minilm_task):
-    run = start_search(minilm_ci_config(tmp_path, trials=4), out=tmp_path / "runs")
+def test_a_seeded_minilm_search_recommends_exports_and_embeds(tmp_path, minilm_task):
+    run = start_search(minilm_ci_config(tmp_path, trials=6, seed_candidates=None), out=tmp_path / "runs")  # the default: auto
 
-    frame = pd.read_csv(run / "trials.csv")
+    frame = pd.read_csv(run / "trials.csv").sort_values("trial_number").reset_index(drop=True)
+    assert frame["trial_number"].tolist() == list(range(6))
     assert (frame["status"] == "finished").all(), frame["error"].dropna().tolist()
+    # 6 // 3 = 2 seeds, and int8 alone on each runtime comes before any pruning knob: eager, then ONNX Runtime.
+    head = frame.head(3).assign(keep_layers=frame["keep_layers"].fillna(6))  # none kept = all six layers (the teacher)
+    first = [tuple(r) for r in head[["bits", "runtime", "keep_layers", "prune_ffn_ratio", "kd_steps"]].to_numpy().tolist()]
+    assert first == [(32, "eager", 6, 0.0, 0), (8, "eager", 6, 0.0, 0), (8, "onnxruntime", 6, 0.0, 0)]
+    assert frame["baseline"].astype(bool).tolist() == [True] + [False] * 5
+    assert frame["seeded"].astype(bool).tolist() == [False, True, True, False, False, False]
+    study = optuna.load_study(study_name=run.name, storage=f"sqlite:///{run / 'optuna.db'}")
+    assert [t.number for t in study.get_trials() if "fixed_params" in t.system_attrs] == [0, 1, 2]
     assert set(frame["runtime"]) <= {"eager", "onnxruntime"} and (frame["startup_seconds"] > 0).all()
     assert set(frame["quality_metric"]) == {"ndcg_at_10"} and frame["keep_layers"].notna().sum() >= 1
     # The columns named for what they hold; accuracy and accuracy_drop are their deprecated aliases, whatever the metric.
