@@ -9,6 +9,8 @@ STAMP := $(VENV)/.hedgerow-installed
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# The suite runs on two pytest-xdist workers (one per core of a machine of our kind); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: install test demo demo-minilm bench bench-seeds clean
 
@@ -27,7 +29,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # A short search on the built-in digits task and its cost report; prints the report's path last.
 # (Search progress goes to stderr; the search's last stdout line is the run folder.)

@@ -101,3 +101,25 @@ def fast_search_run(tmp_path_factory) -> FastRun:
         watcher.join(timeout=30)
     (run.path,) = list((folder / "runs").iterdir())
     return run
+
+
+# ---- Running the suite on several workers (pytest-xdist, `make test`) -----------------------------------------------
+# `make test` runs `pytest -n 2 --dist loadgroup`: a group runs whole on one worker, so a module's fixtures are built
+# once. Each module is its own group, except that every test reading the shared fast search joins one group (that
+# search runs once, not once per worker). Modules with integration tests (marked slow) are handed out first, so the
+# many short unit tests fill the workers' last minutes instead of one long search running alone at the end.
+SHARED_SESSION_FIXTURES = ("fast_search_run",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Group each test by module (or the shared session fixture it reads) and put the slow groups first."""
+    def group(item) -> str:
+        shared = [name for name in SHARED_SESSION_FIXTURES if name in item.fixturenames]
+        return shared[0] if shared else item.nodeid.split("::", 1)[0]
+
+    slow_groups = {group(item) for item in items if item.get_closest_marker("slow")}
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=lambda item: group(item) not in slow_groups)  # stable: the order within a group is kept

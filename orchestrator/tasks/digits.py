@@ -8,8 +8,6 @@ import time
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 from orchestrator.threads import torch_threads
@@ -123,6 +121,9 @@ class DigitsTask(Task):
 
 
 def _split_digits(settings: DigitsSettings) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    from sklearn.datasets import load_digits  # here, not at import: sklearn costs every Ray worker 1.4 s to import
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     images = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
     labels = bunch.target.astype(np.int64)

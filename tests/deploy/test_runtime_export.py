@@ -10,11 +10,13 @@ import textwrap
 import pytest
 import torch
 
-from orchestrator.threads import torch_threads
 from orchestrator.compress import Recipe, apply_recipe
 from orchestrator.deploy import load
 from orchestrator.tasks.batches import run as run_model
+from orchestrator.threads import torch_threads
 from tests.deploy.conftest import TRIAL_THREADS, write_run
+
+pytestmark = pytest.mark.slow
 
 PRUNED = dict(prune_method="structured", prune_ratio=0.5, kd_steps=5)
 RECIPES = {

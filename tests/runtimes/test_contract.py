@@ -17,6 +17,8 @@ import pytest
 
 from orchestrator.runtimes import REGISTRY
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 CASES = [(runtime.name, bits) for runtime in REGISTRY for bits in (32, 8) if bits in runtime.bits]
 

@@ -8,14 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from orchestrator.threads import torch_threads
 from orchestrator.compress import Recipe, apply_recipe
 from orchestrator.errors import InputError
 from orchestrator.measure import measure
 from orchestrator.runtimes import REGISTRY, OpenVinoModule, kernel_archs
 from orchestrator.runtimes import openvino as ov_runtime
 from orchestrator.tasks.batches import run
+from orchestrator.threads import torch_threads
 from tests.int8_bounds import INT8_STEP_ERROR, assert_int8_classifies_like_float
+
+pytestmark = pytest.mark.slow
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -133,8 +135,8 @@ def test_a_space_naming_openvino_without_the_extra_is_refused_naming_it(monkeypa
         REGISTRY.get("openvino").check_available()
     with pytest.raises(InputError, match="runtime 'openvino'"):
         ov_runtime.OpenVinoModule("model.xml")
-    from orchestrator.techniques.domains import Choices
     from orchestrator.search.space import check_runtimes
+    from orchestrator.techniques.domains import Choices
 
     space = {"bits": Choices(choices=[32, 8]), "runtime": Choices(choices=["eager", "openvino"])}
     with pytest.raises(InputError, match=r"pip install 'hedgerow\[openvino\]'"):
@@ -143,8 +145,8 @@ def test_a_space_naming_openvino_without_the_extra_is_refused_naming_it(monkeypa
 
 
 def test_a_gpu_search_is_refused_openvino():
-    from orchestrator.techniques.domains import Choices
     from orchestrator.search.space import check_runtimes
+    from orchestrator.techniques.domains import Choices
 
     with pytest.raises(InputError, match="'openvino' runs on OpenVINO's CPU plugin"):
         check_runtimes({"bits": 8, "runtime": Choices(choices=["openvino"])}, "cuda", 1)

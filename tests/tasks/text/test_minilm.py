@@ -21,6 +21,8 @@ from orchestrator.tasks.text.encoder import MissingExtra
 from tests.conftest import MINILM_CI, REPO
 from tests.tasks.text.tiny_bert import save_tiny_bert
 
+pytestmark = pytest.mark.slow
+
 
 def test_the_teacher_agrees_with_itself_on_both_diagnostics(minilm_task):
     previous = minilm_task.metric  # a session fixture: later tests see what it was, pass or fail
