@@ -104,22 +104,33 @@ def fast_search_run(tmp_path_factory) -> FastRun:
 
 
 # ---- Running the suite on several workers (pytest-xdist, `make test`) -----------------------------------------------
-# `make test` runs `pytest -n 2 --dist loadgroup`: a group runs whole on one worker, so a module's fixtures are built
-# once. Each module is its own group, except that every test reading the shared fast search joins one group (that
-# search runs once, not once per worker). Modules with integration tests (marked slow) are handed out first, so the
-# many short unit tests fill the workers' last minutes instead of one long search running alone at the end.
-SHARED_SESSION_FIXTURES = ("fast_search_run",)
+# `make test` runs `pytest -n 2`: each module runs whole on one worker, so its fixtures are built once, and the modules
+# that read the shared fast search run on one worker together (that search runs once, not once per worker). Modules
+# with integration tests (marked slow) are handed out first, so the many short unit tests fill the workers' last
+# minutes instead of one long search running alone at the end.
+READS_FAST_SEARCH = (
+    "tests/report/test_browser.py", "tests/report/test_build.py",
+    "tests/search/test_search_run.py", "tests/search/test_seeded_search.py",
+)  # fmt: skip
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_xdist_make_scheduler(config, log):
+    """Hand each worker whole modules (the modules reading the fast search as one)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "fast_search_run" if module in READS_FAST_SEARCH else module
+
+    return ByModule(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Group each test by module (or the shared session fixture it reads) and put the slow groups first."""
-    def group(item) -> str:
-        shared = [name for name in SHARED_SESSION_FIXTURES if name in item.fixturenames]
-        return shared[0] if shared else item.nodeid.split("::", 1)[0]
-
-    slow_groups = {group(item) for item in items if item.get_closest_marker("slow")}
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(group(item)))
-    items.sort(key=lambda item: group(item) not in slow_groups)  # stable: the order within a group is kept
+    """Put the modules with integration tests first; refuse a module that reads the fast search unlisted."""
+    unlisted = sorted({item.nodeid.split("::", 1)[0] for item in items if "fast_search_run" in item.fixturenames}
+                      - set(READS_FAST_SEARCH))  # fmt: skip
+    if unlisted:
+        raise pytest.UsageError(f"add {unlisted} to READS_FAST_SEARCH in tests/conftest.py: each reads fast_search_run")
+    slow_modules = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in slow_modules)  # stable: each module's order kept

@@ -134,15 +134,6 @@ def test_replay_proposes_table_recipes_from_the_teacher_on_and_repeats_per_seed(
     assert se.replay_search(table, sidecar, "tpe", seed=4, budget=14) != keys
 
 
-@pytest.mark.slow
-def test_replay_proposes_what_the_products_tuner_proposes():
-    """The replay's many seeds stand for the Tuner only if a shared seed proposes the same recipes in the same order."""
-    rows, sidecar = se.load_table()
-    tuner = se.run_searches({r["recipe_key"]: r for r in rows}, sidecar, ["tpe"], seeds=[1], budgets=[14])
-    replay = se.run_replays({se.grid_key(r): r for r in rows}, sidecar, ["tpe"], seeds=[1], budget=14)
-    assert se_figures._compare_replay(tuner, replay) == {"compared": 1, "identical": 1, "differing": []}
-
-
 def _seed_line(group: str, seed: int, quality: float) -> dict:
     return {"group": group, "seed": seed, "rows": [{"recipe_key": f"{group}-8b", "bits": 8, "quality": quality, "test_quality": quality}]}
 
@@ -186,7 +177,8 @@ def test_ratio_spread_bootstraps_seeds_and_judges_each_set_of_five():
 @pytest.mark.slow
 def test_tuner_seed_runs_resume_across_shards_and_judge_the_target_on_the_tuners_runs(tmp_path, monkeypatch):
     """--tuner-seeds: shards append their Tuner runs to one file, the figures wait for every run, and the replay is
-    checked against each of them."""
+    checked against each of them: the replay's many seeds stand for the product's Tuner only if a shared seed proposes
+    the same recipes in the same order, for every sampler."""
     import json
 
     import _common

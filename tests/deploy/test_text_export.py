@@ -98,23 +98,41 @@ def test_each_runtime_embeds_strings_as_the_task_would(exported, references, tri
     assert torch.equal(model.predict(TEXTS), embeddings)
 
 
-def test_a_fresh_process_loads_the_export_and_embeds(exported):
-    _, results = exported
+@pytest.fixture(scope="module")
+def fresh_process(exported, tmp_path_factory) -> dict[str, tuple[str, torch.Tensor]]:
+    """The float export embedding TEXTS and each runtime program's outputs on them, all in one fresh process (one
+    interpreter start): {trial_id: (the runtime load chose, outputs)}."""
+    task, results = exported
+    folder = tmp_path_factory.mktemp("text-fresh-process")
+    torch.save(dict(trim_padding(tokenize(task.tokenizer, TEXTS, 32))), folder / "inputs.pt")
+    locations = {trial_id: str(results[trial_id].location) for trial_id in ("fp32text", "ortint8tx", "compint8tx")}
     script = (
-        "import json, sys; from orchestrator.deploy import load; "
-        "m = load(sys.argv[1]); e = m.embed(sys.argv[2:]); print(json.dumps([m.runtime, e.tolist()]))"
+        "import json, sys, torch; from orchestrator.deploy import load\n"
+        "folder, locations, texts, runtimes = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), {}\n"
+        "for trial_id, location in locations.items():\n"
+        "    m = load(location)\n"
+        "    out = m.embed(texts) if trial_id == 'fp32text' else m.predict(torch.load(folder + '/inputs.pt'))\n"
+        "    torch.save(out, f'{folder}/{trial_id}.pt'); runtimes[trial_id] = m.runtime\n"
+        "print(json.dumps(runtimes))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, results["fp32text"].location, *TEXTS], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+        [sys.executable, "-c", script, str(folder), json.dumps(locations), json.dumps(TEXTS)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    runtime, embeddings = json.loads(done.stdout.strip().splitlines()[-1])
+    runtimes = json.loads(done.stdout.strip().splitlines()[-1])
+    return {trial_id: (runtimes[trial_id], torch.load(folder / f"{trial_id}.pt")) for trial_id in locations}
+
+
+def test_a_fresh_process_loads_the_export_and_embeds(exported, fresh_process):
+    _, results = exported
+    runtime, embeddings = fresh_process["fp32text"]
     here = load(results["fp32text"].location).embed(TEXTS)
-    assert runtime == "torch_export" and torch.allclose(torch.tensor(embeddings), here, atol=1e-6)
+    assert runtime == "torch_export" and torch.allclose(embeddings, here, atol=1e-6)
 
 
 @pytest.mark.parametrize("trial_id", ["ortint8tx", "compint8tx"])
-def test_each_runtime_program_round_trips_in_a_fresh_process(exported, trial_id, tmp_path):
+def test_each_runtime_program_round_trips_in_a_fresh_process(exported, fresh_process, trial_id):
     from orchestrator.compress import apply_recipe
     from orchestrator.tasks.batches import run as run_model
 
@@ -126,18 +144,8 @@ def test_each_runtime_program_round_trips_in_a_fresh_process(exported, trial_id,
     with torch.inference_mode():
         candidate = apply_recipe(task, recipe, teacher=task.teacher(), serving_batch_size=64).model
         expected = run_model(candidate, inputs)
-    torch.save(dict(inputs), tmp_path / "inputs.pt")
-    script = (
-        "import sys, torch; from orchestrator.deploy import load; m = load(sys.argv[1]); "
-        "torch.save(m.predict(torch.load(sys.argv[2])), sys.argv[3]); print(m.runtime)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, results[trial_id].location, str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == recipe.runtime
-    got = torch.load(tmp_path / "out.pt")
+    runtime, got = fresh_process[trial_id]
+    assert runtime == recipe.runtime
     assert got.shape == expected.shape == (3, 384)
     assert float((got - expected).abs().max()) <= 1e-3  # the same program; float kernels may round differently
 
