@@ -1,3 +1,3 @@
 """Hedgerow: find the cheapest compressed model that still meets its quality bar."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -46,6 +46,9 @@ def prepare_embedded_ray() -> None:
 def embedded_init_options(**overrides: Any) -> dict[str, Any]:
     """`ray.init` keyword arguments for an embedded cluster bound to the loopback address."""
     options: dict[str, Any] = {
+        # A new Ray of its own, always: without it ray.init() joins the cluster named by RAY_ADDRESS or the last
+        # `ray start` (or ray.cluster_utils.Cluster) on this machine, and dies with it.
+        "address": "local",
         "_node_ip_address": LOOPBACK,
         "include_dashboard": False,
         "log_to_driver": False,

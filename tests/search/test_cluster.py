@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +27,20 @@ def cluster():
     yield cluster, worker
     ray.shutdown()
     cluster.shutdown()
+
+
+def test_an_embedded_ray_beside_a_running_cluster_starts_its_own(cluster, monkeypatch):
+    """Cluster (like `ray start`) writes its address where a bare ray.init() finds and joins it: a search's embedded
+    Ray must not, or it dies with a cluster it does not own (and shares its trials with strangers)."""
+    monkeypatch.setenv("RAY_ADDRESS", cluster[0].address)
+    script = (
+        "import ray; from orchestrator.search.local_ray import init_embedded_ray; init_embedded_ray(); "
+        "print(ray.get_runtime_context().gcs_address)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    own = done.stdout.strip().splitlines()[-1]
+    assert own.startswith("127.0.0.1:") and own != cluster[0].address
 
 
 def _records(run_root: Path) -> int:
