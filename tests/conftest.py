@@ -115,8 +115,10 @@ READS_FAST_SEARCH = (
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """Hand each worker whole modules (the modules reading the fast search as one)."""
+    """Hand each worker whole modules (the modules reading the fast search as one), in collection order."""
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # xdist would put the modules with the most tests first, searches last
 
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
