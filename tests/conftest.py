@@ -114,6 +114,11 @@ READS_FAST_SEARCH = (
 )  # fmt: skip
 
 
+def _module(nodeid: str) -> str:
+    """The test module a node id belongs to (tests/x/test_y.py)."""
+    return nodeid.split("::", 1)[0]
+
+
 def pytest_xdist_make_scheduler(config, log):
     """Hand each worker whole modules (the modules reading the fast search as one), in collection order."""
     from xdist.scheduler import LoadScopeScheduling
@@ -122,7 +127,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
+            module = _module(nodeid)
             return "fast_search_run" if module in READS_FAST_SEARCH else module
 
     return ByModule(config, log)
@@ -130,9 +135,8 @@ def pytest_xdist_make_scheduler(config, log):
 
 def pytest_collection_modifyitems(config, items):
     """Put the modules with integration tests first; refuse a module that reads the fast search unlisted."""
-    unlisted = sorted({item.nodeid.split("::", 1)[0] for item in items if "fast_search_run" in item.fixturenames}
-                      - set(READS_FAST_SEARCH))  # fmt: skip
+    unlisted = sorted({_module(item.nodeid) for item in items if "fast_search_run" in item.fixturenames} - set(READS_FAST_SEARCH))
     if unlisted:
         raise pytest.UsageError(f"add {unlisted} to READS_FAST_SEARCH in tests/conftest.py: each reads fast_search_run")
-    slow_modules = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in slow_modules)  # stable: each module's order kept
+    slow_modules = {_module(item.nodeid) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: _module(item.nodeid) not in slow_modules)  # stable: each module's order kept
