@@ -10,8 +10,14 @@ from torch.utils._pytree import tree_flatten
 def count_params(model: nn.Module) -> tuple[int, int]:
     """(parameters, nonzero parameters) of conv/linear/norm weights and biases, quantized layers included."""
     total = nonzero = 0
+    seen: set[object] = set()  # a weight shared by two modules (tied embeddings and LM head) is counted once
+    alive: list[torch.Tensor] = []  # unpacked weights held until the end, so no later one reuses their memory
     for module in model.modules():
         for tensor in _own_weights(module):
+            if _identity(tensor) in seen:
+                continue
+            seen.add(_identity(tensor))
+            alive.append(tensor)
             tensor = _plain(tensor)
             total += tensor.numel()
             try:
@@ -48,12 +54,21 @@ def _own_weights(module: nn.Module) -> list[torch.Tensor]:
 def weights_bytes(model: nn.Module) -> int:
     """In-memory bytes of every parameter and buffer (quantized packed weights included)."""
     total = 0
+    seen: set[object] = set()  # tied weights appear under two names in the state dict, held once in memory
     with torch.inference_mode(False):  # tensor subclasses can't detach under inference mode
-        for value in model.state_dict().values():
+        for value in model.state_dict(keep_vars=True).values():
             for tensor in tree_flatten(value)[0]:
-                if isinstance(tensor, torch.Tensor):
+                if isinstance(tensor, torch.Tensor) and _identity(tensor) not in seen:
+                    seen.add(_identity(tensor))
                     total += _tensor_bytes(tensor)
     return total
+
+
+def _identity(tensor: torch.Tensor) -> object:
+    """What makes two tensors the same memory: their storage and view for a plain tensor, the object otherwise."""
+    if type(tensor) in (torch.Tensor, nn.Parameter) and tensor.layout == torch.strided and not tensor.is_quantized:
+        return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
+    return id(tensor)
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> int:
