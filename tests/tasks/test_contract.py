@@ -12,6 +12,7 @@ from torch import nn
 from orchestrator.tasks import Quality, Task, load_task
 from orchestrator.tasks.batches import batch_size, run, tensors
 from tests.conftest import MINILM_CI
+from tests.llm_models import tiny_llm_folder, write_text
 from tests.tasks.text.tiny_bert import FAMILIES, save_fine_tuned_classifier, save_tiny_bert, save_tiny_encoder, topic_rows
 
 IMPLEMENTATIONS = {
@@ -27,6 +28,11 @@ IMPLEMENTATIONS = {
     "example-hf-encoder-modernbert": ("examples.hf_encoder_task:make_task", {**MINILM_CI, "seq_len": 48, "metric": "fidelity"}),
     "example-hf-encoder-deberta": ("examples.hf_encoder_task:make_task", {**MINILM_CI, "seq_len": 48, "metric": "fidelity"}),
     "example-hf-classifier": ("examples.hf_classifier_task:make_task", {"seq_len": 64}),
+    # A decoder LLM: a tiny random Llama with a tokenizer trained in the test, judged by perplexity on its own text.
+    "example-hf-causal-lm": (
+        "examples.hf_causal_lm_task:make_task",
+        {"window_tokens": 32, "train_window_tokens": 16, "n_val": 4, "n_test": 5, "n_train": 10, "top_k": 8},
+    ),
 }
 
 
@@ -43,6 +49,9 @@ def task(request, tmp_path_factory) -> Task:
         data = folder / "labeled.jsonl"
         data.write_text("".join(json.dumps({"text": text, "label": label}) + "\n" for text, label in rows))
         kwargs = {**kwargs, "model_path": str(save_fine_tuned_classifier(folder, rows)), "data_file": str(data)}
+    elif spec == "examples.hf_causal_lm_task:make_task":
+        root = tmp_path_factory.mktemp("causal-lm")
+        kwargs = {**kwargs, "model_path": str(tiny_llm_folder(root / "model")), "text_file": str(write_text(root / "text.txt", 3))}
     elif request.param.endswith(FAMILIES[1:]):
         family = request.param.rpartition("-")[2]
         kwargs = {**kwargs, "model_path": str(save_tiny_encoder(tmp_path_factory.mktemp(family), family))}
@@ -77,7 +86,9 @@ def test_splits_are_disjoint_and_aligned(task):
     val, test, train = rows(splits["val"][0]), rows(splits["test"][0]), rows(splits["train"][0])
     assert not val & test, "val and test overlap"
     assert not (val | test) & train, "an evaluation example is also a training example"
-    assert shapes(splits["val"][0]) == shapes(splits["test"][0]) == shapes(splits["train"][0])
+    assert shapes(splits["val"][0]) == shapes(splits["test"][0])
+    if not getattr(task, "generates", False):  # an LLM's distillation windows are cut shorter than the judged ones
+        assert shapes(splits["val"][0]) == shapes(splits["train"][0])
 
 
 @pytest.mark.parametrize("split", ["val", "test"])
@@ -94,6 +105,9 @@ def test_evaluate_returns_quality_with_an_interval_bracketing_the_value(task, sp
         assert quality["ci95_low"] < quality["ci95_high"]
     if task.metric in ("accuracy", "r2"):
         assert quality["ci95_high"] <= 1.0
+    if task.metric == "log_perplexity":  # nats per token: uniform guessing over the vocabulary scores ln(V)
+        assert 0 < quality["value"] < math.log(task.teacher().config.vocab_size) + 0.5
+        return
     if task.metric == "ndcg_at_10":  # labeled retrieval: one relevant passage among P, ranked at random, scores this
         passages = len(task.data(split)[1]) - len(items)
         chance = sum(1 / math.log2(rank + 2) for rank in range(10)) / passages
@@ -104,6 +118,21 @@ def test_evaluate_returns_quality_with_an_interval_bracketing_the_value(task, sp
 
 def test_evaluate_judges_a_bad_model_as_bad(task):
     inputs, _ = task.data("val")
+    if getattr(task, "generates", False):  # a model that predicts every token equally likely: perplexity = vocabulary
+        vocab = task.teacher().config.vocab_size
+
+        class Uniform(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.unused = nn.Parameter(torch.zeros(1))
+
+            def forward(self, ids):
+                return torch.zeros(*ids.shape, vocab)
+
+        quality = task.evaluate(Uniform(), "val")
+        assert quality["value"] == pytest.approx(math.log(vocab), rel=1e-5)
+        assert quality["value"] > task.evaluate(task.teacher(), "val")["value"]
+        return
     n_outputs = run(task.teacher(), inputs).shape[1]
 
     class Constant(nn.Module):
