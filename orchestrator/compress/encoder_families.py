@@ -1,8 +1,10 @@
-"""Where each family of transformer encoders keeps its heads, FFN neurons and layers: one small table.
+"""Where each family of transformers keeps its heads, FFN neurons and layers: one small table.
 
-A family is a description, not code: the paths (inside one encoder layer) of the attention's
+A family is a description, not code: the paths (inside one layer) of the attention's
 query/key/value projections or its one fused projection, the attention output, the FFN's
-input and output, and the plain attributes the forward reads after heads are sliced.
+input(s) and output, and the plain attributes the forward reads after heads are sliced.
+Encoders (BERT, DistilBERT, ModernBERT, DeBERTa) and Llama-style decoders (grouped-query
+attention, a gated FFN as separate gate/up projections) are rows alike.
 `transformer_prune` slices any layer by its family's description; adding a family is one
 more row in `FAMILIES`.
 """
@@ -17,25 +19,37 @@ import torch
 from torch import nn
 
 __all__ = [
-    "BERT", "DISTILBERT", "FAMILIES", "MODERNBERT", "EncoderFamily", "discover_family", "family_of", "needs_message",
+    "BERT", "DISTILBERT", "FAMILIES", "LLAMA", "MODERNBERT", "EncoderFamily", "discover_family", "family_of",
+    "needs_message",
 ]  # fmt: skip
 
 # A plain (non-state) attribute on each encoder layer: the family discovered for it (generic encoders only).
 _FAMILY = "_hedgerow_family"
+
+# The sizes a family's config may be kept true to (EncoderFamily.config_sizes).
+CONFIG_ROLES = ("heads", "kv_heads", "ffn", "head_size")
 
 
 @dataclass(frozen=True)
 class EncoderFamily:
     """One encoder family's layout, as dotted paths inside one encoder layer.
 
-    `qkv` is either three paths (query, key, value: each projects to heads × head size) or one
-    fused projection whose output is [all query heads | all key heads | all value heads].
+    `qkv` is either three paths (query, key, value) or one fused projection whose output is
+    [all query heads | all key heads | all value heads]. With three, key and value may be narrower
+    than query (grouped-query attention): each key-value head serves `group` consecutive query
+    heads, and a group (its key/value rows, its query heads, their output columns) goes as one.
     A `gated` FFN input projects to 2 × intermediate, [input | gate], so neuron i is the pair of
-    rows (i, intermediate + i). The module holding the first `qkv` projection is the attention
-    module: `head_size` names its attribute holding the (never changed) head size (or is the size
-    itself, for a discovered family), `head_count`
-    its attributes set to the number of kept heads, `head_width` those set to kept heads × head
-    size. `depth` names attributes of the layer list's parent holding the number of layers.
+    rows (i, intermediate + i); `ffn_in_also` names further FFN inputs whose row i is the same
+    neuron (a gate beside its up projection). The module holding the first `qkv` projection is
+    the attention module: `head_size` names its attribute holding the (never changed) head size
+    (or is the size itself, for a discovered family), `head_count` its attributes set to the
+    number of kept heads, `head_width` those set to kept heads × head size, `head_groups` those
+    set to query heads per key-value head. `ffn_count` names attributes of the FFN module set to
+    its kept neurons. `depth` names attributes of the layer list's parent holding the number of
+    layers; `layer_index` dotted attributes inside a layer holding its position (a KV cache's
+    index), renumbered after layers are dropped. `config_sizes` pairs a size (`heads`,
+    `kv_heads`, `ffn`, `head_size`) with the config attribute kept true to it, for a family
+    whose config is saved and loaded again (`save_pretrained`): every layer must then share it.
     """
 
     name: str
@@ -51,14 +65,27 @@ class EncoderFamily:
     head_width: tuple[str, ...] = ()
     depth: tuple[str, ...] = ()
     refuse_if: tuple[str, ...] = ()  # modules whose presence means a variant whose heads live elsewhere too
+    ffn_in_also: tuple[str, ...] = ()
+    head_groups: tuple[str, ...] = ()
+    ffn_count: tuple[str, ...] = ()
+    layer_index: tuple[str, ...] = ()
+    config_sizes: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.qkv) not in (1, 3):
             raise ValueError(f"qkv: expected three projections (query, key, value) or one fused, got {self.qkv}")
+        unknown = [role for role, _ in self.config_sizes if role not in CONFIG_ROLES]
+        if unknown:
+            raise ValueError(f"config_sizes: unknown sizes {unknown}; expected some of {CONFIG_ROLES}")
 
     @property
     def fused(self) -> bool:
         return len(self.qkv) == 1
+
+    @property
+    def ffn_inputs(self) -> tuple[str, ...]:
+        """Every FFN input projection: row i of each is neuron i."""
+        return (self.ffn_in, *self.ffn_in_also)
 
     def attention(self, layer: nn.Module) -> nn.Module:
         """The module holding the query/key/value projections (where kept heads are recorded)."""
@@ -79,9 +106,19 @@ class EncoderFamily:
         return size if isinstance(size, int) else int(getattr(self.attention(layer), size))
 
     def n_heads(self, layer: nn.Module) -> int:
-        """Heads the layer has now (after any pruning), from the projections' width."""
+        """Query heads the layer has now (after any pruning), from the projections' width."""
         width = self.projections(layer)[0].out_features // (3 if self.fused else 1)
         return width // self.head_size_of(layer)
+
+    def n_kv_heads(self, layer: nn.Module) -> int:
+        """Key-value heads the layer has now: the query heads, unless key and value are narrower (grouped)."""
+        if self.fused:
+            return self.n_heads(layer)
+        return self.projections(layer)[1].out_features // self.head_size_of(layer)
+
+    def group(self, layer: nn.Module) -> int:
+        """Query heads per key-value head (1 for plain multi-head attention); pruning by whole groups keeps it."""
+        return self.n_heads(layer) // self.n_kv_heads(layer)
 
     def ffn_width(self, layer: nn.Module) -> int:
         """FFN neurons the layer has now (a gated pair counts once)."""
@@ -90,7 +127,7 @@ class EncoderFamily:
     def matches(self, layer: nn.Module) -> bool:
         """Whether `layer` has this family's modules, all nn.Linear, with consistent shapes."""
         try:
-            linears = [layer.get_submodule(p) for p in (*self.qkv, self.attn_out, self.ffn_in, self.ffn_out)]
+            linears = [layer.get_submodule(p) for p in (*self.qkv, self.attn_out, *self.ffn_inputs, self.ffn_out)]
             size = self.head_size_of(layer)
         except (AttributeError, TypeError, ValueError):
             return False
@@ -98,15 +135,19 @@ class EncoderFamily:
             return False
         if any(_has_submodule(layer, path) for path in self.refuse_if):
             return False
-        *projections, attn_out, ffn_in, ffn_out = linears
+        projections, attn_out = linears[: len(self.qkv)], linears[len(self.qkv)]
+        *ffn_inputs, ffn_out = linears[len(self.qkv) + 1 :]
         width = attn_out.in_features
-        per_projection = [p.out_features // 3 if self.fused else p.out_features for p in projections]
-        if self.fused and projections[0].out_features != 3 * width:
-            return False
+        if self.fused:
+            heads_fit = projections[0].out_features == 3 * width
+        else:
+            query, key, value = (p.out_features for p in projections)
+            # Key and value as wide as the query, or narrower by a whole number of query heads per key-value head.
+            heads_fit = query == width and key == value and key % size == 0 and key > 0 and (query // size) % (key // size) == 0
         return (
-            all(w == width for w in per_projection)
+            heads_fit
             and width % size == 0
-            and ffn_in.out_features == (2 if self.gated else 1) * ffn_out.in_features
+            and all(f.out_features == (2 if self.gated else 1) * ffn_out.in_features for f in ffn_inputs)
         )
 
 
@@ -165,7 +206,31 @@ DEBERTA = replace(
     refuse_if=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
 )
 
-FAMILIES: tuple[EncoderFamily, ...] = (BERT, DISTILBERT, MODERNBERT, DEBERTA)
+# Llama-style decoders: Llama, SmolLM2, TinyLlama, Qwen2 (q/k/v with bias), Mistral, Gemma 1-3. Grouped-query attention (k/v
+# narrower than q, by whole groups), a gated FFN as separate gate/up projections. The forward reshapes with -1 heads
+# and repeats each key-value head num_key_value_groups times; the KV cache is indexed by self_attn.layer_idx. The
+# config is what save_pretrained writes and from_pretrained builds from, so it is kept true (head_dim explicit:
+# with fewer heads it no longer equals hidden_size // num_attention_heads).
+LLAMA = EncoderFamily(
+    name="Llama",
+    models="Llama, SmolLM2, TinyLlama, Qwen2, Mistral, Gemma",
+    layers="model.layers",
+    qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+    attn_out="self_attn.o_proj",
+    ffn_in="mlp.gate_proj",
+    ffn_in_also=("mlp.up_proj",),
+    ffn_out="mlp.down_proj",
+    head_size="head_dim",
+    head_groups=("num_key_value_groups",),
+    ffn_count=("intermediate_size",),
+    layer_index=("self_attn.layer_idx",),
+    config_sizes=(
+        ("heads", "num_attention_heads"), ("kv_heads", "num_key_value_heads"), ("ffn", "intermediate_size"),
+        ("head_size", "head_dim"),
+    ),  # fmt: skip
+)
+
+FAMILIES: tuple[EncoderFamily, ...] = (BERT, DISTILBERT, MODERNBERT, DEBERTA, LLAMA)
 
 
 def _has_submodule(module: nn.Module, path: str) -> bool:
@@ -187,11 +252,13 @@ def family_of(layer: nn.Module) -> EncoderFamily | None:
 def needs_message() -> str:
     """What transformer pruning expects, naming every family's layout."""
     shapes = "; ".join(
-        f"{f.name} ({f.models}: {f.layers}[i] with {', '.join(f.qkv)}, {f.attn_out}, {f.ffn_in}, {f.ffn_out})"
+        f"{f.name} ({f.models}: {f.layers}[i] with {', '.join(f.qkv)}, {f.attn_out}, {', '.join(f.ffn_inputs)}, "
+        f"{f.ffn_out})"
         for f in FAMILIES
     )
     return (
-        f"needs a BERT-style encoder, one of: {shapes}; or any encoder whose query/key/value (or one fused "
+        f"needs a BERT-style encoder or a Llama-style decoder, one of: {shapes}; or any encoder whose "
+        "query/key/value (or one fused "
         "projection), attention output and FFN are nn.Linear layers sized by its config's hidden_size, "
         "num_attention_heads and intermediate_size"
     )

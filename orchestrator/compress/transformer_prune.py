@@ -1,6 +1,7 @@
-"""Structured pruning of transformer encoders: attention heads, FFN neurons and whole layers.
+"""Structured pruning of transformers: attention heads, FFN neurons and whole layers.
 
-Each encoder family (BERT-named, DistilBERT, ModernBERT; see `encoder_families`) is a
+Each family (BERT-named, DistilBERT, ModernBERT, DeBERTa encoders; Llama-style decoders with
+grouped-query attention, pruned by whole key-value groups; see `encoder_families`) is a
 description of where its projections are; the slicing below is the same for all of them.
 An encoder of no known family gets a description from its config and the shapes of its
 Linear layers, accepted only if pruning a silenced head and neuron of one layer changes
@@ -11,12 +12,18 @@ pruned model is faster as well as smaller. Which teacher layers, heads and neuro
 survive is kept as plain attributes on the pruned modules (never in the state_dict), so
 `structure_of` can always describe the shape relative to the original teacher and
 `apply_structure` can rebuild it on a fresh copy before `load_state_dict(strict=True)`.
+A family whose config is saved with the model (a Hugging Face decoder) has it kept true, so
+`save_pretrained` then `from_pretrained` builds the pruned shape.
+
+Depth is pruned by `keep_layers` (evenly spaced) or `drop_layers` (the blocks of least block
+influence, measured once on calibration batches; see `layer_importance`, or evenly spaced).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Mapping
+import math
+from typing import Any, Callable, Literal, Mapping
 
 import torch
 import torch_pruning as tp
@@ -24,10 +31,18 @@ from pydantic import Field
 from torch import nn
 
 from orchestrator.compress.encoder_families import EncoderFamily, discover_family, family_of, needs_message
+from orchestrator.compress.layer_importance import (
+    block_influence,
+    ffn_importance,
+    head_importance,
+    layer_drop_indices,
+    least_influential,
+)
 from orchestrator.compress.prune import MAX_PRUNE_RATIO
+from orchestrator.errors import InputError
 from orchestrator.techniques import Context, Knob, Knobs, Stage, StepRecord, Technique, TechniqueConfig
 from orchestrator.techniques.details import PruneDetails
-from orchestrator.techniques.domains import candidate_values, mildest_ratio
+from orchestrator.techniques.domains import Range, candidate_values, mildest_ratio
 
 # Plain (non-state) attributes recording original-teacher indices on the pruned modules.
 _LAYER_INDEX = "_hedgerow_layer_index"  # on each encoder layer
@@ -39,7 +54,8 @@ _STILL_APPLIES = "bits 8 (int8), runtime, and distillation (kd_steps, without kd
 
 
 class HeadPruneConfig(TechniqueConfig):
-    """Remove round(ratio × heads) attention heads in every layer, the smallest by L2 magnitude."""
+    """Remove round(ratio × heads) attention heads in every layer, the smallest by L2 magnitude; with grouped-query
+    attention, round(ratio × key-value heads) whole groups (a key-value head and the query heads it serves)."""
 
     stage = Stage.PRUNE
     ratio: float = Field(ge=0.0, le=MAX_PRUNE_RATIO)
@@ -59,6 +75,19 @@ class LayerDropConfig(TechniqueConfig):
     keep_layers: int = Field(ge=1)
 
 
+LayerImportance = Literal["block_influence", "even"]
+
+
+class BlockDropConfig(TechniqueConfig):
+    """Drop the `n_drop` blocks of lowest block influence (measured once on calibration batches), or evenly spaced."""
+
+    stage = Stage.PRUNE
+    n_drop: int = Field(ge=1)
+    importance: LayerImportance = "block_influence"
+    calibration_batches: int = Field(4, ge=1)
+    calibration_batch_size: int = Field(4, ge=1)
+
+
 # --- finding and describing the encoder -------------------------------------------------------
 
 
@@ -74,10 +103,22 @@ def _config_above(model: nn.Module, name: str) -> Any:
 
 
 def _model_class(model: nn.Module) -> str:
-    """The class a user knows the model by: the outermost module with a config (a Hugging Face model inside our
-    pooling or logits wrapper), else the model's own class."""
-    inner = next((m for m in model.modules() if getattr(m, "config", None) is not None), model)
+    """The class a user knows the model by: the outermost module holding a config of its own (a Hugging Face model
+    inside our pooling or logits wrapper, whose `config` may be a property reading it), else the model's own class."""
+    inner = next((m for m in model.modules() if vars(m).get("config") is not None), model)
     return type(inner).__name__
+
+
+def _layers_found(model: nn.Module, lists: list[tuple[str, nn.ModuleList]]) -> str:
+    """The architecture found, for a refusal: its model type and its longest list of layers of one class."""
+    inner = next((m for m in model.modules() if vars(m).get("config") is not None), None)
+    model_type = getattr(getattr(inner, "config", None), "model_type", None)
+    found = f"model_type {model_type!r}; " if model_type else ""
+    uniform = [(name, m) for name, m in lists if len({type(layer) for layer in m}) == 1]
+    if not uniform:
+        return found + "no list of layers"
+    name, layers = max(uniform, key=lambda item: len(item[1]))
+    return found + f"its layers: {name}[i], {len(layers)} × {type(layers[0]).__name__}"
 
 
 def _find_encoder(model: nn.Module) -> tuple[str, nn.ModuleList, EncoderFamily]:
@@ -91,8 +132,8 @@ def _find_encoder(model: nn.Module) -> tuple[str, nn.ModuleList, EncoderFamily]:
     if not found:
         name = _model_class(model)
         raise ValueError(
-            f"{name} fits no encoder layout transformer pruning knows; the knobs that still apply to {name}: "
-            f"{_STILL_APPLIES}. Transformer pruning {needs_message()}"
+            f"{name} fits no encoder layout (nor decoder layout) transformer pruning knows ({_layers_found(model, lists)})"
+            f"; the knobs that still apply to {name}: {_STILL_APPLIES}. Transformer pruning {needs_message()}"
         )
     if len(found) > 1:
         names = ", ".join(name or "<root>" for name, _, _ in found)
@@ -108,13 +149,6 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
 def encoder_family(model: nn.Module) -> EncoderFamily:
     """The family (layout description) of the encoder inside `model`."""
     return _find_encoder(model)[2]
-
-
-def _layer_family(layer: nn.Module) -> EncoderFamily:
-    family = family_of(layer)
-    if family is None:
-        raise ValueError(f"transformer pruning {needs_message()}; {type(layer).__name__} is not such a layer")
-    return family
 
 
 def _kept_heads(layer: nn.Module, family: EncoderFamily) -> list[int]:
@@ -140,6 +174,18 @@ def structure_of(model: nn.Module) -> dict[str, list]:
         if len(ffn) != family.ffn_width(layer):
             raise RuntimeError(f"recorded kept FFN neurons do not match {family.ffn_out}; was it pruned elsewhere?")
     return structure
+
+
+def prunable_units(model: nn.Module) -> dict[str, int]:
+    """How many units each structural knob takes a count or a share of in `model` (its first layer), by knob name:
+    layers (keep_layers, drop_layers), key-value groups or heads (prune_heads_ratio), FFN neurons (prune_ffn_ratio)."""
+    _, layers, family = _find_encoder(model)
+    return {
+        "keep_layers": len(layers),
+        "drop_layers": len(layers),
+        "prune_heads_ratio": len(_kept_groups(layers[0], family)),
+        "prune_ffn_ratio": len(_kept_ffn(layers[0], family)),
+    }
 
 
 def _n_params(model: nn.Module) -> int:
@@ -171,19 +217,41 @@ def _head_rows(family: EncoderFamily, n_heads: int, size: int, heads: list[int])
     return [block * n_heads * size + r for block in range(3) for r in rows]
 
 
+def _kept_groups(layer: nn.Module, family: EncoderFamily) -> list[int]:
+    """The key-value heads kept (original indices): query head h belongs to group h // group size (the heads
+    themselves without grouping)."""
+    group = family.group(layer)
+    return [h // group for h in _kept_heads(layer, family)[::group]]
+
+
+def _keep_groups(layer: nn.Module, groups: list[int], family: EncoderFamily) -> None:
+    """Slice one layer's attention down to the key-value groups `groups` (original indices, ascending)."""
+    group = family.group(layer)
+    _keep_heads(layer, [g * group + j for g in groups for j in range(group)], family)
+
+
 def _keep_heads(layer: nn.Module, keep: list[int], family: EncoderFamily) -> None:
-    """Slice one layer's attention down to the heads `keep` (original indices, ascending)."""
+    """Slice one layer's attention down to the query heads `keep` (original indices, ascending): with grouped-query
+    attention, whole groups, whose key-value heads go with them."""
     attention = family.attention(layer)
     current = _kept_heads(layer, family)
     positions = _positions(current, keep, "kept_heads")
-    size = family.head_size_of(layer)
+    size, group = family.head_size_of(layer), family.group(layer)
+    if any(p % group != i % group or (i % group and p != positions[i - 1] + 1) for i, p in enumerate(positions)):
+        raise ValueError(
+            f"kept_heads: {keep} splits a key-value group; each key-value head serves {group} consecutive query "
+            "heads, which are kept or removed together"
+        )
+    if len(positions) % group:
+        raise ValueError(f"kept_heads: {keep} is not a whole number of key-value groups of {group} query heads")
     removed = _removed(len(current), positions)
     gone = [p * size + j for p in removed for j in range(size)]
     if gone:
         rows = _head_rows(family, len(current), size, removed)
+        kv_rows = [g * size + j for g in sorted({p // group for p in removed}) for j in range(size)]
         with torch.no_grad():
-            for linear in family.projections(layer):
-                tp.prune_linear_out_channels(linear, rows)
+            for index, linear in enumerate(family.projections(layer)):
+                tp.prune_linear_out_channels(linear, kv_rows if index > 0 and group > 1 else rows)
             tp.prune_linear_in_channels(family.linear(layer, family.attn_out), gone)
     # Only the attributes the family names are derived from the head count; the head size is
     # unchanged. The shared config is left alone: its num_attention_heads still defines the
@@ -192,21 +260,27 @@ def _keep_heads(layer: nn.Module, keep: list[int], family: EncoderFamily) -> Non
         setattr(attention, attr, len(keep))
     for attr in family.head_width:
         setattr(attention, attr, len(keep) * size)
+    for attr in family.head_groups:
+        setattr(attention, attr, group)
     setattr(attention, _KEPT_HEADS, list(keep))
 
 
 def _keep_ffn(layer: nn.Module, keep: list[int], family: EncoderFamily) -> None:
     """Slice one layer's feed-forward block down to the neurons `keep` (original indices, ascending).
 
-    In a gated FFN a neuron is an (input, gate) pair of rows of the input projection; both go together.
+    In a gated FFN a neuron is an (input, gate) pair of rows of the input projection; both go together,
+    as do its rows of every FFN input (a separate gate and up projection).
     """
     current = _kept_ffn(layer, family)
     gone = _removed(len(current), _positions(current, keep, "kept_ffn"))
     if gone:
         rows = gone + [len(current) + g for g in gone] if family.gated else gone
         with torch.no_grad():
-            tp.prune_linear_out_channels(family.linear(layer, family.ffn_in), rows)
+            for path in family.ffn_inputs:
+                tp.prune_linear_out_channels(family.linear(layer, path), rows)
             tp.prune_linear_in_channels(family.linear(layer, family.ffn_out), gone)
+    for attr in family.ffn_count:
+        setattr(family.ffn(layer), attr, len(keep))
     setattr(family.ffn(layer), _KEPT_FFN, list(keep))
 
 
@@ -223,19 +297,52 @@ def _keep_layers(model: nn.Module, keep: list[int]) -> None:
     for depth in family.depth:
         if hasattr(parent, depth):
             setattr(parent, depth, len(keep))
+    for index, layer in enumerate(getattr(parent, attr)):
+        for path in family.layer_index:
+            holder_path, _, attribute = path.rpartition(".")
+            holder = layer.get_submodule(holder_path)
+            if hasattr(holder, attribute):
+                setattr(holder, attribute, index)  # the KV cache is indexed by position, not by the teacher's index
     # Configs of the modules holding the encoder (e.g. BertModel, BertEncoder) describe its depth,
-    # and some (ModernBERT's layer_types) hold one entry per layer.
+    # and some (ModernBERT's and Qwen2's layer_types) hold one entry per layer.
+    for config in _configs_holding(model, name):
+        per_layer = getattr(config, "layer_types", None)
+        if isinstance(per_layer, list) and len(per_layer) == len(layers):
+            config.layer_types = [per_layer[p] for p in positions]
+        config.num_hidden_layers = len(keep)
+
+
+def _configs_holding(model: nn.Module, name: str) -> list[Any]:
+    """The configs (each once) of the modules holding the layer list `name` that describe its depth."""
     configs = {}
     for module_name, module in model.named_modules():
         config = getattr(module, "config", None)
         holds_encoder = module_name == "" or name.startswith(module_name + ".")
         if holds_encoder and hasattr(config, "num_hidden_layers"):
             configs[id(config)] = config
-    for config in configs.values():
-        per_layer = getattr(config, "layer_types", None)
-        if isinstance(per_layer, list) and len(per_layer) == len(layers):
-            config.layer_types = [per_layer[p] for p in positions]
-        config.num_hidden_layers = len(keep)
+    return list(configs.values())
+
+
+def _sync_config(model: nn.Module) -> None:
+    """Keep the sizes a family's config holds (heads, key-value heads, FFN width, head size) true to its layers, so
+    the config a Hugging Face decoder saves builds the pruned shape; refused where the layers differ in one."""
+    name, layers, family = _find_encoder(model)
+    if not family.config_sizes:
+        return
+    measure = {"heads": family.n_heads, "kv_heads": family.n_kv_heads, "ffn": family.ffn_width,
+               "head_size": family.head_size_of}  # fmt: skip
+    values = {}
+    for role, attribute in family.config_sizes:
+        sizes = sorted({measure[role](layer) for layer in layers})
+        if len(sizes) > 1:
+            raise ValueError(
+                f"structure: the layers of a {family.name} model must share one {attribute} (its config holds one "
+                f"for every layer); got {sizes}"
+            )
+        values[attribute] = sizes[0]
+    for config in _configs_holding(model, name):
+        for attribute, value in values.items():
+            setattr(config, attribute, value)
 
 
 def _first_tensor(output: Any) -> torch.Tensor:
@@ -288,48 +395,8 @@ def apply_structure(model: nn.Module, structure: dict[str, Any]) -> nn.Module:
     for layer, layer_heads, layer_ffn in zip(layers, heads, ffn):
         _keep_heads(layer, sorted(int(h) for h in layer_heads), family)
         _keep_ffn(layer, sorted(int(n) for n in layer_ffn), family)
+    _sync_config(model)
     return model
-
-
-# --- importance -------------------------------------------------------------------------------
-
-
-def head_importance(layer: nn.Module, family: EncoderFamily | None = None) -> torch.Tensor:
-    """Per-head L2 importance: summed norms of the head's query/key/value rows and attention-output columns."""
-    family = family or _layer_family(layer)
-    size = family.head_size_of(layer)
-    with torch.no_grad():
-        if family.fused:
-            weight = family.projections(layer)[0].weight
-            blocks = weight.reshape(3, -1, size, weight.shape[1]).norm(dim=(2, 3))
-            scores = blocks[0] + blocks[1] + blocks[2]
-        else:
-            scores = sum(
-                linear.weight.reshape(-1, size, linear.in_features).norm(dim=(1, 2))
-                for linear in family.projections(layer)
-            )
-        out = family.linear(layer, family.attn_out).weight
-        scores = scores + out.reshape(out.shape[0], -1, size).norm(dim=(0, 2))
-    return scores
-
-
-def ffn_importance(layer: nn.Module, family: EncoderFamily | None = None) -> torch.Tensor:
-    """Per-neuron L2 importance: FFN input row norm (both rows of a gated pair) + FFN output column norm."""
-    family = family or _layer_family(layer)
-    with torch.no_grad():
-        rows = family.linear(layer, family.ffn_in).weight.norm(dim=1)
-        if family.gated:
-            rows = rows[: rows.shape[0] // 2] + rows[rows.shape[0] // 2 :]
-        return rows + family.linear(layer, family.ffn_out).weight.norm(dim=0)
-
-
-def layer_drop_indices(n: int, keep: int) -> list[int]:
-    """Evenly spaced positions of `keep` of `n` layers, ending at the last: ((i + 1) · n) // keep − 1.
-
-    6 → 3 keeps [1, 3, 5] (DistilBERT-style alternate layers); 12 → 4 keeps [2, 5, 8, 11];
-    keep 1 keeps only the last layer, whose output the head was trained on.
-    """
-    return [((i + 1) * n) // keep - 1 for i in range(keep)]
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -341,22 +408,29 @@ def _record(technique: str, config: TechniqueConfig, params_before: int, model: 
 
 
 def prune_heads(model: nn.Module, config: HeadPruneConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
-    """Remove the least important attention heads, the same number in every layer."""
+    """Remove the least important attention heads (key-value groups, with grouped-query attention), the same number
+    in every layer."""
     model = model.cpu().eval()
     _, layers, family = _find_encoder(model)
     params_before = _n_params(model)
     for layer in layers:
-        current = _kept_heads(layer, family)
+        current = _kept_groups(layer, family)
         n_remove = round(config.ratio * len(current))
         if n_remove >= len(current):
             limit = (len(current) - 0.5) / len(current)
+            what = "attention heads" if family.group(layer) == 1 else "key-value groups"
             raise ValueError(
-                f"prune_heads_ratio: {config.ratio} would remove all {len(current)} attention heads of a layer "
+                f"prune_heads_ratio: {config.ratio} would remove all {len(current)} {what} of a layer "
                 f"(round({config.ratio} × {len(current)}) = {n_remove}); expected a ratio below {limit:.4g} "
                 "so that at least one head per layer stays"
             )
-    removed = _remove_least_important(layers, config.ratio, family, _kept_heads, head_importance, _keep_heads)
-    return model, _record("heads", config, params_before, model, heads_removed_per_layer=removed)
+    groups = [family.group(layer) for layer in layers]
+    removed = _remove_least_important(layers, config.ratio, family, _kept_groups, head_importance, _keep_groups)
+    _sync_config(model)
+    extra = {"heads_removed_per_layer": [n * g for n, g in zip(removed, groups)]}
+    if any(g > 1 for g in groups):
+        extra["kv_groups_removed_per_layer"] = removed
+    return model, _record("heads", config, params_before, model, **extra)
 
 
 def prune_ffn(model: nn.Module, config: FFNPruneConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
@@ -372,6 +446,7 @@ def prune_ffn(model: nn.Module, config: FFNPruneConfig, ctx: Context) -> tuple[n
                 "expected a ratio that leaves at least one"
             )
     removed = _remove_least_important(layers, config.ratio, family, _kept_ffn, ffn_importance, _keep_ffn)
+    _sync_config(model)
     return model, _record("ffn", config, params_before, model, ffn_removed_per_layer=removed)
 
 
@@ -408,7 +483,43 @@ def drop_layers(model: nn.Module, config: LayerDropConfig, ctx: Context) -> tupl
     if config.keep_layers < n:
         with torch.no_grad():
             _keep_layers(model, keep)
+    _sync_config(model)
     return model, _record("layers", config, params_before, model, layers_before=n)
+
+
+def drop_blocks(model: nn.Module, config: BlockDropConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
+    """Drop the `n_drop` blocks of lowest block influence (ShortGPT; measured once, on the model as given, over the
+    task's calibration batches) or, by `even` importance, keep the rest evenly spaced (see `layer_drop_indices`)."""
+    model = model.cpu().eval()
+    layers = encoder_layers(model)
+    n = len(layers)
+    if not 1 <= config.n_drop < n:
+        raise InputError(
+            f"drop_layers: cannot drop {config.n_drop} of the model's {n} layers; 1..{n - 1} is allowed "
+            "(at least one layer stays)"
+        )
+    params_before = _n_params(model)
+    current = [int(getattr(layer, _LAYER_INDEX, i)) for i, layer in enumerate(layers)]
+    extra: dict[str, Any] = {"layers_before": n, "layer_importance": config.importance}
+    if config.importance == "even":
+        keep_positions = layer_drop_indices(n, n - config.n_drop)
+    else:
+        if ctx.task is None:
+            raise InputError("drop_layers: block influence is measured on the task's calibration batches; no task given")
+        batches = ctx.task.calibration_batches(config.calibration_batches, config.calibration_batch_size)
+        try:
+            scores = block_influence(model.to(ctx.device), layers, batches, ctx.task.token_mask, device=ctx.device)
+        finally:
+            model.cpu()
+        dropped = set(least_influential(scores, config.n_drop))
+        keep_positions = [p for p in range(n) if p not in dropped]
+        extra["block_influence"] = [round(float(s), 6) for s in scores]
+    keep = [current[p] for p in keep_positions]
+    extra["dropped_layers"] = [i for i in current if i not in keep]
+    with torch.no_grad():
+        _keep_layers(model, keep)
+    _sync_config(model)
+    return model, _record("blocks", config, params_before, model, **extra)
 
 
 def teacher_structure(teacher: nn.Module) -> dict[str, list] | None:
@@ -450,6 +561,8 @@ def _stages(recipe: Any) -> list[TechniqueConfig]:
     stages: list[TechniqueConfig] = []
     if recipe.keep_layers is not None:
         stages.append(LayerDropConfig(keep_layers=recipe.keep_layers))
+    if recipe.drop_layers > 0:  # depth first: block influence is measured on the unpruned model
+        stages.append(BlockDropConfig(n_drop=recipe.drop_layers, importance=recipe.layer_importance))
     if recipe.prune_heads_ratio > 0:
         stages.append(HeadPruneConfig(ratio=recipe.prune_heads_ratio))
     if recipe.prune_ffn_ratio > 0:
@@ -463,23 +576,48 @@ def _describe(knobs: Knobs, shown: frozenset[str]) -> list[str]:
     parts = []
     for knob, what, kept, total in ENCODER_DIMS:
         shaped = kept in knobs and total in knobs
-        if shaped and (knob in shown or int(knobs[kept]) != int(knobs[total])):
+        asked = knob in shown or (knob == "keep_layers" and "drop_layers" in shown)
+        if shaped and (asked or int(knobs[kept]) != int(knobs[total])):
             n, of = int(knobs[kept]), int(knobs[total])
             parts.append(f"{n} of {of} layers" if what == "layers" else f"{what} {n} of {of}")
         elif knob == "keep_layers" and knob in knobs:
             parts.append(f"{int(knobs[knob])} layers")
+        elif knob == "keep_layers" and int(knobs.get("drop_layers") or 0) > 0:
+            parts.append(f"−{int(knobs['drop_layers'])} layers")
         elif knob in knobs and knob != "keep_layers" and float(knobs[knob] or 0) > 0:
             parts.append(f"{what} −{float(knobs[knob]) * 100:.0f}%")
     return parts
 
 
+def _mildest_count(domain: Any) -> int | None:
+    """The smallest whole number above 0 a domain allows (a range's first one above 0), or None."""
+    if isinstance(domain, Range):
+        low = max(1, math.ceil(domain.low))
+        return low if low <= domain.high else None
+    counts = [int(v) for v in candidate_values(domain) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    counts = [v for v in counts if v > 0]
+    return min(counts) if counts else None
+
+
+def _check(recipe: Any) -> list[str]:
+    if recipe.keep_layers is not None and recipe.drop_layers > 0:
+        return [
+            f"drop_layers: set either keep_layers (layers kept, evenly spaced) or drop_layers (blocks removed), not "
+            f"both; got keep_layers={recipe.keep_layers}, drop_layers={recipe.drop_layers}"
+        ]
+    return []
+
+
 def _seeds(space: Mapping[str, Any], teacher_layers: int | None) -> list[dict[str, Any]]:
-    """One layer fewer than the teacher, then the smallest FFN and head ratios, each alone."""
+    """One layer fewer than the teacher, the fewest blocks dropped, then the smallest FFN and head ratios, each alone."""
     seeds: list[dict[str, Any]] = []
     if teacher_layers:
         fewer = [k for k in candidate_values(space.get("keep_layers")) if isinstance(k, int) and k < teacher_layers]
         if fewer:
             seeds.append({"keep_layers": max(fewer)})
+    n_drop = _mildest_count(space.get("drop_layers"))
+    if n_drop is not None and (not teacher_layers or n_drop < teacher_layers):
+        seeds.append({"drop_layers": n_drop})
     for name in ("prune_ffn_ratio", "prune_heads_ratio"):
         ratio = mildest_ratio(space.get(name))
         if ratio is not None:
@@ -490,17 +628,24 @@ def _seeds(space: Mapping[str, Any], teacher_layers: int | None) -> list[dict[st
 TECHNIQUE = Technique(
     name="transformer_prune",
     knobs=(
-        Knob("prune_heads_ratio", float, 0.0, "transformers: share of attention heads removed per layer",
+        Knob("prune_heads_ratio", float, 0.0,
+             "transformers: share of attention heads (key-value groups, with grouped-query attention) removed per layer",
              {"ge": 0.0, "le": MAX_PRUNE_RATIO}),
         Knob("prune_ffn_ratio", float, 0.0, "transformers: share of FFN neurons removed per layer",
              {"ge": 0.0, "le": MAX_PRUNE_RATIO}),
         Knob("keep_layers", int | None, None, "transformers: encoder layers kept, evenly spread (None: all)", {"ge": 1}),
+        Knob("drop_layers", int, 0, "transformers: decoder/encoder blocks removed (0: none)", {"ge": 0}),
+        Knob("layer_importance", LayerImportance, "block_influence",
+             "drop_layers: which blocks go: the least block influence (calibration), or evenly spaced",
+             applies=lambda k: int(k["drop_layers"]) > 0),
     ),  # fmt: skip
-    sampled_as=("keep_layers", "prune_heads_ratio", "prune_ffn_ratio"),
+    sampled_as=("keep_layers", "prune_heads_ratio", "prune_ffn_ratio", "drop_layers", "layer_importance"),
     stages=_stages,
     describe=_describe,
     seeds=_seeds,
-    handlers={HeadPruneConfig: prune_heads, FFNPruneConfig: prune_ffn, LayerDropConfig: drop_layers},
+    check=_check,
+    handlers={HeadPruneConfig: prune_heads, FFNPruneConfig: prune_ffn, LayerDropConfig: drop_layers,
+              BlockDropConfig: drop_blocks},  # fmt: skip
     stage_order=10,
     sample_order=20,
     seed_order=20,
