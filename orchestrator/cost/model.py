@@ -39,7 +39,9 @@ class InstanceCost(BaseModel):
     accelerator: str | None
     accelerator_count: int
     on_demand_usd_per_hour: float
-    throughput_sps: float | None
+    throughput_sps: float | None = Field(
+        description="samples/s one instance sustains; requests/s for an LLM priced by tokens (orchestrator.cost.tokens)"
+    )
     batch_latency_p95_ms: float | None
     projected: bool
     projection_method: str
@@ -49,6 +51,14 @@ class InstanceCost(BaseModel):
     monthly_usd: float | None
     feasible: bool
     reason: str
+    # Only for an LLM priced by tokens (orchestrator.cost.tokens); None otherwise.
+    concurrency: int | None = Field(None, description="concurrent requests per worker the instance is sized at")
+    ttft_p95_ms: float | None = Field(None, description="time to first token p95 on this instance, at concurrency")
+    tpot_p95_ms: float | None = Field(None, description="time per output token p95 on this instance, at concurrency")
+    output_tokens_per_s: float | None = Field(None, description="output tokens/s one instance sustains, at concurrency")
+    usd_per_million_output_tokens: float | None = Field(
+        None, description="on_demand_usd_per_hour / (output_tokens_per_s × target_utilization × 3600) × 1e6"
+    )
 
 
 class CostResult(BaseModel):
@@ -66,6 +76,9 @@ class CostResult(BaseModel):
     throughput_sps: float | None = Field(None, description="what one instance of instance_type sustains (measured or projected)")
     region: str
     catalog_as_of: date
+    # Only for an LLM priced by tokens (orchestrator.cost.tokens); None otherwise.
+    concurrency: int | None = Field(None, description="concurrent requests per worker on instance_type")
+    usd_per_million_output_tokens: float | None = Field(None, description="on instance_type, at target_utilization")
 
 
 def _exact(x: float) -> Fraction:
@@ -197,6 +210,11 @@ def price_candidate(
         raise InputError(f"memory_headroom: expected a fraction in [0, 1), got {memory_headroom!r}")
     if not 1 <= smt_yield <= 2:
         raise InputError(f"deployment.smt_yield: expected a number from 1.0 to 2.0, got {smt_yield!r}")
+    if traffic.latency_slo_p95_ms is None:
+        raise InputError(
+            "traffic.latency_slo_p95_ms: expected the p95 latency SLO of one batch (ms) to price this candidate; "
+            "only an LLM priced by tokens (orchestrator.cost.tokens.price_tokens) may leave it out"
+        )
     costs = [_price_instance(metrics, traffic, catalog, inst, memory_headroom, smt_yield) for inst in catalog.instances]
     return choose(costs, catalog.region, catalog.as_of)
 
@@ -247,6 +265,8 @@ def choose(costs: list[InstanceCost], region: str, catalog_as_of: date) -> CostR
         projected=best.projected,
         reason=reason,
         throughput_sps=best.throughput_sps,
+        concurrency=best.concurrency,
+        usd_per_million_output_tokens=best.usd_per_million_output_tokens,
         **base,
     )
 
@@ -268,13 +288,31 @@ EXPLAIN_COLUMNS = [
     "reason",
 ]
 
+# An LLM priced by tokens: throughput_sps is requests/s, and the token figures follow it.
+TOKEN_EXPLAIN_COLUMNS = [
+    *EXPLAIN_COLUMNS[: EXPLAIN_COLUMNS.index("batch_latency_p95_ms")],
+    "concurrency",
+    "ttft_p95_ms",
+    "tpot_p95_ms",
+    "output_tokens_per_s",
+    "usd_per_million_output_tokens",
+    *EXPLAIN_COLUMNS[EXPLAIN_COLUMNS.index("projected") :],
+]
 
-def explain(result: CostResult) -> pd.DataFrame:
-    """One row per catalog instance: throughput (measured or projected), replicas, $/month, feasible, reason."""
+
+def explain(result: CostResult, tokens: bool | None = None) -> pd.DataFrame:
+    """One row per catalog instance: throughput (measured or projected), replicas, $/month, feasible, reason.
+
+    tokens: TOKEN_EXPLAIN_COLUMNS instead of EXPLAIN_COLUMNS (None: where any instance has a concurrency).
+    """
+    if tokens is None:
+        tokens = any(c.concurrency is not None for c in result.per_instance)
     rows = [
         {**c.model_dump(exclude={"hourly_replicas"}), "chosen": c.instance_type == result.instance_type}
         for c in result.per_instance
     ]
-    frame = pd.DataFrame(rows, columns=EXPLAIN_COLUMNS)
+    frame = pd.DataFrame(rows, columns=TOKEN_EXPLAIN_COLUMNS if tokens else EXPLAIN_COLUMNS)
     frame["replicas"] = frame["replicas"].astype("Int64")  # blank, not NaN-as-float, where unpriced
+    if tokens:
+        frame["concurrency"] = frame["concurrency"].astype("Int64")
     return frame

@@ -54,3 +54,55 @@ def test_bad_traffic_is_rejected_with_the_reason(fields, expected):
 def test_slo_is_required():
     with pytest.raises(ValidationError, match="latency_slo_p95_ms"):
         Traffic(peak_rps=10)
+
+
+TOKENS = {"prompt_tokens": 300, "output_tokens": 120}
+
+
+def test_tokens_defaults_and_bounds():
+    traffic = Traffic(peak_rps=2, tokens=TOKENS)
+    tokens = traffic.tokens
+    assert traffic.latency_slo_p95_ms is None  # optional with a tokens: section
+    assert tokens.concurrency == [1, 2, 4, 8, 16] and tokens.max_new_tokens_limit == 512
+    assert (tokens.ttft_slo_p95_ms, tokens.tpot_slo_p95_ms) == (None, None)
+    assert (tokens.prompt_tokens_bound, tokens.output_tokens_bound) == (300, 120)  # the means without p95s
+    p95 = Traffic(peak_rps=2, tokens={**TOKENS, "prompt_tokens_p95": 900, "output_tokens_p95": 400}).tokens
+    assert (p95.prompt_tokens_bound, p95.output_tokens_bound) == (900, 400)
+    assert Traffic(peak_rps=2, tokens={**TOKENS, "concurrency": [8, 1, 4]}).tokens.concurrency == [1, 4, 8]
+
+
+def test_tokens_round_trip_through_a_dump():
+    traffic = Traffic(hourly_rps_profile=[1.0] * 24, tokens={**TOKENS, "ttft_slo_p95_ms": 800, "tpot_slo_p95_ms": 90})
+    assert Traffic.model_validate(traffic.model_dump()) == traffic
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        ({"output_tokens": 120}, "tokens.prompt_tokens\n  Field required"),
+        ({"prompt_tokens": 300}, "tokens.output_tokens\n  Field required"),
+        ({**TOKENS, "ttft_slo_p95_ms": 0}, "tokens.ttft_slo_p95_ms\n  Input should be greater than 0"),
+        ({**TOKENS, "tpot_slo_p95_ms": -5}, "tokens.tpot_slo_p95_ms\n  Input should be greater than 0"),
+        ({**TOKENS, "prompt_tokens": 0}, "greater than 0"),
+        ({**TOKENS, "output_tokens_p95": float("inf")}, "finite number"),
+        ({**TOKENS, "concurrency": []}, "at least one concurrency level"),
+        ({**TOKENS, "concurrency": [0, 1]}, "concurrency levels of at least 1"),
+        ({**TOKENS, "concurrency": [2, 2]}, "distinct concurrency levels"),
+        ({**TOKENS, "max_new_tokens_limit": 0}, "greater than or equal to 1"),
+        ({**TOKENS, "max_new_tokens_limit": 100}, "output_tokens 120 is above max_new_tokens_limit 100"),
+        ({**TOKENS, "output_tokens_p95": 600}, "output_tokens_p95 600 is above max_new_tokens_limit 512"),
+        ({**TOKENS, "ttft_slo_ms": 100}, "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_tokens_are_rejected_with_the_reason(tokens, expected):
+    with pytest.raises(ValidationError, match=expected):
+        Traffic(peak_rps=1, tokens=tokens)
+
+
+def test_latency_slo_is_optional_only_with_tokens():
+    with pytest.raises(ValidationError, match="latency_slo_p95_ms is required .* only traffic with a tokens: section"):
+        Traffic(peak_rps=10)
+    with pytest.raises(ValidationError, match="greater than 0"):
+        Traffic(peak_rps=10, latency_slo_p95_ms=0, tokens=TOKENS)
+    both = Traffic(peak_rps=10, latency_slo_p95_ms=8000, tokens=TOKENS)
+    assert both.latency_slo_p95_ms == 8000
