@@ -8,6 +8,7 @@ catalog file and the instance filter.
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
@@ -48,10 +49,36 @@ class TaskSpec(_Strict):
 
 
 class Objective(_Strict):
-    """What quality means and how much of it may be given up against the teacher."""
+    """What quality means and how much of it may be given up against the teacher.
+
+    For a causal LM (metric log_perplexity, nats per token) the bound may be set in perplexity terms instead:
+    `max_perplexity_increase: 0.05` (+5%) is `max_quality_drop` ln(1.05) = 0.04879 nats per token.
+    """
 
     metric: str = "accuracy"
     max_quality_drop: float = Field(0.01, ge=0.0, le=1.0)
+    max_perplexity_increase: float | None = Field(
+        None, gt=0.0, le=1.0, description="log_perplexity only: the largest relative perplexity increase (0.05 = +5%)"
+    )
+
+    @model_validator(mode="after")
+    def _perplexity_bound(self) -> "Objective":
+        if self.max_perplexity_increase is None:
+            return self
+        if self.metric != "log_perplexity":
+            raise ValueError(
+                f"max_perplexity_increase applies to metric log_perplexity (causal LMs), not {self.metric!r}; "
+                "use max_quality_drop"
+            )
+        bound = math.log1p(self.max_perplexity_increase)
+        # A resolved config (a run folder's config.yaml) holds both; a user's config gives one.
+        if "max_quality_drop" in self.model_fields_set and not math.isclose(self.max_quality_drop, bound, abs_tol=1e-12):
+            raise ValueError(
+                f"give max_perplexity_increase or max_quality_drop, not both: {self.max_perplexity_increase} is "
+                f"max_quality_drop {bound:.6g} nats per token, not {self.max_quality_drop}"
+            )
+        self.max_quality_drop = bound
+        return self
 
 
 class Deployment(_Strict):

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import sys
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from orchestrator.cost.catalog import Catalog, load_catalog
 from orchestrator.errors import InputError, UnsafeFile, first_line
 from orchestrator.safe_files import read_json, write_atomic
 from orchestrator.search.local_ray import init_embedded_ray
-from orchestrator.search.space import check_runtimes, check_space_fits
+from orchestrator.search.space import check_generating_task, check_runtimes, check_space_fits
 from orchestrator.tasks.base import Task
 from orchestrator.tasks.checkpoint import tensor_fingerprint
 from orchestrator.tasks.registry import load_task
@@ -86,6 +87,7 @@ def prepare(config: SearchConfig) -> Prepared:
     task = load_task(config.task.name, config.task.args, field="task.name")
     if config.objective.metric != task.metric:
         raise InputError(f"objective.metric: task {config.task.name!r} measures {task.metric!r}, not {config.objective.metric!r}")
+    check_generating_task(config.space, config.traffic, task)
     check_space_fits(config.space, task)
     check_runtimes(config.space, config.search.device, config.search.resources_per_trial.gpu)
     catalog_path = None
@@ -258,9 +260,10 @@ def _run(paths: RunPaths, prepared: Prepared, address: str | None, resume: bool)
         else:
             if resume:
                 _forget_unrestorable(paths, config, meta, tune_path)
-            # The teacher's depth where the space searches keep_layers: its "one layer fewer" seed.
-            depth = len(structure["kept_layers"]) if structure is not None and "keep_layers" in config.space else None
-            tuner = new_tuner(trainable, config, paths, meta, depth)
+            # The teacher's depth where the space searches its depth: the "one layer fewer" and "mildest drop" seeds.
+            searched = "keep_layers" in config.space or "drop_layers" in config.space
+            depth = len(structure["kept_layers"]) if structure is not None and searched else None
+            tuner = new_tuner(trainable, config, paths, meta, depth, task.higher_is_better)
         results = tuner.fit()
         summary = finalize(paths, prepared, results, meta["study_name"], teacher_fingerprint=fingerprint)
         summary.write(paths.summary_json)
@@ -285,7 +288,19 @@ def _keep_reference(config: SearchConfig, task: Any, teacher: Any, fingerprint: 
         return
     threads = max(1, int(settings.resources_per_trial.cpu))
     previous = torch.get_num_threads()
+    tokens = config.traffic.tokens
     try:
+        if getattr(task, "generates", False) and tokens is not None:
+            from orchestrator.measure.generation_reference import generation_reference
+
+            started = time.perf_counter()
+            gen = generation_reference(teacher, round(tokens.prompt_tokens), round(tokens.output_tokens), list(tokens.concurrency),
+                                       threads, teacher_fingerprint=fingerprint)  # fmt: skip
+            first = gen.metrics.points[0]
+            print(f"[hedgerow] teacher reference on this machine: {first.output_tokens_per_s:,.1f} output tokens/s at "
+                  f"concurrency {first.concurrency}, TTFT p95 {first.ttft_p95_ms:,.0f} ms, {threads} thread(s) "
+                  f"({time.perf_counter() - started:.0f} s; {gen.path})", file=sys.stderr, flush=True)  # fmt: skip
+            return
         ref = reference_throughput(teacher, task.example_batch(config.traffic.serving_batch_size), threads,
                                    teacher_fingerprint=fingerprint)
     except Exception as exc:  # a user's task: whatever breaks here fails each trial with its reason instead
@@ -331,7 +346,10 @@ def _forget_unrestorable(paths: RunPaths, config: SearchConfig, meta: dict, tune
         shutil.rmtree(tune_path, ignore_errors=True)
 
 
-def new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict, teacher_layers: int | None = None) -> Any:
+def new_tuner(
+    trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict, teacher_layers: int | None = None,
+    higher_is_better: bool = True,
+) -> Any:  # fmt: skip
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -348,7 +366,7 @@ def new_tuner(trainable: Any, config: SearchConfig, paths: RunPaths, meta: dict,
         scheduler = ASHAScheduler(
             time_attr="training_iteration",
             metric="quality",
-            mode="max",
+            mode="max" if higher_is_better else "min",
             # Reports: one per eval_every steps strictly inside distillation, then the final row. Every rung
             # falls before a trial's distillation ends, where stopping it still saves steps.
             max_t=max(2, -(-max_kd // settings.eval_every_steps)),

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.compress.recipe import Recipe
-from orchestrator.compress.transformer_prune import structure_of
+from orchestrator.compress.transformer_prune import prunable_units, structure_of
 from orchestrator.config import INDEX_SUFFIX
 from orchestrator.errors import InputError
 from orchestrator.runtimes import REGISTRY
@@ -159,11 +159,19 @@ def check_space_fits(space: dict[str, Domain], task: Any) -> None:
             f"{task.name!r} is a transformer encoder, whose structure keep_layers, prune_heads_ratio and "
             "prune_ffn_ratio prune (unstructured pruning applies to both)"
         )
+    units = prunable_units(task.teacher())  # heads counted as key-value groups where attention groups its queries
     widths = {
-        "prune_heads_ratio": ("attention heads", len(structure["kept_heads"][0])),
-        "prune_ffn_ratio": ("feed-forward neurons", len(structure["kept_ffn"][0])),
-    }
+        "prune_heads_ratio": ("attention heads (key-value groups)" if getattr(task, "generates", False) else "attention heads",
+                              units["prune_heads_ratio"]),
+        "prune_ffn_ratio": ("feed-forward neurons", units["prune_ffn_ratio"]),
+    }  # fmt: skip
     depth = len(structure["kept_layers"])
+    searched_depth = [n for n in ("keep_layers", "drop_layers") if n in space and any(v not in (0, None) for v in values_to_check(space[n]))]
+    if len(searched_depth) == 2:
+        raise InputError(
+            "space.drop_layers: search keep_layers (evenly spaced layers kept) or drop_layers (blocks dropped by "
+            "importance), not both: a candidate with both would be refused"
+        )
     for name, (what, width) in widths.items():
         for ratio in values_to_check(space[name]) if name in space else []:
             if round(float(ratio) * width) >= width:
@@ -195,3 +203,46 @@ def check_runtimes(space: dict[str, Domain], device: str, gpu: float) -> None:
                 f"space.runtime: {runtime.name!r} runs on {runtime.cpu_only}, and this search runs trials on a GPU "
                 f"(search.device / search.resources_per_trial.gpu); search {' or '.join(r.name for r in REGISTRY if not r.cpu_only)} there"
             )
+
+
+STRUCTURAL_LLM_KNOBS = ("keep_layers", "drop_layers", "prune_heads_ratio", "prune_ffn_ratio")
+
+
+def check_generating_task(space: dict[str, Domain], traffic: Any, task: Any) -> None:
+    """A task that generates tokens (a causal LM) needs token traffic, an LLM runtime, and, for the pruning knobs,
+    an architecture the decoder pruning table knows; token traffic needs such a task."""
+    generates = bool(getattr(task, "generates", False))
+    if not generates:
+        if traffic.tokens is not None:
+            raise InputError(
+                f"traffic.tokens: task {task.name!r} does not generate tokens; prompt and output lengths apply to "
+                "causal LMs (smollm2, examples.hf_causal_lm_task): leave tokens out"
+            )
+        return
+    if traffic.tokens is None:
+        raise InputError(
+            f"traffic.tokens: task {task.name!r} generates tokens and is priced by them: give prompt_tokens, "
+            "output_tokens, ttft_slo_p95_ms and tpot_slo_p95_ms"
+        )
+    runtimes = [str(v) for v in values_to_check(space["runtime"])] if "runtime" in space else ["eager"]
+    others = [r for r in runtimes if r != "eager"]
+    if others:
+        raise InputError(
+            f"space.runtime: {others} do not serve decoder LLMs in Hedgerow yet; the eager runtime (PyTorch with a KV "
+            "cache, weight-only int8/int4 kernels) does"
+        )
+    bits = [int(v) for v in values_to_check(space["bits"])] if "bits" in space else [32]
+    if 16 in bits:
+        raise InputError("space.bits: 16 is not offered for decoder LLMs on the eager runtime; choose from 32, 8 and 4")
+    used = [
+        n for n in STRUCTURAL_LLM_KNOBS
+        if n in space and any(v not in (0, 0.0, None) for v in values_to_check(space[n]))
+    ]  # fmt: skip
+    if used and not getattr(task, "prunable", True):
+        from orchestrator.tasks.llm.loading import pruning_family_message
+
+        raise InputError(f"space.{used[0]}: {task.source.describe()}: {pruning_family_message(task.model_type)}")
+    depth = len(task.teacher().decoder_layers()) if used else None
+    for drop in values_to_check(space["drop_layers"]) if "drop_layers" in space else []:
+        if depth is not None and not 0 <= int(drop) < depth:
+            raise InputError(f"space.drop_layers: {drop} blocks asked to be dropped; the model has {depth}, so 0..{depth - 1}")

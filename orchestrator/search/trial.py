@@ -25,6 +25,7 @@ from orchestrator.cost.traffic import Traffic
 from orchestrator.measure import Metrics, ReferenceThroughput, measure, reference_throughput
 from orchestrator.runtimes import kernel_archs, startup_seconds
 from orchestrator.report.records import TrialRecord, read_record
+from orchestrator.search.llm_trial import measure_tokens, price as price_tokens, token_columns
 from orchestrator.search.space import recipe_from_config
 from orchestrator.tasks.base import Evaluation, Task, model_device, paired_drop, quality_drop
 
@@ -100,24 +101,36 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     )  # fmt: skip
     evaluation = evaluate_items(task, compressed.model, "val")
     quality = evaluation.quality
-    batch = task.example_batch(context.traffic.serving_batch_size)
-    startup, startup_method = startup_seconds(compressed.model, compressed.record.steps, batch)
-    measured = measure_candidate(compressed, teacher, batch, context.settings, threads, teacher_fingerprint=context.teacher_fingerprint)
-    cost = price_candidate(
-        candidate_metrics(measured, recipe.bits, context.measured_instance_type, kernel_archs(compressed.record.steps)),
-        context.traffic,
-        context.catalog,
-        smt_yield=context.smt_yield,
-    )
-    metrics = measured.metrics
-    row = final_row(config, recipe, quality, measured, cost, compressed.record, context, evaluation)
+    archs = kernel_archs(compressed.record.steps)
+    if getattr(task, "generates", False):
+        tokens = measure_tokens(
+            compressed.model, teacher, context.traffic, threads, teacher_fingerprint=context.teacher_fingerprint,
+            interleave=context.settings.throughput_reference == "teacher",
+        )  # fmt: skip
+        cost = price_tokens(tokens, recipe.bits, context.traffic, context.catalog, context.smt_yield, context.measured_instance_type, archs)
+        measurement = token_columns(tokens, cost, context.traffic.tokens.output_tokens)
+        measurement["_size_bytes"] = compressed.record.deployed_size_bytes or tokens.metrics.weight_bytes
+        metrics_json, throughput = tokens.metrics.model_dump(mode="json"), tokens.describe()
+        startup, startup_method = None, "not measured for generating tasks"
+    else:
+        batch = task.example_batch(context.traffic.serving_batch_size)
+        startup, startup_method = startup_seconds(compressed.model, compressed.record.steps, batch)
+        measured = measure_candidate(compressed, teacher, batch, context.settings, threads, teacher_fingerprint=context.teacher_fingerprint)
+        cost = price_candidate(
+            candidate_metrics(measured, recipe.bits, context.measured_instance_type, archs),
+            context.traffic,
+            context.catalog,
+            smt_yield=context.smt_yield,
+        )
+        measurement = measurement_columns(measured)
+        metrics_json, throughput = measured.metrics.model_dump(mode="json"), measured.describe()
+    row = final_row(config, recipe, quality, measurement, cost, compressed.record, context, evaluation)
     row.update(encoder_shape(context.teacher_structure, compressed.record.steps))
-    row["startup_seconds"] = round(startup, 3)
+    row["startup_seconds"] = round(startup, 3) if startup is not None else None
     row["trial_seconds"] = round(time.perf_counter() - started, 3)
     TrialRecord(
-        row=row, recipe=recipe, compression=compressed.record, metrics=metrics.model_dump(mode="json"),
-        throughput=measured.describe(),
-        startup={"seconds": round(startup, 3), "method": startup_method, "runtime": recipe.runtime},
+        row=row, recipe=recipe, compression=compressed.record, metrics=metrics_json, throughput=throughput,
+        startup={"seconds": row["startup_seconds"], "method": startup_method, "runtime": recipe.runtime},
         quality=dict(quality), diagnostics=evaluation.diagnostics, cost=cost,
     ).write(record_path(context.records_dir, recipe.key()))  # fmt: skip
     tune.report(row)
@@ -199,12 +212,40 @@ def drop_against_teacher(quality, context: TrialContext, items: torch.Tensor | N
     return mean, low, high
 
 
+def measurement_columns(measured: Measured) -> dict[str, Any]:
+    """trials.csv's measurement columns for a model measured in samples at the serving batch."""
+    metrics = measured.metrics
+    return {
+        "params": metrics.params,
+        "nonzero_params": metrics.nonzero_params,
+        "peak_mem_bytes": metrics.peak_mem_bytes,
+        "throughput_sps": measured.throughput_sps,
+        "raw_throughput_sps": metrics.throughput_sps,
+        "per_core_sps": measured.throughput_sps / metrics.device.threads if metrics.device.kind == "cpu" else None,
+        "throughput_ratio_to_teacher": metrics.throughput_ratio_to_reference,
+        "teacher_reference_sps": measured.reference.throughput_sps if measured.reference else None,
+        "batch_latency_p95_ms": metrics.batch_latency_p95_ms,
+        "latency_p50_ms": metrics.latency_p50_ms,
+        "latency_p95_ms": metrics.latency_p95_ms,
+        "flops_per_sample": metrics.flops_per_sample,
+        "device": metrics.device.name,
+        "device_kind": metrics.device.kind,
+        "device_capability": metrics.device.capability,
+        "threads": metrics.device.threads,
+        "_size_bytes": metrics.size_bytes,
+    }
+
+
 def final_row(
-    config, recipe, quality, measured: Measured, cost: CostResult, record, context: TrialContext,
+    config, recipe, quality, measurement: dict[str, Any], cost: CostResult, record, context: TrialContext,
     evaluation: Evaluation | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The flat result a finished trial reports: every trials.csv column it can know."""
-    metrics = measured.metrics
+    """The flat result a finished trial reports: every trials.csv column it can know.
+
+    `measurement`: the measurement columns, from `measurement_columns` (samples at a serving batch) or
+    llm_trial.token_columns (tokens, for a task that generates)."""
+    measurement = dict(measurement)
+    size_bytes = measurement.pop("_size_bytes", record.deployed_size_bytes)
     drop, drop_low, drop_high = drop_against_teacher(quality, context, evaluation.items if evaluation is not None else None)
     diagnostics = evaluation.diagnostics if evaluation is not None else {}
     cheapest_any = min((c.monthly_usd for c in cost.per_instance if c.monthly_usd is not None), default=NO_PRICE_USD)
@@ -225,24 +266,9 @@ def final_row(
         "diagnostic_metrics": ",".join(diagnostics) or None,  # the columns above a task reported beside its metric
         "accuracy": quality["value"],  # deprecated aliases of quality and quality_drop (every metric), for one release
         "accuracy_drop": drop,
-        "params": metrics.params,
-        "nonzero_params": metrics.nonzero_params,
-        "size_bytes": metrics.size_bytes,
+        "size_bytes": size_bytes,
         "sparse_size_bytes": record.sparse_size_bytes,
-        "peak_mem_bytes": metrics.peak_mem_bytes,
-        "throughput_sps": measured.throughput_sps,
-        "raw_throughput_sps": metrics.throughput_sps,
-        "per_core_sps": measured.throughput_sps / metrics.device.threads if metrics.device.kind == "cpu" else None,
-        "throughput_ratio_to_teacher": metrics.throughput_ratio_to_reference,
-        "teacher_reference_sps": measured.reference.throughput_sps if measured.reference else None,
-        "batch_latency_p95_ms": metrics.batch_latency_p95_ms,
-        "latency_p50_ms": metrics.latency_p50_ms,
-        "latency_p95_ms": metrics.latency_p95_ms,
-        "flops_per_sample": metrics.flops_per_sample,
-        "device": metrics.device.name,
-        "device_kind": metrics.device.kind,
-        "device_capability": metrics.device.capability,
-        "threads": metrics.device.threads,
+        **measurement,
         "accelerated": record.accelerated,
         "kernel_archs": ",".join(kernel_archs(record.steps) or ["any"]),
         "fallbacks": " | ".join(record.fallbacks),
