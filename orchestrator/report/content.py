@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from orchestrator.report import _format as f
-from orchestrator.report import plots, tables
+from orchestrator.report import plots, tables, tokens
 from orchestrator.report.importance import Importance, param_importances
 from orchestrator.report.rundata import RunData
 from orchestrator.report import recipes
@@ -89,11 +89,11 @@ def verdict(run: RunData) -> str:
     if run.summary.keep_baseline:
         return (
             f"Keep the uncompressed model ({runtime_text(rec)}) on {f.integer(rec.replicas)} × {rec.instance_type} for "
-            f"{f.usd(rec.monthly_usd)}/month: {run.summary.keep_baseline_reason}."
+            f"{f.usd(rec.monthly_usd)}/month{_per_token(run, rec)}: {run.summary.keep_baseline_reason}."
         )
     text = (
         f"Serve trial {rec.trial_id} ({recipe_text(run, rec)}) with {f.runtime(rec.runtime)} "
-        f"on {f.integer(rec.replicas)} × {rec.instance_type} for {f.usd(rec.monthly_usd)}/month"
+        f"on {f.integer(rec.replicas)} × {rec.instance_type} for {f.usd(rec.monthly_usd)}/month" + _per_token(run, rec)
     )
     if rec.savings_usd is not None and base is not None and base.monthly_usd:
         text += (
@@ -102,12 +102,46 @@ def verdict(run: RunData) -> str:
         )
     elif base is not None:
         text += "; the uncompressed baseline cannot meet the SLO on any instance in the catalog"
-    text += f", giving up {f.drop(rec.quality_drop)} of {run.metric} (bound {run.max_drop:g})"
+    if run.perplexity:
+        text += (
+            f", perplexity {tokens.percent_change(tokens.change(rec.quality_drop))} against the baseline's "
+            f"(Δ log_perplexity {f.drop(rec.quality_drop)} nats; bound {tokens.bound_text(run.max_drop, _max_increase(run))})"
+        )
+    else:
+        text += f", giving up {f.drop(rec.quality_drop)} of {run.metric} (bound {run.max_drop:g})"
     return text + (f"; cold start {f.seconds(rec.startup_seconds)} s." if not f.missing(rec.startup_seconds) else ".")
 
 
+def _per_token(run: RunData, candidate: Candidate) -> str:
+    """' ($0.0232 per million output tokens)' for a candidate priced by its tokens; '' otherwise."""
+    value = token_figure(run, candidate, "usd_per_million_output_tokens")
+    return f" ({tokens.usd_per_million(value)} per million output tokens)" if f.finite(value) else ""
+
+
+def token_figure(run: RunData, candidate: Candidate | None, key: str) -> Any:
+    """A candidate's token figure (tokens.TOKEN_COLUMNS) as summary.json holds it, else as its trials.csv row does."""
+    if candidate is None:
+        return None
+    value = getattr(candidate, key, None)
+    if f.missing(value):
+        row = run.row(candidate.trial_id)
+        value = row.get(key) if row is not None else None
+    return None if f.missing(value) else value
+
+
+def _max_increase(run: RunData) -> Any:
+    """objective.max_perplexity_increase as the run's config (or summary inputs) holds it, where it was given."""
+    given = (run.summary.inputs.get("objective") or {}).get("max_perplexity_increase")
+    return given if given is not None else getattr(run.config.objective, "max_perplexity_increase", None)
+
+
+def _decoder(run: RunData) -> bool:
+    """A decoder LLM's run: judged by log-perplexity or priced by its output tokens."""
+    return run.perplexity or run.priced_by_tokens
+
+
 def recipe_text(run: RunData, candidate: Candidate) -> str:
-    """A summary candidate's recipe in one line: the knobs the space searched, and its encoder's shape where recorded."""
+    """A summary candidate's recipe in one line: the knobs the space searched, and its transformer's shape where recorded."""
     row = run.row(candidate.trial_id)
     shape = {c: row[c] for c in SHAPE_COLUMNS if c in row} if row is not None else {}
     return recipes.recipe_text({**candidate.knobs, **shape}, run.knobs, with_runtime=False)
@@ -134,15 +168,25 @@ def headline(run: RunData) -> Items:
         return [("recommendation", str(run.summary.recommendation_note or "none"))]
     base = base or Candidate(trial_id="")
     base_test = (base.test or {}).get("value")
+    by_tokens = run.priced_by_tokens
+    quality = (
+        _perplexity_line(run, rec, base) if run.perplexity else
+        f"{run.metric} {f.quality(rec.quality)} on validation (baseline {f.quality(base.quality)}), "
+        f"drop {f.drop(rec.quality_drop)} within the bound {run.max_drop:g}; on test "
+        f"{f.quality(rec.test_quality)} (baseline {f.quality(base_test)})" + _test_drop_text(rec)
+    )  # fmt: skip
+    concurrency = token_figure(run, rec, "concurrency")
     items: Items = [
         ("recommended", f"trial {rec.trial_id}: {recipe_text(run, rec)}"),
-        ("quality", f"{run.metric} {f.quality(rec.quality)} on validation (baseline {f.quality(base.quality)}), "
-                    f"drop {f.drop(rec.quality_drop)} within the bound {run.max_drop:g}; on test "
-                    f"{f.quality(rec.test_quality)} (baseline {f.quality(base_test)})" + _test_drop_text(rec)),
-        ("serving", f"{f.integer(rec.replicas)} × {rec.instance_type}" + _how_priced(run, rec)),
+        ("quality", quality),
+        ("serving", f"{f.integer(rec.replicas)} × {rec.instance_type}"
+                    + (f", {f.integer(concurrency)} concurrent requests per worker" if f.finite(concurrency) else "")
+                    + _how_priced(run, rec)),
         ("runtime", _runtime_line(run, rec)),
         ("monthly $", f"{f.usd(rec.monthly_usd)}/month"),
     ]  # fmt: skip
+    if by_tokens:
+        items.append(("$ per million output tokens", _per_token_line(run, rec, base)))
     if run.summary.keep_baseline:
         items.append(("savings", f"none: {run.summary.keep_baseline_reason}"))
     elif rec.savings_usd is not None:
@@ -152,10 +196,9 @@ def headline(run: RunData) -> Items:
                                  f"{base.instance_type} ({f.ratio(spend)} its spend)"))  # fmt: skip
     else:
         items.append(("savings", _no_savings(run)))
-    for label, key, show in (("size", "size_bytes", f.size), ("throughput", "throughput_sps", f.sps)):
-        r, b = getattr(rec, key), getattr(base, key)
+    for label, r, b, r_text, b_text in _footprint(run, rec, base):
         ratio = r / b if f.finite(r) and f.finite(b) and b else None
-        items.append((label, f"{show(r)} against the baseline's {show(b)} ({f.ratio(ratio)})"))
+        items.append((label, f"{r_text} against the baseline's {b_text} ({f.ratio(ratio)})"))
     floor = run.summary.replica_floor
     if floor and floor.get("text"):
         items.append(("replica floor", str(floor["text"])))
@@ -164,6 +207,68 @@ def headline(run: RunData) -> Items:
         items.append(("payback", f"the search cost {_usd_small(run.summary.search_cost.get('usd'))}, paid back by "
                                  f"{_days(payback)} of savings"))  # fmt: skip
     return items
+
+
+def _perplexity_line(run: RunData, rec: Candidate, base: Candidate) -> str:
+    """A log-perplexity run's quality: perplexity on val and test, each change against the baseline with its paired
+    95% interval, converted from nats as exp(·) − 1, and the bound."""
+    q = tokens.PerplexityText()
+    row = run.row(rec.trial_id)
+    val_low, val_high = _pair(rec.val_drop_ci95, row, "quality_drop_ci95")
+    test_drop = rec.test_drop if not f.missing(rec.test_drop) else (row.get("test_quality_drop") if row is not None else None)
+    test_low, test_high = _pair(rec.test_drop_ci95, row, "test_quality_drop_ci95")
+    return (
+        f"perplexity {q.value(rec.quality)} on validation against the baseline's {q.value(base.quality)}: change "
+        f"{q.change(rec.quality_drop, val_low, val_high)}, within the bound {tokens.bound_text(run.max_drop, _max_increase(run))}; "
+        f"on test {q.value(rec.test_quality)} against the baseline's {q.value((base.test or {}).get('value'))}: change "
+        f"{q.change(test_drop, test_low, test_high)} (brackets: paired 95% CI, per-window differences to the baseline)"
+    )
+
+
+def _pair(stored: list[float | None] | None, row: pd.Series | None, prefix: str) -> tuple[Any, Any]:
+    """A paired interval as the summary holds it, else from the trials.csv row's `<prefix>_low` / `_high`."""
+    if stored and not any(f.missing(v) for v in stored):
+        return stored[0], stored[1]
+    if row is None:
+        return None, None
+    return row.get(f"{prefix}_low"), row.get(f"{prefix}_high")
+
+
+def _per_token_line(run: RunData, rec: Candidate, base: Candidate) -> str:
+    """$ per million output tokens of the recommended candidate against the baseline's, and the saving per token."""
+    r = token_figure(run, rec, "usd_per_million_output_tokens")
+    b = token_figure(run, base, "usd_per_million_output_tokens") if base.trial_id else None
+    text = f"{tokens.usd_per_million(r)} on {rec.instance_type}"
+    if not (f.finite(r) and f.finite(b) and b):
+        return text + " (the baseline has no price per token: it is infeasible on every instance)"
+    saved = 1 - float(r) / float(b)
+    return (
+        text + f" against the baseline's {tokens.usd_per_million(b)} on {base.instance_type}: "
+        f"{f.percent(saved)} less per token (1 − {tokens.usd_per_million(r)} / {tokens.usd_per_million(b)})"
+    )
+
+
+def _footprint(run: RunData, rec: Candidate, base: Candidate) -> list[tuple[str, Any, Any, str, str]]:
+    """(label, recommended, baseline, each as written) for size and throughput; an LLM's in tokens and requests."""
+    if not run.priced_by_tokens:
+        return [(label, getattr(rec, key), getattr(base, key), show(getattr(rec, key)), show(getattr(base, key)))
+                for label, key, show in (("size", "size_bytes", f.size), ("throughput", "throughput_sps", f.sps))]  # fmt: skip
+
+    def size(c: Candidate) -> Any:
+        return c.size_bytes if not f.missing(c.size_bytes) else token_figure(run, c, "weight_bytes")
+
+    def worker_tokens(c: Candidate) -> str:
+        level = token_figure(run, c, "concurrency")
+        at = f" at concurrency {f.integer(level)}" if f.finite(level) else ""
+        return tokens.tokens_per_s(token_figure(run, c, "output_tokens_per_s")) + at
+
+    r_tok, b_tok = token_figure(run, rec, "output_tokens_per_s"), token_figure(run, base, "output_tokens_per_s")
+    return [
+        ("size", size(rec), size(base), f.size(size(rec)), f.size(size(base))),
+        ("output tokens/s (one worker)", r_tok, b_tok, worker_tokens(rec), worker_tokens(base)),
+        ("requests/s (one worker)", rec.throughput_sps, base.throughput_sps, tokens.rate(rec.throughput_sps),
+         tokens.rate(base.throughput_sps)),
+    ]  # fmt: skip
 
 
 def _how_priced(run: RunData, rec: Candidate) -> str:
@@ -179,7 +284,7 @@ def _runtime_line(run: RunData, rec: Candidate) -> str:
     text = f"{f.runtime(rec.runtime)} (runtime {rec.runtime})"
     startup = rec.startup_seconds
     if f.missing(startup):
-        return text + "; cold start not recorded (a run from before start-up was measured)"
+        return text + "; cold start not recorded" + ("" if run.priced_by_tokens else " (a run from before start-up was measured)")
     record = run.record(rec.trial_id)
     how = record.startup.get("method") if record is not None else None
     return (
@@ -288,7 +393,7 @@ def knobs_table(run: RunData) -> tables.Table:
     for column in SHAPE_COLUMNS[:3]:
         values = [row.get(column) if row is not None else None for row in (rec_row, base_row)]
         if any(not f.missing(v) for v in values):
-            rows.append([column, *(f.number(v, 6) for v in values)])
+            rows.append([tokens.SHAPE_LABELS[column] if _decoder(run) else column, *(f.number(v, 6) for v in values)])
     return tables.Table(["knob", "recommended", "baseline"], rows)
 
 
@@ -299,9 +404,9 @@ def search_cost(run: RunData) -> Items:
     items: Items = [
         ("trial time", f"{f.number(cost.get('trial_seconds'), 6)} s summed over trials"),
         ("CPU", f"{f.hours(cost.get('cpu_hours'))} at {_usd_small(cost.get('usd_per_vcpu_hour'))}/vCPU-hour "
-                f"({cost.get('usd_per_vcpu_hour_from')}, the catalog's cheapest)"),
+                + _rate_from(cost.get("usd_per_vcpu_hour_from"), "CPU")),
         ("GPU", f"{f.hours(cost.get('gpu_hours'))} at {_usd_small(cost.get('usd_per_gpu_hour'))}/GPU-hour "
-                f"({cost.get('usd_per_gpu_hour_from')}, the catalog's cheapest)"),
+                + _rate_from(cost.get("usd_per_gpu_hour_from"), "GPU")),
         ("search cost", f"{_usd_small(cost.get('usd'))} ({cost.get('method', '')})"),
     ]  # fmt: skip
     days = run.summary.inputs.get("traffic", {}).get("days_per_month")
@@ -313,6 +418,11 @@ def search_cost(run: RunData) -> Items:
     return items
 
 
+def _rate_from(instance: Any, kind: str) -> str:
+    """'(c7i.large, the catalog's cheapest)', or why there is no rate."""
+    return f"({instance}, the catalog's cheapest)" if instance else f"(no {kind} instance in the catalog)"
+
+
 def inputs(run: RunData) -> Items:
     """Everything the figures above follow from: traffic, SLO, catalog, measured device, hours."""
     given = run.summary.inputs
@@ -320,17 +430,32 @@ def inputs(run: RunData) -> Items:
     search, deployment = run.config.search, run.config.deployment
     device = _device(run)
     profile = traffic.get("hourly_rps_profile")
+    token_traffic = traffic.get("tokens")
+    if token_traffic is None and getattr(run.config.traffic, "tokens", None) is not None:
+        token_traffic = run.config.traffic.tokens.model_dump(mode="json")
+    slo = traffic.get("latency_slo_p95_ms")
+    demand: Items = (
+        _token_inputs(token_traffic, slo) if token_traffic else
+        [("SLO", f"p95 latency of one batch of {traffic.get('serving_batch_size')} ≤ {f.number(slo, 10)} ms"
+                 if slo is not None else "no latency SLO given")]
+    )  # fmt: skip
+    quality = (
+        f"{run.metric} on the validation split: nats per token, lower is better, perplexity = exp(log_perplexity); "
+        f"bound: perplexity at most {tokens.bound_text(run.max_drop, _max_increase(run))} above the baseline's"
+        if run.perplexity else f"{run.metric} on the validation split; bound: at most {run.max_drop:g} below the baseline"
+    )  # fmt: skip
     items: Items = [
         ("traffic", f"peak {f.number(traffic.get('peak_rps'), 10)} requests/s"
                     + (f", mean {f.number(traffic.get('mean_rps'), 10)}" if traffic.get("mean_rps") is not None else "")
                     + (f", hourly profile {profile}" if profile else "")),
-        ("SLO", f"p95 latency of one batch of {traffic.get('serving_batch_size')} ≤ {f.number(traffic.get('latency_slo_p95_ms'), 10)} ms"),
+        *demand,
         ("sizing", f"target utilization {f.number(traffic.get('target_utilization'), 6)}, "
                    f"at least {traffic.get('min_replicas')} replicas"),
         ("hours per month", f"{f.number(traffic.get('hours_per_month'), 10)} ({f.number(traffic.get('days_per_month'), 6)} days)"),
-        ("quality", f"{run.metric} on the validation split; bound: at most {run.max_drop:g} below the baseline"),
+        ("quality", quality),
         ("catalog", f"{given.get('catalog_file')} (as of {given.get('catalog_as_of')}), region {given.get('region')}"),
-        ("instance types", ", ".join(given.get("instance_types") or []) + f" (filter {deployment.instance_filter})"),
+        ("instance types", ", ".join(given.get("instance_types") or [])
+                           + (f" (filter {deployment.instance_filter})" if deployment.instance_filter else " (no filter)")),
         ("memory headroom", f"{f.number(given.get('memory_headroom'), 6)} of device memory kept free"),
         ("measured device", device),
         ("throughput", _throughput_method(run)),
@@ -341,6 +466,30 @@ def inputs(run: RunData) -> Items:
                    f"{f.number(search.resources_per_trial.gpu)} GPU per trial"),
     ]  # fmt: skip
     return items
+
+
+def _token_inputs(given: dict[str, Any], slo_ms: Any) -> Items:
+    """An LLM's traffic in tokens: prompt and answer lengths, the TTFT/TPOT SLOs, the concurrencies measured."""
+
+    def length(name: str) -> str:
+        p95 = given.get(f"{name}_p95")
+        return f"{f.number(given.get(name), 10)}" + (f" (p95 {f.number(p95, 10)})" if p95 is not None else "")
+
+    slos = [
+        f"{label} p95 ≤ {f.number(given.get(key), 10)} ms" if given.get(key) is not None else f"no {label} SLO"
+        for label, key in (("TTFT", "ttft_slo_p95_ms"), ("TPOT", "tpot_slo_p95_ms"))
+    ]
+    if slo_ms is not None:
+        slos.append(f"a whole answer's p95 (TTFT + (output tokens − 1) × TPOT) ≤ {f.number(slo_ms, 10)} ms")
+    levels = ", ".join(str(c) for c in given.get("concurrency") or []) or f.DASH
+    return [
+        ("tokens", f"prompt {length('prompt_tokens')} tokens, output {length('output_tokens')} tokens per request "
+                   f"(answers capped at {given.get('max_new_tokens_limit')} new tokens); the mean output sizes the fleet, "
+                   "the p95 lengths (the means where not given) bound the KV cache"),
+        ("SLO", "; ".join(slos)),
+        ("concurrency measured", f"{levels} concurrent requests per worker; each instance serves the one with the most "
+                                 "output tokens/s that meets the SLOs and fits memory"),
+    ]  # fmt: skip
 
 
 def _leading_records(run: RunData) -> Iterator[TrialRecord]:
@@ -415,6 +564,8 @@ def build(run: RunData) -> Report:
     trials = run.trials
     record = run.record(rec_id)
     refs = reference_usd(run)
+    quality = tokens.quality_text(run.metric)
+    hib = run.higher_is_better
     importance = param_importances(run.root / "optuna.db", run.study_name)
     external = run.config.search.optuna_storage
     if external and not importance.values:
@@ -434,7 +585,7 @@ def build(run: RunData) -> Report:
         verdict=verdict(run),
         headline=headline(run),
         knobs=knobs_table(run),
-        pareto=tables.pareto_table(trials, rec_id, run.knobs),
+        pareto=tables.pareto_table(trials, rec_id, run.knobs, quality, run.priced_by_tokens),
         pareto_csv=tables.pareto_frame(trials, rec_id),
         runtimes=tables.runtimes_table(trials, best, run.records, rec_id, run.knobs) if best else None,
         runtimes_note=runtimes_note(run, best) if best else "",
@@ -445,25 +596,28 @@ def build(run: RunData) -> Report:
         ),
         measured_on_types=tables.node_measurements_table(run.summary),
         threshold=tables.threshold_table(trials, run.max_drop),
-        heldout=tables.heldout_table(trials, run.summary),
+        heldout=tables.heldout_table(trials, run.summary, quality),
         heldout_note=str(run.summary.recommendation_note or ""),
         importance=importance,
         importance_table=tables.importance_table(importance.values),
         failures=tables.failures_table(trials, run.knobs),
-        infeasible=tables.infeasible_table(trials, run.records, run.knobs),
+        infeasible=tables.infeasible_table(trials, run.records, run.knobs, quality),
         passed_over=tables.passed_over_table(run.summary),
         fallbacks=tables.fallbacks_table(trials),
         search_cost=search_cost(run),
         inputs=inputs(run),
-        formulas=FORMULAS,
+        formulas=tokens.FORMULAS if run.priced_by_tokens else FORMULAS,
         files=files,
         counts=counts(run),
         figures={
-            "pareto": plots.pareto_plot(trials, recommended_id=rec_id, max_drop=run.max_drop, reference_usd=refs, metric=run.metric),
-            "threshold": plots.threshold_plot(trials, max_drop=run.max_drop, thresholds=thresholds, metric=run.metric),
+            "pareto": plots.pareto_plot(trials, recommended_id=rec_id, max_drop=run.max_drop, reference_usd=refs,
+                                        metric=run.metric, higher_is_better=hib),
+            "threshold": plots.threshold_plot(trials, max_drop=run.max_drop, thresholds=thresholds, metric=run.metric,
+                                              higher_is_better=hib),
             "importance": plots.importance_plot(importance.values),
             "knobs": plots.knob_plots(
-                trials, tables.varying_knobs(trials), reference_usd=refs, metric=run.metric, log_knobs=_log_knobs(run)
+                trials, tables.varying_knobs(trials), reference_usd=refs, metric=run.metric, log_knobs=_log_knobs(run),
+                higher_is_better=hib,
             ),
         },
     )

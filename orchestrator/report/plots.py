@@ -71,26 +71,30 @@ def pareto_plot(
     max_drop: float,
     reference_usd: dict[str, float] | None = None,
     metric: str = "quality",
+    higher_is_better: bool = True,
 ) -> str:
     """Quality against monthly $ (log x) for every trial: the front highlighted, the baseline and the bound marked.
 
     Infeasible trials sit at the $ of their cheapest instance with the SLO set aside
     (`reference_usd`, by trial id) as red crosses; trials with no $ at all (failed,
     stopped early, unpriceable) are counted in a strip on the right. Where quality
-    spans far more than the bound, a lower panel zooms in on the bound.
+    spans far more than the bound, a lower panel zooms in on the bound. A metric where lower is better
+    (log-perplexity) is drawn on an inverted axis, so better is up either way.
     """
+    sign = 1 if higher_is_better else -1
     reference_usd = reference_usd or {}
     done = trials[trials["status"] == "finished"]
     base = done[done["baseline"].astype(bool)]
     bq = float(base["quality"].iloc[0]) if len(base) else None
     qualities = done["quality"].dropna()
-    zoom = bq is not None and max_drop > 0 and len(qualities) and float(qualities.min()) < bq - 6 * max_drop
+    worst = float(qualities.min() if higher_is_better else qualities.max()) if len(qualities) else None
+    zoom = bq is not None and max_drop > 0 and worst is not None and sign * (bq - worst) > 6 * max_drop
     with matplotlib.rc_context(STYLE):
         fig = _figure(8.0, 7.0 if zoom else 4.8)
         grid = fig.add_gridspec(2 if zoom else 1, 2, width_ratios=[11, 1], height_ratios=[3, 2] if zoom else None,
                                 wspace=0.04, hspace=0.3)  # fmt: skip
         ax, strip = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
-        _draw_trials(ax, done, recommended_id, max_drop, reference_usd, metric, bq)
+        _draw_trials(ax, done, recommended_id, max_drop, reference_usd, metric, bq, sign)
         ax.set_title("Quality against monthly spend, every trial")
         _no_cost_strip(strip, trials, set(reference_usd), ax)
         handles, labels = ax.get_legend_handles_labels()
@@ -98,9 +102,10 @@ def pareto_plot(
         ax.legend(handles + extra[0], labels + extra[1], loc="lower right", fontsize=7, framealpha=0.9)
         if zoom:
             near = fig.add_subplot(grid[1, 0], sharex=ax)
-            _draw_trials(near, done, recommended_id, max_drop, reference_usd, metric, bq)
-            top = max(float(qualities.max()), bq) + max_drop
-            near.set_ylim(bq - 4 * max_drop, top)
+            _draw_trials(near, done, recommended_id, max_drop, reference_usd, metric, bq, sign)
+            best = float(qualities.max() if higher_is_better else qualities.min())
+            top = (max(best, bq) + max_drop) if higher_is_better else (min(best, bq) - max_drop)
+            near.set_ylim(bq - 4 * max_drop, top) if higher_is_better else near.set_ylim(bq + 4 * max_drop, top)
             near.set_title(f"Zoom: within {4 * max_drop:g} of the baseline", fontsize=9)
             ax.set_xlabel("")
         return svg_text(fig)
@@ -108,7 +113,7 @@ def pareto_plot(
 
 def _draw_trials(
     ax: Any, done: pd.DataFrame, recommended_id: str | None, max_drop: float, reference_usd: dict[str, float],
-    metric: str, bq: float | None,
+    metric: str, bq: float | None, sign: int = 1,
 ) -> None:  # fmt: skip
     feasible = done[done["feasible"].astype(bool) & done["monthly_usd"].notna()]
     front = feasible[feasible["pareto"].astype(bool)].sort_values(["monthly_usd", "trial_id"])
@@ -128,7 +133,8 @@ def _draw_trials(
     base = done[done["baseline"].astype(bool)]
     if bq is not None:
         ax.axhline(bq, color=COLORS["baseline"], linestyle="--", linewidth=0.8, label=f"baseline {metric} {bq:.4f}")
-        ax.axhline(bq - max_drop, color=COLORS["bound"], linestyle=":", linewidth=1.0, label=f"quality bound (−{max_drop:g})")
+        ax.axhline(bq - sign * max_drop, color=COLORS["bound"], linestyle=":", linewidth=1.0,
+                   label=f"quality bound ({'−' if sign > 0 else '+'}{max_drop:g})")
         b = base.iloc[0]
         bx = b["monthly_usd"] if fmt.finite(b["monthly_usd"]) and bool(b["feasible"]) else reference_usd.get(b["trial_id"])
         if bx is not None:
@@ -138,7 +144,9 @@ def _draw_trials(
         ax.set_xscale("log")
         _dollar_axis(ax.xaxis)
     ax.set_xlabel(_t("monthly $ (log scale)"))
-    ax.set_ylabel(f"{metric} (validation)")
+    ax.set_ylabel(f"{metric} (validation)" + ("" if sign > 0 else ", lower is better: axis inverted"))
+    if sign < 0 and not ax.yaxis_inverted():
+        ax.invert_yaxis()
 
 
 def _without_cost(trials: pd.DataFrame, placed: set[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -182,7 +190,10 @@ def _strip_handles(trials: pd.DataFrame, placed: set[str]) -> tuple[list, list]:
     return handles, labels
 
 
-def threshold_plot(trials: pd.DataFrame, *, max_drop: float, thresholds: pd.DataFrame, metric: str = "quality") -> str | None:
+def threshold_plot(
+    trials: pd.DataFrame, *, max_drop: float, thresholds: pd.DataFrame, metric: str = "quality",
+    higher_is_better: bool = True,
+) -> str | None:
     """Quality against prune ratio per pruning method, with (filled) and without (hollow) distillation.
 
     The highest ratio within the quality bound of each method × distillation is marked
@@ -214,7 +225,11 @@ def threshold_plot(trials: pd.DataFrame, *, max_drop: float, thresholds: pd.Data
         if len(base):
             bq = float(base["quality"].iloc[0])
             ax.axhline(bq, color=COLORS["baseline"], linestyle="--", linewidth=0.8, label=f"baseline {bq:.4f}")
-            ax.axhline(bq - max_drop, color=COLORS["bound"], linestyle=":", linewidth=1.0, label=f"bound (−{max_drop:g})")
+            sign = 1 if higher_is_better else -1
+            ax.axhline(bq - sign * max_drop, color=COLORS["bound"], linestyle=":", linewidth=1.0,
+                       label=f"bound ({'−' if sign > 0 else '+'}{max_drop:g})")
+        if not higher_is_better:
+            ax.invert_yaxis()
         ax.set_xlim(0, 1)
         ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         ax.set_xlabel("prune ratio (vertical lines: highest ratio within the bound)")
@@ -231,6 +246,7 @@ def knob_plots(
     reference_usd: dict[str, float] | None = None,
     metric: str = "quality",
     log_knobs: frozenset[str] = frozenset(),
+    higher_is_better: bool = True,
 ) -> str | None:
     """Quality (upper) and monthly $ (lower, log) against each knob, over finished trials where the knob applies.
 
@@ -265,6 +281,8 @@ def knob_plots(
             elif knob in log_knobs:
                 bottom.set_xscale("log")
             top.tick_params(labelbottom=False)
+            if not higher_is_better:
+                top.invert_yaxis()
             top.set_title(knob, fontsize=9)
             if usd[mask].notna().any():
                 bottom.set_yscale("log")

@@ -85,13 +85,25 @@ class Candidate(BaseModel):
     size_ratio: float | None = None
     throughput_ratio: float | None = None
     passed_over: list[dict[str, Any]] = []
+    # An LLM priced by its tokens (orchestrator/cost/tokens.py): left out of summary.json for any other candidate.
+    concurrency: int | None = Field(None, description="concurrent requests per worker the chosen instance is sized at")
+    output_tokens_per_s: float | None = Field(None, description="one measured worker's output tokens/s at concurrency")
+    ttft_p95_ms: float | None = None
+    tpot_p95_ms: float | None = None
+    weight_bytes: int | None = None
+    usd_per_million_output_tokens: float | None = Field(None, description="on instance_type, at target_utilization")
 
     @model_serializer(mode="wrap")
     def _with_aliases(self, handler: Any) -> dict[str, Any]:
-        """As written: the fields, and the deprecated aliases of the quality fields (the same values, whatever the
-        metric), kept for one release (report/upgrade.ALIASES)."""
-        data = handler(self)
+        """As written: the fields (an LLM's token fields only where set), and the deprecated aliases of the quality
+        fields (the same values, whatever the metric), kept for one release (report/upgrade.ALIASES)."""
+        data = {k: v for k, v in handler(self).items() if k not in TOKEN_FIELDS or v is not None}
         return {**data, **{old: data.get(new) for old, new in upgrade.ALIASES.items()}}
+
+
+TOKEN_FIELDS = frozenset(
+    {"concurrency", "output_tokens_per_s", "ttft_p95_ms", "tpot_p95_ms", "weight_bytes", "usd_per_million_output_tokens"}
+)
 
 
 class Summary(BaseModel):

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.report.recipes import SHAPE_COLUMNS, TECHNIQUES
+from orchestrator.report.tokens import TOKEN_COLUMNS
 
 # The contract's columns first (docs/architecture.md, "The run folder"), then everything else a trial reports.
 CONTRACT_COLUMNS = [
@@ -81,11 +82,13 @@ def diagnostic_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The trials table: the contract's columns in order (missing ones empty), then every diagnostic a trial recorded."""
+    """The trials table: the contract's columns in order (missing ones empty), an LLM's token figures where its trials
+    reported them (orchestrator/search/llm_trial.token_columns), then every diagnostic a trial recorded."""
     frame = pd.DataFrame(rows)
     for column in COLUMNS:
         if column not in frame:
             frame[column] = None
-    frame = frame[COLUMNS + diagnostic_columns(frame)].copy()
+    token_columns = [c for c in TOKEN_COLUMNS if c in frame]
+    frame = frame[COLUMNS + token_columns + [c for c in diagnostic_columns(frame) if c not in token_columns]].copy()
     frame["feasible"] = frame["feasible"].astype("boolean")
     return frame.sort_values(["baseline", "trial_id"], ascending=[False, True], na_position="last").reset_index(drop=True)

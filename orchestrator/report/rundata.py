@@ -14,7 +14,7 @@ import pandas as pd
 
 from orchestrator.config import SearchConfig
 from orchestrator.errors import InputError, UnsafeFile, first_line
-from orchestrator.report import upgrade
+from orchestrator.report import tokens, upgrade
 from orchestrator.report.recipes import shown_knobs
 from orchestrator.report.records import Candidate, Summary, TrialRecord, read_config, read_record, read_summary
 from orchestrator.safe_files import MAX_TABLE_BYTES, check_regular_file, read_json_if_present
@@ -41,6 +41,27 @@ class RunData:
     @property
     def metric(self) -> str:
         return self.summary.quality_metric
+
+    @property
+    def higher_is_better(self) -> bool:
+        """The metric's direction, as the trials' records (or the baseline's test result) state it."""
+        for record in self.records.values():
+            if "higher_is_better" in record.quality:
+                return bool(record.quality["higher_is_better"])
+        test = self.baseline.test if self.baseline is not None else None
+        if test and "higher_is_better" in test:
+            return bool(test["higher_is_better"])
+        return not tokens.is_perplexity(self.metric)
+
+    @property
+    def perplexity(self) -> bool:
+        """Whether quality is log-perplexity (a decoder LLM's), shown as perplexity."""
+        return tokens.is_perplexity(self.metric)
+
+    @property
+    def priced_by_tokens(self) -> bool:
+        """Whether the candidates were priced by their output tokens (a decoder LLM's), not by samples/s."""
+        return tokens.priced_by_tokens(self.trials, self.records, getattr(self.config.traffic, "tokens", None))
 
     @property
     def study_name(self) -> str:
@@ -125,7 +146,9 @@ def load_run(run_dir: str | Path) -> RunData:
     summary.quality_metric = upgrade.metric_as_recorded(summary.quality_metric, trials.columns)
     config = read_config(root / "config.yaml")
     run = read_json_if_present(root / "run.json")
-    return RunData(root=root, summary=summary, trials=trials, config=config, run=run, records=_records(root / "trials"))
+    records = _records(root / "trials")
+    trials = tokens.fill_token_columns(trials, records)
+    return RunData(root=root, summary=summary, trials=trials, config=config, run=run, records=records)
 
 
 def _records(folder: Path) -> dict[str, TrialRecord]:

@@ -21,6 +21,8 @@ from orchestrator.report.results import diagnostic_columns
 from orchestrator.report.recipes import SHAPE_COLUMNS, knob_applies, knob_names, recipe_text
 from orchestrator.report.records import Summary, TrialRecord
 from orchestrator.report.summary import rank_candidates, within_bound
+from orchestrator.report import tokens
+from orchestrator.report.tokens import QualityText
 
 
 @dataclass
@@ -53,30 +55,52 @@ def finished(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def pareto_frame(trials: pd.DataFrame, recommended_id: str | None) -> pd.DataFrame:
-    """The Pareto set, cheapest first, with the columns pareto.csv holds."""
+    """The Pareto set, cheapest first, with the columns pareto.csv holds.
+
+    An LLM's run adds its token figures (tokens.TOKEN_COLUMNS, $ per million output tokens among them) and, for
+    log-perplexity, each quality and drop as perplexity and perplexity change (tokens.PERPLEXITY_CSV).
+    """
     front = trials[trials["pareto"].astype(bool)].sort_values(["monthly_usd", "trial_id"], ascending=[True, True])
-    columns = [c for c in PARETO_CSV_COLUMNS if c != "recommended"] + diagnostic_columns(trials)
+    token_columns = [c for c in tokens.TOKEN_COLUMNS if c in trials]
+    diagnostics = [c for c in diagnostic_columns(trials) if c not in token_columns]
+    columns = [c for c in PARETO_CSV_COLUMNS if c != "recommended"] + token_columns + diagnostics
     out = pd.DataFrame({c: front[c] if c in front else None for c in columns})
+    if len(front) and "quality_metric" in front and tokens.is_perplexity(front["quality_metric"].iloc[0]):
+        for name, values in tokens.perplexity_csv_columns(front).items():
+            out.insert(out.columns.get_loc(token_columns[0]) if token_columns else len(out.columns), name, values)
     out.insert(1, "recommended", front["trial_id"] == recommended_id)
-    out["replicas"] = out["replicas"].astype("Int64")
+    for column in ("replicas", *(c for c in ("concurrency",) if c in out)):
+        out[column] = out[column].astype("Int64")
     return out.reset_index(drop=True)
 
 
-def pareto_table(trials: pd.DataFrame, recommended_id: str | None, knobs_shown: Sequence[str] | None = None) -> Table:
-    """The Pareto set for reading: recipe, quality, test quality, where it runs and what it costs."""
+def pareto_table(
+    trials: pd.DataFrame, recommended_id: str | None, knobs_shown: Sequence[str] | None = None,
+    quality: QualityText | None = None, by_tokens: bool = False,
+) -> Table:
+    """The Pareto set for reading: recipe, quality, test quality, where it runs and what it costs.
+
+    `quality` writes the quality figures (an LLM's as perplexity); `by_tokens` adds $ per million output tokens and
+    reads throughput as one worker's output tokens/s at the concurrency served.
+    """
+    q = quality or QualityText()
     front = pareto_frame(trials, recommended_id)
     seeded = set(trials.loc[trials["seeded"].isin([True]), "trial_id"]) if "seeded" in trials else set()
     rows, marks = [], []
     for _, r in front.iterrows():
         rows.append([
             str(r["trial_id"]) + (" ★" if r["recommended"] else "") + (" (seeded)" if r["trial_id"] in seeded else ""), recipe_text(r, knobs_shown, with_runtime=False),
-            f.runtime(r["runtime"]), f.quality(r["quality"]), _val_drop(r), f.quality(r["test_quality"]), _test_drop(r),
-            f"{f.integer(r['replicas'])} × {r['instance_type']}", f.usd(r["monthly_usd"]), f.sps(r["throughput_sps"]),
-            f.seconds(r["startup_seconds"]), f.size(r["size_bytes"]),
+            f.runtime(r["runtime"]), q.value(r["quality"]), _val_drop(r, q), q.value(r["test_quality"]), _test_drop(r, q),
+            f"{f.integer(r['replicas'])} × {r['instance_type']}", f.usd(r["monthly_usd"]),
+            *([tokens.usd_per_million(r.get("usd_per_million_output_tokens"))] if by_tokens else []),
+            _worker_tokens(r) if by_tokens else f.sps(r["throughput_sps"]),
+            f.seconds(r["startup_seconds"]), f.size(_size(r, by_tokens)),
         ])  # fmt: skip
         marks.append(bool(r["recommended"]))
-    columns = ["trial", "recipe", "runtime", "quality (val)", "drop (val) [paired 95% CI]", "quality (test)",
-               "drop (test) [paired 95% CI]", "serving", "$/month", "throughput", "start-up (s)", "size"]  # fmt: skip
+    columns = ["trial", "recipe", "runtime", f"{q.value_label} (val)", f"{q.change_label} (val) [paired 95% CI]",
+               f"{q.value_label} (test)", f"{q.change_label} (test) [paired 95% CI]", "serving", "$/month",
+               *(["$/M output tokens", "output tokens/s (per worker)"] if by_tokens else ["throughput"]),
+               "start-up (s)", "size"]  # fmt: skip
     diagnostics = [c for c in diagnostic_columns(trials) if c in front and front[c].notna().any()]
     if diagnostics:  # what the task reports beside its metric (a text task: the labeled metrics not chosen, agreement)
         columns.insert(7, "diagnostics (val)")
@@ -91,12 +115,23 @@ def diagnostics_text(row: pd.Series | dict[str, Any], names: Sequence[str]) -> s
     return " · ".join(parts) or f.DASH
 
 
-def _val_drop(r: pd.Series) -> str:
-    return f.drop_ci(r["quality_drop"], r.get("quality_drop_ci95_low"), r.get("quality_drop_ci95_high"))
+def _val_drop(r: pd.Series, q: QualityText) -> str:
+    return q.change(r["quality_drop"], r.get("quality_drop_ci95_low"), r.get("quality_drop_ci95_high"))
 
 
-def _test_drop(r: pd.Series) -> str:
-    return f.drop_ci(r.get("test_quality_drop"), r.get("test_quality_drop_ci95_low"), r.get("test_quality_drop_ci95_high"))
+def _test_drop(r: pd.Series, q: QualityText) -> str:
+    return q.change(r.get("test_quality_drop"), r.get("test_quality_drop_ci95_low"), r.get("test_quality_drop_ci95_high"))
+
+
+def _worker_tokens(r: pd.Series) -> str:
+    """'1,783.5 tok/s at concurrency 4': one measured worker's output tokens/s at the concurrency its instance serves."""
+    text = tokens.tokens_per_s(r.get("output_tokens_per_s"))
+    return text if f.missing(r.get("concurrency")) else f"{text} at concurrency {f.integer(r['concurrency'])}"
+
+
+def _size(r: pd.Series, by_tokens: bool) -> Any:
+    """The stored size; an LLM's weight bytes where its trial recorded no size."""
+    return r.get("weight_bytes") if by_tokens and f.missing(r.get("size_bytes")) else r.get("size_bytes")
 
 
 def explanation_frame(record: TrialRecord) -> pd.DataFrame:
@@ -105,8 +140,14 @@ def explanation_frame(record: TrialRecord) -> pd.DataFrame:
 
 
 def explanation_table(record: TrialRecord) -> Table:
-    """Every catalog instance for one candidate: throughput (measured or projected), replicas, $, feasible, reason."""
+    """Every catalog instance for one candidate: throughput (measured or projected), replicas, $, feasible, reason.
+
+    An LLM priced by its tokens: concurrency, TTFT and TPOT p95, output tokens/s, requests/s, $ per million output
+    tokens instead of one batch's latency (orchestrator.cost.model.TOKEN_EXPLAIN_COLUMNS).
+    """
     frame = explanation_frame(record)
+    if "concurrency" in frame:
+        return Table(*tokens.explanation_table_rows(frame, _how, _reason))
     rows, marks = [], []
     for _, r in frame.iterrows():
         gpu = f"{int(r['accelerator_count'])} × {r['accelerator']}" if isinstance(r["accelerator"], str) else "CPU"
@@ -152,7 +193,7 @@ def threshold_frame(trials: pd.DataFrame, max_drop: float) -> pd.DataFrame:
     rows = []
     for (method, distilled), group in done.groupby([done["prune_method"], done["kd_steps"].fillna(0) > 0], sort=True):
         within = group[group["quality_drop"].astype(float) <= max_drop + 1e-12]
-        best = within.sort_values(["prune_ratio", "quality"], ascending=[False, False]).head(1)
+        best = within.sort_values(["prune_ratio", "quality_drop"], ascending=[False, True]).head(1)
         best_ratio = float(best["prune_ratio"].iloc[0]) if len(best) else None
         above = group[(group["quality_drop"].astype(float) > max_drop + 1e-12)]
         if best_ratio is not None:
@@ -186,8 +227,9 @@ def threshold_table(trials: pd.DataFrame, max_drop: float) -> Table:
     return Table(["method", "distillation", "trials within bound", "highest ratio within bound", "first ratio beyond it"], rows)
 
 
-def heldout_table(trials: pd.DataFrame, summary: Summary) -> Table:
+def heldout_table(trials: pd.DataFrame, summary: Summary, quality: QualityText | None = None) -> Table:
     """Validation and test quality, with 95% intervals, of the recommended candidate and the baseline."""
+    q = quality or QualityText()
     rows, marks = [], []
     rec, base = summary.recommended, summary.baseline
     base_test = (base.test if base is not None else None) or {}
@@ -195,24 +237,25 @@ def heldout_table(trials: pd.DataFrame, summary: Summary) -> Table:
         r = _row(trials, rec.trial_id)
         test_drop = _get(r, "test_quality_drop")  # signed by the metric's direction, paired over the same items
         rows.append([
-            f"recommended ({rec.trial_id})", f.quality(rec.quality), f.ci(*(rec.val_ci95 or [None, None])),
-            f.integer(_get(r, "quality_n")), f.quality(rec.test_quality), f.ci(*(rec.test_ci95 or [None, None])),
+            f"recommended ({rec.trial_id})", q.value(rec.quality), q.interval(*(rec.val_ci95 or [None, None])),
+            f.integer(_get(r, "quality_n")), q.value(rec.test_quality), q.interval(*(rec.test_ci95 or [None, None])),
             f.integer(rec.test_n),
-            f.drop_ci(rec.quality_drop, _get(r, "quality_drop_ci95_low"), _get(r, "quality_drop_ci95_high")),
-            f.drop_ci(test_drop, _get(r, "test_quality_drop_ci95_low"), _get(r, "test_quality_drop_ci95_high")),
+            q.change(rec.quality_drop, _get(r, "quality_drop_ci95_low"), _get(r, "quality_drop_ci95_high")),
+            q.change(test_drop, _get(r, "test_quality_drop_ci95_low"), _get(r, "test_quality_drop_ci95_high")),
         ])  # fmt: skip
         marks.append(True)
     if base is not None:
         r = _row(trials, base.trial_id)
         rows.append([
-            f"baseline ({base.trial_id})", f.quality(base.quality),
-            f.ci(_get(r, "quality_ci95_low"), _get(r, "quality_ci95_high")), f.integer(_get(r, "quality_n")),
-            f.quality(base_test.get("value")), f.ci(base_test.get("ci95_low"), base_test.get("ci95_high")),
-            f.integer(base_test.get("n_examples")), f.drop(0.0), f.drop(0.0 if base_test else None),
+            f"baseline ({base.trial_id})", q.value(base.quality),
+            q.interval(_get(r, "quality_ci95_low"), _get(r, "quality_ci95_high")), f.integer(_get(r, "quality_n")),
+            q.value(base_test.get("value")), q.interval(base_test.get("ci95_low"), base_test.get("ci95_high")),
+            f.integer(base_test.get("n_examples")), q.change(0.0), q.change(0.0 if base_test else None),
         ])  # fmt: skip
         marks.append(False)
-    cols = ["candidate", "val quality", "val 95% CI", "val n", "test quality", "test 95% CI", "test n",
-            "val drop [paired 95% CI]", "test drop [paired 95% CI]"]  # fmt: skip
+    v, d = q.value_label, q.change_label
+    cols = ["candidate", f"val {v}", "val 95% CI", "val n", f"test {v}", "test 95% CI", "test n",
+            f"val {d} [paired 95% CI]", f"test {d} [paired 95% CI]"]  # fmt: skip
     return Table(cols, rows, marks)
 
 
@@ -245,8 +288,12 @@ def failures_table(trials: pd.DataFrame, knobs_shown: Sequence[str] | None = Non
     return Table(["trial", "status", "recipe", "reason"], rows)
 
 
-def infeasible_table(trials: pd.DataFrame, records: dict[str, TrialRecord], knobs_shown: Sequence[str] | None = None) -> Table:
+def infeasible_table(
+    trials: pd.DataFrame, records: dict[str, TrialRecord], knobs_shown: Sequence[str] | None = None,
+    quality: QualityText | None = None,
+) -> Table:
     """Finished trials no instance can serve within the SLO and memory, with the cheapest instance's reason."""
+    q = quality or QualityText()
     bad = finished(trials)
     bad = bad[~bad["feasible"].astype(bool)].sort_values("trial_id")
     rows = []
@@ -257,8 +304,8 @@ def infeasible_table(trials: pd.DataFrame, records: dict[str, TrialRecord], knob
         else:
             where, why = f"{f.integer(ref.replicas)} × {ref.instance_type} at {f.usd(ref.monthly_usd)}", ref.reason
         rows.append([str(r["trial_id"]) + (" (baseline)" if r["baseline"] else ""), recipe_text(r, knobs_shown),
-                     f.quality(r["quality"]), where, why])  # fmt: skip
-    return Table(["trial", "recipe", "quality (val)", "cheapest instance, SLO aside", "why it is infeasible there"], rows)
+                     q.value(r["quality"]), where, why])  # fmt: skip
+    return Table(["trial", "recipe", f"{q.value_label} (val)", "cheapest instance, SLO aside", "why it is infeasible there"], rows)
 
 
 def cheapest_priced(record: TrialRecord | None) -> InstanceCost | None:

@@ -185,3 +185,131 @@ def trials(root: Path) -> pd.DataFrame:
     from orchestrator.report.rundata import load_trials
 
     return load_trials(root / "trials.csv")
+
+
+# A decoder LLM's run (tiny Llama shapes): quality is log-perplexity, candidates are priced by their tokens.
+LLM_TRAFFIC = {"peak_rps": 100, "serving_batch_size": 1, "target_utilization": 0.6, "min_replicas": 1, "hours_per_month": 730,
+               "tokens": {"prompt_tokens": 24, "output_tokens": 16, "ttft_slo_p95_ms": 1000, "tpot_slo_p95_ms": 50,
+                          "concurrency": [1, 2, 4]}}  # fmt: skip
+LLM_FILTER = ["c7i.*", "m7i.*"]
+LLM_MAX_INCREASE = 0.05  # +5% perplexity: max_quality_drop ln(1.05)
+LLM_KNOBS = {"int4_group_size": 64, "kd_batch_size": 4}
+# trial id, knobs, val log-perplexity, speed (× the teacher's tokens/s), layers kept
+LLM_FINISHED = [
+    ("l0base", {"drop_layers": 0, "bits": 32, "kd_steps": 0}, 2.30, 1.0, 4),
+    ("l1", {"drop_layers": 0, "bits": 8, "kd_steps": 0}, 2.32, 2.0, 4),
+    ("l2", {"drop_layers": 1, "bits": 4, "kd_steps": 300}, 2.33, 3.0, 3),
+    ("l3", {"drop_layers": 2, "bits": 4, "kd_steps": 0}, 2.45, 4.0, 2),
+    ("l4", {"drop_layers": 1, "bits": 32, "kd_steps": 0}, 2.40, 1.2, 3),  # worse and dearer than l1: off the front
+]  # fmt: skip
+# The teacher's generation figures per concurrency: (ttft p95 ms, tpot p95 ms, output tokens/s, peak bytes).
+LLM_POINTS = {1: (40.0, 10.0, 100.0, 900_000_000), 2: (70.0, 12.0, 166.0, 950_000_000), 4: (130.0, 60.0, 66.0, 1_000_000_000)}
+LLM_WEIGHT_BYTES, LLM_KV_BYTES_PER_TOKEN = 540_000_000, 9_216
+LLM_DIAGNOSTICS = "perplexity,kl_per_token,top1_agreement"
+
+
+def llm_metrics(speed: float, bits: int):
+    """A candidate's token figures: the teacher's, `speed` times as fast (latencies divided, tokens/s multiplied)."""
+    from orchestrator.cost.candidate import TokenCandidateMetrics, TokenPoint
+
+    points = [TokenPoint(concurrency=c, ttft_p95_ms=t / speed, tpot_p95_ms=p / speed, output_tokens_per_s=s * speed,
+                         peak_mem_bytes=int(m * bits / 32)) for c, (t, p, s, m) in LLM_POINTS.items()]  # fmt: skip
+    return TokenCandidateMetrics(points=points, weight_bytes=int(LLM_WEIGHT_BYTES * bits / 32),
+                                 kv_bytes_per_token=LLM_KV_BYTES_PER_TOKEN, device_kind="cpu", device_name="Test CPU",
+                                 cpu_threads=1, bits=bits)  # fmt: skip
+
+
+def llm_test_results() -> dict[str, dict]:
+    """The held-out test result of each LLM trial: val + 0.01 nats, its paired drop ± 0.01 (as finalize pairs them)."""
+    base = LLM_FINISHED[0][2] + 0.01
+    out = {}
+    for trial_id, _, quality, _, _ in LLM_FINISHED:
+        value, drop = quality + 0.01, quality + 0.01 - base
+        out[trial_id] = {"metric": "log_perplexity", "value": value, "higher_is_better": False, "split": "test",
+                         "n_examples": 64, "ci95_low": value - 0.02, "ci95_high": value + 0.02, "drop": drop,
+                         "drop_ci95_low": drop - 0.01 if drop else 0.0, "drop_ci95_high": drop + 0.01 if drop else 0.0}  # fmt: skip
+    return out
+
+
+def make_llm_run(folder: Path, name: str = "smollm-fake-run") -> Path:
+    """Write a finished decoder-LLM run folder, priced by orchestrator.cost.tokens.price_tokens on the bundled catalog."""
+    import math
+
+    from orchestrator.cost.tokens import price_tokens
+
+    root = folder / name
+    (root / "trials").mkdir(parents=True)
+    traffic = Traffic(**LLM_TRAFFIC)
+    catalog = load_catalog(None, region="us-east-1", instance_filter=LLM_FILTER)
+    max_drop = math.log1p(LLM_MAX_INCREASE)
+    base_quality = LLM_FINISHED[0][2]
+    rows, records = [], {}
+    for trial_id, knobs, quality, speed, layers in LLM_FINISHED:
+        recipe = {**LLM_KNOBS, "runtime": "eager", **knobs}
+        metrics = llm_metrics(speed, recipe["bits"])
+        cost = price_tokens(metrics, traffic, catalog)
+        point = next(p for p in metrics.points if p.concurrency == (cost.concurrency or 1))
+        drop = quality - base_quality
+        row = {
+            **recipe, "trial_id": trial_id, "status": "finished", "final": True, "baseline": trial_id == "l0base",
+            "recipe_key": f"key-{trial_id}", "quality_metric": "log_perplexity", "quality": quality, "accuracy": quality,
+            "quality_drop": drop, "accuracy_drop": drop, "quality_ci95_low": quality - 0.015, "quality_ci95_high": quality + 0.015,
+            "quality_drop_ci95_low": drop - 0.008 if drop else 0.0, "quality_drop_ci95_high": drop + 0.008 if drop else 0.0,
+            "quality_n": 32, "params": 135_000_000, "size_bytes": None, "peak_mem_bytes": point.peak_mem_bytes,
+            "throughput_sps": point.output_tokens_per_s / 16, "batch_latency_p95_ms": point.ttft_p95_ms + 15 * point.tpot_p95_ms,
+            "latency_p50_ms": 1.0, "latency_p95_ms": point.ttft_p95_ms + 15 * point.tpot_p95_ms, "device": "Test CPU",
+            "device_kind": "cpu", "threads": 1, "instance_type": cost.instance_type,
+            "instance_throughput_sps": cost.throughput_sps, "replicas": cost.replicas, "monthly_usd": cost.monthly_usd,
+            "projected": cost.projected, "feasible": cost.feasible, "cost_reason": cost.reason, "trial_seconds": 30.0,
+            "fallbacks": "", "startup_seconds": None, "kernel_archs": "any",
+            "concurrency": cost.concurrency, "output_tokens_per_s": point.output_tokens_per_s,
+            "decode_tokens_per_s_c1": metrics.points[0].output_tokens_per_s, "ttft_p95_ms": point.ttft_p95_ms,
+            "tpot_p95_ms": point.tpot_p95_ms, "prefill_tokens_per_s": 24_000.0 * speed, "weight_bytes": metrics.weight_bytes,
+            "kv_bytes_per_token": LLM_KV_BYTES_PER_TOKEN, "usd_per_million_output_tokens": cost.usd_per_million_output_tokens,
+            "encoder_layers": layers, "encoder_heads_per_layer": 9, "encoder_ffn_per_layer": 1536,
+            "teacher_encoder_layers": 4, "teacher_encoder_heads_per_layer": 9, "teacher_encoder_ffn_per_layer": 1536,
+            "diagnostic_metrics": LLM_DIAGNOSTICS, "perplexity": math.exp(quality), "kl_per_token": drop / 2,
+            "top1_agreement": 1.0 - drop,
+        }  # fmt: skip
+        typed = Recipe(**recipe)
+        records[row["recipe_key"]] = TrialRecord(
+            row=row, recipe=typed, compression=CompressionRecord(recipe=typed, device="cpu", steps=[]),
+            metrics={"device": {"kind": "cpu", "name": "Test CPU", "arch": "x86_64", "capability": "AVX2", "threads": 1}},
+            quality={"metric": "log_perplexity", "value": quality, "higher_is_better": False}, cost=cost,
+            throughput={"method": "static batching at each concurrency, interleaved with the teacher"},
+            diagnostics={"perplexity": math.exp(quality)},
+        )  # fmt: skip
+        rows.append(row)
+    frame = trials_frame(rows)
+    frame["pareto"] = mark_pareto(frame)
+    tests = llm_test_results()
+    frame["test_quality"] = frame["trial_id"].map(lambda t: tests[t]["value"])
+    frame["test_accuracy"] = frame["test_quality"]
+    add_test_drops(frame, {t: dict(r) for t, r in tests.items()}, "l0base")
+    chosen, passed = recommend(frame, max_drop, tests["l0base"]["value"], lambda row: tests[row["trial_id"]])
+    traffic_json = traffic.model_dump(mode="json")
+    inputs = {"traffic": {**traffic_json, "days_per_month": traffic.days_per_month},
+              "objective": {"metric": "log_perplexity", "max_quality_drop": max_drop,
+                            "max_perplexity_increase": LLM_MAX_INCREASE},
+              "catalog_file": "bundled", "catalog_as_of": str(catalog.as_of), "region": catalog.region,
+              "instance_types": [i.instance_type for i in catalog.instances], "memory_headroom": 0.2}  # fmt: skip
+    summary = build_summary(
+        frame, run_id=name, task="examples.hf_causal_lm_task:make_task", label="SmolLM2-135M", metric="log_perplexity",
+        max_drop=max_drop, recommended=chosen, passed_over=passed, test_results=tests,
+        cost=search_cost(frame, 1.0, 0.0, catalog), inputs=inputs,
+    )  # fmt: skip
+    frame.to_csv(root / "trials.csv", index=False)
+    summary.write(root / "summary.json")
+    config = {"task": {"name": "examples.hf_causal_lm_task:make_task"},
+              "objective": {"metric": "log_perplexity", "max_perplexity_increase": LLM_MAX_INCREASE},
+              "traffic": LLM_TRAFFIC,
+              "deployment": {"catalog": "bundled", "region": "us-east-1", "instance_filter": LLM_FILTER},
+              "search": {"trials": len(rows), "sampler": "tpe", "seed": 0, "scheduler": "none",
+                         "resources_per_trial": {"cpu": 1.0, "gpu": 0.0}},
+              "space": {"drop_layers": {"choices": [0, 1, 2]}, "bits": {"choices": [32, 8, 4]},
+                        "kd_steps": {"choices": [0, 300]}, **LLM_KNOBS}}  # fmt: skip
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    (root / "run.json").write_text(json.dumps({"run_id": name, "study_name": name}))
+    for key, record in records.items():
+        record.write(root / "trials" / f"{key}.json")
+    return root
