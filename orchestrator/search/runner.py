@@ -290,7 +290,7 @@ def _keep_reference(config: SearchConfig, task: Any, teacher: Any, fingerprint: 
     previous = torch.get_num_threads()
     tokens = config.traffic.tokens
     try:
-        if getattr(task, "generates", False) and tokens is not None:
+        if task.generates and tokens is not None:
             from orchestrator.measure.generation_reference import generation_reference
 
             started = time.perf_counter()

@@ -102,7 +102,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     evaluation = evaluate_items(task, compressed.model, "val")
     quality = evaluation.quality
     archs = kernel_archs(compressed.record.steps)
-    if getattr(task, "generates", False):
+    if task.generates:
         tokens = measure_tokens(
             compressed.model, teacher, context.traffic, threads, teacher_fingerprint=context.teacher_fingerprint,
             interleave=context.settings.throughput_reference == "teacher",

@@ -104,6 +104,7 @@ class Task(abc.ABC):
     distill_targets_are_teacher: bool = False  # True: train targets are the teacher's outputs, so KD needn't rerun it
     predict_batch_size: int = 512  # examples run at once when judging a model: its activations at this batch bound memory
     distill_losses: tuple[DistillLoss, ...] = (DistillLoss.AUTO,)  # the losses distillation may ask this task for
+    generates: bool = False  # True: a causal LM, measured and priced in tokens, served with generate()
 
     @abc.abstractmethod
     def teacher(self) -> nn.Module:
