@@ -1,8 +1,11 @@
-"""Quantization: bf16/fp16, int8 with real int8 kernels, int4 weight-only (or fake-quantized on CPU).
+"""Quantization: bf16/fp16, int8 with real int8 kernels (dynamic W8A8 or weight-only), int4 weight-only.
 
-The `quantize` technique's knobs: bits (32: none), and for int4 its group size. A runtime that
-quantizes its own program (ONNX Runtime, OpenVINO, torch.compile's PT2E) takes int8 over: the
-recipe then adds no torch int8 stage before the runtime's.
+The `quantize` technique's knobs: bits (32: none), for int4 its group size, for int8 whether activations
+are quantized too (dynamic) or stay float (weight-only: what Llama-family models with activation outliers
+need), and the output head's width. A runtime that quantizes its own program (ONNX Runtime, OpenVINO,
+torch.compile's PT2E) takes int8 over: the recipe then adds no torch int8 stage before the runtime's.
+int4 on CPU runs torch's packed int4 kernel on Linear-only models (weight_only.py); a model with
+convolutions, or a group size that kernel does not take, is fake-quantized (quality only).
 """
 
 from __future__ import annotations
@@ -16,6 +19,13 @@ from pydantic import Field
 from torch import nn
 
 from orchestrator.compress.prune import PRUNABLE, prunable_weights
+from orchestrator.compress.weight_only import (
+    INT4_GROUP_SIZES,
+    is_head,
+    quantize_linear,
+    set_module,
+    weight_only_quantize,
+)
 from orchestrator.runtimes import REGISTRY
 from orchestrator.techniques import (
     Context,
@@ -33,6 +43,8 @@ from orchestrator.techniques.details import x86_only
 from orchestrator.techniques.domains import candidate_values
 
 Bits = Literal[32, 16, 8, 4]
+HeadBits = Literal[32, 8, 4]
+Int8Activations = Literal["dynamic", "float"]
 BIT_TEXT = {32: "fp32", 16: "bf16", 8: "int8"}
 
 
@@ -48,12 +60,29 @@ class Int8Config(Int8Settings):
     """int8 with real int8 kernels: static PTQ (convs too) on CPU, dynamic for Linear-only models, torchao on CUDA."""
 
 
+class Int8HeadConfig(Int8Config):
+    """Dynamic int8 (W8A8) on every Linear but the output head, which stays float (32) or is weight-only int4."""
+
+    lm_head_bits: Literal[32, 4]
+    group_size: int = Field(32, ge=8)  # of an int4 head
+
+
+class Int8WeightOnlyConfig(TechniqueConfig):
+    """int8 weights per output channel, activations float: torch's packed int8 kernel on CPU, torchao on CUDA."""
+
+    stage = Stage.QUANTIZE
+    keeps_float_weights = False
+    lm_head_bits: HeadBits | None = None  # None: int8 like the rest
+    group_size: int = Field(32, ge=8)  # of an int4 head
+
+
 class Int4WeightOnlyConfig(TechniqueConfig):
-    """4-bit weights in groups: torchao int4 on CUDA; fake-quantized (quality only) on CPU."""
+    """4-bit weights in groups: torchao int4 on CUDA; torch's packed int4 kernel on CPU (fake-quantized where it can't run)."""
 
     stage = Stage.QUANTIZE
     keeps_float_weights = False
     group_size: int = Field(32, ge=8)
+    lm_head_bits: HeadBits | None = None  # None: int4 like the rest
 
 
 class CastInput(nn.Module):
@@ -121,6 +150,11 @@ def int8(model: nn.Module, config: Int8Config, ctx: Context) -> tuple[nn.Module,
             mode, quantized = "dynamic", None
     if mode == "dynamic":
         quantized = dynamic_int8(model)
+    return quantized, _int8_record(config, quantized, mode, fallbacks)
+
+
+def _int8_record(config: Int8Config, quantized: nn.Module, mode: str, fallbacks: list[str],
+                 kept_float: frozenset[str] = frozenset()) -> StepRecord:  # fmt: skip
     q_layers, float_layers = quantized_and_float_layers(quantized)
     backend = "x86" if mode == "static" else torch.backends.quantized.engine
     details = {
@@ -140,20 +174,54 @@ def int8(model: nn.Module, config: Int8Config, ctx: Context) -> tuple[nn.Module,
                 "(dynamic int8 quantizes Linear layers only)"
             )
     for name in float_layers:
-        fallbacks.append(f"{name}: stays float (the {mode} int8 backend does not quantize it)")
-    return quantized, StepRecord.of(config, f"int8_{mode}", details=details, fallbacks=fallbacks)
+        if name not in kept_float:
+            fallbacks.append(f"{name}: stays float (the {mode} int8 backend does not quantize it)")
+    return StepRecord.of(config, f"int8_{mode}", details=details, fallbacks=fallbacks)
 
 
-def dynamic_int8(model: nn.Module) -> nn.Module:
-    """Linear layers to int8 with per-output-channel weight scales and activations quantized per batch.
+def int8_head(model: nn.Module, config: Int8HeadConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
+    """Dynamic int8 on every Linear but the output head, kept float32 or made weight-only int4 (CPU; CUDA: float)."""
+    heads = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and is_head(n)]
+    if ctx.device.type == "cuda" or not heads:
+        plain = Int8Config(**config.model_dump(exclude={"lm_head_bits", "group_size"}))
+        quantized, record = int8(model, plain, ctx)
+        if heads:
+            record.fallbacks.append(f"lm_head_bits={config.lm_head_bits}: the head is int8 like the rest on CUDA "
+                                    "(a head of its own width is built on CPU only)")  # fmt: skip
+        return quantized, record
+    model = model.eval().cpu()
+    quantized = dynamic_int8(model, skip=set(heads))
+    heads_by_name = {n: quantized.get_submodule(n) for n in heads}
+    record = _int8_record(config, quantized, "dynamic", [], kept_float=frozenset(heads))
+    details, fallbacks = record.details, record.fallbacks
+    if config.lm_head_bits == 4:
+        for name, head in heads_by_name.items():
+            packed, why = quantize_linear(head, 4, config.group_size)
+            if why:
+                fallbacks.append(f"{name}: stays float32 ({why})")
+                continue
+            set_module(quantized, name, packed)
+            details["quantized_layers"].append(name)
+            details["float_layers"].remove(name)
+    details["lm_head_bits"] = config.lm_head_bits
+    # Not "int8_dynamic": export rebuilds that by quantizing every Linear, which this head is not.
+    record.technique = f"int8_dynamic_head_{'fp32' if config.lm_head_bits == 32 else 'int4'}"
+    return quantized, record
+
+
+def dynamic_int8(model: nn.Module, skip: set[str] | None = None) -> nn.Module:
+    """Linear layers (but those named in `skip`) to int8 with per-output-channel weight scales and activations
+    quantized per batch.
 
     Per-channel, because one scale per weight matrix loses too much on transformers (measured on MiniLM).
     """
     from torch.ao.quantization import per_channel_dynamic_qconfig
 
+    spec: dict[Any, Any] = {nn.Linear: per_channel_dynamic_qconfig}
+    spec.update({name: None for name in skip or ()})  # a module name overrides its type's qconfig
     with warnings.catch_warnings():  # torch.ao's deprecation notice; the kernels are current
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
 def _int8_static_fx(model: nn.Module, config: Int8Config, ctx: Context) -> nn.Module:
@@ -175,12 +243,27 @@ def _int8_static_fx(model: nn.Module, config: Int8Config, ctx: Context) -> nn.Mo
         return convert_fx(prepared)
 
 
+def int8_weight_only(model: nn.Module, config: Int8WeightOnlyConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
+    """Weight-only int8 (activations float): torch's packed int8 kernel on CPU, torchao's on CUDA."""
+    model = model.eval()
+    if ctx.device.type == "cuda":
+        return _int8_weight_only_torchao(model.to(ctx.device), config)
+    quantized, details = weight_only_quantize(model.cpu(), 8, config.group_size, config.lm_head_bits)
+    return quantized, _weight_only_record(config, "int8_weight_only", details)
+
+
 def int4_weight_only(model: nn.Module, config: Int4WeightOnlyConfig, ctx: Context) -> tuple[nn.Module, StepRecord]:
-    """torchao int4 weight-only on CUDA Linear layers; elsewhere group-wise fake quantization."""
+    """int4 weights in groups, activations float: torchao on CUDA; on CPU torch's packed int4 kernel on Linear-only
+    models, group-wise fake quantization (quality only) where that kernel can't run."""
     model = model.eval()
     if ctx.device.type == "cuda":
         return _int4_torchao(model.to(ctx.device), config)
-    sizes = _fake_quantize_all(model.cpu(), 4, config.group_size)
+    model = model.cpu()
+    why_fake = _why_no_int4_kernel(model, config.group_size)
+    if why_fake is None:
+        quantized, details = weight_only_quantize(model, 4, config.group_size, config.lm_head_bits)
+        return quantized, _weight_only_record(config, "int4_weight_only", details)
+    sizes = _fake_quantize_all(model, 4, config.group_size)
     details = {
         "backend": "fake_quant",
         "accelerated": False,
@@ -192,9 +275,47 @@ def int4_weight_only(model: nn.Module, config: Int4WeightOnlyConfig, ctx: Contex
         config,
         "int4_fake",
         details=details,
-        fallbacks=[f"int4 is not accelerated on this device ({ctx.device.type}): weights are fake-quantized for quality; size counts packed 4-bit weights"],
+        fallbacks=[
+            (
+                f"int4 is not accelerated on this device ({ctx.device.type}) for this model: {why_fake}; weights are "
+                "fake-quantized for quality; size counts packed 4-bit weights"
+            )
+        ],
     )
     return model, record
+
+
+def _why_no_int4_kernel(model: nn.Module, group_size: int) -> str | None:
+    """Why the CPU int4 kernel cannot serve this model (None: it can, layer shapes aside)."""
+    if group_size not in INT4_GROUP_SIZES:
+        return f"the CPU int4 kernel takes groups of {', '.join(map(str, INT4_GROUP_SIZES))}, not {group_size}"
+    convs = [n for n, m in prunable_weights(model) if not isinstance(m, nn.Linear)]
+    if convs:
+        return f"it has {len(convs)} convolution layers, which the CPU int4 kernel (Linear only) cannot run"
+    return None
+
+
+def _weight_only_record(config: TechniqueConfig, technique: str, details: dict[str, Any]) -> StepRecord:
+    details = dict(details)
+    fallbacks, notes = details.pop("fallbacks"), details.pop("notes")
+    if notes:
+        details["notes"] = notes
+    return StepRecord.of(config, technique, details=details, fallbacks=fallbacks)
+
+
+def _int8_weight_only_torchao(model: nn.Module, config: Int8WeightOnlyConfig) -> tuple[nn.Module, StepRecord]:
+    from torchao.quantization import Int8WeightOnlyConfig as AoInt8
+    from torchao.quantization import quantize_
+
+    names = {n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not (is_head(n) and config.lm_head_bits == 32)}
+    quantize_(model, AoInt8(), filter_fn=lambda m, fqn: fqn in names)
+    float_layers = [n for n, m in prunable_weights(model) if n not in names]
+    details = {"backend": "torchao", "mode": "weight_only", "accelerated": True, "quantized_layers": sorted(names),
+               "float_layers": float_layers}  # fmt: skip
+    fallbacks = [f"{n}: stays float (torchao int8 weight-only quantizes Linear layers only)" for n in float_layers if not is_head(n)]
+    if config.lm_head_bits == 4:
+        fallbacks.append("lm_head_bits=4: the head is int8 on CUDA (int4 heads are built on CPU only)")
+    return model, StepRecord.of(config, "int8_weight_only_torchao", details=details, fallbacks=fallbacks)
 
 
 def _fake_quantize_all(model: nn.Module, bits: int, group_size: int) -> dict[str, int]:
@@ -226,6 +347,7 @@ def _int4_torchao(model: nn.Module, config: Int4WeightOnlyConfig) -> tuple[nn.Mo
     eligible = {
         n for n, m in model.named_modules()
         if isinstance(m, nn.Linear) and m.in_features % config.group_size == 0 and m.out_features % 8 == 0
+        and not (is_head(n) and config.lm_head_bits == 32)
     }  # fmt: skip
     try:
         # tinygemm kernels ship with torch; torchao's default "plain" format needs the separate mslk package.
@@ -235,7 +357,10 @@ def _int4_torchao(model: nn.Module, config: Int4WeightOnlyConfig) -> tuple[nn.Mo
     quantize_(model, ao_config, filter_fn=lambda m, fqn: fqn in eligible)
     float_layers = [n for n, m in prunable_weights(model) if n not in eligible]
     details = {"backend": "torchao", "accelerated": True, "quantized_layers": sorted(eligible), "float_layers": float_layers}
-    fallbacks = [f"{n}: stays bf16 (torchao int4 needs a Linear with in_features % {config.group_size} == 0)" for n in float_layers]
+    fallbacks = [f"{n}: stays bf16 (torchao int4 needs a Linear with in_features % {config.group_size} == 0)"
+                 for n in float_layers if not (is_head(n) and config.lm_head_bits == 32)]  # fmt: skip
+    if config.lm_head_bits == 8:
+        fallbacks.append("lm_head_bits=8: the head is int4 on CUDA (int8 heads are built on CPU only)")
     wrapped = CastInput(model, torch.bfloat16)
     return wrapped, StepRecord.of(config, "int4_torchao", details=details, fallbacks=fallbacks)
 
@@ -257,22 +382,65 @@ def _cpu_capability() -> str:
 
 
 def _stages(recipe: Any) -> list[TechniqueConfig]:
+    head = _head_bits(recipe)
     if recipe.bits == 16:
         return [HalfPrecisionConfig()]
     if recipe.bits == 8 and not REGISTRY.get(recipe.runtime).quantizes_int8():
+        if recipe.int8_activations == "float":
+            return [Int8WeightOnlyConfig(lm_head_bits=head, group_size=recipe.int4_group_size)]
+        if head in (32, 4):
+            return [Int8HeadConfig(lm_head_bits=head, group_size=recipe.int4_group_size)]
         return [Int8Config()]
     if recipe.bits == 4:
-        return [Int4WeightOnlyConfig(group_size=recipe.int4_group_size)]
+        return [Int4WeightOnlyConfig(group_size=recipe.int4_group_size, lm_head_bits=head)]
     return []
 
 
+def _head_bits(recipe: Any) -> int | None:
+    """The head's width where it differs from the other layers' (None: the same)."""
+    head = getattr(recipe, "lm_head_bits", None)
+    return None if head is None or head == recipe.bits else int(head)
+
+
+def _check(recipe: Any) -> list[str]:
+    """A runtime that quantizes int8 itself serves its own W8A8 program: weight-only int8 and a head width of its own
+    need torch's kernels (the eager runtime), unless the runtime says it builds them (`weight_only_int8`)."""
+    if recipe.bits != 8:
+        return []
+    runtime = REGISTRY.get(recipe.runtime)
+    if not runtime.quantizes_int8() or getattr(runtime, "weight_only_int8", False):
+        return []
+    asked = [f"int8_activations={recipe.int8_activations!r}"] if recipe.int8_activations == "float" else []
+    asked += [f"lm_head_bits={recipe.lm_head_bits}"] if _head_bits(recipe) is not None else []
+    if not asked:
+        return []
+    message = (
+        f"{asked[0]}: runtime {recipe.runtime!r} quantizes int8 itself (activations too, every Linear alike), so it "
+        f"cannot serve {' and '.join(asked)}; use runtime 'eager' for weight-only int8 or a head of another width"
+    )
+    return [message]
+
+
 def _describe(knobs: Knobs, shown: frozenset[str]) -> list[str]:
-    """'fp32', 'bf16', 'int8', 'int4 g32'."""
+    """'fp32', 'bf16', 'int8', 'int8 weight-only', 'int4 g32', then the head where its width differs: 'head fp32',
+    'head int8', 'head int4 g32'."""
     if "bits" not in knobs:
         return []
     bits = int(knobs["bits"])
     group = f" g{knobs['int4_group_size']}" if bits == 4 and "int4_group_size" in knobs else ""
-    return [BIT_TEXT.get(bits, f"int{bits}") + group]
+    weight_only = " weight-only" if bits == 8 and knobs.get("int8_activations") == "float" else ""
+    parts = [BIT_TEXT.get(bits, f"int{bits}") + weight_only + group]
+    head = knobs.get("lm_head_bits")
+    if bits in (8, 4) and head is not None and int(head) != bits:
+        head_group = f" g{knobs['int4_group_size']}" if int(head) == 4 and "int4_group_size" in knobs else ""
+        parts.append(f"head {BIT_TEXT.get(int(head), f'int{int(head)}')}{head_group}")
+    return parts
+
+
+def _int4_anywhere(knobs: Knobs) -> bool:
+    """Whether any layer is int4: every Linear (bits 4) or the head alone (lm_head_bits 4)."""
+    head = knobs.get("lm_head_bits")
+    return int(knobs["bits"]) == 4 or (int(knobs["bits"]) == 8 and head is not None and int(head) == 4)
 
 
 def _seeds(space: Mapping[str, Any], teacher_layers: int | None) -> list[dict[str, Any]]:
@@ -292,12 +460,21 @@ TECHNIQUE = Technique(
         Knob("bits", Bits, 32, "32 (float), 16 (bf16 on CPU, fp16 on CUDA), 8 (int8), 4 (int4 weights)",
              in_key_when_default=True),
         Knob("int4_group_size", int, 32, "int4: weights per quantization group", {"ge": 8},
-             applies=lambda k: int(k["bits"]) == 4, in_key_when_default=True),
+             applies=_int4_anywhere, in_key_when_default=True),
+        Knob("int8_activations", Int8Activations, "dynamic",
+             "int8: activations quantized per batch too (dynamic, W8A8) or kept float (weight-only)",
+             applies=lambda k: int(k["bits"]) == 8),
+        Knob("lm_head_bits", HeadBits | None, None,
+             "int8/int4: the output head's width (None: as bits; 32: float; 8 or 4: weight-only)",
+             applies=lambda k: int(k["bits"]) in (8, 4)),
     ),  # fmt: skip
+    sampled_as=("bits", "int8_activations", "lm_head_bits", "int4_group_size"),
     stages=_stages,
     describe=_describe,
     seeds=_seeds,
-    handlers={HalfPrecisionConfig: half_precision, Int8Config: int8, Int4WeightOnlyConfig: int4_weight_only},
+    check=_check,
+    handlers={HalfPrecisionConfig: half_precision, Int8Config: int8, Int8HeadConfig: int8_head,
+              Int8WeightOnlyConfig: int8_weight_only, Int4WeightOnlyConfig: int4_weight_only},
     stage_order=40,
     sample_order=30,
     seed_order=10,

@@ -1,4 +1,8 @@
-"""Quantization: bf16 on CPU, int8 static (convs too) or dynamic, int4 fake-quantized with packed size."""
+"""Quantization: bf16 on CPU, int8 static (convs too) or dynamic, int4 on a CNN fake-quantized with packed size.
+
+The CPU int4 kernel runs Linear layers only, so a model with convolutions is fake-quantized (quality only);
+Linear-only models get the real kernel: tests/compress/test_weight_only.py.
+"""
 
 from __future__ import annotations
 
@@ -196,10 +200,11 @@ def test_fake_quantize_gradient_passes_straight_through():
     assert torch.equal(weight.grad, upstream)
 
 
-def test_int4_on_cpu_is_fake_quantized_marked_not_accelerated(compress, teacher, digits_task):
+def test_int4_on_cpu_is_fake_quantized_on_a_cnn_marked_not_accelerated(compress, teacher, digits_task):
     model, record = compress(Int4WeightOnlyConfig(group_size=32))
     assert record.technique == "int4_fake" and record.details["accelerated"] is False
     assert record.fallbacks and "not accelerated on this device (cpu)" in record.fallbacks[0]
+    assert "it has 3 convolution layers" in record.fallbacks[0]
     assert record.details["quantized_layers"] == [n for n, _ in prunable_weights(teacher)]
     for name, module in prunable_weights(model):
         flat = module.weight.reshape(module.weight.shape[0], -1)
@@ -207,6 +212,17 @@ def test_int4_on_cpu_is_fake_quantized_marked_not_accelerated(compress, teacher,
         padded = nn.functional.pad(flat, (0, (-cols) % 32)).reshape(flat.shape[0], -1, 32)
         assert max(len(g.unique()) for g in padded.reshape(-1, 32)) <= 16 + 1, name  # +1: the zero padding
     assert digits_task.evaluate(model, "val")["value"] >= digits_task.evaluate(teacher, "val")["value"] - 0.02
+
+
+def test_int4_with_a_group_size_the_cpu_kernel_does_not_take_is_fake_quantized():
+    from orchestrator.compress import apply_technique
+
+    task = BlobsTask(n_features=64, n_classes=4)
+    mlp = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16)).eval()
+    model, record = apply_technique(mlp, Int4WeightOnlyConfig(group_size=16), Context(task=task, teacher=mlp, device=torch.device("cpu")))
+    assert record.technique == "int4_fake" and "takes groups of 32, 64, 128, 256, not 16" in record.fallbacks[0]
+    assert all(type(m) is nn.Linear for m in (model[0], model[2]))
+    assert len(model[0].weight[0, :16].unique()) <= 16
 
 
 def test_int4_packed_size_by_hand(compress, teacher):

@@ -13,7 +13,6 @@ from orchestrator.errors import InputError
 from orchestrator.tasks import load_task
 from orchestrator.tasks.llm.causal_lm import CausalLMTask, perplexity_bound, perplexity_increase
 from orchestrator.tasks.llm.perplexity import nll_per_window
-from orchestrator.tasks.losses import LossSettings
 from tests.llm_models import tiny_llm_folder, write_text
 
 SMALL = dict(window_tokens=32, train_window_tokens=16, n_val=4, n_test=5, n_train=8, top_k=8)
