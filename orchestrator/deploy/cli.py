@@ -79,8 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--tolerance",
         type=float,
-        default=DEFAULT_TOLERANCE,
-        help=f"largest allowed difference of the rebuilt val quality from the trial's (default {DEFAULT_TOLERANCE}, i.e. 0.5 points)",
+        default=None,
+        help=f"largest allowed difference of the rebuilt val quality from the trial's, in the metric's units (default "
+        f"{DEFAULT_TOLERANCE}, i.e. 0.5 points; for log_perplexity, nats per token: min({DEFAULT_TOLERANCE}, the run's "
+        "max_quality_drop / 10))",
     )
     export.set_defaults(handler=_export)
 

@@ -20,10 +20,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import importlib.metadata
+import functools
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import uuid
@@ -34,12 +33,14 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-import orchestrator
-from orchestrator.cost.catalog import InstanceType, load_catalog
+from orchestrator.cost.catalog import InstanceType
 from orchestrator.deploy import _readme
 from orchestrator.deploy._defaults import DEFAULT_TOLERANCE
 from orchestrator.deploy._errors import ExportError
+from orchestrator.deploy.llm_export import llm_tolerance, write_llm_export
 from orchestrator.deploy.loader import load
+from orchestrator.deploy.packaging import deployment_of as _deployment, instance_of as _instance, versions
+from orchestrator.deploy.packaging import write_serve_config as _write_serve_config
 from orchestrator.deploy.progress import PassProgress
 from orchestrator.deploy.manifest import (
     MANIFEST_NAME,
@@ -72,9 +73,8 @@ from orchestrator.deploy.s3 import (
     make_client,
     parse_s3_uri,
     publish,
-    redact,
 )
-from orchestrator.deploy.serve_config import SERVE_CONFIG_NAME, build_serve_config, dump_serve_config, explain
+from orchestrator.deploy.serve_config import SERVE_CONFIG_NAME
 from orchestrator.deploy.weights import architecture, load_module, save_weights
 from orchestrator.errors import InputError
 from orchestrator.runtimes import REGISTRY
@@ -87,7 +87,6 @@ log = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
 PARTIAL, OLD = ".partial-", ".old-"  # .<trial>.partial-<id>: an export being written; .<trial>.old-<id>: the one it replaces
 TOKENIZER_DIR = "tokenizer"
-_VERSIONED = ("torch", "onnxruntime", "onnx", "safetensors", "torch-pruning", "torchao", "numpy", "boto3", "ray")
 
 
 @dataclass
@@ -99,23 +98,12 @@ class ExportResult:
     published: PublishResult | None = None
 
 
-def versions() -> dict[str, str | None]:
-    """Versions of Python, hedgerow and the libraries an export depends on."""
-    found: dict[str, str | None] = {"python": platform.python_version(), "hedgerow": orchestrator.__version__}
-    for name in _VERSIONED:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def export_trial(
     run_dir: str | Path,
     trial_id: str | None = None,
     dest: str | Path = "exports",
     endpoint_url: str | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
+    tolerance: float | None = None,
     s3_settings: S3Settings | None = None,
     on_object: Callable[[str, bool], None] | None = None,
     progress: Callable[[str], None] = lambda message: None,
@@ -125,8 +113,11 @@ def export_trial(
 
     Every pass over the val split runs in chunks (see the module's docstring), so memory follows the chunk, not
     the split; a pass that takes longer than `progress_every_s` reports how far it is through `progress`.
+    tolerance: the largest |rebuilt − trial| val quality, in the metric's units (None: 0.005, half a point of
+    accuracy; for a decoder LLM, nats per token derived from the run's quality budget: see llm_export.llm_tolerance).
+    A task that `generates` (a decoder LLM) is exported as a Hugging Face folder (orchestrator/deploy/llm_export.py).
     """
-    if not 0 <= tolerance < 1:
+    if tolerance is not None and not 0 <= tolerance < 1:
         raise InputError(
             f"--tolerance: expected a fraction of the metric in [0, 1) (0.005 is half a point), got {tolerance}"
         )
@@ -144,13 +135,19 @@ def export_trial(
         final_uri = str(final)
 
     task = load_task(run.config.task.name, run.config.task.args, field="config.yaml task.name")
-    unit = "texts" if task.sequence_inputs else "examples"
+    writer: Callable[..., Manifest] = write_export
+    if task.generates:
+        tolerance, reason = llm_tolerance(run.config.objective.max_quality_drop, tolerance)
+        writer = functools.partial(write_llm_export, tolerance_reason=reason)
+    elif tolerance is None:
+        tolerance = DEFAULT_TOLERANCE
+    unit = "texts" if task.sequence_inputs or task.generates else "examples"
     with watch_passes(PassProgress(progress, unit, every_s=progress_every_s)):
         rebuilt = _rebuild_checked(run, trial, task, tolerance, progress)
         if to_s3:
             staging = Path(tempfile.mkdtemp(prefix="hedgerow-export-"))
             try:
-                manifest = write_export(staging, run, trial, task, rebuilt, final_uri, tolerance, endpoint_url, progress)
+                manifest = writer(staging, run, trial, task, rebuilt, final_uri, tolerance, endpoint_url, progress)
                 progress(f"publishing to {final_uri}")
                 published = publish(staging, target, settings, on_object=on_object)
             finally:
@@ -164,7 +161,7 @@ def export_trial(
         staging.mkdir()
         with held(staging):  # while this export runs, no other one takes its staging folder for stale
             try:
-                manifest = write_export(staging, run, trial, task, rebuilt, final_uri, tolerance, None, progress)
+                manifest = writer(staging, run, trial, task, rebuilt, final_uri, tolerance, None, progress)
                 _replace_dir(staging, final)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -348,31 +345,6 @@ def _write_weights(model: nn.Module, task: Task, arch: Architecture, inputs: Inp
         )
 
 
-def _write_serve_config(root: Path, run: RunFolder, trial: Trial, deployment: Deployment, instance: InstanceType | None,
-                        runtime: str, final_location: str, endpoint_url: str | None) -> list[str]:  # fmt: skip
-    """serve_config.yaml sized by the cost model's answer; returns the lines that explain it (for the README)."""
-    threads = int(trial.row.get("threads") or 1)
-    traffic = run.config.traffic
-    serve = build_serve_config(
-        app_name=f"hedgerow-{trial.trial_id}",
-        model_path=final_location,
-        runtime=runtime,
-        deployment=deployment,
-        instance=instance,
-        threads=threads,
-        throughput_sps=float(trial.row.get("throughput_sps") or 1.0),
-        batch_latency_p95_ms=float(trial.row.get("batch_latency_p95_ms") or traffic.latency_slo_p95_ms),
-        serving_batch_size=traffic.serving_batch_size,
-        target_utilization=traffic.target_utilization,
-        latency_slo_p95_ms=traffic.latency_slo_p95_ms,
-        endpoint_url=redact(endpoint_url) if endpoint_url else None,  # never a user:password@ in a shipped file
-        smt_yield=run.config.deployment.smt_yield,
-    )
-    serve_lines = explain(deployment, instance, threads, serve, run.config.deployment.smt_yield)
-    (root / SERVE_CONFIG_NAME).write_text(dump_serve_config(serve, serve_lines))
-    return serve_lines
-
-
 def _check_loaded(root: Path, task: Task, trial: Trial, inputs: Inputs, reference: torch.Tensor, runtime: str, eager: bool,
                   tolerance: float, batch: int) -> None:  # fmt: skip
     """The written export, loaded as a user loads it, reproduces the model (and its runtime program scores as the trial)."""
@@ -430,37 +402,6 @@ def _default_runtime(programs: list[Program]) -> tuple[str, str]:
     return REGISTRY.weights(), "the safetensors weights loaded into the task's architecture are the model the trial measured" + (
         " (torch.export cannot express it)" if pt2 is not None and not pt2.written else ""
     )
-
-
-def _deployment(trial: Trial, serving_batch_size: int) -> Deployment:
-    cost = trial.record.cost
-    chosen = next((c for c in cost.per_instance if c.instance_type == cost.instance_type), None)
-    return Deployment(
-        instance_type=cost.instance_type,
-        accelerator=cost.accelerator,
-        replicas=cost.replicas,
-        hourly_replicas=chosen.hourly_replicas if chosen is not None else None,
-        monthly_usd=cost.monthly_usd,
-        projected=cost.projected,
-        region=cost.region,
-        catalog_as_of=str(cost.catalog_as_of),
-        reason=cost.reason,
-        serving_batch_size=serving_batch_size,
-    )
-
-
-def _instance(run: RunFolder, instance_type: str | None) -> InstanceType | None:
-    if not instance_type:
-        return None
-    deployment = run.config.deployment
-    try:
-        catalog = load_catalog(
-            None if deployment.catalog == "bundled" else deployment.catalog, region=deployment.region
-        )
-        return catalog.get(instance_type)
-    except Exception as exc:  # noqa: BLE001  (a catalog moved away: size the config per instance instead)
-        log.warning("catalog %s unavailable (%s): one Serve replica per instance", deployment.catalog, exc)
-        return None
 
 
 def _notes(trial: Trial, fmt: str, instance: InstanceType | None, deployment: Deployment) -> list[str]:

@@ -85,6 +85,37 @@ class LoadedModel:
             report_progress(min(start + self.batch_size, len(texts)), len(texts))
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
+    def generate(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[str]:
+        """Each prompt's greedy continuation (the new text only), from a decoder LLM's export.
+
+        Prompts are decoded one at a time with a KV cache, so a prompt's text never depends on the others; every
+        prompt is checked first (a list of strings, each within the export's prompt limit) and `max_new_tokens`
+        (default: the manifest's default_max_new_tokens, 64 at most) must be from 1 to its max_new_tokens_limit:
+        InputError otherwise, naming the limit. Decoding stops early at an end-of-sequence token.
+        """
+        return [self._tokenizer_of().decode(ids, skip_special_tokens=True) for ids in self.generate_ids(prompts, max_new_tokens)]
+
+    def generate_ids(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[list[int]]:
+        """The new token ids `generate` decodes into text, one list per prompt."""
+        from orchestrator.deploy.generation import check_max_new_tokens, check_prompts, encode_prompts, greedy_ids
+
+        spec = self.manifest.generation
+        if spec is None:
+            raise InputError("this export is not a text generator (no generation section in its manifest): use predict()")
+        new = check_max_new_tokens(spec.default_max_new_tokens if max_new_tokens is None else max_new_tokens,
+                                   spec.max_new_tokens_limit)  # fmt: skip
+        encoded = encode_prompts(self._tokenizer_of(), check_prompts(prompts), spec.prompt_tokens_limit, spec.add_special_tokens)
+        hf = self.module.hf
+        return [greedy_ids(hf, ids, new, spec.eos_token_ids) for ids in encoded]
+
+    def _tokenizer_of(self) -> Any:
+        if self._tokenizer is None:
+            from orchestrator.deploy.llm_load import load_tokenizer
+
+            assert self.manifest.generation is not None
+            self._tokenizer = load_tokenizer(self.root / self.manifest.generation.tokenizer)
+        return self._tokenizer
+
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """Embeddings of a list of strings (one row per text), from an embedding export."""
         if self.labels is not None:
@@ -107,10 +138,14 @@ class LoadedModel:
         """Outputs for a batch shaped (N, *input_shape), or for {name: (N, *shape)} where the model takes named inputs.
 
         An export that takes text also takes a list of strings: an embedder returns their embeddings, a classifier
-        each text's label and probabilities (see `classify`); token-id batches return the raw outputs (logits).
+        each text's label and probabilities (see `classify`), a decoder LLM their greedy continuations (`generate`);
+        token-id batches return the raw outputs (logits).
         """
         arch = self.manifest.architecture
-        if arch.text is not None and isinstance(batch, (list, tuple)) and all(isinstance(t, str) for t in batch):
+        strings = isinstance(batch, (list, tuple)) and all(isinstance(t, str) for t in batch)
+        if getattr(self.manifest, "generation", None) is not None and strings:
+            return self.generate(batch)
+        if arch.text is not None and strings:
             return self.classify(batch) if self.labels is not None else self.embed(batch)
         return self._run_named(batch) if arch.named_inputs else self._run_tensor(batch)
 
@@ -213,6 +248,8 @@ def load(
         except ValueError:
             raise InputError(f"runtime: expected one of {', '.join(runtimes())}, got {runtime!r}") from None
     root, manifest = fetch(path_or_uri, endpoint_url, cache)
+    if manifest.generation is not None:
+        return _load_llm(root, manifest, runtime, device, batch_size)
     cpu_only = manifest.architecture.weights_format.startswith("int8")  # torch.ao int8 kernels are CPU kernels
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() and not cpu_only else "cpu"
@@ -233,6 +270,24 @@ def load(
     module = _module(root, manifest, chosen, dev)
     return LoadedModel(
         manifest=manifest, root=root, runtime=chosen, module=module, device=dev,
+        batch_size=batch_size or serving_batch_size(manifest),
+    )  # fmt: skip
+
+
+def _load_llm(root: Path, manifest: Manifest, runtime: str, device: str, batch_size: int | None) -> LoadedModel:
+    """A decoder LLM's export: its Hugging Face folder loaded by transformers, quantized as the manifest says."""
+    from orchestrator.deploy.llm_load import load_llm_module
+
+    weights = REGISTRY.weights()
+    if runtime not in ("auto", weights):
+        raise InputError(f"runtime {runtime!r}: a decoder LLM's export is served from its weights; use runtime={weights!r} or 'auto'")
+    if device == "auto":
+        quantized = manifest.generation is not None and manifest.generation.quantization is not None
+        device = "cuda" if torch.cuda.is_available() and not quantized else "cpu"
+    dev = torch.device(device)
+    module = load_llm_module(root, manifest, dev)
+    return LoadedModel(
+        manifest=manifest, root=root, runtime=weights, module=module, device=dev,
         batch_size=batch_size or serving_batch_size(manifest),
     )  # fmt: skip
 

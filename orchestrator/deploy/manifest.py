@@ -58,6 +58,7 @@ _CONTENT_TYPES = {
     ".safetensors": "application/octet-stream",
     ".pt2": "application/zip",  # a torch.export archive is a zip file
     ".onnx": "application/octet-stream",
+    ".model": "application/octet-stream",  # a sentencepiece tokenizer
 }
 
 
@@ -110,6 +111,7 @@ class QualityCheck(_Model):
     tolerance: float
     passed: bool
     test_value: float | None = Field(None, description="held-out test quality from the search, where it was measured")
+    tolerance_reason: str | None = Field(None, description="how the tolerance was chosen (absent in older exports)")
 
 
 class TaskRef(_Model):
@@ -202,6 +204,49 @@ class Deployment(_Model):
     )  # fmt: skip
 
 
+class LoadQuantization(_Model):
+    """The quantization `load` applies to the exported float weights: the trial's quantize stage, re-applied."""
+
+    technique: str = Field(description="the trial's quantize step (its technique name in the record)")
+    method: Literal["weight_only", "dynamic_int8", "fake_int4", "half"] = Field(
+        description="weight_only: int8/int4 weight-only Linear kernels; dynamic_int8: torch.ao dynamic int8 Linear "
+        "(int8 activations per batch); fake_int4: float weights rounded to the int4 grid; half: bf16/fp16 weights"
+    )
+    bits: int
+    int8_activations: Literal["float", "dynamic"] | None = None
+    group_size: int | None = Field(None, ge=1, description="int4: weights per quantization group")
+    lm_head_bits: int | None = Field(None, description="the output head's width (None: as bits)")
+    dtype: Literal["bf16", "fp16"] | None = None
+
+
+class GenerationSpec(_Model):
+    """A decoder LLM's export: a Hugging Face folder of float weights and its tokenizer, what load applies, the limits."""
+
+    model_dir: str = Field(description="Hugging Face folder: AutoModelForCausalLM.from_pretrained(it) loads the weights")
+    tokenizer: str = Field(description="folder the tokenizer's save_pretrained() wrote")
+    weights_dtype: Literal["float32"] = "float32"
+    quantization: LoadQuantization | None = Field(None, description="applied at load, after the float weights load")
+    context_tokens: int = Field(ge=2, description="the model's context (max_position_embeddings)")
+    max_new_tokens_limit: int = Field(ge=1, description="the most tokens one answer may have")
+    prompt_tokens_limit: int = Field(ge=1, description="the most tokens one prompt may have: context less max_new_tokens_limit")
+    default_max_new_tokens: int = Field(ge=1)
+    add_special_tokens: bool = Field(True, description="whether prompts are tokenized with the tokenizer's special tokens")
+    eos_token_ids: list[int] = []
+    decoding: Literal["greedy"] = "greedy"
+    batching: Literal["one_at_a_time"] = Field(
+        "one_at_a_time", description="prompts are decoded one at a time, each with its own KV cache"
+    )
+
+    @field_validator("model_dir", "tokenizer")
+    @classmethod
+    def _inside_the_export(cls, value: str) -> str:
+        try:
+            check_relative_path(value, "folder")
+        except UnsafeFile as exc:
+            raise ValueError(str(exc).removeprefix("folder: ")) from None
+        return value
+
+
 class Manifest(_Model):
     """Everything a deployer needs to trust an export: provenance, quality, cost, versions, checksums."""
 
@@ -225,6 +270,7 @@ class Manifest(_Model):
     notes: list[str] = []
     versions: dict[str, str | None]
     files: list[FileEntry] = Field(max_length=MAX_FILES)
+    generation: GenerationSpec | None = Field(None, description="set for a decoder LLM (load(...).generate); absent otherwise")
 
     @model_validator(mode="after")
     def _each_file_listed_once(self) -> "Manifest":
@@ -310,6 +356,8 @@ def parse_manifest(text: str | bytes, source: str) -> Manifest:
     listed = {entry.path for entry in manifest.files}
     named = {"weights": manifest.weights, "serve_config": manifest.serve_config}
     named.update({f"programs.{p.format}.file": p.file for p in manifest.programs if p.file})
+    if manifest.generation is not None:
+        named["generation.model_dir"] = f"{manifest.generation.model_dir}/config.json"
     for field_name, path in named.items():
         if path not in listed:
             raise UnsafeExport(

@@ -71,10 +71,13 @@ def check_quality(rebuilt: Rebuilt, trial_value: float, tolerance: float, trial_
     if abs(value - trial_value) <= tolerance + 1e-12:
         return
     cache = os.environ.get("HEDGEROW_CACHE_DIR") or "~/.cache/hedgerow"
+    if rebuilt.quality["metric"] == "log_perplexity":  # nats per token, not a fraction
+        apart = f"{abs(value - trial_value):.5f} nats per token, more than the tolerance of {tolerance:.5g}"
+    else:
+        apart = f"{abs(value - trial_value) * 100:.2f} points, more than the tolerance of {tolerance * 100:.2f} points"
     raise QualityMismatch(
         f"trial {trial_id}: the rebuilt candidate's validation {rebuilt.quality['metric']} is {value:.4f}, "
-        f"the trial measured {trial_value:.4f}: a difference of {abs(value - trial_value) * 100:.2f} points, "
-        f"more than the tolerance of {tolerance * 100:.2f} points, so nothing was exported. The usual cause is "
+        f"the trial measured {trial_value:.4f}: a difference of {apart}, so nothing was exported. The usual cause is "
         f"a different teacher: a teacher retrained on another machine or with another thread count is not "
         f"bit-identical. This one's fingerprint is {rebuilt.teacher_fingerprint[:16]}… (cache {cache}); "
         "export where the search ran, or with HEDGEROW_CACHE_DIR pointing at the search's teacher cache"

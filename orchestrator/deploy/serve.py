@@ -1,7 +1,9 @@
 """Serve an export with Ray Serve: POST {"inputs": [example, ...]} (or {"inputs": {name: [...]}}, or text) → {"outputs": ...}.
 
 A model exported with a tokenizer (a text embedder) takes {"inputs": "text"} or {"inputs": ["text", ...]}
-and answers one embedding per text.
+and answers one embedding per text. A decoder LLM's export takes {"prompt": "text", "max_new_tokens": N} and
+answers {"text": "..."} (or {"prompts": [...]} → {"texts": [...]}): the text `load(...).generate` gives, greedy;
+a prompt over the export's prompt limit or max_new_tokens over its limit is a 400 naming the limit.
 
 `serve_config.yaml` names `orchestrator.deploy.serve:app` with the export's
 location as `model_path`; each replica loads the export with
@@ -108,6 +110,21 @@ def parse_texts(body: Any) -> list[str]:
     return texts
 
 
+def parse_generation(body: Any, default_max_new_tokens: int) -> tuple[list[str], int, bool]:
+    """(prompts, max_new_tokens, one prompt?) of a generation request; ValueError says what is expected."""
+    expected = 'a JSON object {"prompt": "text", "max_new_tokens": N} or {"prompts": ["text", ...], "max_new_tokens": N}'
+    if not isinstance(body, dict) or ("prompt" in body) == ("prompts" in body):
+        raise ValueError(f"expected {expected}")
+    unknown = sorted(set(body) - {"prompt", "prompts", "max_new_tokens"})
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}; expected {expected}")
+    one = "prompt" in body
+    prompts = [body["prompt"]] if one else body["prompts"]
+    if not isinstance(prompts, list):
+        raise ValueError(f"prompts: expected a list of strings, as in {expected}")
+    return prompts, body.get("max_new_tokens", default_max_new_tokens), one
+
+
 class Predictor:
     """The serving logic without Ray: a loaded export, and a batch of requests → one response each."""
 
@@ -119,8 +136,25 @@ class Predictor:
         self.args = args
         self.model = loader(args.model_path, endpoint_url=args.endpoint_url, runtime=args.runtime, device=args.device)
 
+    def generate_request(self, body: Any) -> dict[str, Any]:
+        """One generation request's answer: {"text"} or {"texts"}, or {"error"} naming the limit it breaks."""
+        from orchestrator.errors import InputError
+
+        spec = self.model.manifest.generation
+        try:
+            prompts, max_new_tokens, one = parse_generation(body, spec.default_max_new_tokens)
+            texts = self.model.generate(prompts, max_new_tokens=max_new_tokens)
+        except (InputError, ValueError) as exc:
+            return {"error": str(exc)}
+        return {"text": texts[0]} if one else {"texts": texts}
+
     def predict_requests(self, bodies: Sequence[Any]) -> list[dict[str, Any]]:
-        """Run the valid requests in one batch (one per input shape); an invalid one gets {"error": ...} and the others still run."""
+        """Run the valid requests in one batch (one per input shape); an invalid one gets {"error": ...} and the others still run.
+
+        A decoder LLM's requests run one after another (`generate_request`).
+        """
+        if getattr(self.model.manifest, "generation", None) is not None:
+            return [self.generate_request(body) for body in bodies]
         named = self.model.manifest.architecture.named_inputs
         text = self.model.manifest.architecture.text is not None
         parsed: list[Any] = []
@@ -188,6 +222,13 @@ class Predictor:
             info["text"] = {"max_length": m.architecture.text.max_length, "embedding": labels is None}
             if labels is not None:
                 info["text"]["labels"] = labels
+        if getattr(m, "generation", None) is not None:
+            g = m.generation
+            info["generation"] = {
+                "context_tokens": g.context_tokens, "prompt_tokens_limit": g.prompt_tokens_limit,
+                "max_new_tokens_limit": g.max_new_tokens_limit, "default_max_new_tokens": g.default_max_new_tokens,
+                "quantization": g.quantization.technique if g.quantization is not None else None, "decoding": g.decoding,
+            }  # fmt: skip
         if m.architecture.named_inputs:
             info["named_inputs"] = {n: s.model_dump() for n, s in m.architecture.named_inputs.items()}
         return info

@@ -56,13 +56,17 @@ def build_serve_config(
     batch_latency_p95_ms: float,
     serving_batch_size: int,
     target_utilization: float,
-    latency_slo_p95_ms: float,
+    latency_slo_p95_ms: float | None,
     endpoint_url: str | None = None,
     smt_yield: float = 1.0,
 ) -> dict[str, Any]:
-    """The config as a dict; `dump_serve_config` writes it with the derivation as comments."""
+    """The config as a dict; `dump_serve_config` writes it with the derivation as comments.
+
+    The batch wait is a tenth of the latency SLO (at most 50 ms); without one (an LLM's traffic, whose SLOs are per
+    token) requests do not wait for a batch to fill.
+    """
     per_instance, actor_options = replica_shape(instance, threads, smt_yield)
-    wait_s = round(min(0.05, latency_slo_p95_ms / 1000 * 0.1), 4)
+    wait_s = 0.0 if latency_slo_p95_ms is None else round(min(0.05, latency_slo_p95_ms / 1000 * 0.1), 4)
     target = target_ongoing_requests(throughput_sps, target_utilization, batch_latency_p95_ms, wait_s)
     spec: dict[str, Any] = {
         "name": DEPLOYMENT_NAME,
