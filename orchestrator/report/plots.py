@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 
 from orchestrator.report import _format as fmt
 from orchestrator.report.recipes import knob_applies
+from orchestrator.report.results import pruned_rows
 
 STYLE = {
     "svg.hashsalt": "hedgerow-report",
@@ -199,7 +200,7 @@ def threshold_plot(
     The highest ratio within the quality bound of each method × distillation is marked
     (`thresholds` is tables.threshold_frame). None where no pruned trial finished.
     """
-    done = trials[(trials["status"] == "finished") & (trials["prune_method"].fillna("none") != "none")]
+    done = pruned_rows(trials[trials["status"] == "finished"])
     if done.empty:
         return None
     with matplotlib.rc_context(STYLE):

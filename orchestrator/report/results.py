@@ -92,3 +92,18 @@ def trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = frame[COLUMNS + token_columns + [c for c in diagnostic_columns(frame) if c not in token_columns]].copy()
     frame["feasible"] = frame["feasible"].astype("boolean")
     return frame.sort_values(["baseline", "trial_id"], ascending=[False, True], na_position="last").reset_index(drop=True)
+
+
+DEPTH_METHOD = "decoder blocks dropped"  # drop_layers, read as a prune method whose "ratio" is a count of blocks
+
+
+def pruned_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials with a pruning method and ratio; those that dropped whole blocks (drop_layers) as one more method,
+    their ratio the number of blocks dropped, so the threshold reads "the most layers that can be dropped"."""
+    by_method = trials[trials["prune_method"].fillna("none") != "none"]
+    if "drop_layers" not in trials:
+        return by_method
+    depth = trials[pd.to_numeric(trials["drop_layers"], errors="coerce").fillna(0) > 0].copy()
+    depth["prune_method"] = DEPTH_METHOD
+    depth["prune_ratio"] = pd.to_numeric(depth["drop_layers"])
+    return pd.concat([by_method, depth], ignore_index=True)

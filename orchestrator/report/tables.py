@@ -17,7 +17,7 @@ import pandas as pd
 from orchestrator.cost.model import InstanceCost, explain
 from orchestrator.report import _format as f
 from orchestrator.runtimes import REGISTRY
-from orchestrator.report.results import diagnostic_columns
+from orchestrator.report.results import DEPTH_METHOD, diagnostic_columns, pruned_rows
 from orchestrator.report.recipes import SHAPE_COLUMNS, knob_applies, knob_names, recipe_text
 from orchestrator.report.records import Summary, TrialRecord
 from orchestrator.report.summary import rank_candidates, within_bound
@@ -188,8 +188,8 @@ def threshold_frame(trials: pd.DataFrame, max_drop: float) -> pd.DataFrame:
 
     `collapse_ratio` is the lowest ratio tried above it that falls outside the bound: where quality gives way.
     """
-    done = finished(trials)
-    done = done[(done["prune_method"].fillna("none") != "none") & ~done["baseline"].astype(bool)]
+    done = pruned_rows(finished(trials))
+    done = done[~done["baseline"].astype(bool)]
     rows = []
     for (method, distilled), group in done.groupby([done["prune_method"], done["kd_steps"].fillna(0) > 0], sort=True):
         within = group[group["quality_drop"].astype(float) <= max_drop + 1e-12]
@@ -213,12 +213,17 @@ def threshold_frame(trials: pd.DataFrame, max_drop: float) -> pd.DataFrame:
     ])  # fmt: skip
 
 
+def _amount(method: str, value: Any) -> str:
+    return f"{int(value)} blocks" if method == DEPTH_METHOD else f.percent(value)
+
+
 def threshold_table(trials: pd.DataFrame, max_drop: float) -> Table:
     """threshold_frame for reading."""
     rows = []
     for _, r in threshold_frame(trials, max_drop).iterrows():
-        there = f"{f.percent(r['highest_ratio_within'])} (trial {r['trial_there']}, {f.quality(r['quality_there'])})"
-        collapse = f"{f.percent(r['collapse_ratio'])} ({f.quality(r['quality_at_collapse'])})"
+        method = str(r["prune_method"])
+        there = f"{_amount(method, r['highest_ratio_within']) if not f.missing(r['highest_ratio_within']) else ''} (trial {r['trial_there']}, {f.quality(r['quality_there'])})"
+        collapse = f"{_amount(method, r['collapse_ratio']) if not f.missing(r['collapse_ratio']) else ''} ({f.quality(r['quality_at_collapse'])})"
         rows.append([
             str(r["prune_method"]), "with KD" if r["distilled"] else "without KD", f"{r['within_bound']} of {r['trials']}",
             there if not f.missing(r["highest_ratio_within"]) else "none within the bound",
