@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(PY) bench/runtimes.py
 	$(PY) bench/ort_int8_cpus.py
 	$(PY) bench/encoders.py
+	$(PY) bench/llm.py --kd-steps 50 --concurrency 1,4
 
 # The search target over 60 seeds on the product's Tuner itself (~50 min as two shards on 2 cores; resumable).
 bench-seeds: $(STAMP)
