@@ -10,8 +10,6 @@ build. Delete the file (its path is in every normalised record) to measure again
 
 from __future__ import annotations
 
-import fcntl
-import json
 import socket
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ from torch import nn
 from orchestrator.errors import InputError
 from orchestrator.measure.generation import ConcurrencyPoint, GenerationMetrics, measure_generation
 from orchestrator.measure.metrics import device_info
-from orchestrator.safe_files import write_atomic
+from orchestrator.measure.reference import kept_once
 from orchestrator.tasks.base import model_device
 from orchestrator.tasks.cache import cache_dir, settings_key
 from orchestrator.tasks.checkpoint import tensor_fingerprint
@@ -88,19 +86,11 @@ def generation_reference(
     path, identity = generation_reference_path(
         teacher, prompt_tokens, output_tokens, concurrencies, threads, decode_steps, root, teacher_fingerprint
     )
-    cached = _load(path)
-    if cached is not None:
-        return cached
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent trials on one host: one measures, the others wait and read
-        cached = _load(path)
-        if cached is not None:
-            return cached
+    def measure() -> ReferenceGeneration:
         metrics = measure_generation(
             teacher, prompt_tokens, output_tokens, concurrencies, threads, rounds=rounds, decode_steps=decode_steps
         )
-        reference = ReferenceGeneration(
+        return ReferenceGeneration(
             metrics=metrics,
             host=identity["host"],
             teacher_fingerprint=identity["teacher_fingerprint"],
@@ -109,8 +99,8 @@ def generation_reference(
             measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             path=str(path),
         )
-        write_atomic(path, reference.model_dump_json(indent=1))
-        return reference
+
+    return kept_once(path, ReferenceGeneration, GENERATION_REFERENCE_VERSION, measure)
 
 
 def normalise(metrics: GenerationMetrics, reference: ReferenceGeneration) -> GenerationMetrics:
@@ -156,11 +146,3 @@ def _scaled(point: ConcurrencyPoint, teacher: ConcurrencyPoint, output_tokens: i
             "request_seconds": (ttft_mean_ms + (output_tokens - 1) * tpot_mean_ms) / 1e3,
         }
     )
-
-
-def _load(path: Path) -> ReferenceGeneration | None:
-    try:
-        reference = ReferenceGeneration.model_validate(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return None
-    return reference if reference.version == GENERATION_REFERENCE_VERSION else None

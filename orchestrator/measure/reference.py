@@ -18,6 +18,7 @@ import socket
 import statistics
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
 from pydantic import BaseModel
@@ -81,18 +82,38 @@ def reference_throughput(
     """The kept reference for this machine, measuring it first (under a file lock, once per machine) if there is none."""
     torch.set_num_threads(threads)
     path, identity = reference_path(teacher, batch, threads, root, teacher_fingerprint)
-    cached = _load(path)
+    return kept_once(
+        path, ReferenceThroughput, REFERENCE_VERSION, lambda: _measure(teacher, batch, threads, rounds, repeats, identity, path)
+    )
+
+
+Kept = TypeVar("Kept", bound=BaseModel)
+
+
+def kept_once(path: Path, model: type[Kept], version: int, measure: Callable[[], Kept]) -> Kept:
+    """The reference kept at `path`, or `measure()` written there first, under a file lock: concurrent trials on
+    one host measure it once, the others wait and read it."""
+    cached = read_kept(path, model, version)
     if cached is not None:
         return cached
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent trials on one host: one measures, the others wait and read
-        cached = _load(path)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cached = read_kept(path, model, version)
         if cached is not None:
             return cached
-        reference = _measure(teacher, batch, threads, rounds, repeats, identity, path)
+        reference = measure()
         write_atomic(path, reference.model_dump_json(indent=1))
         return reference
+
+
+def read_kept(path: Path, model: type[Kept], version: int) -> Kept | None:
+    """A kept reference of the current version; None where it is missing, unreadable or of another version."""
+    try:
+        reference = model.model_validate(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+    return reference if getattr(reference, "version", None) == version else None
 
 
 def _measure(teacher: nn.Module, batch: Inputs, threads: int, rounds: int, repeats: int, identity: dict, path: Path) -> ReferenceThroughput:
@@ -112,11 +133,3 @@ def _measure(teacher: nn.Module, batch: Inputs, threads: int, rounds: int, repea
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         path=str(path),
     )
-
-
-def _load(path: Path) -> ReferenceThroughput | None:
-    try:
-        reference = ReferenceThroughput.model_validate(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return None
-    return reference if reference.version == REFERENCE_VERSION else None
