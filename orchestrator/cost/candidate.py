@@ -9,23 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 _ARCH_ALIASES = {"aarch64": "arm64", "arm64": "arm64", "amd64": "x86_64", "x86_64": "x86_64", "x64": "x86_64"}
 
 
-class CandidateMetrics(BaseModel):
-    """What was measured for one candidate on one device (per GPU, or with cpu_threads threads)."""
+class MeasuredOn(BaseModel):
+    """Where a candidate was measured and what its kernels need: the device (per GPU, or with cpu_threads threads),
+    its bits, the catalog instance it ran on (if any) and the CPU architectures its kernels run on."""
 
     model_config = ConfigDict(extra="forbid")
 
-    throughput_sps: float = Field(gt=0, allow_inf_nan=False)
-    batch_latency_p95_ms: float = Field(gt=0, allow_inf_nan=False)
-    latency_p50_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    latency_p95_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    peak_mem_bytes: int = Field(ge=0)
-    size_bytes: int = Field(gt=0)
     device_kind: Literal["cpu", "cuda"]
     device_name: str = Field(min_length=1)
     cpu_threads: int | None = Field(default=None, ge=1)
     cpu_arch: Literal["x86_64", "arm64"] = "x86_64"
     bits: Literal[32, 16, 8, 4] = 32
-    flops_per_sample: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     measured_instance_type: str | None = None
     cpu_archs: list[Literal["x86_64", "arm64"]] | None = Field(
         default=None, description="CPU architectures the candidate's kernels run on (None: any)"
@@ -37,10 +31,22 @@ class CandidateMetrics(BaseModel):
         return _ARCH_ALIASES.get(str(value).lower(), value)
 
     @model_validator(mode="after")
-    def _cpu_needs_threads(self) -> "CandidateMetrics":
+    def _cpu_needs_threads(self) -> "MeasuredOn":
         if self.device_kind == "cpu" and self.cpu_threads is None:
             raise ValueError("cpu_threads is required when device_kind is 'cpu' (the threads measured with)")
         return self
+
+
+class CandidateMetrics(MeasuredOn):
+    """What was measured for one candidate on one device (per GPU, or with cpu_threads threads)."""
+
+    throughput_sps: float = Field(gt=0, allow_inf_nan=False)
+    batch_latency_p95_ms: float = Field(gt=0, allow_inf_nan=False)
+    latency_p50_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    latency_p95_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    peak_mem_bytes: int = Field(ge=0)
+    size_bytes: int = Field(gt=0)
+    flops_per_sample: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class TokenPoint(BaseModel):
@@ -55,32 +61,15 @@ class TokenPoint(BaseModel):
     peak_mem_bytes: int = Field(ge=0, description="at this concurrency, with the traffic's prompt and answer lengths")
 
 
-class TokenCandidateMetrics(BaseModel):
+class TokenCandidateMetrics(MeasuredOn):
     """What was measured for one LLM candidate on one worker (one GPU, or cpu_threads threads), per concurrency.
 
-    The device fields mean what they mean in CandidateMetrics; weight_bytes and
-    kv_bytes_per_token bound memory at the traffic's p95 context.
+    The device fields are MeasuredOn's; weight_bytes and kv_bytes_per_token bound memory at the traffic's p95 context.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     points: list[TokenPoint] = Field(min_length=1)
     weight_bytes: int = Field(gt=0)
     kv_bytes_per_token: int = Field(ge=0, description="K and V of every layer for one token of context")
-    device_kind: Literal["cpu", "cuda"]
-    device_name: str = Field(min_length=1)
-    cpu_threads: int | None = Field(default=None, ge=1)
-    cpu_arch: Literal["x86_64", "arm64"] = "x86_64"
-    bits: Literal[32, 16, 8, 4] = 32
-    measured_instance_type: str | None = None
-    cpu_archs: list[Literal["x86_64", "arm64"]] | None = Field(
-        default=None, description="CPU architectures the candidate's kernels run on (None: any)"
-    )
-
-    @field_validator("cpu_arch", mode="before")
-    @classmethod
-    def _normalise_arch(cls, value: object) -> object:
-        return _ARCH_ALIASES.get(str(value).lower(), value)
 
     @field_validator("points")
     @classmethod
@@ -89,9 +78,3 @@ class TokenCandidateMetrics(BaseModel):
         if len(set(levels)) != len(levels):
             raise ValueError(f"expected one point per concurrency level, got levels {levels}")
         return sorted(points, key=lambda p: p.concurrency)
-
-    @model_validator(mode="after")
-    def _cpu_needs_threads(self) -> "TokenCandidateMetrics":
-        if self.device_kind == "cpu" and self.cpu_threads is None:
-            raise ValueError("cpu_threads is required when device_kind is 'cpu' (the threads measured with)")
-        return self
