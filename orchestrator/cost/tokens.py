@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from orchestrator.cost.candidate import CandidateMetrics, TokenCandidateMetrics, TokenPoint
+from orchestrator.cost.candidate import CandidateMetrics, MeasuredOn, TokenCandidateMetrics, TokenPoint
 from orchestrator.cost.catalog import GIB_BYTES, Catalog, InstanceType
 from orchestrator.cost.model import (
     DEFAULT_MEMORY_HEADROOM,
@@ -98,13 +98,7 @@ def _as_candidate(metrics: TokenCandidateMetrics, point: TokenPoint) -> Candidat
         batch_latency_p95_ms=point.tpot_p95_ms,
         peak_mem_bytes=point.peak_mem_bytes,
         size_bytes=metrics.weight_bytes,
-        device_kind=metrics.device_kind,
-        device_name=metrics.device_name,
-        cpu_threads=metrics.cpu_threads,
-        cpu_arch=metrics.cpu_arch,
-        bits=metrics.bits,
-        measured_instance_type=metrics.measured_instance_type,
-        cpu_archs=metrics.cpu_archs,
+        **metrics.model_dump(include=set(MeasuredOn.model_fields)),
     )
 
 
