@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from orchestrator.errors import InputError
+from orchestrator.measure.generation import decode_step, prefill
 
 MAX_PROMPT_CHARS = 1_000_000  # a bound on the work before tokenizing; the token limit is the real check
 MAX_PROMPTS_PER_CALL = 256
@@ -70,19 +71,15 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str], prompt_tokens_limit: 
 def greedy_ids(hf: nn.Module, prompt_ids: Sequence[int], max_new_tokens: int, eos_ids: Sequence[int] = ()) -> list[int]:
     """The greedy continuation of one prompt (token ids, the end-of-sequence token included where it came), decoded
     with a KV cache: one prefill of the prompt, then one cached step per new token."""
-    from transformers import DynamicCache
-
     device = next(hf.parameters()).device
     stop = set(eos_ids)
-    cache = DynamicCache(config=hf.config)
-    out = hf(input_ids=torch.tensor([list(prompt_ids)], device=device), cache=cache, use_cache=True, logits_to_keep=1)
+    cache, token = prefill(hf, torch.tensor([list(prompt_ids)], device=device))
     new: list[int] = []
     while True:
-        token = int(out.logits[0, -1].argmax())
-        new.append(token)
-        if token in stop or len(new) >= max_new_tokens:
+        new.append(int(token[0]))
+        if new[-1] in stop or len(new) >= max_new_tokens:
             return new
-        out = hf(input_ids=torch.tensor([[token]], device=device), cache=out.cache, use_cache=True)
+        token = decode_step(hf, cache, token)
 
 
 def eos_token_ids(hf: nn.Module, tokenizer: Any) -> list[int]:

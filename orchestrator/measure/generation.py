@@ -183,10 +183,10 @@ def greedy_tokens(model: nn.Module, prompt_ids: torch.Tensor, new_tokens: int) -
     if new_tokens < 1:
         raise InputError(f"greedy_tokens: new_tokens must be a positive integer, got {new_tokens!r}")
     hf = _hf(model).eval()
-    cache, token = _prefill(hf, prompt_ids.to(model_device(hf)))
+    cache, token = prefill(hf, prompt_ids.to(model_device(hf)))
     out = [token]
     for _ in range(new_tokens - 1):
-        token = _decode_step(hf, cache, token)
+        token = decode_step(hf, cache, token)
         out.append(token)
     return torch.stack(out, dim=1)
 
@@ -250,7 +250,7 @@ def _kv_bytes_per_token(model: nn.Module) -> int:
     return CausalLM(model).kv_bytes_per_token()
 
 
-def _prefill(hf: nn.Module, ids: torch.Tensor) -> tuple[object, torch.Tensor]:
+def prefill(hf: nn.Module, ids: torch.Tensor) -> tuple[object, torch.Tensor]:
     """Run the prompts into a fresh cache; return it and the first greedy token of each request."""
     from transformers import DynamicCache
 
@@ -259,7 +259,7 @@ def _prefill(hf: nn.Module, ids: torch.Tensor) -> tuple[object, torch.Tensor]:
     return out.cache, out.logits[:, -1].argmax(-1)
 
 
-def _decode_step(hf: nn.Module, cache: object, tokens: torch.Tensor) -> torch.Tensor:
+def decode_step(hf: nn.Module, cache: object, tokens: torch.Tensor) -> torch.Tensor:
     """Feed one token per request through the cache; return the next greedy token of each."""
     out = hf(input_ids=tokens[:, None], cache=cache, use_cache=True)
     return out.logits[:, -1].argmax(-1)
@@ -304,7 +304,7 @@ def _run_round(
     paired steps see the same background load."""
     caches, tokens, ttfts, contexts = [], [], [], []
     for hf in models:
-        ttft_s, (cache, token) = _timed(device, _prefill, hf, ids)
+        ttft_s, (cache, token) = _timed(device, prefill, hf, ids)
         contexts.append(_pad_cache(cache, context_tokens))
         caches.append(cache)
         tokens.append(token)
@@ -312,7 +312,7 @@ def _run_round(
     steps: list[list[float]] = [[] for _ in models]
     for k in range(decode_steps):
         for i in range(len(models)) if k % 2 == 0 else reversed(range(len(models))):
-            seconds, tokens[i] = _timed(device, _decode_step, models[i], caches[i], tokens[i])
+            seconds, tokens[i] = _timed(device, decode_step, models[i], caches[i], tokens[i])
             steps[i].append(seconds)
     return [_Round(ttfts[i], steps[i], contexts[i] + decode_steps // 2) for i in range(len(models))]
 
@@ -323,9 +323,9 @@ def _peak_memory_bytes(model: nn.Module, hf: nn.Module, ids: torch.Tensor, final
 
     def serve() -> None:
         nonlocal reached
-        cache, token = _prefill(hf, ids)
+        cache, token = prefill(hf, ids)
         _pad_cache(cache, final_context)
-        _decode_step(hf, cache, token)
+        decode_step(hf, cache, token)
         reached = cache.get_seq_length()
 
     target = final_context + 1

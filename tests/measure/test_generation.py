@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from orchestrator.errors import InputError
-from orchestrator.measure.generation import _prefill, describe, greedy_tokens, measure_generation
+from orchestrator.measure.generation import prefill, describe, greedy_tokens, measure_generation
 from orchestrator.measure.generation_reference import generation_reference, generation_reference_path, normalise
 from orchestrator.tasks.llm.model import tiny_llama
 from tests.conftest import requires_cuda
@@ -44,7 +44,7 @@ def test_the_decode_loop_uses_the_cache_and_matches_greedy_generate(model):
 def test_the_cache_holds_kv_bytes_per_token_for_every_prompt_token(model):
     ids = torch.randint(0, 256, (2, P))
     with torch.inference_mode():
-        cache, _ = _prefill(model.hf, ids)
+        cache, _ = prefill(model.hf, ids)
     held = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
     assert held == model.kv_bytes_per_token() * 2 * P
 
