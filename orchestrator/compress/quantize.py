@@ -189,24 +189,34 @@ def int8_head(model: nn.Module, config: Int8HeadConfig, ctx: Context) -> tuple[n
             record.fallbacks.append(f"lm_head_bits={config.lm_head_bits}: the head is int8 like the rest on CUDA "
                                     "(a head of its own width is built on CPU only)")  # fmt: skip
         return quantized, record
-    model = model.eval().cpu()
-    quantized = dynamic_int8(model, skip=set(heads))
-    heads_by_name = {n: quantized.get_submodule(n) for n in heads}
+    quantized, kept_float = dynamic_int8_with_head(model.eval().cpu(), config.lm_head_bits, config.group_size)
+    # An int4 head is no Linear: the record lists it with neither kind, so it is added as quantized here.
     record = _int8_record(config, quantized, "dynamic", [], kept_float=frozenset(heads))
     details, fallbacks = record.details, record.fallbacks
-    if config.lm_head_bits == 4:
-        for name, head in heads_by_name.items():
-            packed, why = quantize_linear(head, 4, config.group_size)
-            if why:
-                fallbacks.append(f"{name}: stays float32 ({why})")
-                continue
-            set_module(quantized, name, packed)
-            details["quantized_layers"].append(name)
-            details["float_layers"].remove(name)
+    fallbacks += [f"{name}: stays float32 ({why})" for name, why in kept_float.items() if why]
+    details["quantized_layers"] += [name for name in heads if name not in kept_float]
     details["lm_head_bits"] = config.lm_head_bits
     # Not "int8_dynamic": export rebuilds that by quantizing every Linear, which this head is not.
     record.technique = f"int8_dynamic_head_{'fp32' if config.lm_head_bits == 32 else 'int4'}"
     return quantized, record
+
+
+def dynamic_int8_with_head(model: nn.Module, lm_head_bits: int, group_size: int) -> tuple[nn.Module, dict[str, str]]:
+    """Dynamic int8 on every Linear but the output head, which stays float32 (lm_head_bits 32) or becomes weight-only
+    int4 (4); the stage and an export's load both build it here. Returns the model and the heads left float32, each
+    with the reason (empty for a head kept float on purpose)."""
+    heads = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and is_head(n)]
+    quantized = dynamic_int8(model, skip=set(heads))
+    kept_float = {name: "" for name in heads}
+    if lm_head_bits == 4:
+        for name in heads:
+            packed, why = quantize_linear(quantized.get_submodule(name), 4, group_size)
+            if why:
+                kept_float[name] = why
+                continue
+            set_module(quantized, name, packed)
+            del kept_float[name]
+    return quantized, kept_float
 
 
 def dynamic_int8(model: nn.Module, skip: set[str] | None = None) -> nn.Module:

@@ -101,17 +101,8 @@ def load_tokenizer(folder: Path) -> Any:
 def _dynamic_int8(model: nn.Module, spec: LoadQuantization) -> nn.Module:
     """Dynamic int8 (W8A8) on every Linear; with lm_head_bits 32 or 4 the head is skipped, then made weight-only int4
     where 4 (as compress.quantize's int8_head stage does)."""
-    from orchestrator.compress.quantize import dynamic_int8
+    from orchestrator.compress.quantize import dynamic_int8, dynamic_int8_with_head
 
     if spec.lm_head_bits not in (32, 4):
         return dynamic_int8(model).eval()
-    from orchestrator.compress.weight_only import is_head, quantize_linear, set_module
-
-    heads = [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and is_head(name)]
-    quantized = dynamic_int8(model, skip=set(heads))
-    if spec.lm_head_bits == 4:
-        for name in heads:
-            packed, why = quantize_linear(quantized.get_submodule(name), 4, spec.group_size or 32)
-            if why is None:
-                set_module(quantized, name, packed)
-    return quantized.eval()
+    return dynamic_int8_with_head(model, spec.lm_head_bits, spec.group_size or 32)[0].eval()
