@@ -38,6 +38,9 @@ CHILD = textwrap.dedent(
     import json, resource, sys
     import onnx, onnxruntime, onnxscript, tokenizers, torch, transformers  # noqa: F401  (mapped before the cap)
     import onnxruntime.quantization  # noqa: F401
+    import pandas, pyarrow  # noqa: E401  (pandas reads trials.csv into Arrow strings)
+
+    pandas.DataFrame({"s": ["mapped before the cap"]}).astype("string[pyarrow]")
     from orchestrator.deploy import export_trial, load
     from orchestrator.tasks.batches import run
 
@@ -96,7 +99,9 @@ def large_run(tmp_path_factory):
 
 def test_export_and_embed_a_large_split_under_an_address_space_cap(large_run, tmp_path):
     run_dir, split = large_run
-    env = {**os.environ, "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}  # glibc reserves 64 MiB per malloc arena
+    # glibc reserves 64 MiB per malloc arena; Arrow's own allocator reserves address space by the core count, which
+    # differs between machines, so Arrow allocates through malloc here as well.
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1", "ARROW_DEFAULT_MEMORY_POOL": "system"}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(run_dir), str(tmp_path / "exports"), str(BUDGET_BYTES), str(split)],
         cwd=REPO, capture_output=True, text=True, timeout=600, env=env,
