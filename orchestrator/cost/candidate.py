@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import statistics
+from typing import Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -24,6 +25,7 @@ class MeasuredOn(BaseModel):
     cpu_archs: list[Literal["x86_64", "arm64"]] | None = Field(
         default=None, description="CPU architectures the candidate's kernels run on (None: any)"
     )
+    runtime: str | None = Field(default=None, description="the serving runtime (picks the cross-architecture factor row)")
 
     @field_validator("cpu_arch", mode="before")
     @classmethod
@@ -37,6 +39,32 @@ class MeasuredOn(BaseModel):
         return self
 
 
+MIN_SPREAD_ROUNDS = 3  # below this, min and max of the rounds bound the median with under 75% confidence
+
+
+def rounds_spread(ratio_rounds: Sequence[float]) -> tuple[float, float] | None:
+    """(min, max) of the per-round throughput ratios to the teacher over their median; None under 3 usable rounds.
+
+    Why min/max and not the interquartile range: with n independent rounds, the smallest and largest bound
+    the median of the ratio's distribution with confidence 1 - 2 × 0.5^n, whatever its shape (93.75% for the
+    default 5 rounds, 75% for 3); the IQR of five values is two of them, with no such statement. Interleaving
+    cancels what the teacher and the candidate share (a busy neighbour), so what is left is the candidate's
+    own run-to-run noise, which this is the honest width of at these few rounds. It is narrower than the spread
+    between whole runs on different days (the reference itself moves), so it is a lower bound on that.
+    """
+    usable = [float(r) for r in ratio_rounds if r is not None and r > 0]
+    if len(usable) < MIN_SPREAD_ROUNDS:
+        return None
+    middle = statistics.median(usable)
+    return min(usable) / middle, max(usable) / middle
+
+
+def _check_spread(spread: tuple[float, float] | None) -> tuple[float, float] | None:
+    if spread is not None and not (0 < spread[0] <= 1 <= spread[1]):
+        raise ValueError(f"expected (low, high) with 0 < low <= 1 <= high, relative to the median; got {spread}")
+    return spread
+
+
 class CandidateMetrics(MeasuredOn):
     """What was measured for one candidate on one device (per GPU, or with cpu_threads threads)."""
 
@@ -47,6 +75,14 @@ class CandidateMetrics(MeasuredOn):
     peak_mem_bytes: int = Field(ge=0)
     size_bytes: int = Field(gt=0)
     flops_per_sample: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    throughput_spread: tuple[float, float] | None = Field(
+        default=None, description="(low, high) throughput relative to throughput_sps, from the rounds (rounds_spread)"
+    )
+
+    @field_validator("throughput_spread")
+    @classmethod
+    def _spread_brackets_one(cls, spread: tuple[float, float] | None) -> tuple[float, float] | None:
+        return _check_spread(spread)
 
 
 class TokenPoint(BaseModel):
@@ -59,6 +95,14 @@ class TokenPoint(BaseModel):
     tpot_p95_ms: float = Field(gt=0, allow_inf_nan=False, description="time per output token after the first, p95")
     output_tokens_per_s: float = Field(gt=0, allow_inf_nan=False, description="all requests together, one worker")
     peak_mem_bytes: int = Field(ge=0, description="at this concurrency, with the traffic's prompt and answer lengths")
+    throughput_spread: tuple[float, float] | None = Field(
+        default=None, description="(low, high) output tokens/s relative to output_tokens_per_s, from the rounds"
+    )
+
+    @field_validator("throughput_spread")
+    @classmethod
+    def _spread_brackets_one(cls, spread: tuple[float, float] | None) -> tuple[float, float] | None:
+        return _check_spread(spread)
 
 
 class TokenCandidateMetrics(MeasuredOn):

@@ -24,6 +24,7 @@ from orchestrator.safe_files import MAX_TABLE_BYTES, check_regular_file
 DATA_DIR = Path(__file__).resolve().parent / "data"
 BUNDLED_INSTANCES = DATA_DIR / "aws_instances.csv"
 BUNDLED_ACCELERATORS = DATA_DIR / "aws_accelerators.csv"
+BUNDLED_ARCH_FACTORS = DATA_DIR / "cpu_arch_factors.csv"
 INSTANCE_FILTER_FIELD = "deployment.instance_filter"
 BUNDLED = "bundled"  # what a config writes to mean the snapshot shipped with Hedgerow
 GIB_BYTES = 2**30
@@ -81,7 +82,54 @@ class InstanceType(BaseModel):
         return self
 
 
+CpuArch = Literal["x86_64", "arm64"]
+Precision = Literal["fp32", "bf16", "fp16", "int8", "int8-weight-only", "int4-weight-only", "any"]
+ANY = "any"
+
+
+class ArchFactor(BaseModel):
+    """Per-core throughput on to_arch over one measured thread on from_arch, with its range and its source.
+
+    runtime and precision may be "any"; the most specific row applies (`find_arch_factor`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    from_arch: CpuArch
+    to_arch: CpuArch
+    runtime: str = Field(min_length=1, pattern=r"^[a-z0-9_]+$")
+    precision: Precision
+    factor: float = Field(gt=0, allow_inf_nan=False)
+    factor_low: float = Field(gt=0, allow_inf_nan=False)
+    factor_high: float = Field(gt=0, allow_inf_nan=False)
+    source: str = Field(min_length=1)
+    published: str | None = Field(default=None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$", description="the source's date")
+    note: str | None = None
+    as_of: date
+
+    @model_validator(mode="after")
+    def _range_holds_factor(self) -> "ArchFactor":
+        if self.from_arch == self.to_arch:
+            raise ValueError(f"fields 'from_arch' and 'to_arch' are both {self.from_arch!r}: a factor is across two architectures")
+        if not self.factor_low <= self.factor <= self.factor_high:
+            raise ValueError(
+                f"field 'factor': {self.factor:g} must lie within [factor_low, factor_high] = "
+                f"[{self.factor_low:g}, {self.factor_high:g}]"
+            )
+        return self
+
+    def inverted(self) -> "ArchFactor":
+        """The same measurement read the other way: to_arch -> from_arch, 1/factor, range [1/high, 1/low]."""
+        return self.model_copy(
+            update=dict(
+                from_arch=self.to_arch, to_arch=self.from_arch, factor=1 / self.factor,
+                factor_low=1 / self.factor_high, factor_high=1 / self.factor_low,
+            )
+        )  # fmt: skip
+
+
 INSTANCE_COLUMNS: tuple[str, ...] = tuple(InstanceType.model_fields)
+ARCH_FACTOR_COLUMNS: tuple[str, ...] = tuple(ArchFactor.model_fields)
 ACCELERATOR_COLUMNS: tuple[str, ...] = tuple(AcceleratorSpec.model_fields)
 
 Row = TypeVar("Row", bound=BaseModel)
@@ -96,6 +144,7 @@ class Catalog:
     as_of: date
     instances: list[InstanceType]
     accelerators: dict[str, AcceleratorSpec] = field(default_factory=dict)
+    arch_factors: list[ArchFactor] = field(default_factory=list)  # empty: across CPU architectures, 1:1 and no range
 
     def to_frame(self) -> pd.DataFrame:
         """The instances as a DataFrame, one row per instance type, columns as in the CSV."""
@@ -188,6 +237,49 @@ def read_accelerators(path: str | Path | None = None) -> dict[str, AcceleratorSp
     return specs
 
 
+def read_arch_factors(path: str | Path | None = None) -> list[ArchFactor]:
+    """Load and check the per-core factors across CPU architectures; the bundled table by default.
+
+    A (from_arch, to_arch, runtime, precision) listed twice, or listed both ways, is an InputError naming the row.
+    """
+    table = Path(path) if path is not None else BUNDLED_ARCH_FACTORS
+    rows = _read_rows(table, ARCH_FACTOR_COLUMNS, ArchFactor, "from_arch")
+    seen: dict[tuple[str, str, str, str], int] = {}
+    for number, row in enumerate(rows, start=1):
+        key = (row.from_arch, row.to_arch, row.runtime, row.precision)
+        reverse = (row.to_arch, row.from_arch, row.runtime, row.precision)
+        where = f"{table}, row {number} (line {number + 1})"
+        if key in seen:
+            raise InputError(f"{where}: fields 'from_arch', 'to_arch', 'runtime', 'precision': {key} repeats row {seen[key]}")
+        if reverse in seen:
+            raise InputError(
+                f"{where}: fields 'from_arch', 'to_arch': row {seen[reverse]} already gives {reverse}; "
+                "the reverse direction is that row inverted, so list one direction only"
+            )
+        seen[key] = number
+    return rows
+
+
+def find_arch_factor(
+    factors: Sequence[ArchFactor], from_arch: str, to_arch: str, runtime: str | None, precision: str
+) -> ArchFactor | None:
+    """The most specific row for a move across architectures (a reverse row inverted), or None where none applies.
+
+    Tried in order: (runtime, precision), (any, precision), (runtime, any), (any, any).
+    """
+    for want_runtime, want_precision in ((runtime, precision), (ANY, precision), (runtime, ANY), (ANY, ANY)):
+        if want_runtime is None:
+            continue
+        for row in factors:
+            if (row.runtime, row.precision) != (want_runtime, want_precision):
+                continue
+            if (row.from_arch, row.to_arch) == (from_arch, to_arch):
+                return row
+            if (row.from_arch, row.to_arch) == (to_arch, from_arch):
+                return row.inverted()
+    return None
+
+
 def read_instances(path: str | Path, accelerators: dict[str, AcceleratorSpec]) -> list[InstanceType]:
     """Load and check every row of an instance CSV (all regions), accelerators resolved."""
     table = Path(path)
@@ -232,8 +324,12 @@ def load_catalog(
     instance_filter: list[str] | None = None,
     accelerators_path: str | Path | None = None,
     filter_field: str = INSTANCE_FILTER_FIELD,
+    arch_factors_path: str | Path | None = None,
 ) -> Catalog:
-    """Load a catalog (the bundled snapshot for None or "bundled") for one region, optionally filtered by globs."""
+    """Load a catalog (the bundled snapshot for None or "bundled") for one region, optionally filtered by globs.
+
+    The per-core factors across CPU architectures come with it (the bundled table unless arch_factors_path).
+    """
     table = BUNDLED_INSTANCES if path is None or str(path) == BUNDLED else Path(path)
     accelerators = read_accelerators(accelerators_path)
     rows = read_instances(table, accelerators)
@@ -255,4 +351,5 @@ def load_catalog(
         as_of=min(r.as_of for r in in_region),
         instances=in_region,
         accelerators=accelerators,
+        arch_factors=read_arch_factors(arch_factors_path),
     )

@@ -11,6 +11,12 @@ with the method stated), then:
     feasible    = peak_mem_bytes <= device memory x (1 - memory_headroom)
                   and batch latency p95 at the serving batch <= latency_slo_p95_ms
 
+The $ interval (monthly_usd_low, monthly_usd_high), where the throughput has a range: the throughput's
+low and high are the projection's range across CPU architectures (or the point) x the measurement's
+spread over its interleaved rounds (or 1); the same sizing at the high throughput gives the low
+replicas and $, at the low throughput the high ones, so the interval is in whole instances. The
+point figures are unchanged; feasibility is judged at the point.
+
 Arithmetic is exact (fractions of the decimals as written); dollars round half up to the
 cent, so every reason string can be checked by hand.
 """
@@ -59,6 +65,19 @@ class InstanceCost(BaseModel):
     usd_per_million_output_tokens: float | None = Field(
         None, description="on_demand_usd_per_hour / (output_tokens_per_s × target_utilization × 3600) × 1e6"
     )
+    # The interval (module docstring); None where the throughput has no range (no spread, nothing across archs).
+    throughput_sps_low: float | None = None
+    throughput_sps_high: float | None = None
+    replicas_low: int | None = Field(None, description="replicas at throughput_sps_high")
+    replicas_high: int | None = Field(None, description="replicas at throughput_sps_low")
+    monthly_usd_low: float | None = Field(None, description="$/month at throughput_sps_high, in whole instances")
+    monthly_usd_high: float | None = Field(None, description="$/month at throughput_sps_low, in whole instances")
+    interval_method: str | None = Field(None, description="how the interval follows from the spread and the factor range")
+    cross_architecture: bool = Field(False, description="projected from another CPU architecture")
+    # The measurement's own spread only (no factor range): what two candidates priced alike are compared by, since
+    # a factor across architectures moves every candidate of the same precision together.
+    monthly_usd_noise_low: float | None = None
+    monthly_usd_noise_high: float | None = None
 
 
 class CostResult(BaseModel):
@@ -79,6 +98,57 @@ class CostResult(BaseModel):
     # Only for an LLM priced by tokens (orchestrator.cost.tokens); None otherwise.
     concurrency: int | None = Field(None, description="concurrent requests per worker on instance_type")
     usd_per_million_output_tokens: float | None = Field(None, description="on instance_type, at target_utilization")
+    # instance_type's interval (InstanceCost); None where it has none.
+    throughput_sps_low: float | None = None
+    throughput_sps_high: float | None = None
+    replicas_low: int | None = None
+    replicas_high: int | None = None
+    monthly_usd_low: float | None = None
+    monthly_usd_high: float | None = None
+    monthly_usd_noise_low: float | None = None
+    monthly_usd_noise_high: float | None = None
+    cross_architecture: bool = False
+
+
+INTERVAL_FIELDS = (
+    "throughput_sps_low", "throughput_sps_high", "replicas_low", "replicas_high", "monthly_usd_low", "monthly_usd_high",
+    "monthly_usd_noise_low", "monthly_usd_noise_high",
+)  # fmt: skip
+
+
+def throughput_range(
+    point_sps: float, projected_low: float | None, projected_high: float | None, spread: tuple[float, float] | None
+) -> tuple[float, float, str] | None:
+    """(low, high, how) of one instance's throughput: the projection's range (or the point) × the rounds' spread (or 1).
+
+    None where neither gives a range: then there is no interval, only the point.
+    """
+    if spread is None and (projected_low is None or projected_high is None):
+        return None
+    low, high = (projected_low, projected_high) if projected_low is not None and projected_high is not None else (point_sps, point_sps)
+    parts = []
+    if projected_low is not None and projected_high is not None:
+        parts.append(f"cross-architecture range [{num(round(projected_low, 3))}, {num(round(projected_high, 3))}] sps")
+    else:
+        parts.append(f"{num(round(point_sps, 3))} sps")
+    if spread is not None:
+        low, high = low * spread[0], high * spread[1]
+        parts.append(f"measurement spread [{num(round(spread[0], 4))}, {num(round(spread[1], 4))}] (min, max of the interleaved rounds / their median)")
+    return low, high, " × ".join(parts) + f" = [{num(round(low, 3))}, {num(round(high, 3))}] sps"
+
+
+def _interval(traffic: Traffic, spans: tuple[float, float, str] | None, price: float) -> dict:
+    """The interval fields of one instance: replicas and $ at the high and the low throughput (whole instances)."""
+    if spans is None:
+        return {}
+    low_sps, high_sps, how = spans
+    replicas_low, _, usd_low, _ = _sizing(traffic, high_sps, price)
+    replicas_high, _, usd_high, _ = _sizing(traffic, low_sps, price)
+    return dict(
+        throughput_sps_low=low_sps, throughput_sps_high=high_sps, replicas_low=replicas_low, replicas_high=replicas_high,
+        monthly_usd_low=usd_low, monthly_usd_high=usd_high,
+        interval_method=f"{how} → replicas [{replicas_low}, {replicas_high}], {_usd(usd_low)} to {_usd(usd_high)}/month",
+    )  # fmt: skip
 
 
 def _exact(x: float) -> Fraction:
@@ -136,7 +206,7 @@ def _price_instance(
     metrics: CandidateMetrics, traffic: Traffic, catalog: Catalog, inst: InstanceType, headroom: float, smt_yield: float
 ) -> InstanceCost:
     """Throughput, replicas, monthly $ and feasibility of one instance type."""
-    proj = project(metrics, inst, catalog.accelerators, traffic.serving_batch_size, smt_yield)
+    proj = project(metrics, inst, catalog.accelerators, traffic.serving_batch_size, smt_yield, catalog.arch_factors)
     common = dict(
         instance_type=inst.instance_type,
         accelerator=inst.accelerator,
@@ -144,6 +214,7 @@ def _price_instance(
         on_demand_usd_per_hour=inst.on_demand_usd_per_hour,
         projected=proj.projected,
         projection_method=proj.method,
+        cross_architecture=proj.cross_architecture,
     )
     if proj.blocker is not None or proj.throughput_sps is None or proj.batch_latency_p95_ms is None:
         return InstanceCost(
@@ -157,6 +228,11 @@ def _price_instance(
             reason=proj.blocker or proj.method,
         )
     replicas, hourly, monthly_usd, arithmetic = _sizing(traffic, proj.throughput_sps, inst.on_demand_usd_per_hour)
+    spans = throughput_range(proj.throughput_sps, proj.throughput_sps_low, proj.throughput_sps_high, metrics.throughput_spread)
+    interval = _interval(traffic, spans, inst.on_demand_usd_per_hour)
+    noise = _interval(traffic, throughput_range(proj.throughput_sps, None, None, metrics.throughput_spread), inst.on_demand_usd_per_hour)
+    if noise:
+        interval.update(monthly_usd_noise_low=noise["monthly_usd_low"], monthly_usd_noise_high=noise["monthly_usd_high"])
     problems: list[str] = []
     if inst.accelerator is not None:
         capacity_gib, where = (
@@ -186,6 +262,7 @@ def _price_instance(
         monthly_usd=monthly_usd,
         feasible=not problems,
         reason="; ".join(problems) if problems else arithmetic,
+        **interval,
     )
 
 
@@ -255,6 +332,8 @@ def choose(costs: list[InstanceCost], region: str, catalog_as_of: date) -> CostR
     if len(feasible) > 1:
         reason += f", next {feasible[1].instance_type} at {_usd(feasible[1].monthly_usd or 0)}/month"
     reason += f"; throughput {best.projection_method}"
+    if best.interval_method:
+        reason += f"; interval: {best.interval_method}"
     return CostResult(
         feasible=True,
         instance_type=best.instance_type,
@@ -267,6 +346,8 @@ def choose(costs: list[InstanceCost], region: str, catalog_as_of: date) -> CostR
         throughput_sps=best.throughput_sps,
         concurrency=best.concurrency,
         usd_per_million_output_tokens=best.usd_per_million_output_tokens,
+        cross_architecture=best.cross_architecture,
+        **{name: getattr(best, name) for name in INTERVAL_FIELDS},
         **base,
     )
 
@@ -283,6 +364,8 @@ EXPLAIN_COLUMNS = [
     "replicas",
     "hourly_usd",
     "monthly_usd",
+    "monthly_usd_low",
+    "monthly_usd_high",
     "feasible",
     "chosen",
     "reason",
@@ -312,7 +395,9 @@ def explain(result: CostResult, tokens: bool | None = None) -> pd.DataFrame:
         for c in result.per_instance
     ]
     frame = pd.DataFrame(rows, columns=TOKEN_EXPLAIN_COLUMNS if tokens else EXPLAIN_COLUMNS)
-    frame["replicas"] = frame["replicas"].astype("Int64")  # blank, not NaN-as-float, where unpriced
+    for column in ("replicas", "replicas_low", "replicas_high"):
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")  # blank, not NaN-as-float, where unpriced
     if tokens:
         frame["concurrency"] = frame["concurrency"].astype("Int64")
     return frame

@@ -13,8 +13,13 @@ The rules, in the order they are tried (each result's `method` states which one 
    with all its hyperthreads busy relative to one thread (1.0: hyperthreads add nothing,
    the conservative default; 2.0: the old vCPU scaling); one with a thread per core
    (Graviton) gets 1. Measured (not projected) only when `measured_instance_type` is this
-   instance type; a different cpu_arch is "cross-architecture". Batch latency is kept as
-   measured (equal per-core speed assumed; more cores serve more batches at once).
+   instance type. Batch latency is kept as measured on the same architecture (equal per-core
+   speed assumed; more cores serve more batches at once).
+   A different cpu_arch is "cross-architecture": the per-core figure is multiplied by the
+   factor of the most specific row of cpu_arch_factors.csv for (measured arch, instance arch,
+   runtime, precision), batch latency divided by it, and the row's [low, high] is carried as
+   throughput_sps_low / _high; the method cites the row. Without a row: 1:1, no range, and
+   the method says so.
 4. GPU instance whose accelerator is the measured GPU -> measured, per-GPU throughput x
    accelerator_count (one model copy per GPU), batch latency as measured.
 5. Other GPU -> per-GPU throughput x ratio of the dominant bound. Compute-bound when
@@ -29,8 +34,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
+
 from orchestrator.cost.candidate import CandidateMetrics
-from orchestrator.cost.catalog import AcceleratorSpec, InstanceType
+from orchestrator.cost.catalog import AcceleratorSpec, ArchFactor, InstanceType, find_arch_factor
 
 # Most specific first; a None key means "a variant the spec table must not confuse with another".
 _GPU_NAMES: list[tuple[re.Pattern[str], str | None]] = [
@@ -53,6 +60,9 @@ _PRECISION: dict[int, tuple[str, str]] = {
     4: ("peak_fp16_tflops", "fp16 (4-bit weight-only, fp16 compute)"),
 }
 
+# A CPU candidate's bits as cpu_arch_factors.csv names its precision (16 bits is bf16 on a CPU).
+CPU_PRECISION: dict[int, str] = {32: "fp32", 16: "bf16", 8: "int8", 4: "int4-weight-only"}
+
 
 def accelerator_key(device_name: str) -> str | None:
     """The catalog accelerator key of a GPU name ("NVIDIA H100 80GB HBM3" -> "H100"), or None."""
@@ -65,13 +75,21 @@ def accelerator_key(device_name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Projection:
-    """Per-instance throughput and batch latency, or why there is no honest figure (blocker)."""
+    """Per-instance throughput and batch latency, or why there is no honest figure (blocker).
+
+    throughput_sps_low / _high: the range a cross-architecture factor carries (None where nothing was projected
+    across architectures); speed_factor: per-core speed here relative to the measured device (1 but across them).
+    """
 
     throughput_sps: float | None
     batch_latency_p95_ms: float | None
     projected: bool
     method: str
     blocker: str | None = None
+    throughput_sps_low: float | None = None
+    throughput_sps_high: float | None = None
+    speed_factor: float = 1.0
+    cross_architecture: bool = False
 
 
 def num(x: float) -> str:
@@ -85,8 +103,9 @@ def project(
     accelerators: dict[str, AcceleratorSpec],
     serving_batch_size: int,
     smt_yield: float = 1.0,
+    arch_factors: Sequence[ArchFactor] = (),
 ) -> Projection:
-    """Apply the projection rules (module docstring) to one instance."""
+    """Apply the projection rules (module docstring) to one instance; arch_factors: the catalog's rows across CPUs."""
     spec = accelerators.get(inst.accelerator) if inst.accelerator else None
     if inst.accelerator is not None and spec is None:
         why = f"accelerator {inst.accelerator!r} of {inst.instance_type} is not in the accelerator spec table"
@@ -110,7 +129,7 @@ def project(
         )
         return Projection(None, None, False, f"none: needs {'/'.join(metrics.cpu_archs)}", why)
     if spec is None:
-        return _project_cpu(metrics, inst, smt_yield)
+        return _project_cpu(metrics, inst, smt_yield, arch_factors)
     return _project_gpu(metrics, inst, spec, accelerators, serving_batch_size)
 
 
@@ -119,8 +138,20 @@ def cores_capacity(inst: InstanceType, smt_yield: float) -> float:
     return inst.physical_cores * (smt_yield if inst.threads_per_core > 1 else 1.0)
 
 
-def _project_cpu(metrics: CandidateMetrics, inst: InstanceType, smt_yield: float) -> Projection:
-    """Rule 3: per-core throughput x physical cores x the SMT yield."""
+def cite(row: ArchFactor) -> str:
+    """A factor row as a projection's method quotes it: 'x86_64 → arm64, int8 on any runtime: × 1 [0.41, 1.11] (source, date)'."""
+    what = f"{row.precision} on {'any runtime' if row.runtime == 'any' else row.runtime}"
+    when = f", {row.published}" if row.published else ""
+    return (
+        f"{row.from_arch} → {row.to_arch}, {what}: × {num(round(row.factor, 4))} "
+        f"[{num(round(row.factor_low, 4))}, {num(round(row.factor_high, 4))}] ({row.source}{when})"
+    )
+
+
+def _project_cpu(
+    metrics: CandidateMetrics, inst: InstanceType, smt_yield: float, arch_factors: Sequence[ArchFactor] = ()
+) -> Projection:
+    """Rule 3: per-core throughput x physical cores x the SMT yield (x the factor across architectures)."""
     threads = metrics.cpu_threads or 1
     on_this_type = metrics.measured_instance_type == inst.instance_type
     if on_this_type and threads > inst.physical_cores:
@@ -144,15 +175,47 @@ def _project_cpu(metrics: CandidateMetrics, inst: InstanceType, smt_yield: float
         method = f"measured on this instance type: {arithmetic}"
         projected = False
     elif metrics.cpu_arch != inst.cpu_arch:
-        method = (
-            f"cross-architecture (measured on {metrics.cpu_arch}, instance is {inst.cpu_arch}), "
-            f"per-core scaling only: {arithmetic}"
-        )
-        projected = True
+        return _across_archs(metrics, inst, per_core_sps, cores_capacity(inst, smt_yield), scaling, arch_factors)
     else:
         method = f"per-core scaling from {metrics.device_name}: {arithmetic}"
         projected = True
     return Projection(throughput_sps, metrics.batch_latency_p95_ms, projected, method)
+
+
+def _across_archs(
+    metrics: CandidateMetrics,
+    inst: InstanceType,
+    per_core_sps: float,
+    capacity: float,
+    scaling: str,
+    arch_factors: Sequence[ArchFactor],
+) -> Projection:
+    """Rule 3 across CPU architectures: the per-core figure × the factor row's point, low and high."""
+    precision = CPU_PRECISION.get(metrics.bits, "any")
+    row = find_arch_factor(arch_factors, metrics.cpu_arch, inst.cpu_arch, metrics.runtime, precision)
+    head = f"cross-architecture (measured on {metrics.cpu_arch}, instance is {inst.cpu_arch})"
+    threads = metrics.cpu_threads or 1
+    per_core = f"{num(metrics.throughput_sps)} sps / {threads} thread{'s' if threads != 1 else ''} = {num(per_core_sps)} sps per core"
+    if row is None:
+        throughput_sps = per_core_sps * capacity
+        method = (
+            f"{head}, per-core scaling only (no cpu_arch_factors row for {precision}; 1:1 assumed, no range): "
+            f"{per_core} × {scaling} = {num(throughput_sps)} sps"
+        )
+        return Projection(throughput_sps, metrics.batch_latency_p95_ms, True, method, cross_architecture=True)
+    throughput_sps = per_core_sps * row.factor * capacity
+    low, high = per_core_sps * row.factor_low * capacity, per_core_sps * row.factor_high * capacity
+    method = (
+        f"{head}, per-core scaling × {cite(row)}: {per_core} × {num(round(row.factor, 4))} × {scaling} = "
+        f"{num(throughput_sps)} sps [{num(round(low, 3))}, {num(round(high, 3))}]"
+    )
+    latency_ms = metrics.batch_latency_p95_ms / row.factor
+    if row.factor != 1:
+        method += f"; batch latency {num(metrics.batch_latency_p95_ms)} ms / {num(round(row.factor, 4))}"
+    return Projection(
+        throughput_sps, latency_ms, True, method, throughput_sps_low=low, throughput_sps_high=high,
+        speed_factor=row.factor, cross_architecture=True,
+    )  # fmt: skip
 
 
 def _project_gpu(

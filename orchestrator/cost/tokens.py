@@ -18,13 +18,18 @@ A worker is what was measured: one GPU, or a process with cpu_threads threads se
     concurrency  = of the measured points that meet the ttft and tpot SLOs (and latency_slo_p95_ms,
                    if given, on ttft + (output p95 - 1) x tpot) and fit memory, the one with the most
                    output tokens/s (ties: the lower concurrency)
-    tokens/s     = output tokens/s per worker x workers            (per instance)
+    tokens/s     = output tokens/s per worker x workers            (per instance; x the cross-architecture
+                   factor of cpu_arch_factors.csv on a CPU of another arch, as projection's rule 3)
     rate         = tokens/s / output_tokens                         (requests/s per instance)
     replicas     = max(min_replicas, ceil(peak_rps x output_tokens / (tokens/s x target_utilization)))
                    (hourly profile: per hour, as in orchestrator.cost.model)
     monthly_usd  = replicas x on_demand_usd_per_hour x hours_per_month          (to the cent)
     $/M output   = on_demand_usd_per_hour / (tokens/s x target_utilization x 3600) x 1e6
                    (the cost of a token at the sized utilization, to a hundredth of a cent)
+
+    interval     = tokens/s x the projection's range across CPU architectures (relative to its point) x the
+                   chosen point's measurement spread (TokenPoint.throughput_spread), each where there is one;
+                   replicas and $ at the high and the low end, in whole instances (orchestrator.cost.model)
 
 Arithmetic is exact (fractions of the decimals as written) and rounds half up.
 """
@@ -139,7 +144,7 @@ def _fit_point(
     speed = _exact(point.tpot_p95_ms) / tpot_ms  # 1 on CPUs and the measured GPU; the bound ratio on another GPU
     ttft_ms = _exact(point.ttft_p95_ms) / speed
     if inst.accelerator is None:
-        worker_tokens_per_s = _exact(point.output_tokens_per_s)
+        worker_tokens_per_s = _exact(point.output_tokens_per_s) * _exact(proj.speed_factor)
     else:
         worker_tokens_per_s = _exact(proj.throughput_sps) / workers
     problems: list[str] = []
@@ -236,7 +241,8 @@ def _price_instance(
     assert traffic.tokens is not None  # checked by price_tokens
     tokens = traffic.tokens
     projections = [
-        project(_as_candidate(metrics, p), inst, catalog.accelerators, p.concurrency, smt_yield) for p in metrics.points
+        project(_as_candidate(metrics, p), inst, catalog.accelerators, p.concurrency, smt_yield, catalog.arch_factors)
+        for p in metrics.points
     ]
     common = dict(
         instance_type=inst.instance_type,
@@ -245,6 +251,7 @@ def _price_instance(
         on_demand_usd_per_hour=inst.on_demand_usd_per_hour,
         projected=projections[0].projected,
         batch_latency_p95_ms=None,
+        cross_architecture=projections[0].cross_architecture,
     )
     unpriced = dict(throughput_sps=None, replicas=None, hourly_usd=None, monthly_usd=None, feasible=False)
     blocked = next((p for p in projections if p.blocker is not None or p.throughput_sps is None), None)
@@ -287,6 +294,7 @@ def _price_instance(
         f"{num(traffic.target_utilization)} × {SECONDS_PER_HOUR} s) × 1e6 = ${usd_per_million:.4f} per million "
         "output tokens"
     )
+    interval = _token_interval(traffic, tokens, best, tokens_per_s, inst.on_demand_usd_per_hour)
     return InstanceCost(
         **{**common, "projected": best.projection.projected},
         projection_method=_in_tokens(best.projection.method),
@@ -302,7 +310,38 @@ def _price_instance(
         tpot_p95_ms=float(best.tpot_ms),
         output_tokens_per_s=float(tokens_per_s),
         usd_per_million_output_tokens=usd_per_million,
+        **interval,
     )
+
+
+def _token_interval(traffic: Traffic, tokens: TokenTraffic, best: _PointFit, tokens_per_s: Fraction, price: float) -> dict:
+    """The interval fields (requests/s, replicas, $) at the low and high output tokens/s of the chosen point."""
+    proj = best.projection
+    assert proj.throughput_sps is not None
+    relative = None
+    if proj.throughput_sps_low is not None and proj.throughput_sps_high is not None:
+        relative = (proj.throughput_sps_low / proj.throughput_sps, proj.throughput_sps_high / proj.throughput_sps)
+    spread = best.point.throughput_spread
+    if relative is None and spread is None:
+        return {}
+    low = tokens_per_s * _exact((relative or (1.0, 1.0))[0]) * _exact((spread or (1.0, 1.0))[0])
+    high = tokens_per_s * _exact((relative or (1.0, 1.0))[1]) * _exact((spread or (1.0, 1.0))[1])
+    replicas_low, _, usd_low, _ = _sizing(traffic, tokens, high, price)
+    replicas_high, _, usd_high, _ = _sizing(traffic, tokens, low, price)
+    parts = [f"{_frac(tokens_per_s)} output tok/s"]
+    if relative is not None:
+        parts.append(f"cross-architecture range [{num(round(relative[0], 4))}, {num(round(relative[1], 4))}]")
+    if spread is not None:
+        parts.append(f"measurement spread [{num(round(spread[0], 4))}, {num(round(spread[1], 4))}]")
+    answer = _exact(tokens.output_tokens)
+    return dict(
+        throughput_sps_low=float(low / answer), throughput_sps_high=float(high / answer),
+        replicas_low=replicas_low, replicas_high=replicas_high, monthly_usd_low=usd_low, monthly_usd_high=usd_high,
+        interval_method=(
+            f"{' × '.join(parts)} = [{_frac(low)}, {_frac(high)}] output tok/s → replicas [{replicas_low}, "
+            f"{replicas_high}], {_usd(usd_low)} to {_usd(usd_high)}/month"
+        ),
+    )  # fmt: skip
 
 
 def price_tokens(

@@ -183,8 +183,15 @@ def headline(run: RunData) -> Items:
                     + (f", {f.integer(concurrency)} concurrent requests per worker" if f.finite(concurrency) else "")
                     + _how_priced(run, rec)),
         ("runtime", _runtime_line(run, rec)),
-        ("monthly $", f"{f.usd(rec.monthly_usd)}/month"),
+        ("monthly $", f"{f.usd(rec.monthly_usd)}/month" + _usd_range(rec)),
     ]  # fmt: skip
+    measured_arch = run.summary.cheapest_on_measured_arch
+    if measured_arch:
+        items.append(("on the measured architecture", _measured_arch_text(measured_arch)))
+    tie = run.summary.within_noise
+    if tie and tie.get("reason"):
+        items.append(("within measurement noise", f"trial {tie.get('trial_id')}: {tie['reason']}; the simpler one is "
+                                                  "recommended"))  # fmt: skip
     if by_tokens:
         items.append(("$ per million output tokens", _per_token_line(run, rec, base)))
     if run.summary.keep_baseline:
@@ -207,6 +214,30 @@ def headline(run: RunData) -> Items:
         items.append(("payback", f"the search cost {_usd_small(run.summary.search_cost.get('usd'))}, paid back by "
                                  f"{_days(payback)} of savings"))  # fmt: skip
     return items
+
+
+def _usd_range(candidate: Candidate) -> str:
+    """' [$low to $high: N to M × TYPE]', the $ at the ends of the throughput's range (its measured spread and any
+    projection factor's range), in whole instances; empty where the candidate has no range."""
+    if not (f.finite(candidate.monthly_usd_low) and f.finite(candidate.monthly_usd_high)):
+        return ""
+    replicas = (
+        f": {f.integer(candidate.replicas_low)} to {f.integer(candidate.replicas_high)} × {candidate.instance_type}"
+        if candidate.replicas_low is not None and candidate.replicas_high is not None else ""
+    )
+    return (f" [{f.usd(candidate.monthly_usd_low)} to {f.usd(candidate.monthly_usd_high)}{replicas}; the ends of the "
+            "throughput's measured spread and projection range]")  # fmt: skip
+
+
+def _measured_arch_text(entry: dict[str, Any]) -> str:
+    """The recommended candidate's cheapest price that is not projected across CPU architectures."""
+    if entry.get("instance_type") is None:
+        return str(entry.get("reason") or "no instance type on the measured architecture is feasible")
+    how = "projected from the measured device" if entry.get("projected") else "measured"
+    low, high = entry.get("monthly_usd_low"), entry.get("monthly_usd_high")
+    span = f" [{f.usd(low)} to {f.usd(high)}]" if f.finite(low) and f.finite(high) else ""
+    return (f"{f.integer(entry.get('replicas'))} × {entry['instance_type']} for {f.usd(entry.get('monthly_usd'))}/month"
+            f"{span} ({how}, not across architectures)")  # fmt: skip
 
 
 def _perplexity_line(run: RunData, rec: Candidate, base: Candidate) -> str:

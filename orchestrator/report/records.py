@@ -70,6 +70,10 @@ class Candidate(BaseModel):
     instance_throughput_sps: float | None = None
     replicas: int | None = None
     monthly_usd: float | None = None
+    monthly_usd_low: float | None = Field(None, description="$/month at the high end of the throughput's range")
+    monthly_usd_high: float | None = Field(None, description="$/month at the low end of the throughput's range")
+    replicas_low: int | None = None
+    replicas_high: int | None = None
     projected: bool | None = None
     runtime: str = "eager"
     startup_seconds: float | None = None
@@ -126,6 +130,13 @@ class Summary(BaseModel):
     keep_baseline: bool = False
     keep_baseline_reason: str | None = None
     replica_floor: dict[str, Any] | None = None
+    cheapest_on_measured_arch: dict[str, Any] | None = Field(
+        None, description="where the recommended price is projected across CPU architectures: its cheapest instance on "
+        "the architecture it was measured on (report.summary.cheapest_on_measured_arch)",
+    )
+    within_noise: dict[str, Any] | None = Field(
+        None, description="where a simpler candidate was preferred because the $ intervals overlap (report.summary)"
+    )
     pareto: list[Candidate] = []
     search_cost: dict[str, Any] = {}
     inputs: dict[str, Any] = {}

@@ -25,6 +25,8 @@ EXTRA_COLUMNS = [
     "nonzero_params", "sparse_size_bytes", "raw_throughput_sps", "per_core_sps", "throughput_ratio_to_teacher",
     "teacher_reference_sps", "batch_latency_p95_ms", "flops_per_sample", "device_kind",
     "device_capability", "threads", "accelerated", "fallbacks", "instance_throughput_sps", "projected", "cost_reason",
+    "monthly_usd_low", "monthly_usd_high", "replicas_low", "replicas_high",  # the $ interval (cost/model.py)
+    "monthly_usd_noise_low", "monthly_usd_noise_high",
     "trial_seconds",
     "recipe_key", "node_id", "host",
     # paired drop intervals (val, test), then what the task reported beside its metric: the names, then each column

@@ -7,11 +7,14 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from orchestrator.compress.recipe import Recipe
 from orchestrator.cost.catalog import Catalog
+from orchestrator.cost.model import CostResult
 from orchestrator.report import _format as f
 from orchestrator.report.recipes import knob_names
 from orchestrator.tasks.base import quality_drop
 from orchestrator.report.records import Candidate, Summary
+from orchestrator.runtimes import REGISTRY
 
 HOURS = 3600.0
 
@@ -79,12 +82,23 @@ def recommend(
     """
     candidates = rank_candidates(frame[within_bound(frame, max_drop)])
     base = baseline_row(frame)
-    passed_over = []
-    for _, row in candidates.iterrows():
+    passed_over: list[dict[str, Any]] = []
+
+    def holds(row: pd.Series) -> tuple[bool, float, Any]:
         test = test_quality(row)
         test_drop = test["drop"] if test.get("drop") is not None else quality_drop(baseline_test, test["value"], test.get("higher_is_better", True))
         high = test.get("drop_ci95_high")
-        if heldout_holds(test_drop, high, max_drop):
+        return heldout_holds(test_drop, high, max_drop), test_drop, high
+
+    for _, row in candidates.iterrows():
+        held, test_drop, high = holds(row)
+        if held:
+            skipped = {p["trial_id"] for p in passed_over}
+            for _, other in simpler_within_noise(row, candidates).iterrows():
+                if other["trial_id"] not in skipped and holds(other)[0]:
+                    passed_over.append(noise_tie_entry(row, other))
+                    row = other
+                    break
             if compression_saves_nothing(row, base):
                 test_quality(base)  # the summary reports the baseline's held-out figures
                 return base, passed_over
@@ -98,6 +112,115 @@ def recommend(
             }
         )
     return None, passed_over
+
+
+def dollar_interval(row: pd.Series | dict) -> tuple[float, float] | None:
+    """A trial row's $/month interval from its measurement's spread alone (monthly_usd_noise_low/_high); None where it
+    has none. The range of a factor across CPU architectures is left out: it moves every candidate of a precision
+    together, so it does not make two of them indistinguishable."""
+    low, high = _clean(row.get("monthly_usd_noise_low")), _clean(row.get("monthly_usd_noise_high"))
+    return (float(low), float(high)) if low is not None and high is not None else None
+
+
+def within_noise(a: pd.Series | dict, b: pd.Series | dict) -> bool:
+    """Whether two candidates' $/month intervals overlap (a point stands for a candidate without one).
+
+    False where neither has an interval: two bare points are compared as points, by `rank_candidates`.
+    """
+    spans = []
+    for row in (a, b):
+        interval = dollar_interval(row)
+        point = _clean(row.get("monthly_usd"))
+        if interval is None and point is None:
+            return False
+        spans.append(interval or (float(point), float(point)))
+    if dollar_interval(a) is None and dollar_interval(b) is None:
+        return False
+    (a_low, a_high), (b_low, b_high) = spans
+    return a_low <= b_high + 1e-9 and b_low <= a_high + 1e-9
+
+
+def simplicity(row: pd.Series | dict) -> tuple[int, int]:
+    """(compression stages, the runtime's build cost) of a trial row: the lower, the simpler to build and to serve.
+
+    The stages are the Recipe's (a knob at the teacher's value adds none); a row whose knobs no longer make a
+    Recipe counts as the least simple, so it is never preferred.
+    """
+    knobs = {k: v for k, v in knobs_of(pd.Series(row) if isinstance(row, dict) else row).items() if v is not None}
+    try:
+        recipe = Recipe(**knobs)
+        return len(recipe.stages()), REGISTRY.get(str(recipe.runtime)).build_cost
+    except (ValueError, TypeError, KeyError):
+        return 10**6, 10**6
+
+
+def simpler_within_noise(chosen: pd.Series, candidates: pd.DataFrame) -> pd.DataFrame:
+    """The candidates (feasible, within the bound) simpler than `chosen` whose $ interval overlaps its: the choice
+    between them is within measurement noise. Simplest first, then cheapest (point $), then trial id.
+
+    Where the table marks the Pareto set, only its members (the recommendation stays on the front the report shows).
+    """
+    mine = simplicity(chosen)
+    if "pareto" in candidates:
+        candidates = candidates[candidates["pareto"].fillna(False).astype(bool)]
+    rows = [
+        (simplicity(r), _clean(r.get("monthly_usd")) or 0.0, str(r["trial_id"]), i)
+        for i, r in candidates.iterrows()
+        if r["trial_id"] != chosen["trial_id"] and simplicity(r) < mine and within_noise(chosen, r)
+    ]
+    return candidates.loc[[i for *_, i in sorted(rows)]]
+
+
+def noise_tie_entry(cheaper: pd.Series, simpler: pd.Series) -> dict[str, Any]:
+    """A passed-over entry saying why the cheapest candidate gave way to a simpler one within measurement noise."""
+    stages = simplicity(cheaper)[0], simplicity(simpler)[0]
+    return {
+        "trial_id": cheaper["trial_id"],
+        "monthly_usd": _clean(cheaper["monthly_usd"]),
+        "noise_tie": True,
+        "preferred": simpler["trial_id"],
+        "reason": (
+            f"its {_usd_span(cheaper)} is within measurement noise of trial {simpler['trial_id']}'s "
+            f"{_usd_span(simpler)}, which is simpler ({stages[1]} compression stage{'s' if stages[1] != 1 else ''} "
+            f"vs {stages[0]}, or a runtime cheaper to build)"
+        ),
+    }
+
+
+def _usd_span(row: pd.Series) -> str:
+    """'$740.95/month [$700.00, $1,799.45]' (the interval only where there is one)."""
+    text = f"${float(row['monthly_usd']):,.2f}/month"
+    interval = dollar_interval(row)
+    return text + (f" [${interval[0]:,.2f}, ${interval[1]:,.2f}]" if interval else "")
+
+
+def cheapest_on_measured_arch(cost: CostResult) -> dict[str, Any] | None:
+    """Where a candidate's chosen instance is priced across CPU architectures: its cheapest feasible instance that is
+    not (on the architecture it was measured on, or a GPU), so a reader sees a price that is no such projection.
+
+    None where the chosen price is not a cross-architecture projection; instance_type None where nothing else is
+    feasible. Display beside the recommendation: "not projected across architectures: N × TYPE, $X/month".
+    """
+    def across(entry: Any) -> bool:
+        return bool(entry.cross_architecture) or str(entry.projection_method).startswith("cross-architecture")
+
+    chosen = next((c for c in cost.per_instance if c.instance_type == cost.instance_type), None)
+    if chosen is None or not across(chosen):
+        return None
+    others = [c for c in cost.per_instance if c.feasible and c.monthly_usd is not None and not across(c)]
+    if not others:
+        return {"instance_type": None, "reason": "no instance type on the measured architecture is feasible"}
+    best = min(others, key=lambda c: (c.monthly_usd, c.replicas or 0, c.instance_type))
+    return {
+        "instance_type": best.instance_type,
+        "replicas": best.replicas,
+        "monthly_usd": best.monthly_usd,
+        "monthly_usd_low": best.monthly_usd_low,
+        "monthly_usd_high": best.monthly_usd_high,
+        "projected": best.projected,
+        "throughput_sps": best.throughput_sps,
+        "projection_method": best.projection_method,
+    }
 
 
 def heldout_holds(test_drop: float, drop_ci95_high: float | None, max_drop: float) -> bool:
@@ -200,8 +323,13 @@ def build_summary(
     test_results: dict[str, dict],
     cost: dict[str, Any],
     inputs: dict[str, Any],
+    costs: dict[str, CostResult] | None = None,
 ) -> Summary:
-    """summary.json's content: the contract's keys (docs/architecture.md) and what the report needs."""
+    """summary.json's content: the contract's keys (docs/architecture.md) and what the report needs.
+
+    costs: trial id -> its cost model result (the trial record's `cost`), where known; the recommended one's gives
+    `cheapest_on_measured_arch`.
+    """
     base_row = baseline_row(frame)
     baseline = None
     if base_row is not None:
@@ -232,7 +360,13 @@ def build_summary(
         _keep_reason(_cheapest_compressed(frame, max_drop, base_row, passed_over), frame, max_drop) if kept_baseline else None
     )
     floor = floor_note(frame, max_drop, inputs.get("traffic", {}))
+    tie = next((p for p in passed_over if p.get("noise_tie")), None)
+    if kept_baseline and tie is not None and tie["preferred"] == rec["trial_id"]:
+        keep_reason = f"the cheapest compressed candidate within the bound, trial {tie['trial_id']}: {tie['reason']}"
     note = _note(rec, passed_over, keep_reason)
+    measured_arch = None
+    if recommended is not None and costs and recommended["trial_id"] in costs:
+        measured_arch = cheapest_on_measured_arch(costs[recommended["trial_id"]])
     if floor is not None:
         note += "; " + floor["text"]
     return Summary.model_validate({
@@ -251,6 +385,8 @@ def build_summary(
         "keep_baseline": kept_baseline,
         "keep_baseline_reason": keep_reason,
         "replica_floor": floor,
+        "cheapest_on_measured_arch": measured_arch,
+        "within_noise": tie,
         "pareto": [_candidate(r) for _, r in pareto_rows.iterrows()],
         "search_cost": cost,
         "inputs": inputs,
@@ -294,6 +430,11 @@ def _note(rec: dict | None, passed_over: list[dict], keep_reason: str | None) ->
     if keep_reason is not None:
         return f"keep the uncompressed model (trial {rec['trial_id']}, ${rec['monthly_usd']:,.2f}/month): {keep_reason}"
     note = f"trial {rec['trial_id']}: the cheapest feasible candidate within the quality bound on validation and test"
+    if any(p.get("noise_tie") for p in passed_over):
+        note = (
+            f"trial {rec['trial_id']}: the simplest feasible candidate within the quality bound on validation and test "
+            "whose $/month is within measurement noise of the cheapest"
+        )
     if passed_over:
         note += "; cheaper candidates passed over: " + "; ".join(f"{p['trial_id']} ({p['reason']})" for p in passed_over)
     return note

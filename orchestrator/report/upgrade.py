@@ -18,6 +18,8 @@ What changed, oldest first (each rule below names the change it undoes):
    recorded. Before, `test_accuracy` held the held-out quality of any metric, and the diagnostic columns were the
    text tasks' (ndcg_at_10, recall_at_10, mrr_at_10, agreement_at_10, fidelity). `accuracy`, `accuracy_drop` and
    `test_accuracy` stay as aliases of the new columns (every metric) for this release.
+5. The $ interval. Before, a trial was priced at a point only: a row without `monthly_usd_low`, `monthly_usd_high`,
+   `replicas_low`, `replicas_high`, `monthly_usd_noise_low` and `monthly_usd_noise_high` has no interval (None), and the recommendation no noise tie to weigh.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ RENAMED_METRICS = {"recall_at_10": "agreement_at_10"}  # (3)
 LABELED_RUN_MARKER = "agreement_at_10"  # (3) a trials.csv column every labeled text run has
 TEXT_DIAGNOSTICS = ("ndcg_at_10", "recall_at_10", "mrr_at_10", "agreement_at_10", "fidelity")  # (4) before they were named
 ALIASES = {"accuracy": "quality", "accuracy_drop": "quality_drop", "test_accuracy": "test_quality"}  # (4) old: new
+INTERVAL_COLUMNS = (
+    "monthly_usd_low", "monthly_usd_high", "replicas_low", "replicas_high", "monthly_usd_noise_low", "monthly_usd_noise_high",
+)  # (5) fmt: skip
 
 
 def metric_as_recorded(metric: str, trial_columns: Any) -> str:
@@ -65,6 +70,8 @@ def row(raw: dict[str, Any], columns: Any = None) -> dict[str, Any]:
             out[old] = out[new]
     if "diagnostic_metrics" not in columns:  # (4)
         out["diagnostic_metrics"] = ",".join(c for c in TEXT_DIAGNOSTICS if c in columns) or None
+    for column in INTERVAL_COLUMNS:  # (5)
+        out.setdefault(column, None)
     return out
 
 
@@ -73,7 +80,9 @@ def trials(frame: pd.DataFrame) -> pd.DataFrame:
     columns = list(frame.columns)
     rows = [row(r, columns) for r in frame.to_dict("records")]
     upgraded = pd.DataFrame(rows, index=frame.index)
-    return upgraded if len(rows) else frame.assign(**{c: None for c in ("runtime", "diagnostic_metrics") if c not in frame})
+    return upgraded if len(rows) else frame.assign(
+        **{c: None for c in ("runtime", "diagnostic_metrics", *INTERVAL_COLUMNS) if c not in frame}
+    )
 
 
 def candidate(raw: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -85,6 +85,7 @@ def finalize(paths: Any, prepared: Any, results: Any, study_name: str, teacher_f
         test_results=done,
         cost=search_cost(frame, settings.resources_per_trial.cpu, settings.resources_per_trial.gpu, prepared.catalog),
         inputs=_inputs(prepared),
+        costs=_recommended_cost(paths, recommended),
     )
     summary.node_measurements = node_rows
     if summary.recommended is not None and recommended is not None:
@@ -179,13 +180,27 @@ def measure_on_node_types(
         for column, value in (("instance_type", repriced.instance_type), ("replicas", repriced.replicas),
                               ("monthly_usd", repriced.monthly_usd), ("projected", repriced.projected),
                               ("feasible", repriced.feasible), ("cost_reason", repriced.reason),
-                              ("instance_throughput_sps", repriced.throughput_sps)):  # fmt: skip
+                              ("instance_throughput_sps", repriced.throughput_sps),
+                              ("monthly_usd_low", repriced.monthly_usd_low), ("monthly_usd_high", repriced.monthly_usd_high),
+                              ("replicas_low", repriced.replicas_low), ("replicas_high", repriced.replicas_high),
+                              ("monthly_usd_noise_low", repriced.monthly_usd_noise_low),
+                              ("monthly_usd_noise_high", repriced.monthly_usd_noise_high)):  # fmt: skip
             frame.loc[index, column] = value
         record.cost, record.node_measurements = repriced, mine
         record.write(record_path(str(paths.records), str(frame.loc[index, "recipe_key"])))
     frame["pareto"] = mark_pareto(frame)
     pd.DataFrame(rows).to_csv(paths.root / "node_measurements.csv", index=False)
     return rows
+
+
+def _recommended_cost(paths: Any, recommended: pd.Series | None) -> dict[str, Any]:
+    """The recommended trial's cost model result from its record (for the price on the measured architecture)."""
+    from orchestrator.search.trial import load_record
+
+    if recommended is None:
+        return {}
+    record = load_record(str(paths.records), str(recommended["recipe_key"]))
+    return {recommended["trial_id"]: record.cost} if record is not None and record.cost is not None else {}
 
 
 def _inputs(prepared: Any) -> dict[str, Any]:

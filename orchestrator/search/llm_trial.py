@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from orchestrator.cost.candidate import TokenCandidateMetrics, TokenPoint
+from orchestrator.cost.candidate import TokenCandidateMetrics, TokenPoint, rounds_spread
 from orchestrator.cost.catalog import Catalog
 from orchestrator.cost.model import CostResult
 from orchestrator.cost.tokens import price_tokens
@@ -75,13 +75,18 @@ def measure_tokens(
     return MeasuredTokens(normalise(raw, reference), raw)
 
 
-def token_candidate(measured: MeasuredTokens, bits: int, measured_instance_type: str | None, cpu_archs: list[str] | None) -> TokenCandidateMetrics:
-    """What the token cost model needs from a measured candidate."""
+def token_candidate(
+    measured: MeasuredTokens, bits: int, measured_instance_type: str | None, cpu_archs: list[str] | None,
+    runtime: str | None = None,
+) -> TokenCandidateMetrics:  # fmt: skip
+    """What the token cost model needs from a measured candidate, each point with the spread of its rounds."""
     m = measured.metrics
+    rounds = {p.concurrency: p.output_tokens_ratio_rounds for p in measured.raw.points}
     points = [
         TokenPoint(
             concurrency=p.concurrency, ttft_p95_ms=p.ttft_p95_ms, tpot_p95_ms=p.tpot_p95_ms,
             output_tokens_per_s=p.output_tokens_per_s, peak_mem_bytes=p.peak_mem_bytes,
+            throughput_spread=rounds_spread(rounds.get(p.concurrency) or []),
         )  # fmt: skip
         for p in m.points
     ]
@@ -96,13 +101,15 @@ def token_candidate(measured: MeasuredTokens, bits: int, measured_instance_type:
         bits=bits,
         measured_instance_type=measured_instance_type,
         cpu_archs=cpu_archs,
+        runtime=runtime,
     )
 
 
 def price(measured: MeasuredTokens, bits: int, traffic: Traffic, catalog: Catalog, smt_yield: float,
-          measured_instance_type: str | None, cpu_archs: list[str] | None) -> CostResult:  # fmt: skip
+          measured_instance_type: str | None, cpu_archs: list[str] | None, runtime: str | None = None) -> CostResult:  # fmt: skip
     """The candidate priced per instance by its tokens."""
-    return price_tokens(token_candidate(measured, bits, measured_instance_type, cpu_archs), traffic, catalog, smt_yield=smt_yield)
+    candidate = token_candidate(measured, bits, measured_instance_type, cpu_archs, runtime=runtime)
+    return price_tokens(candidate, traffic, catalog, smt_yield=smt_yield)
 
 
 def token_columns(measured: MeasuredTokens, cost: CostResult, output_tokens: int) -> dict[str, Any]:

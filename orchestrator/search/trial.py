@@ -19,6 +19,7 @@ import torch
 from orchestrator.compress.recipe import apply_recipe
 from orchestrator.compress.transformer_prune import encoder_shape
 from orchestrator.config import SearchSettings
+from orchestrator.cost.candidate import rounds_spread
 from orchestrator.cost.catalog import Catalog
 from orchestrator.cost.model import CandidateMetrics, CostResult, price_candidate
 from orchestrator.cost.traffic import Traffic
@@ -107,7 +108,10 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             compressed.model, teacher, context.traffic, threads, teacher_fingerprint=context.teacher_fingerprint,
             interleave=context.settings.throughput_reference == "teacher",
         )  # fmt: skip
-        cost = price_tokens(tokens, recipe.bits, context.traffic, context.catalog, context.smt_yield, context.measured_instance_type, archs)
+        cost = price_tokens(
+            tokens, recipe.bits, context.traffic, context.catalog, context.smt_yield, context.measured_instance_type, archs,
+            runtime=recipe.runtime,
+        )  # fmt: skip
         measurement = token_columns(tokens, cost, context.traffic.tokens.output_tokens)
         measurement["_size_bytes"] = compressed.record.deployed_size_bytes or tokens.metrics.weight_bytes
         metrics_json, throughput = tokens.metrics.model_dump(mode="json"), tokens.describe()
@@ -117,7 +121,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         startup, startup_method = startup_seconds(compressed.model, compressed.record.steps, batch)
         measured = measure_candidate(compressed, teacher, batch, context.settings, threads, teacher_fingerprint=context.teacher_fingerprint)
         cost = price_candidate(
-            candidate_metrics(measured, recipe.bits, context.measured_instance_type, archs),
+            candidate_metrics(measured, recipe.bits, context.measured_instance_type, archs, runtime=recipe.runtime),
             context.traffic,
             context.catalog,
             smt_yield=context.smt_yield,
@@ -181,8 +185,10 @@ def measure_candidate(
     return Measured(metrics, metrics.throughput_ratio_to_reference * reference.throughput_sps, reference)
 
 
-def candidate_metrics(measured: Measured, bits: int, measured_instance_type: str | None, cpu_archs: list[str] | None) -> CandidateMetrics:
-    """What the cost model needs from a measured candidate."""
+def candidate_metrics(
+    measured: Measured, bits: int, measured_instance_type: str | None, cpu_archs: list[str] | None, runtime: str | None = None
+) -> CandidateMetrics:
+    """What the cost model needs from a measured candidate, with the spread of its interleaved rounds (rounds_spread)."""
     m = measured.metrics
     return CandidateMetrics(
         throughput_sps=measured.throughput_sps,
@@ -199,6 +205,8 @@ def candidate_metrics(measured: Measured, bits: int, measured_instance_type: str
         flops_per_sample=m.flops_per_sample,
         measured_instance_type=measured_instance_type,
         cpu_archs=cpu_archs,
+        runtime=runtime,
+        throughput_spread=rounds_spread(m.throughput_ratio_rounds),
     )
 
 
@@ -276,6 +284,12 @@ def final_row(
         "instance_throughput_sps": cost.throughput_sps,
         "replicas": cost.replicas,
         "monthly_usd": cost.monthly_usd,
+        "monthly_usd_low": cost.monthly_usd_low,  # the $ interval in whole instances (cost/model.py); None: no range
+        "monthly_usd_high": cost.monthly_usd_high,
+        "replicas_low": cost.replicas_low,
+        "replicas_high": cost.replicas_high,
+        "monthly_usd_noise_low": cost.monthly_usd_noise_low,  # the measurement's spread alone (the noise tie's)
+        "monthly_usd_noise_high": cost.monthly_usd_noise_high,
         "projected": cost.projected,
         "feasible": cost.feasible,
         "cost_reason": cost.reason,

@@ -140,8 +140,9 @@ def test_cpu_projection_is_flagged_with_its_method():
     )
     arm = costs["c7g.xlarge"]  # 625 × 4 cores, no SMT
     assert arm.projected is True and arm.throughput_sps == 2_500
-    assert "cross-architecture (measured on x86_64, instance is arm64), per-core scaling only" in arm.projection_method
-    assert "625 sps per core × 4 cores (1 thread per core) = 2500 sps" in arm.projection_method
+    assert arm.projection_method.startswith("cross-architecture (measured on x86_64, instance is arm64), per-core scaling × ")
+    assert "x86_64 → arm64, fp32 on any runtime: × 1 [0.53, 1.43]" in arm.projection_method  # the bundled row, cited
+    assert "625 sps per core × 1 × 4 cores (1 thread per core) = 2500 sps [1325, 3575]" in arm.projection_method  # × 0.53, × 1.43
     # the cheapest feasible is the Graviton, and the result says its figure is projected
     assert result.instance_type == "c7g.xlarge" and result.projected is True and result.monthly_usd == 740.95
 

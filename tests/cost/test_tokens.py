@@ -244,7 +244,10 @@ def test_gpu_rows_on_a_cpu_measurement_are_not_measured(mixed):
     arm = rows["c7g.xlarge"]
     assert arm.projected is True and arm.output_tokens_per_s == 160
     assert arm.projection_method.startswith("cross-architecture (measured on x86_64, instance is arm64)")
-    assert "80 output tok/s / 2 threads = 40 output tok/s per core × 4 cores (1 thread per core)" in arm.projection_method
+    assert "80 output tok/s / 2 threads = 40 output tok/s per core × 1 × 4 cores (1 thread per core)" in arm.projection_method
+    # the bundled fp32 row's range [0.53, 1.43] carried into whole instances: ceil(100 / (160 x 1.43 x 0.6)) = 1,
+    # ceil(100 / (160 x 0.53 x 0.6)) = 2, at $0.145 x 730 each
+    assert (arm.replicas_low, arm.replicas_high, arm.monthly_usd_low, arm.monthly_usd_high) == (1, 2, 105.85, 211.70)
     # ceil(1 x 100 / (160 x 0.6)) = 2 x $0.145 x 730 = $211.70: cheaper than 3 x c7i.xlarge
     assert (result.instance_type, result.monthly_usd) == ("c7g.xlarge", 211.70)
 
