@@ -11,6 +11,9 @@ location as `model_path`; each replica loads the export with
 batches concurrent requests with `@serve.batch` up to the serving batch size
 the cost model assumed. Ray Serve is imported only inside `app`, so this
 module (and the request logic tests exercise) imports without `ray[serve]`.
+Before a request reaches the batch, `serve_guard` checks the bearer token (where
+HEDGEROW_SERVE_TOKEN is set), the method, the body's size (`max_body_bytes`) and
+arrival time (`body_timeout_s`), and that it is strict JSON holding an object.
 """
 
 from __future__ import annotations
@@ -22,10 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.deploy._inputs import check_named_batch
 from orchestrator.deploy.serve_config import DEPLOYMENT_NAME
+from orchestrator.deploy.serve_guard import Rejected, admit, parse_body, read_body, serve_token
 from orchestrator.tasks.batches import batch_size
 
 MAX_EXAMPLES_PER_REQUEST = 4096
 MAX_TEXT_CHARS = 100_000  # the tokenizer truncates to the model's length anyway; this bounds the work before it
+# The largest digits request, MAX_EXAMPLES_PER_REQUEST examples of 64 numbers at up to 25 bytes each ("-1.2345678901234567e-05, "),
+# is 6.25 MiB of JSON: 8 MiB admits it with room, and bounds what one request can make a replica hold.
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class ServeArgs(BaseModel):
@@ -40,6 +47,23 @@ class ServeArgs(BaseModel):
     threads: int | None = Field(None, ge=1)
     max_batch_size: int = Field(256, ge=1)
     batch_wait_timeout_s: float = Field(0.01, ge=0)
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES, ge=1024,
+        description="a request body over this many bytes is a 413, refused from its Content-Length before a byte is "
+        "read, or as soon as the bytes read pass it (chunked or lying). The default, 8 MiB, admits the largest digits "
+        f"request ({MAX_EXAMPLES_PER_REQUEST} examples of 8x8 floats written out in full, 6.25 MiB); an export with "
+        "larger examples takes fewer per request, or raise it",
+    )  # fmt: skip
+    body_timeout_s: float = Field(
+        30.0, gt=0,
+        description="a body that has not all arrived this many seconds after the headers is a 408: a slow client "
+        "holds one of the replica's max_ongoing_requests slots for at most this long (8 MiB in 30 s is 2.2 Mbit/s)",
+    )  # fmt: skip
+    require_token: bool = Field(
+        False,
+        description="refuse to start a replica whose environment has no HEDGEROW_SERVE_TOKEN (instead of serving an "
+        "open endpoint); with the token set, every request needs 'Authorization: Bearer <token>'",
+    )  # fmt: skip
 
 
 def _tensor(value: Any, dtype: torch.dtype, field: str, expected: str) -> torch.Tensor:
@@ -238,7 +262,7 @@ def app(args: dict[str, Any]) -> Any:
     """Application builder for `serve deploy`/`serve run`: args are serve_config.yaml's `args`."""
     try:
         from ray import serve
-        from starlette.requests import Request
+        from starlette.requests import ClientDisconnect, Request
         from starlette.responses import JSONResponse
     except ImportError as exc:
         raise ImportError(f"serving an export needs Ray Serve: pip install 'ray[serve]' ({exc})") from exc
@@ -248,6 +272,8 @@ def app(args: dict[str, Any]) -> Any:
     @serve.deployment(name=DEPLOYMENT_NAME)
     class HedgerowModel:
         def __init__(self, settings: ServeArgs) -> None:
+            self.settings = settings
+            self.token = serve_token(required=settings.require_token)  # read once; never logged
             self.predictor = Predictor(settings)
             self.batched.set_max_batch_size(settings.max_batch_size)
             self.batched.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
@@ -257,12 +283,16 @@ def app(args: dict[str, Any]) -> Any:
             return self.predictor.predict_requests(bodies)
 
         async def __call__(self, request: Request) -> Any:
-            if request.method == "GET":
-                return self.predictor.info()
+            limit = self.settings.max_body_bytes
             try:
-                body = await request.json()
-            except ValueError:
-                return JSONResponse({"error": "the request body is not JSON"}, status_code=400)
+                admit(request.method, request.headers, self.token, limit)
+                if request.method == "GET":
+                    return JSONResponse(self.predictor.info())
+                body = parse_body(await read_body(request.stream(), limit, self.settings.body_timeout_s))
+            except Rejected as exc:
+                return JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=exc.headers)
+            except ClientDisconnect:
+                return JSONResponse({"error": "the client went away before its body arrived"}, status_code=400)
             result = await self.batched(body)
             return JSONResponse(result, status_code=400 if "error" in result else 200)
 

@@ -20,6 +20,7 @@ import yaml
 from orchestrator.cost.projection import cores_capacity, num
 from orchestrator.cost.catalog import InstanceType
 from orchestrator.deploy.manifest import Deployment
+from orchestrator.deploy.serve_guard import TOKEN_ENV
 from orchestrator.runtimes import REGISTRY
 
 SERVE_CONFIG_NAME = "serve_config.yaml"
@@ -59,11 +60,14 @@ def build_serve_config(
     latency_slo_p95_ms: float | None,
     endpoint_url: str | None = None,
     smt_yield: float = 1.0,
+    require_token: bool = False,
 ) -> dict[str, Any]:
     """The config as a dict; `dump_serve_config` writes it with the derivation as comments.
 
     The batch wait is a tenth of the latency SLO (at most 50 ms); without one (an LLM's traffic, whose SLOs are per
-    token) requests do not wait for a batch to fill.
+    token) requests do not wait for a batch to fill. `require_token`: every request needs the bearer token in
+    HEDGEROW_SERVE_TOKEN, which the config names as `${HEDGEROW_SERVE_TOKEN}` (Ray expands it from the serving
+    node's environment when it starts a replica), never in clear; a replica without it refuses to start.
     """
     per_instance, actor_options = replica_shape(instance, threads, smt_yield)
     wait_s = 0.0 if latency_slo_p95_ms is None else round(min(0.05, latency_slo_p95_ms / 1000 * 0.1), 4)
@@ -93,13 +97,12 @@ def build_serve_config(
     }
     if endpoint_url:
         args["endpoint_url"] = endpoint_url
-    return {
-        "proxy_location": "EveryNode",
-        "http_options": {"host": "0.0.0.0", "port": 8000},
-        "applications": [
-            {"name": app_name, "route_prefix": "/", "import_path": IMPORT_PATH, "args": args, "deployments": [spec]}
-        ],
-    }
+    application: dict[str, Any] = {"name": app_name, "route_prefix": "/", "import_path": IMPORT_PATH, "args": args}
+    if require_token:
+        args["require_token"] = True
+        application["runtime_env"] = {"env_vars": {TOKEN_ENV: "${" + TOKEN_ENV + "}"}}
+    application["deployments"] = [spec]
+    return {"proxy_location": "EveryNode", "http_options": {"host": "0.0.0.0", "port": 8000}, "applications": [application]}
 
 
 def explain(
@@ -149,6 +152,17 @@ def dump_serve_config(config: dict[str, Any], lines: list[str]) -> str:
         "# Written by `hedgerow export`; replicas come from the cost model:",
         *[f"#   {line}" for line in lines],
         "# The serving nodes need: pip install 'ray[serve]' and hedgerow (for orchestrator.deploy.serve).",
-        "# The HTTP endpoint has no authentication of its own: put it behind a load balancer or gateway that has.",
+        *(
+            [
+                f"# Every request needs 'Authorization: Bearer <token>', the token in {TOKEN_ENV} on each serving node",
+                "# (export it before `ray start`; runtime_env names the variable, never the token).",
+            ]
+            if config["applications"][0]["args"].get("require_token")
+            else [
+                "# The HTTP endpoint has no authentication of its own: put it behind a load balancer or gateway that has,",
+                f"# or set {TOKEN_ENV} on the serving nodes so every request needs it as a bearer token.",
+            ]
+        ),
+        "# Bodies over max_body_bytes (default 8 MiB) are a 413; a body not all arrived in body_timeout_s (30 s) a 408.",
     ]
     return "\n".join(header) + "\n" + yaml.safe_dump(config, sort_keys=False)
