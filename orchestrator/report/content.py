@@ -10,6 +10,7 @@ import pandas as pd
 from orchestrator.report import _format as f
 from orchestrator.report import plots, tables, tokens
 from orchestrator.report.importance import Importance, param_importances
+from orchestrator.report.loadtest import held_under_load_table
 from orchestrator.report.rundata import RunData
 from orchestrator.report import recipes
 from orchestrator.report.recipes import SHAPE_COLUMNS
@@ -34,6 +35,7 @@ class Report:
     explanation: tables.Table | None
     explanation_note: str
     measured_on_types: tables.Table | None
+    held_under_load: tables.Table | None
     threshold: tables.Table
     heldout: tables.Table
     heldout_note: str
@@ -626,6 +628,7 @@ def build(run: RunData) -> Report:
             else "No stored record for the recommended trial: no per-instance explanation."
         ),
         measured_on_types=tables.node_measurements_table(run.summary),
+        held_under_load=held_under_load_table(run.root),
         threshold=tables.threshold_table(trials, run.max_drop),
         heldout=tables.heldout_table(trials, run.summary, quality),
         heldout_note=str(run.summary.recommendation_note or ""),

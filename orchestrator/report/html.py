@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from orchestrator.report.content import MEASURED_NOTE, NOT_MEASURED, RUNTIMES_INTRO, Items, Report
+from orchestrator.report.loadtest import HELD_UNDER_LOAD_NOTE, NOT_LOAD_TESTED
 
 from orchestrator.report.plots import data_uri
 from orchestrator.report.tables import Table
@@ -113,7 +114,9 @@ def render(report: Report) -> str:
         _section("cost", "Why this instance: the cost model for the recommended candidate",
                  _p(r.explanation_note), table(r.explanation, "no record") if r.explanation else "",
                  "<h3>Measured on the cluster's instance types</h3>",
-                 (table(r.measured_on_types) + _p(MEASURED_NOTE)) if r.measured_on_types else _p(NOT_MEASURED)),
+                 (table(r.measured_on_types) + _p(MEASURED_NOTE)) if r.measured_on_types else _p(NOT_MEASURED),
+                 "<h3>Held under load</h3>",
+                 (table(r.held_under_load) + _p(HELD_UNDER_LOAD_NOTE)) if r.held_under_load else _p(NOT_LOAD_TESTED)),
         _section("threshold", "Pruning threshold: where quality gives way",
                  figure(fig.get("threshold"), "quality against prune ratio", "Filled: with distillation; hollow: "
                         "without. Other knobs (bits, distillation settings) vary between points.", "no pruned trial finished"),

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.config import format_validation_error
 from orchestrator.errors import UnsafeFile
+from orchestrator.report import _format as f
+from orchestrator.report.tables import Table
 from orchestrator.safe_files import read_json, write_atomic
 
 LOADTEST_NAME = "loadtest.json"
@@ -141,3 +143,42 @@ def held_under_load_rows(run_dir: str | Path) -> list[dict[str, Any]]:
             "capacity_factor_bound": record.capacity_factor_bound, "file": str(path), "problem": None,
         })  # fmt: skip
     return rows
+
+
+HELD_UNDER_LOAD_NOTE = (
+    "One Ray Serve replica of the export on this machine's loopback, driven by open-loop Poisson arrivals (Locust) at "
+    "the rate the cost model promised one replica (peak requests/s ÷ Serve replicas), then a ramp (0.5×, 1×, 1.5×, 2×) "
+    "to the first rate whose p95 breaks the SLO or whose errors pass 1%. Capacity factor = samples/s sustained within "
+    "the SLO ÷ the in-process samples/s the trial was priced at: below 1, the server holds less than the cost model "
+    "assumed. From RUN_DIR/exports/<run-id>/<trial-id>/loadtest.json."
+)
+NOT_LOAD_TESTED = (
+    "No export of this run was load-tested: `hedgerow loadtest RUN_DIR` serves the recommended trial as one replica "
+    "and checks the promised rate against its p95 SLO."
+)
+
+
+def held_under_load_table(run_dir: str | Path) -> Table | None:
+    """The "Held under load" table (report.tables.Table), or None where no export of the run was load-tested."""
+    rows = held_under_load_rows(run_dir)
+    if not rows:
+        return None
+    columns = ["trial", "runtime", "promised req/s", "at req/s", "p50 / p95 / p99 ms", "SLO p95 ms", "errors",
+               "verdict", "breaks at req/s", "sustained req/s", "capacity factor"]  # fmt: skip
+    cells = []
+    for row in rows:
+        if row.get("problem"):
+            cells.append([str(row["trial_id"]), "", "", "", "", "", "", f"unreadable: {row['problem']}", "", "", ""])
+            continue
+        factor = f.number(row["capacity_factor"], 3) if f.finite(row["capacity_factor"]) else "–"
+        bound = row.get("capacity_factor_bound")
+        cells.append([
+            str(row["trial_id"]), f.runtime(row["runtime"]) if row.get("runtime") else "", f.number(row["promised_rps"], 4),
+            f.number(row["at_rps"], 4),
+            " / ".join(f.ms(row[k]) for k in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")),
+            f.ms(row["slo_p95_ms"]), f"{f.integer(row['errors'])} ({f.percent(row['error_rate'])})", str(row["verdict"]),
+            f.number(row["breaking_rps"], 4) if f.finite(row["breaking_rps"]) else "not reached",
+            f.number(row["sustained_rps"], 4) if f.finite(row["sustained_rps"]) else "–",
+            factor + (f" ({bound.replace('_', ' ')})" if bound and bound != "measured" else ""),
+        ])  # fmt: skip
+    return Table(columns, cells)

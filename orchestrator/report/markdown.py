@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.report.content import MEASURED_NOTE, NOT_MEASURED, RUNTIMES_INTRO, Items, Report
+from orchestrator.report.loadtest import HELD_UNDER_LOAD_NOTE, NOT_LOAD_TESTED
 from orchestrator.report.tables import Table
 
 
@@ -74,6 +75,8 @@ def render(report: Report) -> str:
         table(r.explanation, "no record") if r.explanation else "",
         "### Measured on the cluster's instance types\n",
         (table(r.measured_on_types) + f"\n{inline(MEASURED_NOTE)}\n") if r.measured_on_types else f"{inline(NOT_MEASURED)}\n",
+        "### Held under load\n",
+        (table(r.held_under_load) + f"\n{inline(HELD_UNDER_LOAD_NOTE)}\n") if r.held_under_load else f"{inline(NOT_LOAD_TESTED)}\n",
         "## Pruning threshold: where quality gives way\n",
         "Other knobs (bits, distillation settings) vary between trials.\n",
         table(r.threshold, "no pruned trial finished"),

@@ -61,3 +61,26 @@ def test_a_loadtest_of_another_version_is_refused(tmp_path):
     path.write_text('{"version": 2}')
     with pytest.raises(UnsafeFile, match="version 2"):
         read_loadtest(path)
+
+
+def test_the_report_shows_held_under_load_from_the_runs_exports(tmp_path):
+    from orchestrator.report.build import build_report
+    from tests.report._fake import make_run
+
+    root = make_run(tmp_path)
+    untested = build_report(root)["markdown"].read_text()
+    assert "### Held under load" in untested and "No export of this run was load-tested" in untested
+
+    folder = root / "exports" / root.name / "a"
+    folder.mkdir(parents=True)
+    _record("a", [_step(0.5, 100, 40, "held"), _step(1.0, 200, 90, "held"), _step(1.5, 300, 400, "broke")], "held").write(
+        folder / "loadtest.json"
+    )
+    paths = build_report(root)
+    md, html = paths["markdown"].read_text(), paths["html"].read_text()
+    section = md.split("### Held under load", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in section.splitlines() if line.startswith("| a "))
+    # the promised rate, the step at it, the breaking rate and the factor, as loadtest.json holds them
+    for cell in ("| 200 | 200 |", "30 ms / 90 ms / 135 ms", "250 ms", "1 (", "held", "300", "198", "0.198"):
+        assert cell in row, (cell, row)
+    assert "Held under load" in html and "0.198" in html
