@@ -21,6 +21,7 @@ def _export(args: argparse.Namespace) -> int:
             endpoint_url=args.endpoint_url,
             tolerance=args.tolerance,
             progress=progress,
+            require_token=args.require_token,
         )
     except InputError:
         raise  # bad or hostile input (an unsafe run folder, say): exit 2
@@ -83,6 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"largest allowed difference of the rebuilt val quality from the trial's, in the metric's units (default "
         f"{DEFAULT_TOLERANCE}, i.e. 0.5 points; for log_perplexity, nats per token: min({DEFAULT_TOLERANCE}, the run's "
         "max_quality_drop / 10))",
+    )
+    export.add_argument(
+        "--require-token",
+        action="store_true",
+        help="the Serve app answers only requests with `Authorization: Bearer $HEDGEROW_SERVE_TOKEN` (set on every "
+        "serving node; serve_config.yaml names the variable, never the token)",
     )
     export.set_defaults(handler=_export)
 

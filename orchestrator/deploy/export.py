@@ -108,6 +108,7 @@ def export_trial(
     on_object: Callable[[str, bool], None] | None = None,
     progress: Callable[[str], None] = lambda message: None,
     progress_every_s: float = 10.0,
+    require_token: bool = False,
 ) -> ExportResult:
     """Export one trial of a run (default: the recommended one) to a folder or to s3://bucket/prefix.
 
@@ -116,6 +117,7 @@ def export_trial(
     tolerance: the largest |rebuilt − trial| val quality, in the metric's units (None: 0.005, half a point of
     accuracy; for a decoder LLM, nats per token derived from the run's quality budget: see llm_export.llm_tolerance).
     A task that `generates` (a decoder LLM) is exported as a Hugging Face folder (orchestrator/deploy/llm_export.py).
+    require_token: the Serve config makes every request carry the bearer token in $HEDGEROW_SERVE_TOKEN.
     """
     if tolerance is not None and not 0 <= tolerance < 1:
         raise InputError(
@@ -141,6 +143,7 @@ def export_trial(
         writer = functools.partial(write_llm_export, tolerance_reason=reason)
     elif tolerance is None:
         tolerance = DEFAULT_TOLERANCE
+    writer = functools.partial(writer, require_token=require_token)
     unit = "texts" if task.sequence_inputs or task.generates else "examples"
     with watch_passes(PassProgress(progress, unit, every_s=progress_every_s)):
         rebuilt = _rebuild_checked(run, trial, task, tolerance, progress)
@@ -241,6 +244,7 @@ def write_export(
     tolerance: float,
     endpoint_url: str | None,
     progress: Callable[[str], None] = lambda message: None,
+    require_token: bool = False,
 ) -> Manifest:
     """Write every file of the export into root, manifest.json last, then load it back and compare.
 
@@ -268,7 +272,8 @@ def write_export(
     runtime = serving.loader_runtime
     deployment = _deployment(trial, batch)
     instance = _instance(run, deployment.instance_type)
-    serve_lines = _write_serve_config(root, run, trial, deployment, instance, runtime, final_location, endpoint_url)
+    serve_lines = _write_serve_config(root, run, trial, deployment, instance, runtime, final_location, endpoint_url,
+                                      require_token=require_token)
     manifest = Manifest(
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         run_id=run.run_id,

@@ -180,6 +180,7 @@ def write_llm_export(
     endpoint_url: str | None,
     progress: Callable[[str], None] = lambda message: None,
     tolerance_reason: str | None = None,
+    require_token: bool = False,
 ) -> Manifest:
     """Write a decoder LLM's export into root (model/ folder, serve config, README, manifest last), then load it back
     as a user would and compare it with the rebuilt candidate, window by window."""
@@ -234,7 +235,8 @@ def write_llm_export(
     batch = run.config.traffic.serving_batch_size
     deployment = deployment_of(trial, batch)
     instance = instance_of(run, deployment.instance_type)
-    serve_lines = write_serve_config(root, run, trial, deployment, instance, REGISTRY.weights(), final_location, endpoint_url)
+    serve_lines = write_serve_config(root, run, trial, deployment, instance, REGISTRY.weights(), final_location, endpoint_url,
+                                     require_token=require_token)
     weights = f"{MODEL_DIR}/model.safetensors"
     if not (root / weights).is_file():
         weights = f"{MODEL_DIR}/model.safetensors.index.json"  # a sharded save

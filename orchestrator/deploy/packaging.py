@@ -64,8 +64,12 @@ def instance_of(run: RunFolder, instance_type: str | None) -> InstanceType | Non
 
 
 def write_serve_config(root: Path, run: RunFolder, trial: Trial, deployment: Deployment, instance: InstanceType | None,
-                        runtime: str, final_location: str, endpoint_url: str | None) -> list[str]:  # fmt: skip
-    """serve_config.yaml sized by the cost model's answer; returns the lines that explain it (for the README)."""
+                        runtime: str, final_location: str, endpoint_url: str | None,
+                        require_token: bool = False) -> list[str]:  # fmt: skip
+    """serve_config.yaml sized by the cost model's answer; returns the lines that explain it (for the README).
+
+    require_token: the app refuses requests without the bearer token of $HEDGEROW_SERVE_TOKEN on its nodes.
+    """
     threads = int(trial.row.get("threads") or 1)
     traffic = run.config.traffic
     serve = build_serve_config(
@@ -83,6 +87,7 @@ def write_serve_config(root: Path, run: RunFolder, trial: Trial, deployment: Dep
         latency_slo_p95_ms=traffic.latency_slo_p95_ms,
         endpoint_url=redact(endpoint_url) if endpoint_url else None,  # never a user:password@ in a shipped file
         smt_yield=run.config.deployment.smt_yield,
+        require_token=require_token,
     )
     serve_lines = explain(deployment, instance, threads, serve, run.config.deployment.smt_yield)
     (root / SERVE_CONFIG_NAME).write_text(dump_serve_config(serve, serve_lines))

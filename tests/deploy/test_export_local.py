@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -168,17 +169,25 @@ def test_a_missing_file_fails_verification_on_load(exports, tmp_path):
         load(copy)
 
 
-def test_export_verb_defaults_to_the_recommended_trial_and_prints_the_folder(run_dir, tmp_path, capsys):
+def test_export_verb_defaults_to_the_recommended_trial_and_prints_the_folder(run_dir, tmp_path, capsys, monkeypatch):
     stale = tmp_path / run_dir.name / ".int8stat.partial-0badf00d"  # what a killed export leaves: no lock on it
     stale.mkdir(parents=True)
     (stale / "model.safetensors").write_bytes(b"half written")
-    status, out, err = run_cli(["export", str(run_dir), "--dest", str(tmp_path)], capsys)
+    monkeypatch.setenv("HEDGEROW_SERVE_TOKEN", "s3cr3t-serve-token")
+    status, out, err = run_cli(["export", str(run_dir), "--dest", str(tmp_path), "--require-token"], capsys)
     assert status == 0, err
     folder = out.strip().splitlines()[-1]
     assert folder == str(tmp_path / run_dir.name / "int8stat")
     assert (tmp_path / run_dir.name / "int8stat" / "manifest.json").is_file()
     assert not [p for p in (tmp_path / run_dir.name).iterdir() if p.name.startswith(".")]  # no staging left behind
     assert f"removed {stale}: the unfinished export of an interrupted run" in err
+    # --require-token: the Serve config names the variable for Ray to expand on the node, never the token itself
+    serve = yaml.safe_load((Path(folder) / "serve_config.yaml").read_text())
+    app = serve["applications"][0]
+    assert app["args"]["require_token"] is True
+    assert app["runtime_env"]["env_vars"]["HEDGEROW_SERVE_TOKEN"] == "${HEDGEROW_SERVE_TOKEN}"
+    assert not [p for p in Path(folder).rglob("*") if p.is_file() and b"s3cr3t-serve-token" in p.read_bytes()]
+    assert "s3cr3t-serve-token" not in out + err
     peak = re.search(r"peak resident memory (\d+\.\d\d) GiB", err)
     assert peak and 0 < float(peak.group(1)) < 64, err[-2000:]  # this process's own peak, in GiB
 
