@@ -1,19 +1,14 @@
-"""Why the same recipe measured 2.56x and 3.24x the teacher in two MiniLM searches, and whether stepping aside fixes it.
+"""Does a concurrent trial move a candidate's ratio to the teacher? The same recipe measured 2.56x and 3.24x in two
+MiniLM searches.
 
 `make demo-minilm` runs two trials at once, one core each. While one trial times its candidate against the
 teacher (interleaved rounds), the other may be distilling. This benchmark reproduces that on one machine:
 a measuring process builds MiniLM int8 on ONNX Runtime (search_spaces/minilm.yaml's task, settings and threads)
-and measures it as a trial does, `--measurements` times; a neighbour process distills MiniLM (kd batch 16, as
-the demo's trials do) on the other core the whole time. Three conditions, in fresh processes each:
-
-- `alone`: no neighbour (the figure the cost model wants: one replica on its own cores);
-- `neighbour_ignores`: the neighbour distills without regard to the measurement (what happened before the
-  measurement lock: its lock folder differs from the measurer's);
-- `neighbour_steps_aside`: the neighbour shares the measurer's lock (orchestrator/quiet.py), so it pauses
-  between distillation steps while a measurement holds the machine.
+and measures it as a trial does, `--measurements` times one after another; in the `neighbour` condition another
+process distills MiniLM (kd batch 16, as the demo's trials do) on the other core the whole time.
 
 Reported per condition: every measurement's ratio to the teacher, their median and largest deviation from it,
-and the median's deviation from `alone`'s. Writes bench/results/measure_neighbour.json.
+and the median's deviation from `alone`. Writes bench/results/measure_neighbour.json.
 
 Run: `.venv/bin/python bench/measure_neighbour.py [--measurements 4]`.
 """
@@ -22,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -80,11 +74,8 @@ def neighbour() -> None:
     apply_recipe(task, Recipe(kd_steps=100_000, kd_batch_size=16, kd_learning_rate=1e-4), teacher=task.teacher())
 
 
-def _start(role: str, lock_dir: str, extra: list[str] | None = None) -> subprocess.Popen:
-    env = {**os.environ, "HEDGEROW_QUIET_DIR": lock_dir}
-    return subprocess.Popen(
-        [sys.executable, __file__, "--role", role, *(extra or [])], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
-    )
+def _start(role: str, extra: list[str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--role", role, *(extra or [])], cwd=REPO, stdout=subprocess.PIPE, text=True)
 
 
 def _wait_ready(proc: subprocess.Popen) -> None:
@@ -96,13 +87,11 @@ def _wait_ready(proc: subprocess.Popen) -> None:
 
 def condition(name: str, measurements: int) -> dict:
     """One condition in fresh processes: the measurer's ratios, with the neighbour it names."""
-    lock_dir = tempfile.mkdtemp(prefix="hedgerow-quiet-")
     other = None
     if name != "alone":
-        other_dir = lock_dir if name == "neighbour_steps_aside" else tempfile.mkdtemp(prefix="hedgerow-quiet-")
-        other = _start("neighbour", other_dir)
+        other = _start("neighbour")
         _wait_ready(other)
-    proc = _start("measurer", lock_dir, ["--measurements", str(measurements)])
+    proc = _start("measurer", ["--measurements", str(measurements)])
     try:
         out = proc.communicate(timeout=1800)[0]
     finally:
@@ -125,7 +114,7 @@ def condition(name: str, measurements: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--measurements", type=int, default=4)
-    parser.add_argument("--conditions", default="alone,neighbour_ignores,neighbour_steps_aside")
+    parser.add_argument("--conditions", default="alone,neighbour")
     parser.add_argument("--role", choices=["measurer", "neighbour"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "measurer":

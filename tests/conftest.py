@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -14,9 +13,6 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # One teacher cache for the whole suite (and across runs): trained once, then loaded.
 os.environ.setdefault("HEDGEROW_CACHE_DIR", str(REPO / ".cache" / "hedgerow"))
-# A measurement pauses the heavy work of every process that shares its lock folder (orchestrator/quiet.py): each
-# pytest worker, with the Ray trials its tests start, gets a folder of its own, so workers never wait on each other.
-os.environ["HEDGEROW_QUIET_DIR"] = tempfile.mkdtemp(prefix=f"hedgerow-quiet-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
 
 import torch  # noqa: E402
 

@@ -17,7 +17,6 @@ from torch.nn.utils import parametrize
 from orchestrator.compress.hidden_states import HiddenStateMatch, captured
 from orchestrator.compress.prune import prunable_weights
 from orchestrator.compress.quantize import fake_quantize
-from orchestrator.quiet import step_aside
 from orchestrator.tasks.batches import run, to_device
 from orchestrator.tasks.losses import DistillLoss, LossSettings
 from orchestrator.techniques import Context, Knob, Knobs, Stage, StepRecord, Technique, TechniqueConfig
@@ -92,29 +91,28 @@ def distill(model: nn.Module, config: DistillConfig, ctx: Context) -> tuple[nn.M
     reuse_targets = ctx.task.distill_targets_are_teacher and hidden is None
     student.train()
     for step in range(1, config.steps + 1):
-        with step_aside():  # a measurement elsewhere on this machine waits for no more than one step
-            x, y = next(batches)
-            x, y = to_device(ctx.task.compact(x), device), y.to(device)
-            if hidden is not None:
-                with torch.no_grad(), captured(hidden.teacher_layers) as teacher_states:
-                    teacher_logits = run(teacher, x)
-                with captured(hidden.student_layers) as student_states:
-                    student_out = run(student, x)
-                mask = ctx.task.token_mask(x)
-                loss = ctx.task.distill_loss(student_out, teacher_logits, y, loss_settings)
-                loss = loss + config.hidden_weight * hidden.loss(student_states, teacher_states, mask)
+        x, y = next(batches)
+        x, y = to_device(ctx.task.compact(x), device), y.to(device)
+        if hidden is not None:
+            with torch.no_grad(), captured(hidden.teacher_layers) as teacher_states:
+                teacher_logits = run(teacher, x)
+            with captured(hidden.student_layers) as student_states:
+                student_out = run(student, x)
+            mask = ctx.task.token_mask(x)
+            loss = ctx.task.distill_loss(student_out, teacher_logits, y, loss_settings)
+            loss = loss + config.hidden_weight * hidden.loss(student_states, teacher_states, mask)
+        else:
+            if reuse_targets:
+                teacher_logits = y
             else:
-                if reuse_targets:
-                    teacher_logits = y
-                else:
-                    with torch.no_grad():
-                        teacher_logits = run(teacher, x)
-                loss = ctx.task.distill_loss(run(student, x), teacher_logits, y, loss_settings)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            _reapply(masks)
+                with torch.no_grad():
+                    teacher_logits = run(teacher, x)
+            loss = ctx.task.distill_loss(run(student, x), teacher_logits, y, loss_settings)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        _reapply(masks)
         losses.append(loss.item())
         if ctx.on_eval is not None and ctx.eval_every and (step % ctx.eval_every == 0 or step == config.steps):
             value = ctx.task.evaluate_progress(student)  # val, or a fixed subset of it

@@ -48,7 +48,6 @@ from torch import nn
 
 from orchestrator.errors import InputError
 from orchestrator.measure.metrics import DeviceInfo, _LiveBytes, device_info, percentile
-from orchestrator.quiet import measuring_alone
 from orchestrator.tasks.base import model_device
 from orchestrator.techniques.sizes import count_params, weights_bytes
 
@@ -148,12 +147,11 @@ def measure_generation(
                 peak = _peak_memory_bytes(model, hf, ids, prompt_tokens + output_tokens - 2, device)
                 own: list[_Round] = []
                 theirs: list[_Round] = []
-                with measuring_alone():  # other trials on this machine pause their heavy work (orchestrator/quiet.py)
-                    for r in range(rounds):
-                        timed = _run_round(models if r % 2 == 0 else models[::-1], ids, decode_steps, decode_context, device)
-                        own.append(timed[0] if r % 2 == 0 else timed[-1])
-                        if ref_hf is not None:
-                            theirs.append(timed[1] if r % 2 == 0 else timed[0])
+                for r in range(rounds):
+                    timed = _run_round(models if r % 2 == 0 else models[::-1], ids, decode_steps, decode_context, device)
+                    own.append(timed[0] if r % 2 == 0 else timed[-1])
+                    if ref_hf is not None:
+                        theirs.append(timed[1] if r % 2 == 0 else timed[0])
                 point = _point(c, own, theirs, prompt_tokens, output_tokens, peak)
                 points.append(point)
                 reason = _slo_breach(point, ttft_slo_ms, tpot_slo_ms)

@@ -24,7 +24,6 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from orchestrator.quiet import measuring_alone
 from orchestrator.runtimes.base import ServedProgram
 from orchestrator.tasks.base import model_device
 from orchestrator.tasks.batches import Inputs, batch_size, nbytes, run, take, tensors, to_device
@@ -252,12 +251,11 @@ def measure(
     device = model_device(model)
     params, nonzero = param_counts(model)
     ratio_rounds: list[float] = []
-    with measuring_alone():  # other trials on this machine pause their heavy work (orchestrator/quiet.py)
-        if reference is None:
-            batch_times = time_batches(model, example_batch, batch_repeats)
-        else:
-            batch_times, ratio_rounds = _interleaved_batch_times(model, reference.eval(), example_batch, batch_repeats, rounds)
-        single_times = time_batches(model, take(example_batch, slice(0, 1)), latency_repeats, warmup=10)
+    if reference is None:
+        batch_times = time_batches(model, example_batch, batch_repeats)
+    else:
+        batch_times, ratio_rounds = _interleaved_batch_times(model, reference.eval(), example_batch, batch_repeats, rounds)
+    single_times = time_batches(model, take(example_batch, slice(0, 1)), latency_repeats, warmup=10)
     n = batch_size(example_batch)
     runs_sps = [n / t for t in batch_times]
     return Metrics(
@@ -303,13 +301,12 @@ def interleaved_throughput(models: dict[str, nn.Module], batch: Inputs, rounds: 
     ratios against a baseline are far steadier than separate measurements.
     """
     results: dict[str, list[float]] = {name: [] for name in models}
-    with measuring_alone():
-        for model in models.values():
-            time_batches(model, batch, repeats=1, warmup=3)
-        for _ in range(rounds):
-            for name, model in models.items():
-                times = time_batches(model, batch, repeats, warmup=1)
-                results[name].append(batch_size(batch) / statistics.median(times))
+    for model in models.values():
+        time_batches(model, batch, repeats=1, warmup=3)
+    for _ in range(rounds):
+        for name, model in models.items():
+            times = time_batches(model, batch, repeats, warmup=1)
+            results[name].append(batch_size(batch) / statistics.median(times))
     return results
 
 

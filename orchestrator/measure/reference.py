@@ -25,7 +25,6 @@ from pydantic import BaseModel
 from torch import nn
 
 from orchestrator.measure.metrics import DeviceInfo, device_info, time_batches
-from orchestrator.quiet import measuring_alone
 from orchestrator.safe_files import write_atomic
 from orchestrator.tasks.cache import cache_dir, settings_key
 from orchestrator.tasks.base import model_device
@@ -119,9 +118,8 @@ def read_kept(path: Path, model: type[Kept], version: int) -> Kept | None:
 
 def _measure(teacher: nn.Module, batch: Inputs, threads: int, rounds: int, repeats: int, identity: dict, path: Path) -> ReferenceThroughput:
     teacher.eval()
-    with measuring_alone():
-        time_batches(teacher, batch, repeats=1, warmup=5)
-        rounds_sps = [batch_size(batch) / statistics.median(time_batches(teacher, batch, repeats, warmup=1)) for _ in range(rounds)]
+    time_batches(teacher, batch, repeats=1, warmup=5)
+    rounds_sps = [batch_size(batch) / statistics.median(time_batches(teacher, batch, repeats, warmup=1)) for _ in range(rounds)]
     return ReferenceThroughput(
         throughput_sps=statistics.median(rounds_sps),
         rounds_sps=[round(r, 1) for r in rounds_sps],

@@ -22,8 +22,6 @@ from typing import Callable, Iterator, Mapping, Union
 import torch
 from torch import nn
 
-from orchestrator.quiet import step_aside
-
 Inputs = Union[torch.Tensor, Mapping[str, torch.Tensor]]
 
 
@@ -117,8 +115,7 @@ def run_in_chunks(
             chunk = prepare(chunk)
         if device is not None:
             chunk = to_device(chunk, device)
-        with step_aside():
-            outputs.append(run(model, chunk).float().cpu())
+        outputs.append(run(model, chunk).float().cpu())
         report_progress(min(start + chunk_size, total), total)
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
