@@ -95,10 +95,12 @@ def recommend(
         if held:
             skipped = {p["trial_id"] for p in passed_over}
             for _, other in simpler_within_noise(row, candidates).iterrows():
-                if other["trial_id"] not in skipped and holds(other)[0]:
-                    passed_over.append(noise_tie_entry(row, other))
-                    row = other
-                    break
+                cheaper = _cheaper_than(other, candidates, skipped)
+                if other["trial_id"] in skipped or not _preferred_over(other, cheaper) or not holds(other)[0]:
+                    continue
+                passed_over.extend(noise_tie_entry(c, other) for _, c in cheaper.iterrows())
+                row = other
+                break
             if compression_saves_nothing(row, base):
                 test_quality(base)  # the summary reports the baseline's held-out figures
                 return base, passed_over
@@ -169,6 +171,22 @@ def simpler_within_noise(chosen: pd.Series, candidates: pd.DataFrame) -> pd.Data
         if r["trial_id"] != chosen["trial_id"] and simplicity(r) < mine and within_noise(chosen, r)
     ]
     return candidates.loc[[i for *_, i in sorted(rows)]]
+
+
+def _cheaper_than(other: pd.Series, candidates: pd.DataFrame, skipped: set) -> pd.DataFrame:
+    """The candidates priced below `other` that were not already passed over (for their test drop)."""
+    price = _clean(other.get("monthly_usd"))
+    keep = [i for i, r in candidates.iterrows() if r["trial_id"] not in skipped and r["trial_id"] != other["trial_id"]
+            and price is not None and (_clean(r.get("monthly_usd")) or 0.0) < price]  # fmt: skip
+    return candidates.loc[keep]
+
+
+def _preferred_over(simpler: pd.Series, cheaper: pd.DataFrame) -> bool:
+    """Whether `simpler` may be recommended over every cheaper candidate: simpler than each and within noise of each,
+    so every candidate it passes over is passed over for a true reason."""
+    return len(cheaper) > 0 and all(
+        simplicity(c) > simplicity(simpler) and within_noise(simpler, c) for _, c in cheaper.iterrows()
+    )
 
 
 def noise_tie_entry(cheaper: pd.Series, simpler: pd.Series) -> dict[str, Any]:

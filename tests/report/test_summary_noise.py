@@ -55,7 +55,6 @@ def test_a_simpler_candidate_within_noise_is_recommended_and_the_note_says_why()
         _row("base", 1000.0, baseline=True),
         _row("pruned", 100.0, 80.0, 140.0, bits=8, prune_method="l1_unstructured", prune_ratio=0.5),
         _row("int8", 120.0, 95.0, 160.0, drop=0.002, bits=8),  # one stage, on the front; overlaps the cheapest
-        _row("int8-d", 118.0, 95.0, 160.0, drop=0.006, bits=8),  # as simple and cheaper, but off the front: not preferred
     ]
     frame = _frame(rows)
     rec, passed = recommend(frame, 0.01, baseline_test=0.99, test_quality=_all_hold)
@@ -68,6 +67,17 @@ def test_a_simpler_candidate_within_noise_is_recommended_and_the_note_says_why()
         cost=dict(COST), inputs=INPUTS,
     )  # fmt: skip
     assert summary.within_noise["preferred"] == "int8" and "within measurement noise" in summary.recommendation_note
+
+
+def test_no_candidate_cheaper_than_the_simpler_one_is_skipped_without_a_true_reason():
+    rows = [
+        _row("base", 1000.0, baseline=True),
+        _row("pruned", 100.0, 80.0, 140.0, bits=8, prune_method="l1_unstructured", prune_ratio=0.5),
+        _row("int8", 120.0, 95.0, 160.0, drop=0.002, bits=8),
+        _row("int8-d", 118.0, 95.0, 160.0, drop=0.006, bits=8),  # cheaper than int8 and as simple: int8 is not preferred
+    ]
+    rec, passed = recommend(_frame(rows), 0.01, baseline_test=0.99, test_quality=_all_hold)
+    assert rec["trial_id"] == "pruned" and passed == []
 
 
 def test_without_overlap_the_cheapest_stays_recommended():

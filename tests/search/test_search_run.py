@@ -84,6 +84,10 @@ def test_summary_has_the_contract_keys_and_a_sound_recommendation(run_dir):
     assert set(cheaper.index) <= set(passed_over), "a cheaper candidate was skipped without a reason"
     for trial_id, passed in passed_over.items():
         assert trial_id in cheaper.index or frame.loc[trial_id, "monthly_usd"] == pytest.approx(rec["monthly_usd"])
+        assert trial_id in summary["recommendation_note"]
+        if passed.get("noise_tie"):  # within measurement noise of the recommended one, which is simpler
+            assert passed["preferred"] == rec["trial_id"] and "within measurement noise" in passed["reason"]
+            continue
         assert base_test - frame.loc[trial_id, "test_accuracy"] > max_drop, passed["reason"]
         assert "exceeds the bound" in passed["reason"] and trial_id in summary["recommendation_note"]
     assert rec["monthly_usd"] == pytest.approx(ok.drop(index=list(passed_over))["monthly_usd"].min())
