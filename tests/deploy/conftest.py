@@ -17,6 +17,7 @@ from orchestrator.compress import Recipe, apply_recipe
 from orchestrator.config import parse_config, to_yaml
 from orchestrator.cost.catalog import load_catalog
 from orchestrator.cost.model import CandidateMetrics, price_candidate
+from orchestrator.loadtest.serving import free_port
 from orchestrator.threads import torch_threads
 from orchestrator.report.records import Candidate, Summary, TrialRecord
 from orchestrator.report.results import COLUMNS
@@ -136,12 +137,6 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 # ---- S3-compatible servers -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
